@@ -1,0 +1,44 @@
+export type {
+  EffectiveRule,
+  ExemptionMatch,
+  LiveSession,
+  LoginContext,
+  LoginDecision,
+  PolicyUser,
+  RuleSource,
+} from './decide.ts';
+export {
+  decideLogin,
+  findExemption,
+  resolveRule,
+  suggestExemption,
+} from './decide.ts';
+export { createMemorySessionRegistry } from './memory-registry.ts';
+export type {
+  AdmissionPlan,
+  AdmitRequest,
+  AdmitResult,
+  SessionRecord,
+  SessionRegistry,
+} from './registry.ts';
+export { admitResult, planAdmission } from './registry.ts';
+export type {
+  AccountRule,
+  OnLimit,
+  PolicySettings,
+  PolicySettingsInput,
+  SessionScope,
+} from './settings.ts';
+export {
+  POLICY_ENV,
+  PolicySettingsError,
+  parseSettings,
+  settingsFromEnv,
+} from './settings.ts';
+export type {
+  AccountRates,
+  StormAlert,
+  StormDetector,
+  StormDetectorOptions,
+} from './storm-detector.ts';
+export { createStormDetector } from './storm-detector.ts';

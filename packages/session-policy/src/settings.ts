@@ -1,0 +1,186 @@
+import { z } from 'zod';
+
+/** What happens when a login would exceed the account's session limit. */
+export type OnLimit = 'evict-oldest' | 'deny-new';
+
+/**
+ * Which sessions compete for the limit. `account`: all of the user's sessions (upstream).
+ * `instance`: only sessions that carry the same client instance id as the new login, so a
+ * worker that names itself replaces its own earlier session and never a sibling's.
+ */
+export type SessionScope = 'account' | 'instance';
+
+/** A per-account rule, chosen by exact username or by group membership. */
+export interface AccountRule {
+  match: { username: string } | { group: string };
+  maxSessions?: number | undefined;
+  onLimit?: OnLimit | undefined;
+  scope?: SessionScope | undefined;
+}
+
+/** Validated policy settings. Build them with {@link parseSettings} or {@link settingsFromEnv}. */
+export interface PolicySettings {
+  /** Upstream `PREVENT_CONCURRENT_LOGINS`: when false, no session is ever evicted. */
+  preventConcurrentLogins: boolean;
+  /** Upstream `SINGLE_LOGIN_EXEMPT_USERNAMES`: exact, case-sensitive usernames. */
+  exemptUsernames: readonly string[];
+  /** Upstream `SINGLE_LOGIN_EXEMPT_GROUPS`: membership in any of these exempts. */
+  exemptGroups: readonly string[];
+  /** Default limit of concurrent sessions per account (1 = upstream single login). */
+  maxSessions: number;
+  onLimit: OnLimit;
+  scope: SessionScope;
+  /** Per-account overrides; the first username rule wins, then the first matching group rule. */
+  rules: readonly AccountRule[];
+  /** Decide and report evictions, but delete nothing (for a safe rollout). */
+  dryRun: boolean;
+}
+
+const name = z.string().trim().min(1, 'must not be empty');
+const onLimit = z.enum(['evict-oldest', 'deny-new']);
+const scope = z.enum(['account', 'instance']);
+const maxSessions = z.number().int().min(1).max(10_000);
+
+const accountRuleSchema = z
+  .object({
+    match: z.union([z.strictObject({ username: name }), z.strictObject({ group: name })]),
+    maxSessions: maxSessions.optional(),
+    onLimit: onLimit.optional(),
+    scope: scope.optional(),
+  })
+  .strict();
+
+const settingsSchema = z
+  .object({
+    preventConcurrentLogins: z.boolean().default(true),
+    exemptUsernames: z.array(name).default([]),
+    exemptGroups: z.array(name).default([]),
+    maxSessions: maxSessions.default(1),
+    onLimit: onLimit.default('evict-oldest'),
+    scope: scope.default('account'),
+    rules: z.array(accountRuleSchema).default([]),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
+
+/** Plain input for {@link parseSettings}: every field optional, defaults as upstream. */
+export type PolicySettingsInput = z.input<typeof settingsSchema>;
+
+/** Thrown when settings are invalid; the message names each setting and the rejected value. */
+export class PolicySettingsError extends Error {
+  override readonly name = 'PolicySettingsError';
+  constructor(readonly issues: readonly string[]) {
+    super(`Invalid session policy settings:\n  - ${issues.join('\n  - ')}`);
+  }
+}
+
+function describeIssues(error: z.ZodError, input: unknown, names: Record<string, string>) {
+  return error.issues.map((issue) => {
+    const path = issue.path.map(String);
+    const top = path[0] ?? '';
+    const label = names[top] ?? (top || '(settings)');
+    const value = path.reduce<unknown>(
+      (at, key) =>
+        at && typeof at === 'object' ? (at as Record<string, unknown>)[key] : undefined,
+      input,
+    );
+    const shown = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
+    const where = path.length > 1 ? ` at ${path.slice(1).join('.')}` : '';
+    return `${label}${where}: ${issue.message}${shown}`;
+  });
+}
+
+/**
+ * Validates plain settings and fills in the upstream defaults.
+ *
+ * @example
+ * const settings = parseSettings({ exemptUsernames: ['xqueue_svc'] });
+ * settings.preventConcurrentLogins; // true
+ */
+export function parseSettings(input: PolicySettingsInput = {}): PolicySettings {
+  const result = settingsSchema.safeParse(input);
+  if (!result.success) throw new PolicySettingsError(describeIssues(result.error, input, {}));
+  return result.data;
+}
+
+/** Environment variable names read by {@link settingsFromEnv}, with what each sets. */
+export const POLICY_ENV = {
+  PREVENT_CONCURRENT_LOGINS: 'preventConcurrentLogins',
+  SINGLE_LOGIN_EXEMPT_USERNAMES: 'exemptUsernames',
+  SINGLE_LOGIN_EXEMPT_GROUPS: 'exemptGroups',
+  SINGLE_LOGIN_MAX_SESSIONS: 'maxSessions',
+  SINGLE_LOGIN_ON_LIMIT: 'onLimit',
+  SINGLE_LOGIN_SCOPE: 'scope',
+  SINGLE_LOGIN_RULES: 'rules',
+  SINGLE_LOGIN_DRY_RUN: 'dryRun',
+} as const;
+
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
+const FALSE_WORDS = new Set(['0', 'false', 'no', 'off']);
+
+function envBoolean(raw: string): unknown {
+  const word = raw.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  return raw; // left as a string so that validation names the bad value
+}
+
+function envList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
+}
+
+function envNumber(raw: string): unknown {
+  const trimmed = raw.trim();
+  return /^-?\d+$/.test(trimmed) ? Number(trimmed) : raw;
+}
+
+function envJson(variable: string, raw: string): unknown {
+  if (raw.trim() === '') return [];
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new PolicySettingsError([`${variable}: must be a JSON array of rules (got ${raw})`]);
+  }
+}
+
+/**
+ * Reads settings from environment-style strings (comma-separated lists, `true`/`false`,
+ * a JSON array for `SINGLE_LOGIN_RULES`). Unset or empty variables take the defaults.
+ *
+ * @example
+ * const settings = settingsFromEnv({ SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue, graders' });
+ * settings.exemptGroups; // ['xqueue', 'graders']
+ */
+export function settingsFromEnv(env: Readonly<Record<string, string | undefined>>): PolicySettings {
+  const input: Record<string, unknown> = {};
+  const names: Record<string, string> = {};
+  for (const [variable, key] of Object.entries(POLICY_ENV)) {
+    const raw = env[variable];
+    names[key] = variable;
+    if (raw === undefined || raw.trim() === '') continue;
+    switch (key) {
+      case 'preventConcurrentLogins':
+      case 'dryRun':
+        input[key] = envBoolean(raw);
+        break;
+      case 'exemptUsernames':
+      case 'exemptGroups':
+        input[key] = envList(raw);
+        break;
+      case 'maxSessions':
+        input[key] = envNumber(raw);
+        break;
+      case 'rules':
+        input[key] = envJson(variable, raw);
+        break;
+      default:
+        input[key] = raw.trim();
+    }
+  }
+  const result = settingsSchema.safeParse(input);
+  if (!result.success) throw new PolicySettingsError(describeIssues(result.error, input, names));
+  return result.data;
+}

@@ -1,0 +1,25 @@
+export type {
+  Envelope,
+  GradeResult,
+  NotAuthenticatedBody,
+  Parsed,
+  PulledSubmission,
+  SessionEndReason,
+  SubmissionBody,
+  SubmissionContent,
+  XQueueHeader,
+} from './protocol.ts';
+export {
+  CLIENT_INSTANCE_HEADER,
+  decodeSubmission,
+  encodeSubmission,
+  failure,
+  NOT_AUTHENTICATED_DETAIL,
+  parseEnvelope,
+  parseGradeResult,
+  parseSubmissionBody,
+  parseXQueueHeader,
+  SESSION_END_HEADER,
+  success,
+  XQUEUE_PATHS,
+} from './protocol.ts';

@@ -1,0 +1,175 @@
+import { z } from 'zod';
+
+/** Endpoint paths, trailing slashes included: real clients send them exactly so. */
+export const XQUEUE_PATHS = {
+  login: '/xqueue/login/',
+  logout: '/xqueue/logout/',
+  getSubmission: '/xqueue/get_submission/',
+  putResult: '/xqueue/put_result/',
+  getQueuelen: '/xqueue/get_queuelen/',
+} as const;
+
+/** The 403 body Django REST framework sends when no session is authenticated. */
+export const NOT_AUTHENTICATED_DETAIL = 'Authentication credentials were not provided.';
+
+/**
+ * Header on a 403 that tells a client why its session ended (beyond upstream): `evicted`
+ * (another login took the slot), `expired`, or `logged-out`. The body carries the same value
+ * in `session_end.reason`, so clients that only read `detail` keep working.
+ */
+export const SESSION_END_HEADER = 'X-Session-End-Reason';
+
+/** Header a client may send to name itself for session-policy's instance scope. */
+export const CLIENT_INSTANCE_HEADER = 'X-Client-Instance';
+
+export type SessionEndReason = 'evicted' | 'expired' | 'logged-out';
+
+/** The 403 body: `detail` as upstream, plus the machine-readable reason when one is known. */
+export interface NotAuthenticatedBody {
+  detail: string;
+  session_end?: { reason: SessionEndReason; at: string };
+}
+
+/** Every xqueue answer: `return_code` 0 for success, 1 for failure with a message. */
+export type Envelope<T = unknown> =
+  | { return_code: 0; content: T }
+  | { return_code: 1; content: string };
+
+/** A success envelope. */
+export function success<T>(content: T): Envelope<T> {
+  return { return_code: 0, content };
+}
+
+/** A failure envelope with a message. */
+export function failure(message: string): Envelope<never> {
+  return { return_code: 1, content: message };
+}
+
+/** An expected "no" is a value: parsers return this instead of throwing. */
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = (error: string): Parsed<never> => ({ ok: false, error });
+
+function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  const path = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  return `${path}${issue.message}`;
+}
+
+function parseJsonWith<T>(label: string, raw: unknown, schema: z.ZodType<T>): Parsed<T> {
+  if (typeof raw !== 'string') return fail(`${label} must be a JSON string`);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return fail(`${label} is not valid JSON`);
+  }
+  const result = schema.safeParse(value);
+  return result.success
+    ? ok(result.data)
+    : fail(`${label} is invalid: ${firstIssue(result.error)}`);
+}
+
+const headerSchema = z.object({
+  submission_id: z.number().int().positive(),
+  submission_key: z.string().min(1).max(128),
+  lms_callback_url: z.string().max(2048).optional(),
+  lms_key: z.string().max(256).optional(),
+  queue_name: z.string().max(128).optional(),
+});
+
+/** `xqueue_header`: which submission, and the pull key that proves the puller holds it. */
+export type XQueueHeader = z.infer<typeof headerSchema>;
+
+/** Parses the `xqueue_header` JSON string of get_submission and put_result. */
+export function parseXQueueHeader(raw: unknown): Parsed<XQueueHeader> {
+  return parseJsonWith('xqueue_header', raw, headerSchema);
+}
+
+const submissionBodySchema = z.object({
+  student_response: z.string(),
+  grader_payload: z.string(),
+  student_info: z.string(),
+});
+
+/** `xqueue_body` as a grader receives it: the student's answer and the problem's grader payload. */
+export type SubmissionBody = z.infer<typeof submissionBodySchema>;
+
+/** Parses the `xqueue_body` JSON string that get_submission serves. */
+export function parseSubmissionBody(raw: unknown): Parsed<SubmissionBody> {
+  return parseJsonWith('xqueue_body', raw, submissionBodySchema);
+}
+
+const gradeResultSchema = z.object({
+  correct: z.boolean(),
+  score: z.number().finite().min(0),
+  msg: z.string().max(100_000),
+});
+
+/** The grader's reply, posted as `xqueue_body` of put_result. */
+export type GradeResult = z.infer<typeof gradeResultSchema>;
+
+/** Parses the `xqueue_body` JSON string of put_result. */
+export function parseGradeResult(raw: unknown): Parsed<GradeResult> {
+  return parseJsonWith('xqueue_body', raw, gradeResultSchema);
+}
+
+const submissionContentSchema = z.object({
+  xqueue_header: z.string(),
+  xqueue_body: z.string(),
+  xqueue_files: z.string(),
+});
+
+/** What get_submission's `content` decodes to: three JSON strings. */
+export type SubmissionContent = z.infer<typeof submissionContentSchema>;
+
+/** A pulled submission, fully decoded. */
+export interface PulledSubmission {
+  header: XQueueHeader;
+  body: SubmissionBody;
+  files: Record<string, string>;
+}
+
+/**
+ * Encodes a submission for get_submission's `content`, nesting JSON strings as xqueue does.
+ *
+ * @example
+ * success(encodeSubmission({ header, body, files: {} }));
+ */
+export function encodeSubmission(submission: PulledSubmission): string {
+  const content: SubmissionContent = {
+    xqueue_header: JSON.stringify(submission.header),
+    xqueue_body: JSON.stringify(submission.body),
+    xqueue_files: JSON.stringify(submission.files),
+  };
+  return JSON.stringify(content);
+}
+
+/** Decodes get_submission's `content` string into header, body and files. */
+export function decodeSubmission(raw: unknown): Parsed<PulledSubmission> {
+  const content = parseJsonWith('content', raw, submissionContentSchema);
+  if (!content.ok) return content;
+  const header = parseXQueueHeader(content.value.xqueue_header);
+  if (!header.ok) return header;
+  const body = parseSubmissionBody(content.value.xqueue_body);
+  if (!body.ok) return body;
+  const files = parseJsonWith(
+    'xqueue_files',
+    content.value.xqueue_files,
+    z.record(z.string(), z.string()),
+  );
+  if (!files.ok) return files;
+  return ok({ header: header.value, body: body.value, files: files.value });
+}
+
+const envelopeSchema = z.union([
+  z.object({ return_code: z.literal(0), content: z.unknown() }),
+  z.object({ return_code: z.literal(1), content: z.string() }),
+]);
+
+/** Parses any xqueue answer body into an envelope. */
+export function parseEnvelope(raw: string): Parsed<Envelope> {
+  return parseJsonWith('response', raw, envelopeSchema) as Parsed<Envelope>;
+}

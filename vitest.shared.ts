@@ -1,0 +1,17 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * Shared vitest settings. Every package also writes its JSON report to test-results/ (a turbo
+ * output, so cached runs restore it) and .ci/run adds them up into one "N passed, N failed" line.
+ */
+export function sharedConfig(overrides: { testTimeout?: number; hookTimeout?: number } = {}) {
+  return defineConfig({
+    test: {
+      include: ['src/**/*.test.ts'],
+      testTimeout: overrides.testTimeout ?? 20_000,
+      hookTimeout: overrides.hookTimeout ?? 60_000,
+      reporters: ['default', 'json'],
+      outputFile: { json: 'test-results/vitest.json' },
+    },
+  });
+}
