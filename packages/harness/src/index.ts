@@ -1,4 +1,8 @@
+export type { LocalLms, StartLmsOptions } from './lms.ts';
+export { LmsStartError, startLms } from './lms.ts';
 export type { ManagedProcess, SpawnOptions } from './process.ts';
 export { freePort, spawnManaged, waitFor } from './process.ts';
 export type { LocalRedis } from './redis.ts';
 export { startRedis } from './redis.ts';
+export type { StartWatchersOptions, WatcherFleet } from './watcher.ts';
+export { startWatchers } from './watcher.ts';

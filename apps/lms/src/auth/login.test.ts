@@ -1,0 +1,58 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient } from '../testing/client.ts';
+import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+import { upsertUser } from '../users.ts';
+import { DJANGO_ITERATIONS, hashPassword } from './password.ts';
+
+let lms: TestLms | undefined;
+afterEach(() => lms?.close());
+
+describe('login hashing', () => {
+  it('keeps answering xqueue requests while logins hash at Django iterations', async () => {
+    lms = await createTestLms({ transport: 'socket' });
+    const passwordHash = await hashPassword('slow-pass', DJANGO_ITERATIONS);
+    upsertUser(lms.database.db, { username: 'slowpoke', passwordHash, now: lms.clock.now() });
+    const grader = new TestClient(lms.fetcher);
+    expect((await grader.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+
+    let loginsDone = false;
+    const logins = Promise.all(
+      Array.from({ length: 4 }, () =>
+        new TestClient(lms!.fetcher).webLogin('slowpoke', 'slow-pass'),
+      ),
+    ).finally(() => {
+      loginsDone = true;
+    });
+    let answeredDuringLogins = 0;
+    const deadline = Date.now() + 30_000;
+    while (!loginsDone && Date.now() < deadline) {
+      const response = await grader.get('/xqueue/get_queuelen/?queue_name=test-queue');
+      expect(response.status).toBe(200);
+      if (!loginsDone) answeredDuringLogins++;
+    }
+    const responses = await logins;
+    expect(responses.map((response) => response.status)).toEqual([200, 200, 200, 200]);
+    // A synchronous hash would block the event loop: no request could finish meanwhile.
+    expect(answeredDuringLogins).toBeGreaterThanOrEqual(5);
+  });
+
+  it('refuses unknown users, wrong passwords and inactive users alike', async () => {
+    lms = await createTestLms();
+    lms.database.sqlite.prepare("UPDATE users SET is_active = 0 WHERE username = 'student2'").run();
+    const client = new TestClient(lms.fetcher);
+    for (const [username, password] of [
+      ['nobody', 'student-pass'],
+      ['student1', 'wrong'],
+      ['student2', 'student-pass'],
+    ] as const) {
+      const response = await client.xqueueLogin(username, password);
+      expect(response.status).toBe(401);
+      expect(await response.json()).toEqual({
+        return_code: 1,
+        content: 'Incorrect login credentials',
+      });
+    }
+    const metrics = await (await client.get('/metrics')).text();
+    expect(metrics).toContain('lms_login_failures_total{path="xqueue"} 3');
+  });
+});

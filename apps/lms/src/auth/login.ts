@@ -1,0 +1,148 @@
+import {
+  type AdmitResult,
+  decideLogin,
+  type PolicySettings,
+  type StormDetector,
+} from '@storm-lab/session-policy';
+import { eq } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { Db } from '../db/client.ts';
+import { users } from '../db/schema.ts';
+import type { LmsMetrics } from '../ops/metrics.ts';
+import { findCredentials, groupsOf, type LmsUser } from '../users.ts';
+import { burnPasswordCheck, verifyPassword } from './password.ts';
+import type { SessionStore } from './session-store.ts';
+import { newSessionToken, shortId } from './tokens.ts';
+
+/** Where a login came from, as the `path` label of `lms_logins_total`. */
+export type LoginPath = 'xqueue' | 'web';
+
+export interface LoginAttempt {
+  username: string;
+  password: string;
+  path: LoginPath;
+  /** From `X-Client-Instance`: names the client for instance-scoped limits. */
+  instanceId: string | null;
+  /** The session this request already carries; a new login replaces it, as Django's does. */
+  replacing: string | null;
+}
+
+/** A login's outcome; wrong credentials and a denied login are expected "no"s. */
+export type LoginOutcome =
+  | {
+      ok: true;
+      token: string;
+      sessionId: string;
+      user: LmsUser;
+      admitted: Extract<AdmitResult, { admitted: true }>;
+    }
+  | { ok: false; reason: 'bad-credentials' }
+  | { ok: false; reason: 'denied'; liveSessions: number };
+
+export interface LoginServiceDeps {
+  db: Db;
+  store: SessionStore;
+  policy: PolicySettings;
+  detector: StormDetector;
+  metrics: LmsMetrics;
+  logger: Logger;
+  now: () => number;
+  passwordHashIterations: number;
+}
+
+async function checkCredentials(deps: LoginServiceDeps, username: string, password: string) {
+  const row = findCredentials(deps.db, username);
+  if (!row) return burnPasswordCheck(password, deps.passwordHashIterations);
+  const valid = await verifyPassword(password, row.password);
+  return valid && row.isActive ? row : false;
+}
+
+function report(
+  deps: LoginServiceDeps,
+  user: LmsUser,
+  sessionId: string,
+  result: AdmitResult,
+  at: number,
+) {
+  if (!result.admitted) return;
+  const account = user.username;
+  for (const evicted of result.evicted) {
+    // One line per eviction: which account, which session ended, which login ended it.
+    deps.logger.info(
+      {
+        event: result.dryRun ? 'eviction-dry-run' : 'eviction',
+        account,
+        evicted: shortId(evicted.id),
+        session: shortId(sessionId),
+      },
+      result.dryRun ? 'session would be evicted (dry run)' : 'session evicted',
+    );
+  }
+  if (result.evicted.length > 0 && !result.dryRun) {
+    deps.metrics.sessionsEvicted.inc({ account }, result.evicted.length);
+  }
+  const alerts = [
+    deps.detector.recordLogin(account, at),
+    result.evicted.length > 0
+      ? deps.detector.recordEviction(account, at, result.evicted.length)
+      : null,
+  ];
+  for (const alert of alerts) {
+    if (!alert) continue;
+    deps.metrics.stormAlerts.inc({ account });
+    deps.logger.warn(
+      { event: 'storm-alert', ...alert },
+      `login storm on account ${account}: try ${alert.suggestion}`,
+    );
+  }
+}
+
+/**
+ * Creates the login hook: checks credentials off the event loop, then admits the new session
+ * through session-policy (evicting, exempting or denying), records metrics and logs.
+ *
+ * @example
+ * const login = createLoginService(deps);
+ * const outcome = await login({ username, password, path: 'xqueue', instanceId: null, replacing: null });
+ */
+export function createLoginService(deps: LoginServiceDeps) {
+  return async function login(attempt: LoginAttempt): Promise<LoginOutcome> {
+    const row = await checkCredentials(deps, attempt.username, attempt.password);
+    if (!row) {
+      deps.metrics.loginFailures.inc({ path: attempt.path });
+      return { ok: false, reason: 'bad-credentials' };
+    }
+    const user: LmsUser = {
+      id: row.id,
+      username: row.username,
+      isStaff: row.isStaff,
+      isActive: row.isActive,
+      groups: groupsOf(deps.db, row.id),
+    };
+    if (attempt.replacing) await deps.store.remove(attempt.replacing);
+    const { token, id } = newSessionToken();
+    const now = deps.now();
+    const instanceId = attempt.instanceId;
+    const result = await deps.store.admit({
+      userId: user.id,
+      session: { id, instanceId, createdAt: now },
+      decide: (live) => decideLogin(deps.policy, user, { sessionId: id, instanceId, now }, live),
+    });
+    if (!result.admitted) {
+      deps.metrics.loginFailures.inc({ path: attempt.path });
+      deps.logger.info(
+        { event: 'login-denied', account: user.username },
+        'login denied: session limit reached',
+      );
+      return { ok: false, reason: 'denied', liveSessions: result.decision.liveSessions };
+    }
+    deps.db.update(users).set({ lastLogin: now }).where(eq(users.id, user.id)).run();
+    deps.metrics.logins.inc({ account: user.username, path: attempt.path });
+    report(deps, user, id, result, now);
+    deps.store.prune();
+    return { ok: true, token, sessionId: id, user, admitted: result };
+  };
+}
+
+/** The login function {@link createLoginService} returns. */
+export type LoginService = ReturnType<typeof createLoginService>;

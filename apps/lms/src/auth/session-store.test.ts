@@ -1,0 +1,111 @@
+import { decideLogin, parseSettings } from '@storm-lab/session-policy';
+import {
+  CONFORMANCE_USERNAMES,
+  runSessionRegistryConformance,
+} from '@storm-lab/session-policy/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type LmsDatabase, openDatabase } from '../db/client.ts';
+import { createTestClock } from '../testing/fixtures.ts';
+import { profileMeta, upsertUser } from '../users.ts';
+import { createSessionStore, type SessionStore, TOMBSTONE_TTL_MS } from './session-store.ts';
+
+const CONFORMANCE_NOW = 1_700_000_000_000;
+const databases = new Map<SessionStore, LmsDatabase>();
+
+runSessionRegistryConformance({
+  name: 'SQLite session store',
+  create: () => {
+    const database = openDatabase({ path: ':memory:' });
+    for (const username of CONFORMANCE_USERNAMES) {
+      upsertUser(database.db, { id: username, username, passwordHash: 'x', now: CONFORMANCE_NOW });
+    }
+    // The suite's fixture clock starts at CONFORMANCE_NOW, so no session is expired.
+    const store = createSessionStore({
+      db: database.db,
+      ttlMs: 60_000_000,
+      now: () => CONFORMANCE_NOW,
+    });
+    databases.set(store, database);
+    return store;
+  },
+  destroy: (store) => {
+    databases.get(store as SessionStore)?.close();
+    databases.delete(store as SessionStore);
+  },
+});
+
+describe('SQLite session store', () => {
+  let database: LmsDatabase;
+  afterEach(() => database.close());
+
+  function setup(ttlMs = 60_000) {
+    database = openDatabase({ path: ':memory:' });
+    const clock = createTestClock();
+    const userId = upsertUser(database.db, {
+      username: 'alice',
+      passwordHash: 'x',
+      now: clock.now(),
+    });
+    const store = createSessionStore({ db: database.db, ttlMs, now: clock.now });
+    const settings = parseSettings({});
+    const user = { username: 'alice', groups: [] };
+    const login = (id: string) =>
+      store.admit({
+        userId,
+        session: { id, instanceId: null, createdAt: clock.now() },
+        decide: (live) => decideLogin(settings, user, { sessionId: id, now: clock.now() }, live),
+      });
+    return { store, clock, userId, login };
+  }
+
+  it('writes the newest tracked session into profile meta.session_id, as upstream does', async () => {
+    const { userId, login } = setup();
+    await login('one');
+    await login('two');
+    expect(profileMeta(database.db, userId)).toEqual({ session_id: 'two' });
+  });
+
+  it('tells the evicted session why it ended, for a day', async () => {
+    const { store, clock, login } = setup(10 * TOMBSTONE_TTL_MS);
+    await login('one');
+    clock.advance(1000);
+    await login('two');
+    expect(store.lookup('one')).toEqual({
+      kind: 'ended',
+      end: { reason: 'evicted', at: clock.now() },
+    });
+    expect(store.lookup('two')).toMatchObject({ kind: 'live', sessionId: 'two' });
+    clock.advance(TOMBSTONE_TTL_MS);
+    expect(store.lookup('one')).toEqual({ kind: 'none' });
+  });
+
+  it('reports a logged-out session as logged out', async () => {
+    const { store, login } = setup();
+    await login('one');
+    expect(store.end('one', 'logged-out')).toBe(true);
+    expect(store.end('one', 'logged-out')).toBe(false);
+    expect(store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'logged-out' } });
+  });
+
+  it('neither authenticates nor counts an expired session', async () => {
+    const { store, clock, login } = setup(60_000);
+    await login('one');
+    clock.advance(60_000);
+    expect(store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
+    const result = await login('two');
+    expect(result).toMatchObject({ admitted: true, evicted: [] });
+  });
+
+  it('prunes expired sessions and day-old tombstones', async () => {
+    const { store, clock, userId, login } = setup(60_000);
+    await login('one');
+    await login('two');
+    clock.advance(TOMBSTONE_TTL_MS + 1);
+    store.prune();
+    expect(await store.list(userId)).toEqual([]);
+    expect(database.sqlite.prepare('SELECT count(*) AS n FROM session_ends').get()).toEqual({
+      n: 0,
+    });
+    expect(database.sqlite.prepare('SELECT count(*) AS n FROM sessions').get()).toEqual({ n: 0 });
+  });
+});

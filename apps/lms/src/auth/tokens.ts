@@ -1,0 +1,60 @@
+import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+
+// 32 random bytes = 256 bits, above the 128 bits a session key needs against guessing.
+const SESSION_TOKEN_BYTES = 32;
+const SESSION_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+const CSRF_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+const CSRF_PATTERN = /^[A-Za-z0-9]{32,64}$/;
+
+/**
+ * The stored id of a session: SHA-256 of the cookie token, so the database never holds a
+ * usable cookie.
+ */
+export function sessionIdOf(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/**
+ * A fresh cookie token and its stored id.
+ *
+ * @example
+ * const { token, id } = newSessionToken(); // token goes in the cookie, id in the database
+ */
+export function newSessionToken(): { token: string; id: string } {
+  const token = randomBytes(SESSION_TOKEN_BYTES).toString('base64url');
+  return { token, id: sessionIdOf(token) };
+}
+
+/** Whether a cookie value could be one of our session tokens (anything else is anonymous). */
+export function isSessionToken(value: string | undefined): value is string {
+  return value !== undefined && SESSION_TOKEN_PATTERN.test(value);
+}
+
+/** A CSRF token in Django's alphabet and length (32 characters). */
+export function newCsrfToken(): string {
+  let token = '';
+  for (let index = 0; index < 32; index++) token += CSRF_CHARS[randomInt(CSRF_CHARS.length)];
+  return token;
+}
+
+/** Whether a csrftoken cookie value is well formed. */
+export function isCsrfToken(value: string | undefined): value is string {
+  return value !== undefined && CSRF_PATTERN.test(value);
+}
+
+/** Constant-time string equality. */
+export function safeEqual(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/** The first 8 characters of an id, for logs: enough to correlate, too little to use. */
+export function shortId(id: string): string {
+  return id.slice(0, 8);
+}
+
+/** A pull key for get_submission: 128 random bits, hex (what xqueue's `make_hashkey` yields). */
+export function newPullKey(): string {
+  return randomBytes(16).toString('hex');
+}

@@ -1,0 +1,137 @@
+import {
+  index,
+  integer,
+  primaryKey,
+  sqliteTable,
+  text,
+  uniqueIndex,
+} from 'drizzle-orm/sqlite-core';
+
+// Times are integer milliseconds since the epoch: one unit everywhere, and the clock is injected.
+
+/** Accounts. `password` is Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`. */
+export const users = sqliteTable(
+  'users',
+  {
+    id: text('id').primaryKey(),
+    username: text('username').notNull(),
+    password: text('password').notNull(),
+    isStaff: integer('is_staff', { mode: 'boolean' }).notNull().default(false),
+    isActive: integer('is_active', { mode: 'boolean' }).notNull().default(true),
+    dateJoined: integer('date_joined').notNull(),
+    lastLogin: integer('last_login'),
+  },
+  (table) => [uniqueIndex('users_username_unique').on(table.username)],
+);
+
+export const groups = sqliteTable(
+  'groups',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    name: text('name').notNull(),
+  },
+  (table) => [uniqueIndex('groups_name_unique').on(table.name)],
+);
+
+export const userGroups = sqliteTable(
+  'user_groups',
+  {
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    groupId: integer('group_id')
+      .notNull()
+      .references(() => groups.id, { onDelete: 'cascade' }),
+  },
+  (table) => [primaryKey({ columns: [table.userId, table.groupId] })],
+);
+
+/** As upstream's UserProfile: `meta` is JSON text; `meta.session_id` is the single-login slot. */
+export const profiles = sqliteTable('profiles', {
+  userId: text('user_id')
+    .primaryKey()
+    .references(() => users.id, { onDelete: 'cascade' }),
+  meta: text('meta').notNull().default('{}'),
+});
+
+/** `id` is the SHA-256 (hex) of the cookie token, so a copy of the database holds no cookies. */
+export const sessions = sqliteTable(
+  'sessions',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: integer('created_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+    lastSeenAt: integer('last_seen_at').notNull(),
+    instanceId: text('instance_id'),
+    /** False for exempt or unrestricted logins: they never count toward a limit. */
+    tracked: integer('tracked', { mode: 'boolean' }).notNull(),
+  },
+  (table) => [index('sessions_user_idx').on(table.userId, table.tracked, table.expiresAt)],
+);
+
+/** Why a session ended, kept for a day so the next request with its cookie can be told. */
+export const sessionEnds = sqliteTable(
+  'session_ends',
+  {
+    sessionId: text('session_id').primaryKey(),
+    userId: text('user_id').notNull(),
+    reason: text('reason', { enum: ['evicted', 'logged-out'] }).notNull(),
+    at: integer('at').notNull(),
+  },
+  (table) => [index('session_ends_at_idx').on(table.at)],
+);
+
+export const queues = sqliteTable('queues', {
+  name: text('name').primaryKey(),
+  createdAt: integer('created_at').notNull(),
+});
+
+/** `graderPayload` is the string handed to graders verbatim (usually JSON). */
+export const problems = sqliteTable('problems', {
+  id: text('id').primaryKey(),
+  queueName: text('queue_name')
+    .notNull()
+    .references(() => queues.name, { onDelete: 'cascade' }),
+  graderPayload: text('grader_payload').notNull(),
+});
+
+export const SUBMISSION_STATES = ['pending', 'pulled', 'graded', 'failed'] as const;
+export type SubmissionState = (typeof SUBMISSION_STATES)[number];
+
+export const submissions = sqliteTable(
+  'submissions',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    queueName: text('queue_name')
+      .notNull()
+      .references(() => queues.name),
+    studentId: text('student_id')
+      .notNull()
+      .references(() => users.id),
+    problemId: text('problem_id')
+      .notNull()
+      .references(() => problems.id),
+    /** The `xqueue_body` JSON string served to graders. */
+    body: text('body').notNull(),
+    state: text('state', { enum: SUBMISSION_STATES }).notNull().default('pending'),
+    pullKey: text('pull_key'),
+    pulledAt: integer('pulled_at'),
+    firstPulledAt: integer('first_pulled_at'),
+    pullCount: integer('pull_count').notNull().default(0),
+    /** Pulls whose lock expired without a result. */
+    failureCount: integer('failure_count').notNull().default(0),
+    /** The accepted `xqueue_body` of put_result, as JSON text. */
+    result: text('result'),
+    /** Accepted result posts that changed state: proves "graded once". */
+    resultPosts: integer('result_posts').notNull().default(0),
+    createdAt: integer('created_at').notNull(),
+    gradedAt: integer('graded_at'),
+  },
+  (table) => [
+    index('submissions_queue_state_idx').on(table.queueName, table.state, table.createdAt),
+    index('submissions_student_idx').on(table.studentId),
+  ],
+);

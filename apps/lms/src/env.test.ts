@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { EnvError, parseEnv } from './env.ts';
+
+describe('parseEnv', () => {
+  it('fills in the documented defaults', () => {
+    const config = parseEnv({}, '/srv/lms');
+    expect(config).toMatchObject({
+      port: 8000,
+      host: '127.0.0.1',
+      databasePath: '/srv/lms/data/lms.db',
+      passwordHashIterations: 1_000_000,
+      logLevel: 'info',
+      xqueueLockSeconds: 300,
+      sessionTtlSeconds: 1_209_600,
+      stormAlertEvictionsPerMinute: 30,
+      maxBodyBytes: 1_048_576,
+      policy: { preventConcurrentLogins: true, exemptUsernames: [], exemptGroups: [] },
+    });
+  });
+
+  it('resolves a relative DATABASE_PATH against INIT_CWD, where the user ran pnpm', () => {
+    expect(
+      parseEnv({ INIT_CWD: '/home/me', DATABASE_PATH: 'x.db' }, '/repo/apps/lms').databasePath,
+    ).toBe('/home/me/x.db');
+    expect(parseEnv({ DATABASE_PATH: '/abs/x.db' }, '/repo').databasePath).toBe('/abs/x.db');
+    expect(parseEnv({ DATABASE_PATH: ':memory:' }, '/repo').databasePath).toBe(':memory:');
+  });
+
+  it('reads the policy and fractional lock seconds', () => {
+    const config = parseEnv(
+      {
+        PORT: '0',
+        XQUEUE_LOCK_SECONDS: '0.5',
+        PREVENT_CONCURRENT_LOGINS: 'false',
+        SINGLE_LOGIN_EXEMPT_USERNAMES: 'xqueue_svc, grader',
+        SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue',
+      },
+      '/',
+    );
+    expect(config.port).toBe(0);
+    expect(config.xqueueLockSeconds).toBe(0.5);
+    expect(config.policy).toMatchObject({
+      preventConcurrentLogins: false,
+      exemptUsernames: ['xqueue_svc', 'grader'],
+      exemptGroups: ['xqueue'],
+    });
+  });
+
+  it.each([
+    [{ PORT: '70000' }, /PORT="70000" is invalid: expected an integer 0\.\.65535/],
+    [
+      { LOG_LEVEL: 'loud' },
+      /LOG_LEVEL="loud" is invalid: expected fatal, error, warn, info, debug, trace, silent/,
+    ],
+    [{ XQUEUE_LOCK_SECONDS: '0' }, /XQUEUE_LOCK_SECONDS="0" is invalid: expected seconds > 0/],
+    [
+      { PASSWORD_HASH_ITERATIONS: 'many' },
+      /PASSWORD_HASH_ITERATIONS="many" is invalid: expected an integer/,
+    ],
+    [{ PREVENT_CONCURRENT_LOGINS: 'maybe' }, /PREVENT_CONCURRENT_LOGINS/],
+  ])('names the variable and the accepted values for %o', (source, message) => {
+    expect(() => parseEnv(source, '/')).toThrow(EnvError);
+    expect(() => parseEnv(source, '/')).toThrow(message);
+  });
+});

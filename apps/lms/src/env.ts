@@ -1,0 +1,126 @@
+import { isAbsolute, resolve } from 'node:path';
+import {
+  type PolicySettings,
+  PolicySettingsError,
+  settingsFromEnv,
+} from '@storm-lab/session-policy';
+import { z } from 'zod';
+
+/** Everything the LMS reads from its environment, validated. */
+export interface LmsConfig {
+  port: number;
+  host: string;
+  /** Absolute path of the SQLite file. */
+  databasePath: string;
+  passwordHashIterations: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  xqueueLockSeconds: number;
+  /** Expired locks after which a submission is marked failed; 0 = serve it forever. */
+  xqueueMaxFailures: number;
+  sessionTtlSeconds: number;
+  stormAlertEvictionsPerMinute: number;
+  maxBodyBytes: number;
+  policy: PolicySettings;
+}
+
+/** Thrown when a variable is invalid; the message names it and the accepted values. */
+export class EnvError extends Error {
+  override readonly name = 'EnvError';
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const positive = (max: number) => z.coerce.number().positive().max(max);
+
+// Each entry: the schema and, for the error message, the values it accepts.
+const VARIABLES = {
+  PORT: {
+    schema: integer(0, 65_535).default(8000),
+    accepts: 'an integer 0..65535 (0 = any free port)',
+  },
+  HOST: { schema: z.string().min(1).default('127.0.0.1'), accepts: 'a host name or IP address' },
+  DATABASE_PATH: {
+    schema: z.string().min(1).default('./data/lms.db'),
+    accepts: 'a file path or :memory:',
+  },
+  PASSWORD_HASH_ITERATIONS: {
+    schema: integer(1, 10_000_000).default(1_000_000),
+    accepts: 'an integer 1..10000000',
+  },
+  LOG_LEVEL: { schema: z.enum(LOG_LEVELS).default('info'), accepts: LOG_LEVELS.join(', ') },
+  XQUEUE_LOCK_SECONDS: {
+    schema: positive(86_400).default(300),
+    accepts: 'seconds > 0, fractions allowed',
+  },
+  XQUEUE_MAX_FAILURES: {
+    schema: integer(0, 1_000_000).default(0),
+    accepts: 'an integer >= 0 (0 = never fail)',
+  },
+  SESSION_TTL_SECONDS: {
+    schema: positive(31_536_000).default(1_209_600),
+    accepts: 'seconds > 0 (at most a year)',
+  },
+  STORM_ALERT_EVICTIONS_PER_MINUTE: {
+    schema: positive(1_000_000).default(30),
+    accepts: 'a number > 0',
+  },
+  MAX_BODY_BYTES: {
+    schema: integer(1024, 100 * 1024 * 1024).default(1_048_576),
+    accepts: 'bytes 1024..104857600',
+  },
+} as const;
+
+type Source = Readonly<Record<string, string | undefined>>;
+
+function readVariable<K extends keyof typeof VARIABLES>(source: Source, name: K) {
+  const raw = source[name];
+  const value = raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+  const result = VARIABLES[name].schema.safeParse(value);
+  if (!result.success) {
+    throw new EnvError(
+      `${name}=${JSON.stringify(raw)} is invalid: expected ${VARIABLES[name].accepts}`,
+    );
+  }
+  return result.data as z.output<(typeof VARIABLES)[K]['schema']>;
+}
+
+/**
+ * Parses an environment into {@link LmsConfig}. A relative DATABASE_PATH is resolved against
+ * `INIT_CWD` (where the user ran pnpm), else `cwd`.
+ *
+ * @example
+ * const config = parseEnv({ PORT: '0', PASSWORD_HASH_ITERATIONS: '1000' }, '/tmp');
+ */
+export function parseEnv(source: Source, cwd: string): LmsConfig {
+  let policy: PolicySettings;
+  try {
+    policy = settingsFromEnv(source);
+  } catch (error) {
+    if (error instanceof PolicySettingsError) throw new EnvError(error.message);
+    throw error;
+  }
+  const databasePath = readVariable(source, 'DATABASE_PATH');
+  const base = source.INIT_CWD && source.INIT_CWD !== '' ? source.INIT_CWD : cwd;
+  return {
+    port: readVariable(source, 'PORT'),
+    host: readVariable(source, 'HOST'),
+    databasePath:
+      databasePath === ':memory:' || isAbsolute(databasePath)
+        ? databasePath
+        : resolve(base, databasePath),
+    passwordHashIterations: readVariable(source, 'PASSWORD_HASH_ITERATIONS'),
+    logLevel: readVariable(source, 'LOG_LEVEL'),
+    xqueueLockSeconds: readVariable(source, 'XQUEUE_LOCK_SECONDS'),
+    xqueueMaxFailures: readVariable(source, 'XQUEUE_MAX_FAILURES'),
+    sessionTtlSeconds: readVariable(source, 'SESSION_TTL_SECONDS'),
+    stormAlertEvictionsPerMinute: readVariable(source, 'STORM_ALERT_EVICTIONS_PER_MINUTE'),
+    maxBodyBytes: readVariable(source, 'MAX_BODY_BYTES'),
+    policy,
+  };
+}
+
+/** Reads the process environment: the one place in the LMS that touches `process.env`. */
+export function readEnv(): LmsConfig {
+  return parseEnv(process.env, process.cwd());
+}

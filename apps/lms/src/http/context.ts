@@ -1,0 +1,37 @@
+import type { PolicySettings, StormDetector } from '@storm-lab/session-policy';
+import type { Logger } from 'pino';
+import type { LoginService } from '../auth/login.ts';
+import type { SessionEnd, SessionStore } from '../auth/session-store.ts';
+import type { Db } from '../db/client.ts';
+import type { LmsMetrics } from '../ops/metrics.ts';
+import type { QueueSettings } from '../queue/submissions.ts';
+import type { LmsUser } from '../users.ts';
+
+/** What every route module is built from (created once per app in createApp). */
+export interface Services {
+  db: Db;
+  store: SessionStore;
+  login: LoginService;
+  metrics: LmsMetrics;
+  detector: StormDetector;
+  logger: Logger;
+  policy: PolicySettings;
+  queue: QueueSettings;
+  sessionTtlSeconds: number;
+  now: () => number;
+}
+
+/** The authenticated user of a request. */
+export interface Auth {
+  sessionId: string;
+  user: LmsUser;
+}
+
+/** Hono environment of the LMS: what the session middleware puts on the context. */
+export interface LmsEnv {
+  Variables: {
+    auth: Auth | null;
+    /** Why the session named by the request's cookie is gone, when we know. */
+    sessionEnd: SessionEnd | null;
+  };
+}

@@ -1,0 +1,10 @@
+export type { AppConfig, AppDeps } from './app.ts';
+export { createApp } from './app.ts';
+export type { Db, LmsDatabase, OpenDatabaseOptions } from './db/client.ts';
+export { openDatabase } from './db/client.ts';
+export type { LmsConfig } from './env.ts';
+export { EnvError, parseEnv } from './env.ts';
+export type { RunningServer } from './main.ts';
+export { startServer } from './main.ts';
+export type { SeedOptions, SeedSummary } from './seed.ts';
+export { SEED_DEFAULTS, seed } from './seed.ts';

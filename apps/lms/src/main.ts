@@ -1,0 +1,94 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import type { Logger } from 'pino';
+import { createApp } from './app.ts';
+import { openDatabase } from './db/client.ts';
+import { type LmsConfig, readEnv } from './env.ts';
+import { createLogger } from './ops/logger.ts';
+
+/** A running server and how to stop it. */
+export interface RunningServer {
+  url: string;
+  /** Stops accepting, finishes in-flight requests, closes the database. */
+  close(): Promise<void>;
+}
+
+// In-flight requests get this long after SIGTERM before connections are cut.
+const SHUTDOWN_GRACE_MS = 10_000;
+const IDLE_REAP_INTERVAL_MS = 50;
+
+function publicHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * Opens the database (migrating it), builds the app and listens. Logs one `listening` line
+ * with the URL, which the harness waits for.
+ *
+ * @example
+ * const server = await startServer(parseEnv({ PORT: '0' }, process.cwd()), logger);
+ */
+export function startServer(config: LmsConfig, logger: Logger): Promise<RunningServer> {
+  // Lifecycle lines are printed at any LOG_LEVEL: the harness waits for `listening`.
+  const lifecycle = logger.child({}, { level: 'info' });
+  const database = openDatabase({ path: config.databasePath });
+  const app = createApp({ db: database.db, logger, config });
+  return new Promise((resolve, reject) => {
+    const options = { fetch: app.fetch, port: config.port, hostname: config.host };
+    // Without createServer options @hono/node-server makes a plain node:http server.
+    const server = serve(options, (info: AddressInfo) => {
+      const url = `http://${publicHost(config.host)}:${info.port}`;
+      lifecycle.info({ url, port: info.port, database: config.databasePath }, 'listening');
+      resolve({
+        url,
+        close: () =>
+          new Promise<void>((done) => {
+            const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+            // Keep-alive sockets would hold close() open until they time out: close each one
+            // as soon as it is idle, i.e. once its in-flight request has been answered.
+            const reap = setInterval(() => server.closeIdleConnections(), IDLE_REAP_INTERVAL_MS);
+            server.close(() => {
+              clearTimeout(force);
+              clearInterval(reap);
+              database.close();
+              done();
+            });
+            server.closeIdleConnections();
+          }),
+      });
+    }) as Server;
+    server.once('error', (error) => {
+      database.close();
+      reject(error);
+    });
+  });
+}
+
+/**
+ * Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+ *
+ * @example
+ * await runUntilSignal(readEnv());
+ */
+export async function runUntilSignal(config: LmsConfig): Promise<void> {
+  const logger = createLogger(config.logLevel, process.stdout.isTTY === true);
+  const server = await startServer(config, logger);
+  const lifecycle = logger.child({}, { level: 'info' });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      lifecycle.info({ signal }, 'shutting down');
+      void server.close().then(() => {
+        lifecycle.info('stopped');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runUntilSignal(readEnv());
+}

@@ -1,0 +1,171 @@
+import type { PolicySettingsInput } from '@storm-lab/session-policy';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient } from '../testing/client.ts';
+import {
+  createTestLms,
+  type TestLms,
+  type TestLmsOptions,
+  TRANSPORTS,
+} from '../testing/fixtures.ts';
+import { findCredentials, profileMeta } from '../users.ts';
+
+const QUEUELEN = '/xqueue/get_queuelen/?queue_name=test-queue';
+let lms: TestLms | undefined;
+afterEach(() => lms?.close());
+
+function count(lms: TestLms, table: 'sessions' | 'session_ends'): number {
+  return (lms.database.sqlite.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number })
+    .n;
+}
+
+function slotOf(lms: TestLms, username: string): unknown {
+  const user = findCredentials(lms.database.db, username);
+  return user ? profileMeta(lms.database.db, user.id).session_id : undefined;
+}
+
+async function metrics(client: TestClient): Promise<string> {
+  return (await client.get('/metrics')).text();
+}
+
+describe.each(TRANSPORTS)('single-login hook over %s', (transport) => {
+  const create = (options: TestLmsOptions = {}) => createTestLms({ ...options, transport });
+
+  async function twoGraders(options: TestLmsOptions = {}) {
+    lms = await create(options);
+    const first = new TestClient(lms.fetcher);
+    const second = new TestClient(lms.fetcher);
+    expect((await first.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    expect((await second.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    return { lms, first, second };
+  }
+
+  it('evicts the first xqueue client when a second logs in as the same account', async () => {
+    const { first, second } = await twoGraders();
+    const response = await first.get('/xqueue/get_submission/?queue_name=test-queue');
+    expect(response.status).toBe(403);
+    expect(response.headers.get('X-Session-End-Reason')).toBe('evicted');
+    const body = (await response.json()) as { session_end: { at: string } };
+    expect(body).toMatchObject({
+      detail: 'Authentication credentials were not provided.',
+      session_end: { reason: 'evicted' },
+    });
+    expect(new Date(body.session_end.at).toISOString()).toBe(body.session_end.at);
+    expect((await second.get(QUEUELEN)).status).toBe(200);
+  });
+
+  it('logs one line per eviction and counts logins and evictions by account', async () => {
+    const { lms, second } = await twoGraders();
+    const evictions = lms.logs.filter((line) => line.event === 'eviction');
+    expect(evictions).toEqual([
+      expect.objectContaining({
+        account: 'xqueue_svc',
+        evicted: expect.stringMatching(/^[0-9a-f]{8}$/),
+        session: expect.stringMatching(/^[0-9a-f]{8}$/),
+      }),
+    ]);
+    const text = await metrics(second);
+    expect(text).toContain('lms_logins_total{account="xqueue_svc",path="xqueue"} 2');
+    expect(text).toContain('lms_sessions_evicted_total{account="xqueue_svc"} 1');
+  });
+
+  it.each<[string, PolicySettingsInput]>([
+    ['username', { exemptUsernames: ['xqueue_svc'] }],
+    ['group', { exemptGroups: ['xqueue'] }],
+  ])(
+    'keeps both clients working for an account exempt by %s, recording no slot',
+    async (_, policy) => {
+      const { lms, first, second } = await twoGraders({ policy });
+      expect((await first.get(QUEUELEN)).status).toBe(200);
+      expect((await second.get(QUEUELEN)).status).toBe(200);
+      expect(slotOf(lms, 'xqueue_svc')).toBeUndefined();
+      expect(count(lms, 'sessions')).toBe(2);
+      expect(count(lms, 'session_ends')).toBe(0);
+      expect(await metrics(first)).not.toContain('lms_sessions_evicted_total{');
+    },
+  );
+
+  it('evicts nothing when PREVENT_CONCURRENT_LOGINS is off', async () => {
+    const { lms, first, second } = await twoGraders({ policy: { preventConcurrentLogins: false } });
+    expect((await first.get(QUEUELEN)).status).toBe(200);
+    expect((await second.get(QUEUELEN)).status).toBe(200);
+    expect(count(lms, 'session_ends')).toBe(0);
+  });
+
+  it('keeps a student single-session while the service account is exempt', async () => {
+    const { lms, first, second } = await twoGraders({ policy: { exemptGroups: ['xqueue'] } });
+    const laptop = new TestClient(lms.fetcher);
+    const phone = new TestClient(lms.fetcher);
+    expect((await laptop.webLogin('student1', 'student-pass')).status).toBe(200);
+    expect((await phone.webLogin('student1', 'student-pass')).status).toBe(200);
+    const evicted = await laptop.get('/me');
+    expect(evicted.status).toBe(401);
+    expect(await evicted.json()).toMatchObject({ session_end: { reason: 'evicted' } });
+    expect(await (await phone.get('/me')).json()).toMatchObject({ username: 'student1' });
+    expect(slotOf(lms, 'student1')).toMatch(/^[0-9a-f]{64}$/);
+    expect((await first.get(QUEUELEN)).status).toBe(200);
+    expect((await second.get(QUEUELEN)).status).toBe(200);
+  });
+
+  it('replaces only the same worker under instance scope', async () => {
+    lms = await create({ policy: { scope: 'instance' } });
+    const workers = ['a', 'b', 'a'].map(() => new TestClient(lms!.fetcher));
+    for (const [index, name] of ['worker-a', 'worker-b', 'worker-a'].entries()) {
+      await workers[index]!.xqueueLogin('xqueue_svc', 'xqueue-pass', { 'X-Client-Instance': name });
+    }
+    const statuses = await Promise.all(
+      workers.map(async (worker) => (await worker.get(QUEUELEN)).status),
+    );
+    expect(statuses).toEqual([403, 200, 200]);
+  });
+
+  it('reports but keeps evictions in dry run', async () => {
+    const { lms, first } = await twoGraders({ policy: { dryRun: true } });
+    expect((await first.get(QUEUELEN)).status).toBe(200);
+    expect(lms.logs.filter((line) => line.event === 'eviction-dry-run')).toHaveLength(1);
+  });
+
+  it('raises a storm alert naming the account and the fix', async () => {
+    lms = await create({ config: { stormAlertEvictionsPerMinute: 3 } });
+    for (let index = 0; index < 4; index++) {
+      await new TestClient(lms.fetcher).xqueueLogin('xqueue_svc', 'xqueue-pass');
+    }
+    const alerts = lms.logs.filter((line) => line.event === 'storm-alert');
+    expect(alerts).toEqual([
+      expect.objectContaining({
+        account: 'xqueue_svc',
+        suggestion: 'SINGLE_LOGIN_EXEMPT_USERNAMES=xqueue_svc',
+      }),
+    ]);
+    expect(await metrics(new TestClient(lms.fetcher))).toContain(
+      'lms_storm_alerts_total{account="xqueue_svc"} 1',
+    );
+  });
+
+  it('says logged-out to a client whose session was logged out', async () => {
+    lms = await create();
+    const grader = new TestClient(lms.fetcher);
+    await grader.xqueueLogin('xqueue_svc', 'xqueue-pass');
+    const cookie = grader.cookies.get('sessionid')!;
+    expect(await (await grader.postForm('/xqueue/logout/', {})).json()).toEqual({
+      return_code: 0,
+      content: 'Goodbye',
+    });
+    grader.cookies.set('sessionid', cookie);
+    const response = await grader.get(QUEUELEN);
+    expect(response.status).toBe(403);
+    expect(response.headers.get('X-Session-End-Reason')).toBe('logged-out');
+  });
+
+  it('denies a new login at the limit under deny-new', async () => {
+    lms = await create({ policy: { onLimit: 'deny-new' } });
+    const first = new TestClient(lms.fetcher);
+    await first.xqueueLogin('xqueue_svc', 'xqueue-pass');
+    const denied = await new TestClient(lms.fetcher).xqueueLogin('xqueue_svc', 'xqueue-pass');
+    expect(denied.status).toBe(403);
+    expect(await denied.json()).toEqual({
+      return_code: 1,
+      content: 'Session limit reached for this account',
+    });
+    expect((await first.get(QUEUELEN)).status).toBe(200);
+  });
+});

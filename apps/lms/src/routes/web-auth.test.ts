@@ -1,0 +1,103 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient } from '../testing/client.ts';
+import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+
+let lms: TestLms | undefined;
+afterEach(() => lms?.close());
+
+async function client() {
+  lms = await createTestLms();
+  return new TestClient(lms.fetcher);
+}
+
+describe('human login', () => {
+  it('serves a form carrying the CSRF token it sets as a cookie', async () => {
+    const browser = await client();
+    const page = await (await browser.get('/login')).text();
+    const token = browser.cookies.get('csrftoken');
+    expect(token).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(page).toContain(`name="csrfmiddlewaretoken" value="${token}"`);
+  });
+
+  it('logs in with the form field token, then /me shows the user', async () => {
+    const browser = await client();
+    expect((await browser.get('/me')).status).toBe(401);
+    const response = await browser.webLogin('student1', 'student-pass');
+    expect(await response.json()).toEqual({ detail: 'Logged in', username: 'student1' });
+    expect(await (await browser.get('/me')).json()).toEqual({
+      username: 'student1',
+      groups: [],
+      is_staff: false,
+    });
+  });
+
+  it('logs in with JSON and the X-CSRFToken header', async () => {
+    const browser = await client();
+    await browser.get('/login');
+    const headers = { 'X-CSRFToken': browser.cookies.get('csrftoken')! };
+    const response = await browser.postJson(
+      '/login',
+      { username: 'xqueue_svc', password: 'xqueue-pass' },
+      headers,
+    );
+    expect(response.status).toBe(200);
+    expect(await (await browser.get('/me')).json()).toMatchObject({ groups: ['xqueue'] });
+    expect(await (await browser.get('/metrics')).text()).toContain(
+      'lms_logins_total{account="xqueue_svc",path="web"} 1',
+    );
+  });
+
+  it('refuses a login without the CSRF cookie or token', async () => {
+    const browser = await client();
+    const noCookie = await browser.postForm('/login', {
+      username: 'student1',
+      password: 'student-pass',
+    });
+    expect(noCookie.status).toBe(403);
+    expect(await noCookie.json()).toEqual({ detail: 'CSRF Failed: CSRF cookie not set.' });
+    await browser.get('/login');
+    const noToken = await browser.postForm('/login', {
+      username: 'student1',
+      password: 'student-pass',
+    });
+    expect(await noToken.json()).toEqual({ detail: 'CSRF Failed: CSRF token missing.' });
+    expect((await browser.get('/me')).status).toBe(401);
+  });
+
+  it('answers 401 for bad credentials and 400 for missing fields', async () => {
+    const browser = await client();
+    await browser.get('/login');
+    const token = browser.cookies.get('csrftoken')!;
+    const bad = await browser.postForm('/login', {
+      username: 'student1',
+      password: 'x',
+      csrfmiddlewaretoken: token,
+    });
+    expect(bad.status).toBe(401);
+    const missing = await browser.postForm('/login', {
+      username: 'student1',
+      csrfmiddlewaretoken: token,
+    });
+    expect(missing.status).toBe(400);
+  });
+
+  it('logs out with the CSRF token and tells the old cookie why', async () => {
+    const browser = await client();
+    await browser.webLogin('student1', 'student-pass');
+    const cookie = browser.cookies.get('sessionid')!;
+    expect(
+      (
+        await browser.request('/logout', {
+          method: 'POST',
+          headers: { 'X-CSRFToken': 'x'.repeat(32) },
+        })
+      ).status,
+    ).toBe(403);
+    expect((await browser.request('/logout', { method: 'POST' })).status).toBe(200);
+    expect(browser.cookies.has('sessionid')).toBe(false);
+    browser.cookies.set('sessionid', cookie);
+    const me = await browser.get('/me');
+    expect(me.status).toBe(401);
+    expect(me.headers.get('X-Session-End-Reason')).toBe('logged-out');
+  });
+});

@@ -1,0 +1,85 @@
+import { Hono } from 'hono';
+import { html } from 'hono/html';
+import type { LmsEnv, Services } from '../http/context.ts';
+import { CSRF_FIELD, csrfFailure, ensureCsrfCookie } from '../http/csrf.ts';
+import { readFields } from '../http/fields.ts';
+import { clearSessionCookie, notAuthenticated, setSessionCookie } from '../http/session.ts';
+import { clientInstance, MAX_CREDENTIAL_LENGTH } from './xqueue.ts';
+
+function loginForm(csrfToken: string) {
+  return html`<!doctype html>
+<html lang="en">
+  <head><meta charset="utf-8"><title>Log in</title></head>
+  <body>
+    <h1>Log in</h1>
+    <form method="post" action="/login">
+      <input type="hidden" name="${CSRF_FIELD}" value="${csrfToken}">
+      <label>Username <input name="username" autocomplete="username" required></label>
+      <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+      <button type="submit">Log in</button>
+    </form>
+  </body>
+</html>`;
+}
+
+/**
+ * Human login and logout with Django's CSRF scheme, and `GET /me`.
+ *
+ * @example
+ * app.route('/', webAuthRoutes(services));
+ */
+export function webAuthRoutes(services: Services) {
+  const app = new Hono<LmsEnv>();
+
+  app.get('/login', (c) => c.html(loginForm(ensureCsrfCookie(c))));
+
+  app.post('/login', async (c) => {
+    const read = await readFields(c);
+    if (!read.ok) return c.json({ detail: read.error }, 400);
+    // Django's login view checks CSRF even for anonymous users (login CSRF).
+    const csrf = csrfFailure(c, read.fields[CSRF_FIELD]);
+    if (csrf) return c.json({ detail: csrf }, 403);
+    const { username, password } = read.fields;
+    if (!username || !password) {
+      return c.json({ detail: 'Fields username and password are required' }, 400);
+    }
+    if (username.length > MAX_CREDENTIAL_LENGTH || password.length > MAX_CREDENTIAL_LENGTH) {
+      return c.json({ detail: 'Invalid username or password.' }, 401);
+    }
+    const outcome = await services.login({
+      username,
+      password,
+      path: 'web',
+      instanceId: clientInstance(c),
+      replacing: c.get('auth')?.sessionId ?? null,
+    });
+    if (!outcome.ok) {
+      if (outcome.reason === 'denied') {
+        return c.json({ detail: 'Session limit reached for this account.' }, 403);
+      }
+      return c.json({ detail: 'Invalid username or password.' }, 401);
+    }
+    setSessionCookie(c, outcome.token, services.sessionTtlSeconds);
+    return c.json({ detail: 'Logged in', username: outcome.user.username });
+  });
+
+  app.post('/logout', (c) => {
+    const auth = c.get('auth');
+    if (auth) {
+      const csrf = csrfFailure(c);
+      if (csrf) return c.json({ detail: csrf }, 403);
+      services.store.end(auth.sessionId, 'logged-out');
+    }
+    clearSessionCookie(c);
+    return c.json({ detail: 'Logged out' });
+  });
+
+  app.get('/me', (c) => {
+    const auth = c.get('auth');
+    if (!auth) return notAuthenticated(c, 401);
+    const { user } = auth;
+    return c.json({ username: user.username, groups: user.groups, is_staff: user.isStaff });
+  });
+
+  return app;
+}

@@ -1,0 +1,176 @@
+import {
+  CLIENT_INSTANCE_HEADER,
+  encodeSubmission,
+  failure,
+  parseGradeResult,
+  parseSubmissionBody,
+  parseXQueueHeader,
+  success,
+} from '@storm-lab/xqueue-protocol';
+import { type Context, Hono } from 'hono';
+import { newPullKey } from '../auth/tokens.ts';
+import type { LmsEnv, Services } from '../http/context.ts';
+import { ensureCsrfCookie } from '../http/csrf.ts';
+import { readFields } from '../http/fields.ts';
+import {
+  clearSessionCookie,
+  csrfWhenLoggedIn,
+  requireUser,
+  setSessionCookie,
+} from '../http/session.ts';
+import { isBusy, StoredDataError } from '../ops/errors.ts';
+import { pullSubmission, putResult, queueExists, queueLength } from '../queue/submissions.ts';
+import { XQUEUE_GROUP } from '../users.ts';
+
+const MAX_NAME_LENGTH = 128;
+const MAX_INSTANCE_ID_LENGTH = 128;
+/** Longer usernames or passwords are refused before any hashing. */
+export const MAX_CREDENTIAL_LENGTH = 1024;
+
+/** The instance id a client names itself with, if it is usable. */
+export function clientInstance(c: Context): string | null {
+  const value = c.req.header(CLIENT_INSTANCE_HEADER)?.trim();
+  return value && value.length <= MAX_INSTANCE_ID_LENGTH ? value : null;
+}
+
+function queueParam(c: Context, endpoint: string): { name: string } | { error: Response } {
+  const name = c.req.query('queue_name');
+  if (name === undefined || name === '') {
+    return { error: c.json(failure(`'${endpoint}' must provide parameter 'queue_name'`), 400) };
+  }
+  if (name.length > MAX_NAME_LENGTH) {
+    return {
+      error: c.json(failure(`queue_name must be at most ${MAX_NAME_LENGTH} characters`), 400),
+    };
+  }
+  return { name };
+}
+
+function loginRoutes(services: Services) {
+  const app = new Hono<LmsEnv>();
+  app.get('/login/', (c) => {
+    ensureCsrfCookie(c);
+    return c.json(success(''));
+  });
+  app.post('/login/', csrfWhenLoggedIn, async (c) => {
+    const read = await readFields(c);
+    if (!read.ok) return c.json(failure(read.error), 400);
+    const { username, password } = read.fields;
+    if (!username || !password) return c.json(failure('Insufficient login info'), 400);
+    if (username.length > MAX_CREDENTIAL_LENGTH || password.length > MAX_CREDENTIAL_LENGTH) {
+      return c.json(failure('Incorrect login credentials'), 401);
+    }
+    const outcome = await services.login({
+      username,
+      password,
+      path: 'xqueue',
+      instanceId: clientInstance(c),
+      replacing: c.get('auth')?.sessionId ?? null,
+    });
+    if (!outcome.ok) {
+      if (outcome.reason === 'denied') {
+        return c.json(failure('Session limit reached for this account'), 403);
+      }
+      return c.json(failure('Incorrect login credentials'), 401);
+    }
+    setSessionCookie(c, outcome.token, services.sessionTtlSeconds);
+    return c.json(success('Logged in'));
+  });
+  app.post('/logout/', requireUser({ group: XQUEUE_GROUP }), (c) => {
+    const auth = c.get('auth');
+    if (auth) services.store.end(auth.sessionId, 'logged-out');
+    clearSessionCookie(c);
+    return c.json(success('Goodbye'));
+  });
+  return app;
+}
+
+function queueRoutes(services: Services) {
+  const app = new Hono<LmsEnv>();
+  app.use('/get_queuelen/', requireUser({ group: XQUEUE_GROUP }));
+  app.use('/get_submission/', requireUser({ group: XQUEUE_GROUP }));
+  app.use('/put_result/', requireUser({ group: XQUEUE_GROUP }));
+
+  app.get('/get_queuelen/', (c) => {
+    const queue = queueParam(c, 'get_queuelen');
+    if ('error' in queue) return queue.error;
+    if (!queueExists(services.db, queue.name)) {
+      return c.json(failure(`Queue '${queue.name}' not found`));
+    }
+    return c.json(
+      success(queueLength(services.db, queue.name, services.queue.lockMs, services.now())),
+    );
+  });
+
+  app.get('/get_submission/', (c) => {
+    const queue = queueParam(c, 'get_submission');
+    if ('error' in queue) return queue.error;
+    const pull = pullSubmission(
+      services.db,
+      queue.name,
+      services.queue,
+      services.now(),
+      newPullKey(),
+    );
+    if (pull.kind === 'unknown-queue') return c.json(failure(`Queue '${queue.name}' not found`));
+    if (pull.kind === 'empty') return c.json(failure(`Queue '${queue.name}' is empty`));
+    const body = parseSubmissionBody(pull.body);
+    if (!body.ok) {
+      throw new StoredDataError(`submission ${pull.id} has an unreadable body: ${body.error}`);
+    }
+    const header = { submission_id: pull.id, submission_key: pull.key };
+    return c.json(success(encodeSubmission({ header, body: body.value, files: {} })));
+  });
+
+  app.post('/put_result/', async (c) => {
+    const read = await readFields(c);
+    if (!read.ok) return c.json(failure(read.error), 400);
+    const header = parseXQueueHeader(read.fields.xqueue_header);
+    if (!header.ok) return c.json(failure(`Incorrect reply format: ${header.error}`), 400);
+    const result = parseGradeResult(read.fields.xqueue_body);
+    if (!result.ok) return c.json(failure(`Incorrect reply format: ${result.error}`), 400);
+    const input = {
+      id: header.value.submission_id,
+      key: header.value.submission_key,
+      result: result.value,
+      now: services.now(),
+    };
+    let outcome: ReturnType<typeof putResult>;
+    try {
+      outcome = putResult(services.db, input);
+    } catch (error) {
+      // Another process holds the write lock past the busy timeout: a concurrent update.
+      if (isBusy(error)) return c.json(failure('Concurrent update, try again'), 409);
+      throw error;
+    }
+    switch (outcome.kind) {
+      case 'unknown':
+        return c.json(failure(`Submission ${input.id} not found`), 404);
+      case 'stale-key':
+        return c.json(failure('Incorrect key for submission'), 403);
+      case 'conflict':
+        return c.json(failure('Concurrent update, try again'), 409);
+      case 'repeat':
+        return c.json(success(''));
+      case 'accepted':
+        services.metrics.submissionsGraded.inc({ queue: outcome.queueName });
+        services.metrics.gradingLatency.observe(outcome.latencyMs / 1000);
+        return c.json(success(''));
+    }
+  });
+  return app;
+}
+
+/**
+ * The xqueue API under `/xqueue/`, as real xqueue-watcher clients expect it (trailing slashes,
+ * `{return_code, content}` envelopes, DRF's 403 body when not logged in).
+ *
+ * @example
+ * app.route('/xqueue', xqueueRoutes(services));
+ */
+export function xqueueRoutes(services: Services) {
+  const app = new Hono<LmsEnv>();
+  app.route('/', loginRoutes(services));
+  app.route('/', queueRoutes(services));
+  return app;
+}

@@ -1,0 +1,123 @@
+import { request } from 'node:http';
+import { LmsStartError, type LocalLms, startLms } from '@storm-lab/harness';
+import { decodeSubmission } from '@storm-lab/xqueue-protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient, urlFetcher } from './testing/client.ts';
+
+const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
+const QUEUELEN = '/xqueue/get_queuelen/?queue_name=test-queue';
+let started: LocalLms[] = [];
+
+afterEach(async () => {
+  await Promise.all(started.map((lms) => lms.stop()));
+  started = [];
+});
+
+async function start(options: Parameters<typeof startLms>[0] = {}): Promise<LocalLms> {
+  const lms = await startLms({ ...options, env: { ...FAST, ...options.env } });
+  started.push(lms);
+  return lms;
+}
+
+async function grader(url: string): Promise<TestClient> {
+  const client = new TestClient(urlFetcher(url));
+  expect((await client.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+  return client;
+}
+
+async function drain(client: TestClient): Promise<number[]> {
+  const ids: number[] = [];
+  for (;;) {
+    const body = (await (
+      await client.get('/xqueue/get_submission/?queue_name=test-queue')
+    ).json()) as {
+      return_code: number;
+      content: unknown;
+    };
+    if (body.return_code === 1) return ids;
+    const pulled = decodeSubmission(body.content);
+    if (!pulled.ok) throw new Error(pulled.error);
+    ids.push(pulled.value.header.submission_id);
+  }
+}
+
+describe('LMS server process', { timeout: 90_000 }, () => {
+  it('reproduces the storm over real HTTP, and the group exemption cures it', async () => {
+    const [storm, cured] = await Promise.all([
+      start(),
+      start({ env: { SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue' } }),
+    ]);
+    for (const lms of [storm, cured]) {
+      const first = await grader(lms.url);
+      const second = await grader(lms.url);
+      expect((await second.get(QUEUELEN)).status).toBe(200);
+      const response = await first.get(QUEUELEN);
+      if (lms === storm) {
+        expect(response.status).toBe(403);
+        expect(response.headers.get('x-session-end-reason')).toBe('evicted');
+      } else {
+        expect(response.status).toBe(200);
+      }
+    }
+  });
+
+  it('never hands one submission to two pullers across two processes sharing the database', async () => {
+    const env = { SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue' };
+    const first = await start({ env });
+    const second = await start({ env, databasePath: first.databasePath });
+    const student = new TestClient(urlFetcher(first.url));
+    expect((await student.webLogin('student1', 'student-pass')).status).toBe(200);
+    const body = { queue_name: 'test-queue', problem_id: 'test-queue-p1', student_response: 'x' };
+    const created = await Promise.all(
+      Array.from({ length: 40 }, () => student.postJson('/api/submissions', body)),
+    );
+    expect(created.map((response) => response.status)).toEqual(Array(40).fill(201));
+    const pullers = await Promise.all([first, second, first, second].map((lms) => grader(lms.url)));
+    const pulled = (await Promise.all(pullers.map(drain))).flat();
+    expect(pulled).toHaveLength(40);
+    expect(new Set(pulled).size).toBe(40);
+  });
+
+  it('finishes an in-flight request on SIGTERM, then exits cleanly', async () => {
+    const lms = await start();
+    const url = new URL('/xqueue/login/', lms.url);
+    const form = new URLSearchParams({
+      username: 'xqueue_svc',
+      password: 'xqueue-pass',
+    }).toString();
+    const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const outgoing = request(url, {
+        method: 'POST',
+        // 100-continue: the server's interim answer proves it is handling this request.
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'content-length': form.length,
+          expect: '100-continue',
+        },
+      });
+      outgoing.on('continue', () => {
+        lms.process.child.kill('SIGTERM');
+        outgoing.end(form);
+      });
+      outgoing.on('response', (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+      });
+      outgoing.on('error', reject);
+    });
+    expect(await answered).toEqual({
+      status: 200,
+      body: '{"return_code":0,"content":"Logged in"}',
+    });
+    expect(await lms.process.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('makes startLms reject with the output when the LMS cannot start', async () => {
+    const failing = startLms({ env: { ...FAST, XQUEUE_LOCK_SECONDS: 'soon' } });
+    await expect(failing).rejects.toThrow(LmsStartError);
+    await expect(failing).rejects.toThrow(/XQUEUE_LOCK_SECONDS="soon" is invalid/);
+  });
+});

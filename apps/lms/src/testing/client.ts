@@ -1,0 +1,78 @@
+import type { Hono } from 'hono';
+import type { LmsEnv } from '../http/context.ts';
+
+/** Sends one request to the LMS. */
+export type Fetcher = (path: string, init: RequestInit) => Promise<Response>;
+
+/** How a test client reaches the LMS: in process (`app.request`) or over a real socket. */
+export function appFetcher(app: Hono<LmsEnv>): Fetcher {
+  return async (path, init) => app.request(path, init);
+}
+
+export function urlFetcher(baseUrl: string): Fetcher {
+  return (path, init) => fetch(new URL(path, baseUrl), init);
+}
+
+/**
+ * A client with its own cookie jar that behaves like xqueue-watcher's: GET the login URL for
+ * the CSRF cookie, POST the credentials, then send `X-CSRFToken` with every later request.
+ *
+ * @example
+ * const grader = new TestClient(appFetcher(app));
+ * await grader.xqueueLogin('xqueue_svc', 'xqueue-pass');
+ */
+export class TestClient {
+  readonly cookies = new Map<string, string>();
+  readonly headers: Record<string, string> = {};
+
+  constructor(private readonly fetcher: Fetcher) {}
+
+  async request(path: string, init: RequestInit = {}): Promise<Response> {
+    const cookie = [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+    const headers = new Headers({ ...this.headers, ...(init.headers as Record<string, string>) });
+    if (cookie) headers.set('cookie', cookie);
+    const response = await this.fetcher(path, { ...init, headers });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair = ''] = line.split(';');
+      const index = pair.indexOf('=');
+      const name = pair.slice(0, index).trim();
+      const value = pair.slice(index + 1).trim();
+      if (/max-age=0/i.test(line) || value === '') this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    return response;
+  }
+
+  get(path: string, headers: Record<string, string> = {}): Promise<Response> {
+    return this.request(path, { headers });
+  }
+
+  postForm(path: string, fields: Record<string, string>, headers: Record<string, string> = {}) {
+    return this.request(path, { method: 'POST', body: new URLSearchParams(fields), headers });
+  }
+
+  postJson(path: string, value: unknown, headers: Record<string, string> = {}) {
+    return this.request(path, {
+      method: 'POST',
+      body: JSON.stringify(value),
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+  }
+
+  /** The xqueue-watcher login sequence; returns the POST's response. */
+  async xqueueLogin(username: string, password: string, headers: Record<string, string> = {}) {
+    this.cookies.clear();
+    await this.get('/xqueue/login/');
+    const csrf = this.cookies.get('csrftoken');
+    if (csrf) this.headers['X-CSRFToken'] = csrf;
+    return this.postForm('/xqueue/login/', { username, password }, headers);
+  }
+
+  /** The browser login sequence: GET /login for the cookie, POST the form with the token. */
+  async webLogin(username: string, password: string) {
+    await this.get('/login');
+    const csrf = this.cookies.get('csrftoken') ?? '';
+    this.headers['X-CSRFToken'] = csrf;
+    return this.postForm('/login', { username, password, csrfmiddlewaretoken: csrf });
+  }
+}
