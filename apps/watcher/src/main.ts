@@ -1,0 +1,65 @@
+import { hostname } from 'node:os';
+import { ConfigError, loadConfig } from './config.ts';
+import { EnvError, parseEnv } from './env.ts';
+import { createLogger } from './logger.ts';
+import { createMetrics, serveMetrics } from './metrics.ts';
+import { startReplica } from './replica.ts';
+
+/** One replica process. The only place (with cli.ts) that reads process.env and listens. */
+async function main(): Promise<void> {
+  const env = parseEnv(process.env);
+  const replicaId = env.WATCHER_REPLICA_ID ?? env.HOSTNAME ?? hostname();
+  const logger = createLogger({ replicaId, level: env.LOG_LEVEL });
+  const config = await loadConfig(env);
+  const metrics = createMetrics(replicaId);
+  const server = await serveMetrics(metrics.registry, {
+    host: env.WATCHER_METRICS_HOST,
+    port: env.WATCHER_METRICS_PORT,
+  });
+  const replica = await startReplica({
+    config,
+    replicaId,
+    redisUrl: env.REDIS_URL,
+    queuePrefix: env.WATCHER_QUEUE_PREFIX,
+    concurrency: env.WATCHER_CONCURRENCY,
+    jobLockMs: env.WATCHER_JOB_LOCK_MS,
+    relogin: env.WATCHER_RELOGIN,
+    sendInstanceId: env.WATCHER_SEND_INSTANCE_ID,
+    metrics,
+    logger,
+  });
+  // Printed whatever LOG_LEVEL says: the harness and operators find the replica by this line.
+  logger.child({}, { level: 'info' }).info({ url: server.url }, 'metrics listening');
+  logger.info(
+    {
+      queues: config.queues.map(({ name, connections, serverUrl }) => ({
+        name,
+        connections,
+        serverUrl,
+      })),
+      relogin: env.WATCHER_RELOGIN,
+      manager: config.manager,
+    },
+    'watcher started',
+  );
+  const shutdown = async (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'stopping: no new pulls, finishing in-flight jobs');
+    await replica.stop();
+    await server.close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.once('SIGTERM', (signal) => void shutdown(signal));
+  process.once('SIGINT', (signal) => void shutdown(signal));
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof EnvError || error instanceof ConfigError) {
+    process.stderr.write(`watcher: ${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(
+    `watcher: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});

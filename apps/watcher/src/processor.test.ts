@@ -1,0 +1,152 @@
+import { type LocalLms, startLms, waitFor } from '@storm-lab/harness';
+import { type Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGrader, type Grader, parseHandler } from './graders.ts';
+import { GRADE_JOB_OPTIONS, type GradeJobData, type GradeJobResult } from './jobs.ts';
+import { createMetrics, type WatcherMetrics } from './metrics.ts';
+import { createGradeProcessor } from './processor.ts';
+import { toGradeJob } from './puller.ts';
+import { counterValue, createTestClient } from './testing/clients.ts';
+import { loginStudent, SERVICE_PASSWORD, type Student } from './testing/lab.ts';
+import { testRedis } from './testing/redis.ts';
+import type { XQueueClient } from './xqueue-client.ts';
+
+const QUEUE = 'pq';
+
+function grader(
+  name: string,
+  kwargs: Record<string, unknown> = {},
+  randoms: number[] = [],
+): Grader {
+  const spec = parseHandler(name, kwargs);
+  if (!spec.ok) throw new Error(spec.error);
+  return createGrader(spec.value, {
+    sleep: async () => undefined,
+    random: () => randoms.shift() ?? 0.99,
+  });
+}
+
+describe('createGradeProcessor', () => {
+  let lms: LocalLms;
+  let redis: Awaited<ReturnType<typeof testRedis>> | undefined;
+  let connection: Redis;
+  let student: Student;
+  let client: XQueueClient;
+  let metrics: WatcherMetrics;
+
+  beforeAll(async () => {
+    lms = await startLms({
+      env: { PASSWORD_HASH_ITERATIONS: '1000', XQUEUE_LOCK_SECONDS: '1.5' },
+      seed: [
+        '--queues',
+        QUEUE,
+        '--students',
+        '1',
+        '--service-password',
+        SERVICE_PASSWORD,
+        '--student-password',
+        'student-test-pass',
+      ],
+    });
+    redis = await testRedis();
+    connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    student = await loginStudent(lms.url, 'student1');
+  }, 60_000);
+
+  afterAll(async () => {
+    await connection?.quit();
+    await redis?.stop();
+    await lms?.stop();
+  });
+
+  /** Submits an answer and pulls it with a fresh client: a real job, as a puller builds it. */
+  async function pullJob(response: string) {
+    metrics = createMetrics('p');
+    client = createTestClient({ serverUrl: lms.url, queue: QUEUE, metrics });
+    const id = await student.submit(QUEUE, `${QUEUE}-p1`, response);
+    const pulled = await client.getSubmission();
+    if (pulled.kind !== 'submission') throw new Error(`expected a submission, got ${pulled.kind}`);
+    const job = toGradeJob(pulled.content, {
+      queue: QUEUE,
+      pulledAtMs: Date.now(),
+      pulledBy: 'test',
+    });
+    if (!job.ok) throw new Error(job.error);
+    return { id, jobId: job.value.jobId, data: job.value.data };
+  }
+
+  function processorWith(grade: Grader) {
+    return createGradeProcessor({
+      graderFor: () => grade,
+      clientFor: () => client,
+      metrics,
+      logger: pino({ level: 'silent' }),
+      now: Date.now,
+    });
+  }
+
+  const asJob = (data: GradeJobData) =>
+    ({ id: 'j', data, attemptsMade: 0 }) as Job<GradeJobData, GradeJobResult>;
+
+  it('grades and posts through the already logged-in client, adding no login', async () => {
+    const { id, data } = await pullJob(`answer-${QUEUE}-p1`);
+    const result = await processorWith(grader('exact-answer'))(asJob(data));
+    expect(result).toEqual({ outcome: 'correct', score: 1 });
+    expect(await student.get(id)).toMatchObject({ state: 'graded', correct: true, score: 1 });
+    expect(await counterValue(metrics, 'logins')).toBe(1);
+    expect(await counterValue(metrics, 'graded', { queue: QUEUE, outcome: 'correct' })).toBe(1);
+  });
+
+  it('posts a failure result for a malformed submission, then refuses to retry it', async () => {
+    const { id, data } = await pullJob('x');
+    const broken = JSON.stringify({ ...JSON.parse(data.content), xqueue_body: 'not json' });
+    const run = processorWith(grader('exact-answer'))(asJob({ ...data, content: broken }));
+    await expect(run).rejects.toThrow(UnrecoverableError);
+    const view = await student.get(id);
+    expect(view).toMatchObject({ state: 'graded', correct: false, score: 0 });
+    expect(view.msg).toContain('could not be graded: xqueue_body is not valid JSON');
+    expect(await counterValue(metrics, 'graded', { outcome: 'malformed' })).toBe(1);
+  });
+
+  it('gives up a pull whose lock expired (403 Incorrect key) without retry, and counts it', async () => {
+    const { data } = await pullJob('late');
+    await waitFor(
+      async () => ((await client.getSubmission()).kind === 'submission' ? true : undefined),
+      {
+        timeoutMs: 5_000,
+        what: 'the LMS to re-serve the submission',
+      },
+    );
+    const run = processorWith(grader('exact-answer'))(asJob(data));
+    await expect(run).rejects.toThrow(UnrecoverableError);
+    expect(await counterValue(metrics, 'putResultFailures', { reason: 'stale-key' })).toBe(1);
+  });
+
+  it('retries a transient grader failure through BullMQ with backoff, then grades', async () => {
+    const { id, jobId, data } = await pullJob(`answer-${QUEUE}-p1`);
+    const prefix = `proc-${process.pid}-${Date.now()}`;
+    const queue = new Queue<GradeJobData, GradeJobResult>('grade-pq', { connection, prefix });
+    const events = new QueueEvents('grade-pq', { connection: connection.duplicate(), prefix });
+    // random() draws: 0.99 jitter, 0.0 < failure_rate fails; then 0.99, 0.99 passes.
+    const flaky = grader('slow-flaky', { failure_rate: 0.5 }, [0.99, 0, 0.99, 0.99]);
+    const worker = new Worker<GradeJobData, GradeJobResult>('grade-pq', processorWith(flaky), {
+      connection,
+      prefix,
+    });
+    worker.on('error', () => undefined);
+    try {
+      await events.waitUntilReady();
+      const job = await queue.add('grade', data, { ...GRADE_JOB_OPTIONS, jobId });
+      expect(await job.waitUntilFinished(events, 10_000)).toEqual({ outcome: 'correct', score: 1 });
+      expect((await queue.getJob(jobId))?.attemptsMade).toBe(2);
+      expect(await student.get(id)).toMatchObject({ state: 'graded', correct: true });
+    } finally {
+      await worker.close();
+      await events.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+});

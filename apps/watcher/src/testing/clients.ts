@@ -1,0 +1,41 @@
+import { pino } from 'pino';
+import { createMetrics, type WatcherMetrics } from '../metrics.ts';
+import { XQueueClient, type XQueueClientOptions } from '../xqueue-client.ts';
+import { SERVICE_PASSWORD, SERVICE_USERNAME } from './lab.ts';
+
+/**
+ * An xqueue client for the service account with test-friendly defaults.
+ *
+ * @example
+ * const client = createTestClient({ serverUrl: lms.url, queue: 'a' });
+ */
+export function createTestClient(
+  overrides: Partial<XQueueClientOptions> & { serverUrl: string; queue: string },
+): XQueueClient {
+  return new XQueueClient({
+    username: SERVICE_USERNAME,
+    password: SERVICE_PASSWORD,
+    relogin: 'once-per-request',
+    instanceId: null,
+    requestsTimeoutMs: 5_000,
+    metrics: createMetrics('test'),
+    logger: pino({ level: 'silent' }),
+    now: Date.now,
+    ...overrides,
+  });
+}
+
+/** Reads one counter's value for the given labels (0 when never incremented). */
+export async function counterValue(
+  metrics: WatcherMetrics,
+  name: keyof Omit<WatcherMetrics, 'registry' | 'jobLatency'>,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const { values } = await metrics[name].get();
+  return values
+    .filter((value) => {
+      const actual = value.labels as Record<string, string | number | undefined>;
+      return Object.entries(labels).every(([key, wanted]) => actual[key] === wanted);
+    })
+    .reduce((sum, value) => sum + value.value, 0);
+}
