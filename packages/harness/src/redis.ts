@@ -86,3 +86,24 @@ export async function startRedis(
     },
   };
 }
+
+/** A Redis to use: the one at a given URL, or a private one started for the caller. */
+export interface RedisHandle {
+  url: string;
+  /** True when this process started it (and `stop` stops it). */
+  owned: boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * Uses the Redis at `url` when one is given (`stop` then leaves it alone), else starts a
+ * private `redis-server` on a free port.
+ *
+ * @example
+ * const redis = await useRedis(process.env.REDIS_URL);
+ */
+export async function useRedis(url?: string): Promise<RedisHandle> {
+  if (url) return { url, owned: false, stop: async () => undefined };
+  const local = await startRedis();
+  return { url: local.url, owned: true, stop: () => local.stop() };
+}

@@ -1,0 +1,276 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runChaos } from './chaos.ts';
+import { CleanupStack } from './cleanup.ts';
+import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
+import { ProgressDisplay } from './progress.ts';
+import { buildReport, renderTable, writeReport } from './report.ts';
+import { type RunSettings, runScenario } from './run-scenario.ts';
+import { DEFAULT_COMPARISON, listScenarios, loadScenario, ScenarioError } from './scenarios.ts';
+
+const HELP = `pnpm storm: reproduce the single-login storm and its cure side by side
+
+Usage:
+  pnpm storm                          compare ${DEFAULT_COMPARISON.join(', ')}
+  pnpm storm --scenario NAME          run one scenario (a built-in name or a path to a .json file)
+  pnpm storm --compare A,B,...        compare the named scenarios
+  pnpm storm --list                   list the built-in scenarios
+  pnpm storm --scenario chaos         faults while the account is exempt: replicas killed
+                                      (SIGKILL) and restarted, Redis and the LMS restarted;
+                                      counts lost, double-graded and wrong submissions
+
+Options:
+  --replicas N        watcher replica processes            (default 2)
+  --queues N          queues, each with its own pullers     (default 2)
+  --connections N     xqueue connections per queue/replica (default 2)
+  --duration S        seconds of student load per scenario  (default 6)
+  --submissions N     submissions per scenario              (default 24)
+  --students N        students submitting                   (default 4)
+  --compression X     production seconds per run second     (default 5)
+  --drain S           longest wait for grading after load  (default 3)
+  --parallel N        scenarios run at the same time        (default 2)
+  --seed N            chaos: seed of the fault schedule       (default: from the clock)
+  --out DIR           report folder                         (default ./storm-report)
+  --json              print report.json to stdout instead of the table
+  -h, --help          this help
+
+Each scenario gets its own private redis-server (or REDIS_URL), a freshly seeded LMS and the
+watcher fleet as real processes. Ctrl-C stops everything and removes temporary files.`;
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function positiveInt(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  max = 10_000,
+): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new UsageError(
+      `--${name} must be an integer from 1 to ${max} (got ${JSON.stringify(raw)})`,
+    );
+  }
+  return value;
+}
+
+function parse(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scenario: { type: 'string' },
+      compare: { type: 'string' },
+      list: { type: 'boolean' },
+      replicas: { type: 'string' },
+      queues: { type: 'string' },
+      connections: { type: 'string' },
+      duration: { type: 'string' },
+      submissions: { type: 'string' },
+      students: { type: 'string' },
+      compression: { type: 'string' },
+      drain: { type: 'string' },
+      parallel: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.scenario && values.compare)
+    throw new UsageError('give --scenario or --compare, not both');
+  const names = values.scenario
+    ? [values.scenario]
+    : values.compare
+      ? values.compare
+          .split(',')
+          .map((name) => name.trim())
+          .filter(Boolean)
+      : [...DEFAULT_COMPARISON];
+  const chaos = values.scenario === 'chaos';
+  const settings: RunSettings = {
+    replicas: positiveInt('replicas', values.replicas, chaos ? 3 : 2, 64),
+    queues: positiveInt('queues', values.queues, 2, 64),
+    connections: positiveInt('connections', values.connections, 2, 64),
+    durationSeconds: positiveInt('duration', values.duration, chaos ? 40 : 6, 3600),
+    submissions: positiveInt('submissions', values.submissions, chaos ? 2000 : 24, 100_000),
+    students: positiveInt('students', values.students, 4, 1000),
+    compression: positiveInt('compression', values.compression, 5, 1000),
+    drainSeconds: positiveInt('drain', values.drain, 3, 600),
+    redisUrl: process.env.REDIS_URL || undefined,
+    serviceUsername: 'xqueue_svc',
+    servicePassword: 'storm-lab-service',
+    studentPassword: 'storm-lab-student',
+  };
+  const base = process.env.INIT_CWD ?? process.cwd();
+  const out = values.out ?? 'storm-report';
+  return {
+    help: values.help ?? false,
+    list: values.list ?? false,
+    json: values.json ?? false,
+    names,
+    settings,
+    outDir: isAbsolute(out) ? out : resolve(base, out),
+    parallel: positiveInt('parallel', values.parallel, 2, 16),
+    chaos,
+    seed: positiveInt('seed', values.seed, Date.now() % 1_000_000, 2 ** 31),
+  };
+}
+
+function compressionNote(settings: RunSettings): string {
+  const seconds = settings.durationSeconds * settings.compression;
+  return (
+    `${settings.compression}x: POLL_INTERVAL 1 s -> ${1000 / settings.compression} ms, ` +
+    `LOGIN_POLL_INTERVAL 5 s -> ${5000 / settings.compression} ms, PBKDF2 1,000,000 -> ` +
+    `${Math.round(1_000_000 / settings.compression)} iterations; ${settings.durationSeconds} s of load ` +
+    `stand for ${Math.round(seconds / 60)} min of production, and "per hour" figures are scaled so.`
+  );
+}
+
+async function main(argv: string[]): Promise<number> {
+  const options = parse(argv);
+  if (options.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (options.list) {
+    process.stdout.write(`${(await listScenarios()).join('\n')}\n`);
+    return 0;
+  }
+  const { settings } = options;
+  if (options.chaos) return chaosMain(settings, options);
+  const variables = {
+    serviceUsername: settings.serviceUsername,
+    totalConnections: settings.replicas * settings.queues * settings.connections,
+  };
+  const scenarios = await Promise.all(options.names.map((name) => loadScenario(name, variables)));
+
+  const active = new Set<CleanupStack>();
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\n${signal}: stopping every process of this run...\n`);
+    void Promise.all([...active].map((stack) => stack.run())).then(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const progressOut = options.json ? process.stderr : process.stdout;
+  const display = new ProgressDisplay(progressOut);
+  const results: ScenarioFigures[] = new Array(scenarios.length);
+  let next = 0;
+  // A small pool: scenarios are independent (own Redis, LMS, fleet), so two at a time halve
+  // the wall time on two cores; storms and cures alternate in the default order.
+  const worker = async () => {
+    while (!interrupted && next < scenarios.length) {
+      const index = next++;
+      const stack = new CleanupStack();
+      active.add(stack);
+      try {
+        const scenario = scenarios[index] as (typeof scenarios)[number];
+        results[index] = await runScenario(scenario, settings, stack, (progress) =>
+          display.update(progress),
+        );
+      } finally {
+        if (!interrupted) {
+          await stack.run();
+          active.delete(stack);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.parallel, scenarios.length) }, worker));
+  if (interrupted) return new Promise(() => undefined); // the signal handler exits
+
+  const report = buildReport(results, {
+    compression: settings.compression,
+    compressionNote: compressionNote(settings),
+    cpus: cpus().length,
+  });
+  await writeReport(options.outDir, report, results);
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    process.stdout.write(`\n${renderTable(results)}\n\n`);
+    process.stdout.write(`Verdict rule: ${VERDICT_RULE}.\n`);
+    process.stdout.write(`Time compression ${compressionNote(settings)}\n`);
+    process.stdout.write(
+      `Report: ${options.outDir}/report.md (report.json, one SVG chart per scenario)\n`,
+    );
+  }
+  return 0;
+}
+
+async function chaosMain(
+  settings: RunSettings,
+  options: ReturnType<typeof parse>,
+): Promise<number> {
+  const cleanup = new CleanupStack();
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\n${signal}: stopping every process of this run...\n`);
+    void cleanup.run().then(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const started = Date.now();
+  const log = (message: string) =>
+    (options.json ? process.stderr : process.stdout).write(
+      `chaos ${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s  ${message}\n`,
+    );
+  log(
+    `seed ${options.seed}: ${settings.submissions} submissions, ${settings.replicas} replicas, faults for ${settings.durationSeconds} s`,
+  );
+  let figures: Awaited<ReturnType<typeof runChaos>>;
+  try {
+    figures = await runChaos(
+      {
+        settings,
+        submissions: settings.submissions,
+        faultSeconds: settings.durationSeconds,
+        settleSeconds: Math.max(30, settings.drainSeconds),
+        seed: options.seed,
+        onEvent: log,
+      },
+      cleanup,
+    );
+  } finally {
+    if (!interrupted) await cleanup.run();
+  }
+  if (interrupted) return new Promise(() => undefined);
+  const report = { generatedAt: new Date().toISOString(), seed: options.seed, ...figures };
+  await mkdir(options.outDir, { recursive: true });
+  await writeFile(join(options.outDir, 'chaos.json'), `${JSON.stringify(report, null, 2)}\n`);
+  if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else {
+    const ok = figures.lost === 0 && figures.gradedTwice === 0 && figures.wrongScores === 0;
+    process.stdout.write(
+      `\nsubmitted ${figures.submitted}  graded ${figures.graded}  lost ${figures.lost}  graded twice ${figures.gradedTwice}  wrong ${figures.wrongScores}  (${figures.faults.length} faults, ${figures.durationSeconds} s)\n` +
+        `${ok ? 'PASS: nothing lost, nothing graded twice, no wrong score' : 'FAIL'}; repeat with --seed ${options.seed}\n` +
+        `Report: ${options.outDir}/chaos.json\n`,
+    );
+  }
+  return figures.lost === 0 && figures.gradedTwice === 0 && figures.wrongScores === 0 ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    const known =
+      error instanceof UsageError ||
+      error instanceof ScenarioError ||
+      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`storm: ${(error as Error).message}\n`);
+    if (known) process.stderr.write('Run "pnpm storm --help" for usage.\n');
+    else if (error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    process.exit(known ? 2 : 1);
+  },
+);

@@ -1,0 +1,131 @@
+import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
+import { CleanupStack } from './cleanup.ts';
+import { answerFor, lmsEnv, queueNames, type RunSettings, watcherEnv } from './run-scenario.ts';
+import { readCounters } from './sampler.ts';
+import { StudentLoad } from './student-load.ts';
+
+/**
+ * `pnpm dev`: the full stack for a person to watch, until Ctrl-C. Policy settings come from the
+ * environment (PREVENT_CONCURRENT_LOGINS, SINGLE_LOGIN_*), so restarting with an exemption shows
+ * the difference; fleet size from DEV_REPLICAS, DEV_QUEUES, DEV_CONNECTIONS.
+ */
+async function main() {
+  const env = process.env;
+  const number = (name: string, fallback: number) => {
+    const value = Number(env[name] ?? fallback);
+    if (!Number.isFinite(value) || value <= 0)
+      throw new Error(`${name} must be a number > 0 (got ${env[name]})`);
+    return value;
+  };
+  const settings: RunSettings = {
+    replicas: number('DEV_REPLICAS', 2),
+    queues: number('DEV_QUEUES', 1),
+    connections: number('DEV_CONNECTIONS', 2),
+    durationSeconds: 0,
+    submissions: 0,
+    students: 3,
+    compression: number('DEV_COMPRESSION', 4),
+    drainSeconds: 0,
+    redisUrl: env.REDIS_URL || undefined,
+    serviceUsername: 'xqueue_svc',
+    servicePassword: 'storm-lab-service',
+    studentPassword: 'storm-lab-student',
+  };
+  const policy = Object.fromEntries(
+    Object.entries(env).filter(
+      (entry): entry is [string, string] =>
+        (entry[0] === 'PREVENT_CONCURRENT_LOGINS' || entry[0].startsWith('SINGLE_LOGIN_')) &&
+        entry[1] !== undefined,
+    ),
+  );
+  const scenario = { name: 'dev', description: 'pnpm dev', lms: policy, watcher: {} };
+  const cleanup = new CleanupStack();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${signal}: stopping the stack...`);
+    void cleanup.run().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  const redis = await useRedis(settings.redisUrl);
+  cleanup.add(() => redis.stop());
+  const redisUrl = redis.url;
+  console.log(`redis      ${redisUrl}${redis.owned ? ' (private, started for you)' : ''}`);
+  const queues = queueNames(settings.queues);
+  const lms = await startLms({
+    env: {
+      ...lmsEnv(settings, scenario),
+      LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
+      PORT: env.PORT ?? '8000',
+      HOST: env.HOST ?? '127.0.0.1',
+    },
+    seed: [
+      '--queues',
+      queues.join(','),
+      '--students',
+      String(settings.students),
+      '--service-password',
+      settings.servicePassword,
+      '--student-password',
+      settings.studentPassword,
+    ],
+  });
+  cleanup.add(() => lms.stop());
+  const fleet = await startWatchers({
+    replicas: settings.replicas,
+    env: watcherEnv(settings, scenario, lms.url, redisUrl, `dev-${process.pid}`),
+  });
+  cleanup.add(() => fleet.stopAll());
+  console.log(
+    `lms        ${lms.url}  (dashboard ${lms.url}/dashboard, metrics ${lms.url}/metrics)`,
+  );
+  fleet.metricsUrls.forEach((url, index) => {
+    console.log(`watcher ${index + 1}  ${url}`);
+  });
+  console.log(
+    `policy     ${
+      Object.entries(policy)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'defaults (PREVENT_CONCURRENT_LOGINS=true, no exemption)'
+    }`,
+  );
+  console.log(
+    'Try again with SINGLE_LOGIN_EXEMPT_GROUPS=xqueue pnpm dev to see the cure. Ctrl-C stops.\n',
+  );
+
+  const load = new StudentLoad({
+    lmsUrl: lms.url,
+    queues,
+    students: settings.students,
+    studentPassword: settings.studentPassword,
+    answerFor,
+  });
+  await load.logIn();
+  let index = 0;
+  const trickle = setInterval(
+    () => void load.submit(index++).catch((error: Error) => console.error(error.message)),
+    1000,
+  );
+  const status = setInterval(async () => {
+    try {
+      const counters = await readCounters(lms.url, settings.serviceUsername);
+      console.log(
+        `logins ${counters.logins}  403s ${counters.forbidden}  evictions ${counters.evictions}  graded ${counters.graded}/${load.submitted.length}  storm alerts ${counters.stormAlerts}`,
+      );
+    } catch (error) {
+      if (!stopping) console.error(`metrics: ${(error as Error).message}`);
+    }
+  }, 5000);
+  cleanup.add(async () => {
+    clearInterval(trickle);
+    clearInterval(status);
+  });
+}
+
+main().catch((error: unknown) => {
+  console.error(`dev: ${(error as Error).message}`);
+  process.exit(1);
+});

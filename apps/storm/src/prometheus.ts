@@ -1,0 +1,49 @@
+/** One sample of a Prometheus text exposition: metric name, labels, value. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/;
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+
+/**
+ * Parses the Prometheus text format (the subset prom-client writes: no timestamps needed).
+ *
+ * @example
+ * parsePrometheus('lms_logins_total{account="svc",path="xqueue"} 12');
+ * // [{ name: 'lms_logins_total', labels: { account: 'svc', path: 'xqueue' }, value: 12 }]
+ */
+export function parsePrometheus(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = LINE.exec(line);
+    if (!match) continue;
+    const labels: Record<string, string> = {};
+    for (const label of (match[2] ?? '').matchAll(LABEL)) {
+      labels[label[1] ?? ''] = (label[2] ?? '').replace(/\\(.)/g, (_, char: string) =>
+        char === 'n' ? '\n' : char,
+      );
+    }
+    samples.push({ name: match[1] ?? '', labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** Sums the samples of one metric whose labels include every given label. */
+export function sumOf(
+  samples: readonly Sample[],
+  name: string,
+  where: Record<string, string> = {},
+) {
+  let total = 0;
+  for (const sample of samples) {
+    if (sample.name !== name) continue;
+    if (Object.entries(where).every(([key, value]) => sample.labels[key] === value)) {
+      total += sample.value;
+    }
+  }
+  return total;
+}

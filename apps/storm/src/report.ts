@@ -1,0 +1,114 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { renderChart } from './chart.ts';
+import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
+
+/** The whole run as written to report.json. */
+export interface StormReport {
+  generatedAt: string;
+  machine: { cpus: number; node: string; platform: string };
+  compression: number;
+  compressionNote: string;
+  verdictRule: string;
+  scenarios: Omit<ScenarioFigures, 'series'>[];
+}
+
+type Row = [label: string, cell: (figures: ScenarioFigures) => string];
+
+const fixed = (value: number | null, digits = 0) => (value === null ? '-' : value.toFixed(digits));
+
+const ROWS: Row[] = [
+  ['fleet (replicas x queues x connections)', (f) => `${f.replicas}x${f.queues}x${f.connections}`],
+  ['logins', (f) => String(f.logins)],
+  ['re-logins per hour (production)', (f) => String(f.loginsPerHour)],
+  ['403s (get_submission + put_result)', (f) => String(f.forbidden)],
+  ['403s per login', (f) => fixed(f.forbiddenPerLogin, 2)],
+  ['graded / submitted', (f) => `${f.graded}/${f.submitted}`],
+  ['wrong scores', (f) => String(f.wrongScores)],
+  ['grading latency p50 ms', (f) => fixed(f.latencyP50Ms)],
+  ['grading latency p95 ms', (f) => fixed(f.latencyP95Ms)],
+  ['evictions', (f) => String(f.evictions)],
+  ['storm alerts', (f) => String(f.stormAlerts)],
+  [
+    'person stays single-session',
+    (f) => (f.personSingleSession === null ? 'n/a' : f.personSingleSession ? 'yes' : 'NO'),
+  ],
+  ['verdict', (f) => f.verdict],
+];
+
+/** The side-by-side table: one column per scenario, one row per figure. */
+export function renderTable(scenarios: readonly ScenarioFigures[]): string {
+  const header = ['', ...scenarios.map((figures) => figures.name)];
+  const body = ROWS.map(([label, cell]) => [label, ...scenarios.map(cell)]);
+  const widths = header.map((_, column) =>
+    Math.max(...[header, ...body].map((row) => (row[column] ?? '').length)),
+  );
+  const line = (row: string[]) =>
+    row
+      .map((text, column) =>
+        column === 0 ? text.padEnd(widths[0] ?? 0) : text.padStart(widths[column] ?? 0),
+      )
+      .join('  ');
+  return [line(header), ...body.map(line)].join('\n');
+}
+
+/** The Markdown version of the table, with the rule and the compression stated. */
+export function renderMarkdown(report: StormReport, scenarios: readonly ScenarioFigures[]): string {
+  const header = `| | ${scenarios.map((figures) => figures.name).join(' | ')} |`;
+  const divider = `|---|${scenarios.map(() => '---:').join('|')}|`;
+  const rows = ROWS.map(([label, cell]) => `| ${label} | ${scenarios.map(cell).join(' | ')} |`);
+  const charts = scenarios.map((figures) => `![${figures.name}](${figures.name}.svg)`);
+  return [
+    '# Storm report',
+    '',
+    `Generated ${report.generatedAt} on ${report.machine.cpus} cores, Node ${report.machine.node}.`,
+    '',
+    header,
+    divider,
+    ...rows,
+    '',
+    `Verdict rule: ${report.verdictRule}.`,
+    '',
+    `Time compression: ${report.compressionNote}`,
+    '',
+    ...scenarios.map((figures) => `- **${figures.name}**: ${figures.description}`),
+    '',
+    '## Per second',
+    '',
+    ...charts,
+    '',
+  ].join('\n');
+}
+
+/** Builds the report object (report.json) from the scenario figures. */
+export function buildReport(
+  scenarios: readonly ScenarioFigures[],
+  context: { compression: number; compressionNote: string; cpus: number },
+): StormReport {
+  return {
+    generatedAt: new Date().toISOString(),
+    machine: { cpus: context.cpus, node: process.versions.node, platform: process.platform },
+    compression: context.compression,
+    compressionNote: context.compressionNote,
+    verdictRule: VERDICT_RULE,
+    scenarios: scenarios.map(({ series: _series, ...figures }) => figures),
+  };
+}
+
+/** Writes report.json, report.md and one SVG chart per scenario into `dir`. */
+export async function writeReport(
+  dir: string,
+  report: StormReport,
+  scenarios: readonly ScenarioFigures[],
+) {
+  await mkdir(dir, { recursive: true });
+  const withSeries = {
+    ...report,
+    series: Object.fromEntries(scenarios.map((f) => [f.name, f.series])),
+  };
+  await writeFile(join(dir, 'report.json'), `${JSON.stringify(withSeries, null, 2)}\n`);
+  await writeFile(join(dir, 'report.md'), renderMarkdown(report, scenarios));
+  for (const figures of scenarios) {
+    await writeFile(join(dir, `${figures.name}.svg`), renderChart(figures));
+  }
+}

@@ -1,0 +1,96 @@
+import { startWatchers, useRedis } from '@storm-lab/harness';
+import { prefillSubmissions } from './load.ts';
+import { cpuSeconds, serverPid } from './proc.ts';
+import { benchLms, QUEUE, SERVICE, STUDENT } from './sections.ts';
+
+/** One fleet run: how many logins and gradings it made, and the LMS CPU it cost. */
+export interface FleetRun {
+  connections: number;
+  exempt: boolean;
+  seconds: number;
+  compression: number;
+  logins: number;
+  graded: number;
+  lmsCpuSeconds: number;
+  loginsPerHour: number;
+  gradedPerMinute: number;
+  lmsCpuSecondsPerHour: number;
+}
+
+async function counter(lmsUrl: string, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`${lmsUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) && line.includes(labels))
+      total += Number(line.split(' ').pop());
+  }
+  return total;
+}
+
+/**
+ * Runs K watcher connections (one replica, one queue) against a prefilled queue for `seconds`,
+ * with the service account exempt or not. `compression` divides poll intervals and PBKDF2
+ * iterations like `pnpm storm` does; rates are scaled back to production time.
+ */
+export async function fleetRun(options: {
+  connections: number;
+  exempt: boolean;
+  seconds: number;
+  compression: number;
+  prefill: number;
+  redisUrl?: string;
+}): Promise<FleetRun> {
+  const redis = await useRedis(options.redisUrl);
+  const redisUrl = redis.url;
+  const lms = await benchLms({
+    PASSWORD_HASH_ITERATIONS: String(Math.round(1_000_000 / options.compression)),
+    SINGLE_LOGIN_EXEMPT_USERNAMES: options.exempt ? SERVICE.username : '',
+  });
+  try {
+    await prefillSubmissions({ lmsUrl: lms.url, ...STUDENT, queue: QUEUE, count: options.prefill });
+    const pid = await serverPid(lms.process.pid);
+    const fleet = await startWatchers({
+      replicas: 1,
+      env: {
+        LOG_LEVEL: 'error',
+        LMS_URL: lms.url,
+        REDIS_URL: redisUrl,
+        XQUEUE_USERNAME: SERVICE.username,
+        XQUEUE_PASSWORD: SERVICE.password,
+        WATCHER_QUEUES: QUEUE,
+        WATCHER_CONNECTIONS: String(options.connections),
+        WATCHER_POLL_INTERVAL: String(1 / options.compression),
+        WATCHER_LOGIN_POLL_INTERVAL: String(5 / options.compression),
+        WATCHER_REQUESTS_TIMEOUT: '5',
+        WATCHER_QUEUE_PREFIX: `bench-${process.pid}-${options.connections}-${options.exempt}`,
+      },
+    });
+    try {
+      const loginsBefore = await counter(lms.url, 'lms_logins_total', 'path="xqueue"');
+      const gradedBefore = await counter(lms.url, 'lms_submissions_graded_total');
+      const cpuBefore = await cpuSeconds(pid);
+      await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
+      const logins = (await counter(lms.url, 'lms_logins_total', 'path="xqueue"')) - loginsBefore;
+      const graded = (await counter(lms.url, 'lms_submissions_graded_total')) - gradedBefore;
+      const cpu = (await cpuSeconds(pid)) - cpuBefore;
+      const productionHours = (options.seconds * options.compression) / 3600;
+      return {
+        connections: options.connections,
+        exempt: options.exempt,
+        seconds: options.seconds,
+        compression: options.compression,
+        logins,
+        graded,
+        lmsCpuSeconds: Math.round(cpu * 100) / 100,
+        loginsPerHour: Math.round(logins / productionHours),
+        gradedPerMinute: Math.round((graded / (productionHours * 60)) * 10) / 10,
+        lmsCpuSecondsPerHour: Math.round(cpu / productionHours),
+      };
+    } finally {
+      await fleet.stopAll();
+    }
+  } finally {
+    await lms.stop();
+    await redis.stop();
+  }
+}
