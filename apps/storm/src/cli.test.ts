@@ -101,6 +101,38 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(await readFile(join(out, 'storm.svg'), 'utf8')).toMatch(/^<svg[^>]*>[\s\S]*<polyline/);
   });
 
+  it('loses nothing and grades nothing twice while replicas, Redis and the LMS are killed', async () => {
+    const out = join(dir, 'chaos');
+    const run = runCli([
+      '--scenario',
+      'chaos',
+      '--submissions',
+      '300',
+      '--duration',
+      '20',
+      '--seed',
+      '7',
+      '--json',
+      '--out',
+      out,
+    ]);
+    const { code } = await run.exited;
+    expect(code, run.output()).toBe(0);
+    const report = JSON.parse(await readFile(join(out, 'chaos.json'), 'utf8')) as {
+      submitted: number;
+      lost: number;
+      gradedTwice: number;
+      wrongScores: number;
+      faults: string[];
+    };
+    expect(report).toMatchObject({ submitted: 300, lost: 0, gradedTwice: 0, wrongScores: 0 });
+    const faults = report.faults.join('\n');
+    expect(faults).toMatch(/watcher \d killed \(SIGKILL\)/);
+    expect(faults).toContain('redis restarted');
+    expect(faults).toContain('lms restarted (SIGTERM)');
+    expect(faults).toContain('lms restarted (SIGKILL)');
+  });
+
   it('leaves no process and no temporary directory behind on Ctrl-C', async () => {
     const marker = `m${process.pid}${Date.now()}`;
     const scratch = await mkdtemp(join(tmpdir(), 'storm-sigint-'));
