@@ -1,4 +1,4 @@
-import { startWatchers, useRedis } from '@storm-lab/harness';
+import { startWatchers, useRedis, waitFor } from '@storm-lab/harness';
 import { prefillSubmissions } from './load.ts';
 import { cpuSeconds, serverPid } from './proc.ts';
 import { benchLms, QUEUE, SERVICE, STUDENT } from './sections.ts';
@@ -66,6 +66,15 @@ export async function fleetRun(options: {
       },
     });
     try {
+      // Start counting once every connection has made its first login: that is the fleet
+      // starting, not the rate this run measures.
+      await waitFor(
+        async () =>
+          (await counter(lms.url, 'lms_logins_total', 'path="xqueue"')) >= options.connections
+            ? true
+            : undefined,
+        { timeoutMs: 60_000, what: 'the first login of every connection' },
+      );
       const loginsBefore = await counter(lms.url, 'lms_logins_total', 'path="xqueue"');
       const gradedBefore = await counter(lms.url, 'lms_submissions_graded_total');
       const cpuBefore = await cpuSeconds(pid);

@@ -1,17 +1,27 @@
 import { createStormDetector, type PolicySettings } from '@storm-lab/session-policy';
+import { failure } from '@storm-lab/xqueue-protocol';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import { matchedRoutes } from 'hono/route';
 import type { Logger } from 'pino';
-import { createLoginService } from './auth/login.ts';
-import { createSessionStore } from './auth/session-store.ts';
+import { createLoginService, type PasswordChecker } from './auth/login.ts';
+import { createSessionStore, type SessionStore } from './auth/session-store.ts';
+import {
+  createLoginThrottle,
+  DEFAULT_THROTTLE_FAILURES,
+  DEFAULT_THROTTLE_WINDOW_SECONDS,
+} from './auth/throttle.ts';
 import type { Db } from './db/client.ts';
 import type { LmsEnv, Services } from './http/context.ts';
 import { sessionMiddleware } from './http/session.ts';
+import { createLiveStats } from './ops/live-stats.ts';
 import { createMetrics } from './ops/metrics.ts';
+import { createPolicyStore } from './policy/policy-store.ts';
 import { queueLengths } from './queue/submissions.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { submissionRoutes } from './routes/submissions.ts';
 import { webAuthRoutes } from './routes/web-auth.ts';
@@ -19,6 +29,7 @@ import { xqueueRoutes } from './routes/xqueue.ts';
 
 /** The settings createApp needs (main.ts builds them from the environment). */
 export interface AppConfig {
+  /** The policy at start; staff overrides saved in the database apply on top. */
   policy: PolicySettings;
   passwordHashIterations: number;
   xqueueLockSeconds: number;
@@ -27,6 +38,12 @@ export interface AppConfig {
   sessionTtlSeconds: number;
   stormAlertEvictionsPerMinute: number;
   maxBodyBytes: number;
+  /** Failed logins per account or address within the window before 429; 0 = off. Default 10. */
+  loginThrottleFailures?: number;
+  /** Default 300. */
+  loginThrottleWindowSeconds?: number;
+  /** Take the client address from X-Forwarded-For (behind one reverse proxy). Default false. */
+  trustProxy?: boolean;
 }
 
 export interface AppDeps {
@@ -35,6 +52,10 @@ export interface AppDeps {
   logger: Logger;
   /** Milliseconds since the epoch; tests pass a controllable clock. */
   now?: () => number;
+  /** The session store; default the SQLite store on `db`. */
+  store?: SessionStore;
+  /** How passwords are checked; default Django's pbkdf2_sha256. */
+  passwords?: PasswordChecker;
 }
 
 function routeOf(c: Parameters<Parameters<typeof createMiddleware>[0]>[0]): string {
@@ -47,20 +68,30 @@ function buildServices(deps: AppDeps): Services {
   const now = deps.now ?? Date.now;
   const { config, db, logger } = deps;
   const queue = { lockMs: config.xqueueLockSeconds * 1000, maxFailures: config.xqueueMaxFailures };
-  const store = createSessionStore({ db, ttlMs: config.sessionTtlSeconds * 1000, now });
-  const metrics = createMetrics(() => queueLengths(db, queue.lockMs, now()));
+  const store =
+    deps.store ?? createSessionStore({ db, ttlMs: config.sessionTtlSeconds * 1000, now });
+  const throttle = createLoginThrottle({
+    maxFailures: config.loginThrottleFailures ?? DEFAULT_THROTTLE_FAILURES,
+    windowMs: (config.loginThrottleWindowSeconds ?? DEFAULT_THROTTLE_WINDOW_SECONDS) * 1000,
+    now,
+  });
+  const live = createLiveStats({ now });
+  const metrics = createMetrics(() => queueLengths(db, queue.lockMs, now()), live);
+  const policy = createPolicyStore({ db, defaults: config.policy, now });
   const detector = createStormDetector({
     evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute,
   });
   const login = createLoginService({
     db,
     store,
-    policy: config.policy,
+    policy: policy.current,
     detector,
     metrics,
     logger,
     now,
     passwordHashIterations: config.passwordHashIterations,
+    throttle,
+    passwords: deps.passwords,
   });
   return {
     db,
@@ -69,9 +100,11 @@ function buildServices(deps: AppDeps): Services {
     metrics,
     detector,
     logger,
-    policy: config.policy,
+    policy,
+    stormAlertEvictionsPerMinute: config.stormAlertEvictionsPerMinute,
     queue,
     sessionTtlSeconds: config.sessionTtlSeconds,
+    trustProxy: config.trustProxy ?? false,
     now,
   };
 }
@@ -92,15 +125,24 @@ export function createApp(deps: AppDeps): Hono<LmsEnv> {
     '*',
     createMiddleware(async (c, next) => {
       await next();
-      services.metrics.httpResponses.inc({ route: routeOf(c), status: String(c.res.status) });
+      const route = routeOf(c);
+      services.metrics.httpResponses.inc({ route, status: String(c.res.status) });
+      // What a storm costs the graders: each 403 is a request of an evicted worker.
+      if (c.res.status === 403 && route.startsWith('/xqueue/')) {
+        services.metrics.live.count('forbidden');
+      }
     }),
   );
   app.use(
     '*',
     bodyLimit({
       maxSize: deps.config.maxBodyBytes,
-      onError: (c) =>
-        c.json({ detail: `Request body larger than ${deps.config.maxBodyBytes} bytes` }, 413),
+      onError: (c) => {
+        const message = `Request body larger than ${deps.config.maxBodyBytes} bytes`;
+        // xqueue clients read every answer as an envelope.
+        if (c.req.path.startsWith('/xqueue/')) return c.json(failure(message), 413);
+        return c.json({ detail: message }, 413);
+      },
     }),
   );
   app.use('*', sessionMiddleware(services));
@@ -109,6 +151,8 @@ export function createApp(deps: AppDeps): Hono<LmsEnv> {
   app.route('/', webAuthRoutes(services));
   app.route('/xqueue', xqueueRoutes(services));
   app.route('/api/submissions', submissionRoutes(services));
+  app.route('/api/admin', adminRoutes(services));
+  app.route('/dashboard', dashboardRoutes());
 
   app.notFound((c) => c.json({ detail: 'Not found' }, 404));
   app.onError((error, c) => {

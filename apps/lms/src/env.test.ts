@@ -14,6 +14,9 @@ describe('parseEnv', () => {
       sessionTtlSeconds: 1_209_600,
       stormAlertEvictionsPerMinute: 30,
       maxBodyBytes: 1_048_576,
+      loginThrottleFailures: 10,
+      loginThrottleWindowSeconds: 300,
+      trustProxy: false,
       policy: { preventConcurrentLogins: true, exemptUsernames: [], exemptGroups: [] },
     });
   });
@@ -46,7 +49,21 @@ describe('parseEnv', () => {
     });
   });
 
+  it('reads the login throttle and TRUST_PROXY', () => {
+    const config = parseEnv(
+      { LOGIN_THROTTLE_FAILURES: '0', LOGIN_THROTTLE_WINDOW_SECONDS: '60', TRUST_PROXY: 'true' },
+      '/',
+    );
+    expect(config).toMatchObject({
+      loginThrottleFailures: 0,
+      loginThrottleWindowSeconds: 60,
+      trustProxy: true,
+    });
+  });
+
   it.each([
+    [{ TRUST_PROXY: 'yes' }, /TRUST_PROXY="yes" is invalid: expected true or false/],
+    [{ LOGIN_THROTTLE_FAILURES: '-1' }, /LOGIN_THROTTLE_FAILURES="-1" is invalid/],
     [{ PORT: '70000' }, /PORT="70000" is invalid: expected an integer 0\.\.65535/],
     [
       { LOG_LEVEL: 'loud' },

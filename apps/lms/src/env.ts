@@ -20,6 +20,11 @@ export interface LmsConfig {
   sessionTtlSeconds: number;
   stormAlertEvictionsPerMinute: number;
   maxBodyBytes: number;
+  /** Failed logins per account or address within the window before 429; 0 = no throttle. */
+  loginThrottleFailures: number;
+  loginThrottleWindowSeconds: number;
+  /** Behind one reverse proxy: take the client address from the last X-Forwarded-For entry. */
+  trustProxy: boolean;
   policy: PolicySettings;
 }
 
@@ -69,6 +74,21 @@ const VARIABLES = {
     schema: integer(1024, 100 * 1024 * 1024).default(1_048_576),
     accepts: 'bytes 1024..104857600',
   },
+  LOGIN_THROTTLE_FAILURES: {
+    schema: integer(0, 1_000_000).default(10),
+    accepts: 'an integer >= 0 (0 = no throttle)',
+  },
+  LOGIN_THROTTLE_WINDOW_SECONDS: {
+    schema: positive(86_400).default(300),
+    accepts: 'seconds > 0 (at most a day)',
+  },
+  TRUST_PROXY: {
+    schema: z
+      .enum(['true', 'false', '1', '0'])
+      .default('false')
+      .transform((value) => value === 'true' || value === '1'),
+    accepts: 'true or false',
+  },
 } as const;
 
 type Source = Readonly<Record<string, string | undefined>>;
@@ -116,6 +136,9 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
     sessionTtlSeconds: readVariable(source, 'SESSION_TTL_SECONDS'),
     stormAlertEvictionsPerMinute: readVariable(source, 'STORM_ALERT_EVICTIONS_PER_MINUTE'),
     maxBodyBytes: readVariable(source, 'MAX_BODY_BYTES'),
+    loginThrottleFailures: readVariable(source, 'LOGIN_THROTTLE_FAILURES'),
+    loginThrottleWindowSeconds: readVariable(source, 'LOGIN_THROTTLE_WINDOW_SECONDS'),
+    trustProxy: readVariable(source, 'TRUST_PROXY'),
     policy,
   };
 }

@@ -56,3 +56,40 @@ describe('login hashing', () => {
     expect(metrics).toContain('lms_login_failures_total{path="xqueue"} 3');
   });
 });
+
+describe('re-login of a logged-in client', () => {
+  it('keeps the current session when the new login is denied', async () => {
+    lms = await createTestLms({ policy: { onLimit: 'deny-new' } });
+    const phone = new TestClient(lms.fetcher);
+    expect((await phone.webLogin('student1', 'student-pass')).status).toBe(200);
+    // As if the phone had logged in while the account was exempt: its session is untracked.
+    lms.database.sqlite.prepare('UPDATE sessions SET tracked = 0').run();
+    const laptop = new TestClient(lms.fetcher);
+    expect((await laptop.webLogin('student1', 'student-pass')).status).toBe(200);
+    const fields = { username: 'student1', password: 'student-pass' };
+    const denied = await phone.postForm('/login', {
+      ...fields,
+      csrfmiddlewaretoken: phone.cookies.get('csrftoken')!,
+    });
+    expect(denied.status).toBe(403);
+    expect((await phone.get('/me')).status).toBe(200);
+    expect((await laptop.get('/me')).status).toBe(200);
+  });
+
+  it('replaces its own session when the new login is admitted', async () => {
+    lms = await createTestLms({ policy: { onLimit: 'deny-new' } });
+    const phone = new TestClient(lms.fetcher);
+    expect((await phone.webLogin('student1', 'student-pass')).status).toBe(200);
+    const old = phone.cookies.get('sessionid')!;
+    const again = await phone.postForm('/login', {
+      username: 'student1',
+      password: 'student-pass',
+      csrfmiddlewaretoken: phone.cookies.get('csrftoken')!,
+    });
+    expect(again.status).toBe(200);
+    expect(phone.cookies.get('sessionid')).not.toBe(old);
+    expect(lms.database.sqlite.prepare('SELECT count(*) AS n FROM sessions').get()).toEqual({
+      n: 1,
+    });
+  });
+});

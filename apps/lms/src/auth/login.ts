@@ -12,6 +12,7 @@ import type { LmsMetrics } from '../ops/metrics.ts';
 import { findCredentials, groupsOf, type LmsUser } from '../users.ts';
 import { burnPasswordCheck, verifyPassword } from './password.ts';
 import type { SessionStore } from './session-store.ts';
+import type { LoginThrottle } from './throttle.ts';
 import { newSessionToken, shortId } from './tokens.ts';
 
 /** Where a login came from, as the `path` label of `lms_logins_total`. */
@@ -25,6 +26,8 @@ export interface LoginAttempt {
   instanceId: string | null;
   /** The session this request already carries; a new login replaces it, as Django's does. */
   replacing: string | null;
+  /** The client's address, for the login throttle (see clientAddress). */
+  address: string;
 }
 
 /** A login's outcome; wrong credentials and a denied login are expected "no"s. */
@@ -37,24 +40,56 @@ export type LoginOutcome =
       admitted: Extract<AdmitResult, { admitted: true }>;
     }
   | { ok: false; reason: 'bad-credentials' }
-  | { ok: false; reason: 'denied'; liveSessions: number };
+  | { ok: false; reason: 'denied'; liveSessions: number }
+  | { ok: false; reason: 'throttled'; retryAfterSeconds: number };
+
+/** How passwords are checked; tests wrap the real functions to count hash computations. */
+export interface PasswordChecker {
+  verify(password: string, encoded: string): Promise<boolean>;
+  /** Spends one check's time for an unknown username and says no. */
+  burn(password: string, iterations: number): Promise<false>;
+}
+
+const PASSWORDS: PasswordChecker = { verify: verifyPassword, burn: burnPasswordCheck };
 
 export interface LoginServiceDeps {
   db: Db;
   store: SessionStore;
-  policy: PolicySettings;
+  /** Read on every login: staff may change the policy at run time (see PolicyStore). */
+  policy: () => PolicySettings;
   detector: StormDetector;
   metrics: LmsMetrics;
   logger: Logger;
   now: () => number;
   passwordHashIterations: number;
+  /** Failed-login throttle; none when absent. */
+  throttle?: LoginThrottle;
+  passwords?: PasswordChecker;
 }
 
 async function checkCredentials(deps: LoginServiceDeps, username: string, password: string) {
+  const passwords = deps.passwords ?? PASSWORDS;
   const row = findCredentials(deps.db, username);
-  if (!row) return burnPasswordCheck(password, deps.passwordHashIterations);
-  const valid = await verifyPassword(password, row.password);
+  if (!row) return passwords.burn(password, deps.passwordHashIterations);
+  const valid = await passwords.verify(password, row.password);
   return valid && row.isActive ? row : false;
+}
+
+/** Checks credentials unless the throttle holds this account or address; feeds the throttle. */
+async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
+  const key = { account: attempt.username, address: attempt.address };
+  const verdict = deps.throttle?.check(key) ?? { allowed: true };
+  if (!verdict.allowed) {
+    deps.logger.info(
+      { event: 'login-throttled', by: verdict.by, retryAfterSeconds: verdict.retryAfterSeconds },
+      'login throttled: too many failed attempts',
+    );
+    return { throttled: true, retryAfterSeconds: verdict.retryAfterSeconds } as const;
+  }
+  const row = await checkCredentials(deps, attempt.username, attempt.password);
+  if (row) deps.throttle?.recordSuccess(key);
+  else deps.throttle?.recordFailure(key);
+  return { throttled: false, row } as const;
 }
 
 function report(
@@ -80,6 +115,7 @@ function report(
   }
   if (result.evicted.length > 0 && !result.dryRun) {
     deps.metrics.sessionsEvicted.inc({ account }, result.evicted.length);
+    deps.metrics.live.count('evictions', result.evicted.length);
   }
   const alerts = [
     deps.detector.recordLogin(account, at),
@@ -103,15 +139,19 @@ function report(
  *
  * @example
  * const login = createLoginService(deps);
- * const outcome = await login({ username, password, path: 'xqueue', instanceId: null, replacing: null });
+ * const outcome = await login({
+ *   username, password, path: 'xqueue', instanceId: null, replacing: null, address: '127.0.0.1',
+ * });
  */
 export function createLoginService(deps: LoginServiceDeps) {
   return async function login(attempt: LoginAttempt): Promise<LoginOutcome> {
-    const row = await checkCredentials(deps, attempt.username, attempt.password);
-    if (!row) {
-      deps.metrics.loginFailures.inc({ path: attempt.path });
-      return { ok: false, reason: 'bad-credentials' };
+    const check = await throttledCheck(deps, attempt);
+    if (check.throttled || !check.row) deps.metrics.loginFailures.inc({ path: attempt.path });
+    if (check.throttled) {
+      return { ok: false, reason: 'throttled', retryAfterSeconds: check.retryAfterSeconds };
     }
+    const { row } = check;
+    if (!row) return { ok: false, reason: 'bad-credentials' };
     const user: LmsUser = {
       id: row.id,
       username: row.username,
@@ -119,14 +159,22 @@ export function createLoginService(deps: LoginServiceDeps) {
       isActive: row.isActive,
       groups: groupsOf(deps.db, row.id),
     };
-    if (attempt.replacing) await deps.store.remove(attempt.replacing);
     const { token, id } = newSessionToken();
     const now = deps.now();
     const instanceId = attempt.instanceId;
+    const policy = deps.policy();
     const result = await deps.store.admit({
       userId: user.id,
       session: { id, instanceId, createdAt: now },
-      decide: (live) => decideLogin(deps.policy, user, { sessionId: id, instanceId, now }, live),
+      // The session being replaced does not count against the limit; it ends only once the new
+      // one is admitted, so a denied login leaves the client logged in as before.
+      decide: (live) =>
+        decideLogin(
+          policy,
+          user,
+          { sessionId: id, instanceId, now },
+          live.filter((session) => session.id !== attempt.replacing),
+        ),
     });
     if (!result.admitted) {
       deps.metrics.loginFailures.inc({ path: attempt.path });
@@ -136,8 +184,10 @@ export function createLoginService(deps: LoginServiceDeps) {
       );
       return { ok: false, reason: 'denied', liveSessions: result.decision.liveSessions };
     }
+    if (attempt.replacing) await deps.store.remove(attempt.replacing);
     deps.db.update(users).set({ lastLogin: now }).where(eq(users.id, user.id)).run();
     deps.metrics.logins.inc({ account: user.username, path: attempt.path });
+    deps.metrics.live.count('logins');
     report(deps, user, id, result, now);
     deps.store.prune();
     return { ok: true, token, sessionId: id, user, admitted: result };

@@ -135,3 +135,30 @@ export const submissions = sqliteTable(
     index('submissions_student_idx').on(table.studentId),
   ],
 );
+
+/**
+ * Run-time overrides of the session policy, set by staff on the dashboard: one row (`id` 1).
+ * `settings` is a JSON object of the fields that replace the environment's defaults.
+ */
+export const policyOverrides = sqliteTable('policy_overrides', {
+  id: integer('id').primaryKey(),
+  settings: text('settings').notNull(),
+  updatedAt: integer('updated_at').notNull(),
+  updatedBy: text('updated_by').notNull(),
+});
+
+/** Every policy change: who, when, why, and the effective settings before and after (JSON). */
+export const policyAudit = sqliteTable(
+  'policy_audit',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    at: integer('at').notNull(),
+    /** Kept as text (no foreign key) so the trail outlives the account. */
+    actor: text('actor').notNull(),
+    action: text('action', { enum: ['update', 'reset'] }).notNull(),
+    reason: text('reason').notNull(),
+    before: text('before').notNull(),
+    after: text('after').notNull(),
+  },
+  (table) => [index('policy_audit_at_idx').on(table.at)],
+);

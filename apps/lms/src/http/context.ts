@@ -1,9 +1,10 @@
-import type { PolicySettings, StormDetector } from '@storm-lab/session-policy';
+import type { StormDetector } from '@storm-lab/session-policy';
 import type { Logger } from 'pino';
 import type { LoginService } from '../auth/login.ts';
 import type { SessionEnd, SessionStore } from '../auth/session-store.ts';
 import type { Db } from '../db/client.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
+import type { PolicyStore } from '../policy/policy-store.ts';
 import type { QueueSettings } from '../queue/submissions.ts';
 import type { LmsUser } from '../users.ts';
 
@@ -15,9 +16,14 @@ export interface Services {
   metrics: LmsMetrics;
   detector: StormDetector;
   logger: Logger;
-  policy: PolicySettings;
+  /** The session policy now: environment defaults plus what staff saved on the dashboard. */
+  policy: PolicyStore;
+  /** Evictions per minute of one account that the detector calls a storm. */
+  stormAlertEvictionsPerMinute: number;
   queue: QueueSettings;
   sessionTtlSeconds: number;
+  /** Whether the client address comes from X-Forwarded-For (see clientAddress). */
+  trustProxy: boolean;
   now: () => number;
 }
 

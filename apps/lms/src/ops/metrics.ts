@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { LiveStats } from './live-stats.ts';
 
 /** The LMS's Prometheus metrics; names are read by the storm runner, keep them stable. */
 export interface LmsMetrics {
@@ -12,21 +13,27 @@ export interface LmsMetrics {
   submissionsCreated: Counter<'queue'>;
   submissionsGraded: Counter<'queue'>;
   gradingLatency: Histogram<string>;
+  /** Per-second counters for the dashboard: bump them where the metrics above are bumped. */
+  live: LiveStats;
 }
 
 /**
  * Creates the metrics on a registry of their own, so tests can build many apps.
- * `queueLengths` is called at scrape time.
+ * `queueLengths` is called at scrape time; the scrape also samples them into `live`.
  *
  * @example
- * const metrics = createMetrics(() => [{ queue: 'test-queue', length: 3 }]);
+ * const metrics = createMetrics(() => [{ queue: 'test-queue', length: 3 }], createLiveStats({ now }));
  * await metrics.registry.metrics();
  */
-export function createMetrics(queueLengths: () => { queue: string; length: number }[]): LmsMetrics {
+export function createMetrics(
+  queueLengths: () => { queue: string; length: number }[],
+  live: LiveStats,
+): LmsMetrics {
   const registry = new Registry();
   const registers = [registry];
   return {
     registry,
+    live,
     logins: new Counter({
       name: 'lms_logins_total',
       help: 'Successful logins by account and path (xqueue or web).',
@@ -64,7 +71,9 @@ export function createMetrics(queueLengths: () => { queue: string; length: numbe
       registers,
       collect() {
         this.reset();
-        for (const { queue, length } of queueLengths()) this.set({ queue }, length);
+        const lengths = queueLengths();
+        for (const { queue, length } of lengths) this.set({ queue }, length);
+        live.sampleQueues(lengths);
       },
     }),
     submissionsCreated: new Counter({

@@ -58,7 +58,10 @@ describe('operations endpoints', () => {
       password: 'x'.repeat(4096),
     });
     expect(response.status).toBe(413);
-    expect(await response.json()).toEqual({ detail: 'Request body larger than 2048 bytes' });
+    expect(await response.json()).toEqual({
+      return_code: 1,
+      content: 'Request body larger than 2048 bytes',
+    });
   });
 
   it('never answers 500 nor changes state for arbitrary xqueue input', async () => {

@@ -5,6 +5,7 @@ import { requireUser } from '../http/session.ts';
 import { createSubmission, findSubmission, type SubmissionRow } from '../queue/submissions.ts';
 
 const MAX_RESPONSE_LENGTH = 100_000;
+const CANONICAL_ID = /^[1-9][0-9]{0,15}$/;
 
 const newSubmissionSchema = z.object({
   queue_name: z.string().min(1).max(128),
@@ -74,9 +75,11 @@ export function submissionRoutes(services: Services) {
   });
 
   app.get('/:id', (c) => {
-    const id = Number(c.req.param('id'));
+    // Only the canonical decimal id: Number() would also read '1e0', '0x1' or ' 1' as 1.
+    const text = c.req.param('id');
+    const id = CANONICAL_ID.test(text) ? Number(text) : Number.NaN;
     const auth = c.get('auth')!;
-    const row = Number.isSafeInteger(id) && id > 0 ? findSubmission(services.db, id) : null;
+    const row = Number.isSafeInteger(id) ? findSubmission(services.db, id) : null;
     // Someone else's submission is reported as missing, so ids reveal nothing.
     if (!row || (row.studentId !== auth.user.id && !auth.user.isStaff)) {
       return c.json({ detail: 'Submission not found' }, 404);

@@ -1,10 +1,11 @@
 import { Hono } from 'hono';
 import { html } from 'hono/html';
+import { clientAddress } from '../http/client-address.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import { CSRF_FIELD, csrfFailure, ensureCsrfCookie } from '../http/csrf.ts';
 import { readFields } from '../http/fields.ts';
 import { clearSessionCookie, notAuthenticated, setSessionCookie } from '../http/session.ts';
-import { clientInstance, MAX_CREDENTIAL_LENGTH } from './xqueue.ts';
+import { clientInstance, MAX_CREDENTIAL_LENGTH, throttledMessage } from './xqueue.ts';
 
 function loginForm(csrfToken: string) {
   return html`<!doctype html>
@@ -52,10 +53,15 @@ export function webAuthRoutes(services: Services) {
       path: 'web',
       instanceId: clientInstance(c),
       replacing: c.get('auth')?.sessionId ?? null,
+      address: clientAddress(c, services.trustProxy),
     });
     if (!outcome.ok) {
       if (outcome.reason === 'denied') {
         return c.json({ detail: 'Session limit reached for this account.' }, 403);
+      }
+      if (outcome.reason === 'throttled') {
+        c.header('Retry-After', String(outcome.retryAfterSeconds));
+        return c.json({ detail: throttledMessage(outcome.retryAfterSeconds) }, 429);
       }
       return c.json({ detail: 'Invalid username or password.' }, 401);
     }

@@ -9,6 +9,7 @@ import {
 } from '@storm-lab/xqueue-protocol';
 import { type Context, Hono } from 'hono';
 import { newPullKey } from '../auth/tokens.ts';
+import { clientAddress } from '../http/client-address.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import { ensureCsrfCookie } from '../http/csrf.ts';
 import { readFields } from '../http/fields.ts';
@@ -26,6 +27,11 @@ const MAX_NAME_LENGTH = 128;
 const MAX_INSTANCE_ID_LENGTH = 128;
 /** Longer usernames or passwords are refused before any hashing. */
 export const MAX_CREDENTIAL_LENGTH = 1024;
+
+/** The 429 message of a throttled login; the same whether or not the account exists. */
+export function throttledMessage(retryAfterSeconds: number): string {
+  return `Too many failed login attempts, try again in ${retryAfterSeconds} s`;
+}
 
 /** The instance id a client names itself with, if it is usable. */
 export function clientInstance(c: Context): string | null {
@@ -66,10 +72,15 @@ function loginRoutes(services: Services) {
       path: 'xqueue',
       instanceId: clientInstance(c),
       replacing: c.get('auth')?.sessionId ?? null,
+      address: clientAddress(c, services.trustProxy),
     });
     if (!outcome.ok) {
       if (outcome.reason === 'denied') {
         return c.json(failure('Session limit reached for this account'), 403);
+      }
+      if (outcome.reason === 'throttled') {
+        c.header('Retry-After', String(outcome.retryAfterSeconds));
+        return c.json(failure(throttledMessage(outcome.retryAfterSeconds)), 429);
       }
       return c.json(failure('Incorrect login credentials'), 401);
     }
@@ -155,6 +166,8 @@ function queueRoutes(services: Services) {
       case 'accepted':
         services.metrics.submissionsGraded.inc({ queue: outcome.queueName });
         services.metrics.gradingLatency.observe(outcome.latencyMs / 1000);
+        services.metrics.live.count('graded');
+        services.metrics.live.observeLatency(outcome.latencyMs / 1000);
         return c.json(success(''));
     }
   });

@@ -49,6 +49,8 @@ export const TRANSPORTS: readonly Transport[] = ['app', 'socket'];
 export interface TestLms {
   app: Hono<LmsEnv>;
   database: LmsDatabase;
+  /** What the app was built with, for a second app on the same database file. */
+  config: AppConfig;
   clock: TestClock;
   /** Parsed pino lines the app logged. */
   logs: Record<string, unknown>[];
@@ -100,7 +102,7 @@ export async function createTestLms(options: TestLmsOptions = {}): Promise<TestL
     await server?.close();
     database.close();
   };
-  return { app, database, clock, logs, fetcher, close };
+  return { app, database, config, clock, logs, fetcher, close };
 }
 
 /**

@@ -1,0 +1,152 @@
+import {
+  type EffectiveRule,
+  type ExemptionMatch,
+  findExemption,
+  type PolicySettings,
+  resolveRule,
+  suggestExemption,
+} from '@storm-lab/session-policy';
+import { count, eq, gt, inArray } from 'drizzle-orm';
+import type { Db } from '../db/client.ts';
+import { groups, sessions, userGroups, users } from '../db/schema.ts';
+import type { Services } from '../http/context.ts';
+import type { LiveSeries } from '../ops/live-stats.ts';
+import type { PolicySource } from '../policy/policy-store.ts';
+import { queueLengths } from '../queue/submissions.ts';
+
+/** One row of the accounts table. */
+export interface AccountView {
+  account: string;
+  liveSessions: number;
+  loginsPerMinute: number;
+  evictionsPerMinute: number;
+  storming: boolean;
+  /** Why the account is exempt now, or null. */
+  exemption: ExemptionMatch | null;
+  /** The limit that applies when it is not exempt. */
+  rule: EffectiveRule;
+}
+
+/** An account storming now, with the change that would end it. */
+export interface StormAlertView {
+  account: string;
+  loginsPerMinute: number;
+  evictionsPerMinute: number;
+  thresholdPerMinute: number;
+  /** As the log line says it, e.g. `SINGLE_LOGIN_EXEMPT_USERNAMES=xqueue_svc`. */
+  suggestion: string;
+  /** Set once the account is exempt: the window still holds the storm's evictions. */
+  exemption: ExemptionMatch | null;
+  /** The settings change the dashboard's "exempt" button puts in the form. */
+  fix: { exemptUsernames: string[] };
+}
+
+/** What `GET /api/admin/stats` answers. */
+export interface DashboardStats {
+  /** Milliseconds since the epoch, from the app's clock. */
+  at: number;
+  series: LiveSeries;
+  accounts: AccountView[];
+  alerts: StormAlertView[];
+  policy: { settings: PolicySettings; source: PolicySource };
+}
+
+/** The table shows the busiest accounts; a campus of students would not fit a screen. */
+export const MAX_ACCOUNT_ROWS = 50;
+
+function liveSessionCounts(db: Db, at: number): Map<string, number> {
+  const rows = db
+    .select({ username: users.username, sessions: count() })
+    .from(sessions)
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(gt(sessions.expiresAt, at))
+    .groupBy(users.id)
+    .all();
+  return new Map(rows.map((row) => [row.username, row.sessions]));
+}
+
+function groupsByUsername(db: Db, usernames: string[]): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  if (usernames.length === 0) return found;
+  const rows = db
+    .select({ username: users.username, group: groups.name })
+    .from(userGroups)
+    .innerJoin(users, eq(users.id, userGroups.userId))
+    .innerJoin(groups, eq(groups.id, userGroups.groupId))
+    .where(inArray(users.username, usernames))
+    .all();
+  for (const row of rows) found.set(row.username, [...(found.get(row.username) ?? []), row.group]);
+  return found;
+}
+
+type AccountActivity = Omit<AccountView, 'exemption' | 'rule'>;
+
+function busiestFirst(a: AccountActivity, b: AccountActivity): number {
+  return (
+    Number(b.storming) - Number(a.storming) ||
+    b.evictionsPerMinute - a.evictionsPerMinute ||
+    b.loginsPerMinute - a.loginsPerMinute ||
+    b.liveSessions - a.liveSessions ||
+    a.account.localeCompare(b.account)
+  );
+}
+
+function accountViews(services: Services, settings: PolicySettings, at: number): AccountView[] {
+  const rates = new Map(services.detector.rates(at).map((rate) => [rate.account, rate]));
+  const live = liveSessionCounts(services.db, at);
+  const names = [...new Set([...rates.keys(), ...live.keys()])];
+  const rows = names.map((account): AccountActivity => {
+    const rate = rates.get(account);
+    return {
+      account,
+      liveSessions: live.get(account) ?? 0,
+      loginsPerMinute: rate?.loginsPerMinute ?? 0,
+      evictionsPerMinute: rate?.evictionsPerMinute ?? 0,
+      storming: rate?.storming ?? false,
+    };
+  });
+  const shown = rows.sort(busiestFirst).slice(0, MAX_ACCOUNT_ROWS);
+  const memberships = groupsByUsername(
+    services.db,
+    shown.map((row) => row.account),
+  );
+  return shown.map((row) => {
+    const user = { username: row.account, groups: memberships.get(row.account) ?? [] };
+    return { ...row, exemption: findExemption(settings, user), rule: resolveRule(settings, user) };
+  });
+}
+
+/**
+ * Builds the dashboard's data from the ring of per-second counters, the storm detector's rates,
+ * the live sessions in the database and the current policy. Samples the queue lengths too, so
+ * the queue chart moves while someone watches.
+ *
+ * @example
+ * const stats = dashboardStats(services, 300);
+ * stats.alerts[0]?.suggestion; // 'SINGLE_LOGIN_EXEMPT_USERNAMES=xqueue_svc'
+ */
+export function dashboardStats(services: Services, seconds: number): DashboardStats {
+  const at = services.now();
+  const settings = services.policy.current();
+  const { live } = services.metrics;
+  live.sampleQueues(queueLengths(services.db, services.queue.lockMs, at));
+  const accounts = accountViews(services, settings, at);
+  const alerts = accounts
+    .filter((row) => row.storming)
+    .map((row) => ({
+      account: row.account,
+      loginsPerMinute: row.loginsPerMinute,
+      evictionsPerMinute: row.evictionsPerMinute,
+      thresholdPerMinute: services.stormAlertEvictionsPerMinute,
+      suggestion: suggestExemption(row.account),
+      exemption: row.exemption,
+      fix: { exemptUsernames: [...new Set([...settings.exemptUsernames, row.account])] },
+    }));
+  return {
+    at,
+    series: live.series(seconds),
+    accounts,
+    alerts,
+    policy: { settings, source: services.policy.source() },
+  };
+}

@@ -1,0 +1,108 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { sessionIdOf } from '../auth/tokens.ts';
+import { TestClient } from '../testing/client.ts';
+import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+
+let lms: TestLms | undefined;
+afterEach(() => lms?.close());
+
+/** The Set-Cookie line of `name`, split into its attributes (lowercased names). */
+function cookieOf(response: Response, name: string) {
+  const line = response.headers.getSetCookie().find((entry) => entry.startsWith(`${name}=`));
+  if (!line) throw new Error(`no ${name} cookie in ${response.headers.getSetCookie()}`);
+  const [pair = '', ...attributes] = line.split(';').map((part) => part.trim());
+  const flags = new Map(
+    attributes.map((attribute) => {
+      const [key = '', value = ''] = attribute.split('=');
+      return [key.toLowerCase(), value] as const;
+    }),
+  );
+  return { value: pair.slice(name.length + 1), flags };
+}
+
+type Login = (client: TestClient, headers: Record<string, string>) => Promise<Response>;
+
+const LOGINS: [string, Login][] = [
+  [
+    'xqueue',
+    async (client, headers) => {
+      await client.get('/xqueue/login/', headers);
+      const fields = { username: 'xqueue_svc', password: 'xqueue-pass' };
+      return client.postForm('/xqueue/login/', fields, headers);
+    },
+  ],
+  [
+    'web',
+    async (client, headers) => {
+      await client.get('/login', headers);
+      const csrf = client.cookies.get('csrftoken')!;
+      const fields = { username: 'student1', password: 'student-pass', csrfmiddlewaretoken: csrf };
+      return client.postForm('/login', fields, headers);
+    },
+  ],
+];
+
+describe('session and CSRF cookies', () => {
+  it.each(LOGINS)(
+    'sets sessionid HttpOnly, SameSite=Lax, Path=/ and not Secure over plain HTTP (%s login)',
+    async (_, login) => {
+      lms = await createTestLms();
+      const response = await login(new TestClient(lms.fetcher), {});
+      const { value, flags } = cookieOf(response, 'sessionid');
+      expect(value).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(flags.has('httponly')).toBe(true);
+      expect(flags.get('samesite')).toBe('Lax');
+      expect(flags.get('path')).toBe('/');
+      expect(flags.get('max-age')).toBe('1209600');
+      expect(flags.has('secure')).toBe(false);
+    },
+  );
+
+  it.each(LOGINS)('marks both cookies Secure behind a TLS proxy (%s login)', async (_, login) => {
+    lms = await createTestLms();
+    const client = new TestClient(lms.fetcher);
+    const csrf = await client.request('/xqueue/login/', {
+      headers: { 'x-forwarded-proto': 'https' },
+    });
+    expect(cookieOf(csrf, 'csrftoken').flags.has('secure')).toBe(true);
+    client.cookies.clear();
+    const response = await login(client, { 'x-forwarded-proto': 'https' });
+    expect(cookieOf(response, 'sessionid').flags.has('secure')).toBe(true);
+  });
+
+  it('marks cookies Secure when the request URL itself is https', async () => {
+    lms = await createTestLms();
+    const response = await lms.app.request('https://lms.example/xqueue/login/', {
+      method: 'POST',
+      body: new URLSearchParams({ username: 'xqueue_svc', password: 'xqueue-pass' }),
+    });
+    expect(cookieOf(response, 'sessionid').flags.has('secure')).toBe(true);
+  });
+
+  it('sets csrftoken readable by scripts (not HttpOnly), SameSite=Lax, Path=/', async () => {
+    lms = await createTestLms();
+    for (const path of ['/login', '/xqueue/login/']) {
+      const { value, flags } = cookieOf(await lms.app.request(path), 'csrftoken');
+      expect(value).toMatch(/^[A-Za-z0-9]{32}$/);
+      expect(flags.has('httponly')).toBe(false);
+      expect(flags.get('samesite')).toBe('Lax');
+      expect(flags.get('path')).toBe('/');
+    }
+  });
+
+  it('stores only the hash of the session token: no table holds the cookie value', async () => {
+    lms = await createTestLms();
+    const client = new TestClient(lms.fetcher);
+    await client.xqueueLogin('xqueue_svc', 'xqueue-pass');
+    const token = client.cookies.get('sessionid')!;
+    const { sqlite } = lms.database;
+    const tables = sqlite.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
+      name: string;
+    }[];
+    const dump = JSON.stringify(
+      tables.map(({ name }) => sqlite.prepare(`SELECT * FROM "${name}"`).all()),
+    );
+    expect(dump).not.toContain(token);
+    expect(dump).toContain(sessionIdOf(token));
+  });
+});

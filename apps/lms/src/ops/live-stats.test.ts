@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { createTestClock } from '../testing/fixtures.ts';
+import { createLiveStats } from './live-stats.ts';
+
+describe('createLiveStats', () => {
+  it('counts per second and ends at the last complete second', () => {
+    const clock = createTestClock(10_000_000);
+    const live = createLiveStats({ now: clock.now });
+    live.count('logins');
+    live.count('evictions', 3);
+    clock.advance(1000);
+    live.count('logins', 2);
+    live.count('forbidden');
+    const before = live.series(3);
+    expect(before.t).toEqual([9998, 9999, 10_000]);
+    expect(before.logins).toEqual([0, 0, 1]);
+    expect(before.evictions).toEqual([0, 0, 3]);
+    clock.advance(1000);
+    const after = live.series(3);
+    expect(after.t).toEqual([9999, 10_000, 10_001]);
+    expect(after.logins).toEqual([0, 1, 2]);
+    expect(after.forbidden).toEqual([0, 0, 1]);
+    expect(after.graded).toEqual([0, 0, 0]);
+  });
+
+  it('averages the grading latency of each second and leaves other seconds empty', () => {
+    const clock = createTestClock(0);
+    const live = createLiveStats({ now: clock.now });
+    live.observeLatency(1);
+    live.observeLatency(3);
+    clock.advance(2000);
+    expect(live.series(2).latencySeconds).toEqual([2, null]);
+  });
+
+  it('keeps queue samples per queue, null where nobody looked', () => {
+    const clock = createTestClock(0);
+    const live = createLiveStats({ now: clock.now });
+    live.sampleQueues([{ queue: 'b', length: 4 }]);
+    clock.advance(2000);
+    live.sampleQueues([
+      { queue: 'a', length: 1 },
+      { queue: 'b', length: 2 },
+    ]);
+    clock.advance(1000);
+    expect(live.series(3).queues).toEqual({ a: [null, null, 1], b: [4, null, 2] });
+  });
+
+  it('forgets seconds older than its capacity, so memory stays bounded', () => {
+    const clock = createTestClock(0);
+    const live = createLiveStats({ now: clock.now, capacitySeconds: 10 });
+    live.count('graded', 5);
+    clock.advance(10_000);
+    live.count('graded', 1);
+    clock.advance(1000);
+    const series = live.series(100);
+    expect(series.t).toHaveLength(9);
+    expect(series.graded.reduce((sum, value) => sum + value, 0)).toBe(1);
+  });
+});

@@ -1,0 +1,165 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient } from '../testing/client.ts';
+import { createTestLms, type TestLms, type TestLmsOptions } from '../testing/fixtures.ts';
+
+let lms: TestLms | undefined;
+afterEach(() => lms?.close());
+
+const EXEMPT_SVC = { settings: { exemptUsernames: ['xqueue_svc'] }, reason: 'storm on xqueue_svc' };
+
+async function setup(options: TestLmsOptions = {}) {
+  lms = await createTestLms(options);
+  const staff = new TestClient(lms.fetcher);
+  expect((await staff.webLogin('staff', 'staff-pass')).status).toBe(200);
+  return { lms, staff };
+}
+
+function send(client: TestClient, method: string, path: string, body: unknown) {
+  return client.request(path, {
+    method,
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+  });
+}
+
+async function policyOf(client: TestClient) {
+  return (await (await client.get('/api/admin/policy')).json()) as {
+    settings: { exemptUsernames: string[] };
+    source: { kind: string; updatedBy?: string };
+    audit: { actor: string; reason: string; action: string; at: string }[];
+  };
+}
+
+describe('admin API access', () => {
+  it('answers 401 to anonymous requests and changes nothing', async () => {
+    const { lms, staff } = await setup();
+    const anonymous = new TestClient(lms.fetcher);
+    await anonymous.get('/login');
+    anonymous.headers['X-CSRFToken'] = anonymous.cookies.get('csrftoken')!;
+    for (const path of ['/api/admin/policy', '/api/admin/stats']) {
+      const response = await anonymous.get(path);
+      expect(response.status).toBe(401);
+      expect(await response.json()).toEqual({
+        detail: 'Authentication credentials were not provided.',
+      });
+    }
+    expect((await send(anonymous, 'PUT', '/api/admin/policy', EXEMPT_SVC)).status).toBe(401);
+    expect((await send(anonymous, 'DELETE', '/api/admin/policy', { reason: 'x' })).status).toBe(
+      401,
+    );
+    expect((await policyOf(staff)).audit).toEqual([]);
+  });
+
+  it('answers 403 to a logged-in user who is not staff', async () => {
+    const { lms, staff } = await setup();
+    for (const [username, password] of [
+      ['student1', 'student-pass'],
+      ['xqueue_svc', 'xqueue-pass'],
+    ] as const) {
+      const user = new TestClient(lms.fetcher);
+      expect((await user.webLogin(username, password)).status).toBe(200);
+      const read = await user.get('/api/admin/stats');
+      expect(read.status).toBe(403);
+      expect(await read.json()).toEqual({
+        detail: 'You do not have permission to perform this action.',
+      });
+      expect((await user.get('/api/admin/policy')).status).toBe(403);
+      expect((await send(user, 'PUT', '/api/admin/policy', EXEMPT_SVC)).status).toBe(403);
+    }
+    expect((await policyOf(staff)).settings.exemptUsernames).toEqual([]);
+  });
+
+  it('refuses a staff change without the CSRF token, or with a wrong one', async () => {
+    const { staff } = await setup();
+    const token = staff.headers['X-CSRFToken']!;
+    delete staff.headers['X-CSRFToken'];
+    const missing = await send(staff, 'PUT', '/api/admin/policy', EXEMPT_SVC);
+    expect(missing.status).toBe(403);
+    expect(await missing.json()).toEqual({ detail: 'CSRF Failed: CSRF token missing.' });
+    staff.headers['X-CSRFToken'] = 'x'.repeat(32);
+    const wrong = await send(staff, 'DELETE', '/api/admin/policy', { reason: 'reset' });
+    expect(await wrong.json()).toEqual({ detail: 'CSRF Failed: CSRF token incorrect.' });
+    staff.headers['X-CSRFToken'] = token;
+    expect((await policyOf(staff)).audit).toEqual([]);
+  });
+
+  it('refuses a form-encoded change: a cross-site form cannot send JSON', async () => {
+    const { staff } = await setup();
+    const response = await staff.request('/api/admin/policy', {
+      method: 'PUT',
+      body: new URLSearchParams({ settings: '{}', reason: 'x' }),
+    });
+    expect(response.status).toBe(415);
+  });
+});
+
+describe('admin policy changes', () => {
+  it('saves a change with who, when and why, and lists it in the audit', async () => {
+    const { lms, staff } = await setup({ policy: { exemptGroups: ['graders'] } });
+    const response = await send(staff, 'PUT', '/api/admin/policy', EXEMPT_SVC);
+    expect(response.status).toBe(200);
+    const view = await policyOf(staff);
+    expect(view.settings).toMatchObject({
+      exemptUsernames: ['xqueue_svc'],
+      exemptGroups: ['graders'],
+    });
+    expect(view.source).toMatchObject({ kind: 'database', updatedBy: 'staff' });
+    expect(view.audit).toEqual([
+      expect.objectContaining({
+        actor: 'staff',
+        action: 'update',
+        reason: 'storm on xqueue_svc',
+        at: new Date(lms.clock.now()).toISOString(),
+      }),
+    ]);
+    expect(lms.logs).toContainEqual(
+      expect.objectContaining({
+        event: 'policy-change',
+        actor: 'staff',
+        reason: EXEMPT_SVC.reason,
+      }),
+    );
+  });
+
+  it.each([
+    ['no reason', { settings: { dryRun: true } }, /reason is required/],
+    ['a blank reason', { settings: { dryRun: true }, reason: '  ' }, /reason is required/],
+    ['settings not an object', { settings: ['x'], reason: 'r' }, /settings must be a JSON object/],
+    ['a bad value', { settings: { maxSessions: 0 }, reason: 'r' }, /maxSessions.*got 0/],
+    ['an unknown setting', { settings: { colour: 'red' }, reason: 'r' }, /colour/],
+    ['a bad rule', { settings: { rules: [{ match: {} }] }, reason: 'r' }, /rules/],
+  ])('answers 400 with the reason for %s', async (_, body, message) => {
+    const { staff } = await setup();
+    const response = await send(staff, 'PUT', '/api/admin/policy', body);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { detail: string }).detail).toMatch(message);
+    expect((await policyOf(staff)).audit).toEqual([]);
+  });
+
+  it('applies a saved exemption to the next login without a restart', async () => {
+    const { lms, staff } = await setup();
+    const first = new TestClient(lms.fetcher);
+    const second = new TestClient(lms.fetcher);
+    await first.xqueueLogin('xqueue_svc', 'xqueue-pass');
+    await second.xqueueLogin('xqueue_svc', 'xqueue-pass');
+    expect((await first.get('/xqueue/get_queuelen/?queue_name=test-queue')).status).toBe(403);
+    expect((await send(staff, 'PUT', '/api/admin/policy', EXEMPT_SVC)).status).toBe(200);
+    const third = new TestClient(lms.fetcher);
+    await third.xqueueLogin('xqueue_svc', 'xqueue-pass');
+    for (const client of [second, third]) {
+      expect((await client.get('/xqueue/get_queuelen/?queue_name=test-queue')).status).toBe(200);
+    }
+  });
+
+  it('resets to the environment settings with a reason', async () => {
+    const { staff } = await setup({ policy: { exemptGroups: ['graders'] } });
+    await send(staff, 'PUT', '/api/admin/policy', EXEMPT_SVC);
+    expect((await send(staff, 'DELETE', '/api/admin/policy', {})).status).toBe(400);
+    const reset = await send(staff, 'DELETE', '/api/admin/policy', { reason: 'storm over' });
+    expect(reset.status).toBe(200);
+    const view = await policyOf(staff);
+    expect(view.settings).toMatchObject({ exemptUsernames: [], exemptGroups: ['graders'] });
+    expect(view.source).toEqual({ kind: 'environment' });
+    expect(view.audit.map((entry) => entry.action)).toEqual(['reset', 'update']);
+  });
+});

@@ -1,0 +1,123 @@
+import { type Context, Hono } from 'hono';
+import { z } from 'zod';
+import { dashboardStats } from '../dashboard/stats.ts';
+import type { LmsEnv, Services } from '../http/context.ts';
+import { requireStaff } from '../http/staff.ts';
+import type { PolicyChangeResult } from '../policy/policy-store.ts';
+
+/** Audit entries `GET /api/admin/policy` lists, newest first. */
+export const AUDIT_LIST_LENGTH = 50;
+const MAX_REASON_LENGTH = 500;
+/** Default and largest span of the stats series, in seconds. */
+export const STATS_DEFAULT_SECONDS = 300;
+export const STATS_MAX_SECONDS = 600;
+
+const reason = z
+  .string({ error: 'reason is required: say why the policy changes' })
+  .trim()
+  .min(1, 'reason is required: say why the policy changes')
+  .max(MAX_REASON_LENGTH);
+
+const updateSchema = z.strictObject({
+  settings: z.record(z.string(), z.unknown(), { error: 'settings must be a JSON object' }),
+  reason,
+});
+const resetSchema = z.strictObject({ reason });
+
+function describe(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`)
+    .join('; ');
+}
+
+async function readJson(
+  c: Context<LmsEnv>,
+): Promise<{ ok: true; value: unknown } | { ok: false; response: Response }> {
+  // JSON only: a cross-site HTML form cannot send it without a CORS preflight (defence in depth).
+  if (!(c.req.header('content-type') ?? '').toLowerCase().startsWith('application/json')) {
+    return {
+      ok: false,
+      response: c.json({ detail: 'Send a JSON object (Content-Type: application/json)' }, 415),
+    };
+  }
+  try {
+    return { ok: true, value: await c.req.json() };
+  } catch {
+    return { ok: false, response: c.json({ detail: 'Request body is not valid JSON' }, 400) };
+  }
+}
+
+function policyView(services: Services) {
+  const { policy } = services;
+  return {
+    settings: policy.current(),
+    source: policy.source(),
+    defaults: policy.defaults,
+    overrides: policy.overrides(),
+    audit: policy.audit(AUDIT_LIST_LENGTH).map((entry) => ({
+      ...entry,
+      at: new Date(entry.at).toISOString(),
+    })),
+  };
+}
+
+/**
+ * The staff-only admin API: read and change the session policy at run time (kept in the
+ * database with an audit trail), and the live stats the dashboard draws.
+ *
+ * @example
+ * app.route('/api/admin', adminRoutes(services));
+ */
+export function adminRoutes(services: Services) {
+  const app = new Hono<LmsEnv>();
+  app.use('*', requireStaff);
+
+  function answer(c: Context<LmsEnv>, result: PolicyChangeResult, why: string, action: string) {
+    if (!result.ok) return c.json({ detail: result.error }, 400);
+    const actor = c.get('auth')?.user.username;
+    services.logger.info(
+      {
+        event: 'policy-change',
+        action,
+        actor,
+        reason: why,
+        overrides: services.policy.overrides(),
+      },
+      `session policy ${action} by ${actor}: ${why}`,
+    );
+    return c.json(policyView(services));
+  }
+
+  app.get('/policy', (c) => c.json(policyView(services)));
+
+  app.put('/policy', async (c) => {
+    const body = await readJson(c);
+    if (!body.ok) return body.response;
+    const parsed = updateSchema.safeParse(body.value);
+    if (!parsed.success) return c.json({ detail: describe(parsed.error) }, 400);
+    const actor = c.get('auth')!.user.username;
+    const { settings, reason: why } = parsed.data;
+    return answer(c, services.policy.update(settings, { actor, reason: why }), why, 'update');
+  });
+
+  app.delete('/policy', async (c) => {
+    const body = await readJson(c);
+    if (!body.ok) return body.response;
+    const parsed = resetSchema.safeParse(body.value);
+    if (!parsed.success) return c.json({ detail: describe(parsed.error) }, 400);
+    const actor = c.get('auth')!.user.username;
+    const why = parsed.data.reason;
+    return answer(c, services.policy.reset({ actor, reason: why }), why, 'reset');
+  });
+
+  app.get('/stats', (c) => {
+    const raw = c.req.query('seconds');
+    const seconds = raw === undefined ? STATS_DEFAULT_SECONDS : Number(raw);
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > STATS_MAX_SECONDS) {
+      return c.json({ detail: `seconds must be an integer 1..${STATS_MAX_SECONDS}` }, 400);
+    }
+    return c.json(dashboardStats(services, seconds));
+  });
+
+  return app;
+}

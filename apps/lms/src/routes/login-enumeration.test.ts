@@ -1,0 +1,123 @@
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createApp } from '../app.ts';
+import type { PasswordChecker } from '../auth/login.ts';
+import { burnPasswordCheck, hashPassword, verifyPassword } from '../auth/password.ts';
+import { appFetcher, TestClient } from '../testing/client.ts';
+import { createTestLms, TEST_ITERATIONS, type TestLms } from '../testing/fixtures.ts';
+import { upsertUser } from '../users.ts';
+
+let lms: TestLms | undefined;
+afterEach(() => lms?.close());
+
+const REFUSED = [
+  ['an unknown user', 'nobody', 'student-pass'],
+  ['a wrong password', 'student1', 'wrong-pass'],
+  ['an inactive user', 'student2', 'student-pass'],
+] as const;
+
+/** A test LMS (throttle off: these tests fail on purpose, often) with student2 deactivated. */
+async function refusingLms(iterations = TEST_ITERATIONS) {
+  lms = await createTestLms({
+    config: { loginThrottleFailures: 0, passwordHashIterations: iterations },
+  });
+  const { sqlite, db } = lms.database;
+  sqlite.prepare("UPDATE users SET is_active = 0 WHERE username = 'student2'").run();
+  if (iterations !== TEST_ITERATIONS) {
+    for (const username of ['student1', 'student2']) {
+      const passwordHash = await hashPassword('student-pass', iterations);
+      upsertUser(db, { username, passwordHash, now: lms.clock.now() });
+    }
+  }
+  return lms;
+}
+
+async function answer(client: TestClient, path: 'web' | 'xqueue', username: string, pw: string) {
+  const response =
+    path === 'web'
+      ? await (async () => {
+          await client.get('/login');
+          const csrfmiddlewaretoken = client.cookies.get('csrftoken')!;
+          return client.postForm('/login', { username, password: pw, csrfmiddlewaretoken });
+        })()
+      : await client.postForm('/xqueue/login/', { username, password: pw });
+  return {
+    status: response.status,
+    body: await response.json(),
+    setsSession: response.headers.getSetCookie().some((line) => line.startsWith('sessionid=')),
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+describe('login refusals reveal nothing about accounts', () => {
+  it.each(['xqueue', 'web'] as const)(
+    'answers an unknown user, a wrong password and an inactive user alike (%s login)',
+    async (path) => {
+      const lms = await refusingLms();
+      const answers = [];
+      for (const [, username, password] of REFUSED) {
+        answers.push(await answer(new TestClient(lms.fetcher), path, username, password));
+      }
+      expect(answers[0]).toMatchObject({ status: 401, setsSession: false });
+      expect(answers[1]).toEqual(answers[0]);
+      expect(answers[2]).toEqual(answers[0]);
+    },
+  );
+
+  it('spends exactly one password hash of the same cost on every refusal', async () => {
+    const base = await refusingLms();
+    const calls: { kind: 'verify' | 'burn'; iterations: number }[] = [];
+    const passwords: PasswordChecker = {
+      verify(password, encoded) {
+        calls.push({ kind: 'verify', iterations: Number(encoded.split('$')[1]) });
+        return verifyPassword(password, encoded);
+      },
+      burn(password, iterations) {
+        calls.push({ kind: 'burn', iterations });
+        return burnPasswordCheck(password, iterations);
+      },
+    };
+    const app = createApp({
+      db: base.database.db,
+      config: base.config,
+      logger: pino({ level: 'silent' }),
+      now: base.clock.now,
+      passwords,
+    });
+    const client = new TestClient(appFetcher(app));
+    for (const [, username, password] of REFUSED) {
+      calls.length = 0;
+      expect((await answer(client, 'xqueue', username, password)).status).toBe(401);
+      expect(calls).toEqual([
+        { kind: username === 'nobody' ? 'burn' : 'verify', iterations: TEST_ITERATIONS },
+      ]);
+    }
+  });
+
+  it('takes about as long for an unknown user as for a wrong password', async () => {
+    // Enough iterations that hashing dominates; timings compared with a generous factor.
+    const lms = await refusingLms(30_000);
+    const client = new TestClient(lms.fetcher);
+    const timings: Record<string, number[]> = { unknown: [], wrong: [], tooLong: [] };
+    const time = async (label: string, username: string, password: string) => {
+      const start = performance.now();
+      expect((await answer(client, 'xqueue', username, password)).status).toBe(401);
+      timings[label]!.push(performance.now() - start);
+    };
+    for (let round = 0; round < 11; round++) {
+      await time('unknown', `nobody${round}`, 'student-pass');
+      await time('wrong', 'student1', `wrong${round}`);
+      // Refused before any hashing: the control that shows the measurement can tell.
+      await time('tooLong', 'x'.repeat(2000), 'student-pass');
+    }
+    const unknown = median(timings.unknown!);
+    const wrong = median(timings.wrong!);
+    expect(unknown / wrong).toBeGreaterThan(0.5);
+    expect(unknown / wrong).toBeLessThan(2);
+    expect(median(timings.tooLong!)).toBeLessThan(wrong / 3);
+  });
+});
