@@ -80,7 +80,7 @@ async function main() {
   });
   cleanup.add(() => fleet.stopAll());
   console.log(
-    `lms        ${lms.url}  (dashboard ${lms.url}/dashboard, metrics ${lms.url}/metrics)`,
+    `lms        ${lms.url}  (dashboard ${lms.url}/dashboard as staff / staff-pass, metrics ${lms.url}/metrics)`,
   );
   fleet.metricsUrls.forEach((url, index) => {
     console.log(`watcher ${index + 1}  ${url}`);
