@@ -11,8 +11,14 @@ import {
 } from '@storm-lab/harness';
 import Database from 'better-sqlite3';
 import type { CleanupStack } from './cleanup.ts';
-import { answerFor, lmsEnv, queueNames, type RunSettings, watcherEnv } from './run-scenario.ts';
-import { StudentLoad } from './student-load.ts';
+import {
+  lmsEnv,
+  queueNames,
+  type RunSettings,
+  seedArgs,
+  studentLoad,
+  watcherEnv,
+} from './run-scenario.ts';
 
 /** What the chaos run counts; the target for each is zero. */
 export interface ChaosFigures {
@@ -92,23 +98,11 @@ export async function runChaos(
   cleanup.add(() => rm(dir, { recursive: true, force: true }));
   const databasePath = join(dir, 'lms.db');
   const port = await freePort();
-  const seedArgs = [
-    '--queues',
-    queues.join(','),
-    '--students',
-    String(settings.students),
-    '--service-username',
-    settings.serviceUsername,
-    '--service-password',
-    settings.servicePassword,
-    '--student-password',
-    settings.studentPassword,
-  ];
   const startTheLms = () =>
     startLms({
       databasePath,
       env: { ...lmsEnv(settings, scenario), PORT: String(port) },
-      seed: seedArgs,
+      seed: seedArgs(settings, queues),
     });
   let redis: LocalRedis = await startRedis();
   cleanup.add(() => redis.stop());
@@ -121,14 +115,7 @@ export async function runChaos(
   cleanup.add(() => fleet.stopAll('SIGKILL'));
 
   const started = Date.now();
-  const load = new StudentLoad({
-    lmsUrl: lms.url,
-    queues,
-    students: settings.students,
-    studentPassword: settings.studentPassword,
-    answerFor,
-  });
-  await load.logIn();
+  const load = await studentLoad(lms.url, settings, queues);
   const faultEnd = started + options.faultSeconds * 1000;
   const faults: string[] = [];
   const note = (fault: string) => {

@@ -124,11 +124,12 @@ function parse(argv: string[]) {
 
 function compressionNote(settings: RunSettings): string {
   const seconds = settings.durationSeconds * settings.compression;
+  const production = seconds < 120 ? `${seconds} s` : `${Math.round(seconds / 60)} min`;
   return (
     `${settings.compression}x: POLL_INTERVAL 1 s -> ${1000 / settings.compression} ms, ` +
     `LOGIN_POLL_INTERVAL 5 s -> ${5000 / settings.compression} ms, PBKDF2 1,000,000 -> ` +
     `${Math.round(1_000_000 / settings.compression)} iterations; ${settings.durationSeconds} s of load ` +
-    `stand for ${Math.round(seconds / 60)} min of production, and "per hour" figures are scaled so.`
+    `stand for ${production} of production, and "per hour" figures are scaled so.`
   );
 }
 

@@ -1,8 +1,14 @@
 import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
 import { CleanupStack } from './cleanup.ts';
-import { answerFor, lmsEnv, queueNames, type RunSettings, watcherEnv } from './run-scenario.ts';
+import {
+  lmsEnv,
+  queueNames,
+  type RunSettings,
+  seedArgs,
+  studentLoad,
+  watcherEnv,
+} from './run-scenario.ts';
 import { readCounters } from './sampler.ts';
-import { StudentLoad } from './student-load.ts';
 
 /**
  * `pnpm dev`: the full stack for a person to watch, until Ctrl-C. Policy settings come from the
@@ -62,16 +68,7 @@ async function main() {
       PORT: env.PORT ?? '8000',
       HOST: env.HOST ?? '127.0.0.1',
     },
-    seed: [
-      '--queues',
-      queues.join(','),
-      '--students',
-      String(settings.students),
-      '--service-password',
-      settings.servicePassword,
-      '--student-password',
-      settings.studentPassword,
-    ],
+    seed: seedArgs(settings, queues),
   });
   cleanup.add(() => lms.stop());
   const fleet = await startWatchers({
@@ -96,14 +93,7 @@ async function main() {
     'Try again with SINGLE_LOGIN_EXEMPT_GROUPS=xqueue pnpm dev to see the cure. Ctrl-C stops.\n',
   );
 
-  const load = new StudentLoad({
-    lmsUrl: lms.url,
-    queues,
-    students: settings.students,
-    studentPassword: settings.studentPassword,
-    answerFor,
-  });
-  await load.logIn();
+  const load = await studentLoad(lms.url, settings, queues);
   let index = 0;
   const trickle = setInterval(
     () => void load.submit(index++).catch((error: Error) => console.error(error.message)),

@@ -90,6 +90,43 @@ export function watcherEnv(
   };
 }
 
+/** Logs in the run's students (`student1..N`) and returns the load that submits for them. */
+export async function studentLoad(
+  lmsUrl: string,
+  settings: RunSettings,
+  queues: readonly string[],
+) {
+  const load = new StudentLoad({
+    lmsUrl,
+    queues,
+    students: settings.students,
+    studentPassword: settings.studentPassword,
+    answerFor,
+  });
+  await load.logIn();
+  return load;
+}
+
+/** `pnpm lms seed` arguments for a run: its queues, students and the service account. */
+export function seedArgs(
+  settings: RunSettings,
+  queues: readonly string[],
+  students = settings.students,
+) {
+  return [
+    '--queues',
+    queues.join(','),
+    '--students',
+    String(students),
+    '--service-username',
+    settings.serviceUsername,
+    '--service-password',
+    settings.servicePassword,
+    '--student-password',
+    settings.studentPassword,
+  ];
+}
+
 /** A student logs in twice; single-session holds when the first session is gone. */
 async function checkPersonSingleSession(lmsUrl: string, username: string, password: string) {
   const first = new WebClient(lmsUrl);
@@ -139,18 +176,8 @@ export async function runScenario(
   const redisUrl = redis.url;
   const lms = await startLms({
     env: lmsEnv(settings, scenario),
-    seed: [
-      '--queues',
-      queues.join(','),
-      '--students',
-      String(settings.students + 1),
-      '--service-username',
-      settings.serviceUsername,
-      '--service-password',
-      settings.servicePassword,
-      '--student-password',
-      settings.studentPassword,
-    ],
+    // One more student than the load uses: the single-session check logs it in twice.
+    seed: seedArgs(settings, queues, settings.students + 1),
   });
   cleanup.add(() => lms.stop());
   // Taken before the fleet starts, so the fleet's first logins count: a healthy fleet makes one per connection.
@@ -162,14 +189,7 @@ export async function runScenario(
   });
   cleanup.add(() => fleet.stopAll());
 
-  const load = new StudentLoad({
-    lmsUrl: lms.url,
-    queues,
-    students: settings.students,
-    studentPassword: settings.studentPassword,
-    answerFor,
-  });
-  await load.logIn();
+  const load = await studentLoad(lms.url, settings, queues);
   const started = Date.now();
   const elapsed = () => (Date.now() - started) / 1000;
   const series: Series = { seconds: [], logins: [], forbidden: [], graded: [] };
