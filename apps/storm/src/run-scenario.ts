@@ -56,9 +56,7 @@ export function answerFor(_queue: string, problem: string): string {
 export function lmsEnv(settings: RunSettings, scenario: Scenario): Record<string, string> {
   return {
     LOG_LEVEL: 'warn',
-    PASSWORD_HASH_ITERATIONS:
-      process.env.STORM_HASH_ITERATIONS ??
-      String(Math.round(PRODUCTION_HASH_ITERATIONS / settings.compression)),
+    PASSWORD_HASH_ITERATIONS: String(Math.round(PRODUCTION_HASH_ITERATIONS / settings.compression)),
     XQUEUE_LOCK_SECONDS: String(Math.max(1, 300 / settings.compression)),
     ...scenario.lms,
   };
