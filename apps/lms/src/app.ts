@@ -1,6 +1,6 @@
 import { createStormDetector, type PolicySettings } from '@storm-lab/session-policy';
 import { failure } from '@storm-lab/xqueue-protocol';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
@@ -13,13 +13,14 @@ import {
   DEFAULT_THROTTLE_FAILURES,
   DEFAULT_THROTTLE_WINDOW_SECONDS,
 } from './auth/throttle.ts';
-import type { Db } from './db/client.ts';
+import type { ClientDb } from './db/client.ts';
+import { createTickBatcher } from './db/tick-batch.ts';
 import type { LmsEnv, Services } from './http/context.ts';
 import { sessionMiddleware } from './http/session.ts';
 import { createLiveStats } from './ops/live-stats.ts';
 import { createMetrics } from './ops/metrics.ts';
 import { createPolicyStore } from './policy/policy-store.ts';
-import { queueLengths } from './queue/submissions.ts';
+import { createSubmissionQueue } from './queue/submission-queue.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { opsRoutes } from './routes/ops.ts';
@@ -47,7 +48,7 @@ export interface AppConfig {
 }
 
 export interface AppDeps {
-  db: Db;
+  db: ClientDb;
   config: AppConfig;
   logger: Logger;
   /** Milliseconds since the epoch; tests pass a controllable clock. */
@@ -67,7 +68,10 @@ function routeOf(c: Parameters<Parameters<typeof createMiddleware>[0]>[0]): stri
 function buildServices(deps: AppDeps): Services {
   const now = deps.now ?? Date.now;
   const { config, db, logger } = deps;
-  const queue = { lockMs: config.xqueueLockSeconds * 1000, maxFailures: config.xqueueMaxFailures };
+  const queue = createSubmissionQueue(db, {
+    lockMs: config.xqueueLockSeconds * 1000,
+    maxFailures: config.xqueueMaxFailures,
+  });
   const store =
     deps.store ?? createSessionStore({ db, ttlMs: config.sessionTtlSeconds * 1000, now });
   const throttle = createLoginThrottle({
@@ -76,7 +80,7 @@ function buildServices(deps: AppDeps): Services {
     now,
   });
   const live = createLiveStats({ now });
-  const metrics = createMetrics(() => queueLengths(db, queue.lockMs, now()), live);
+  const metrics = createMetrics(() => queue.lengths(now()), live);
   const policy = createPolicyStore({ db, defaults: config.policy, now });
   const detector = createStormDetector({
     evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute,
@@ -96,6 +100,7 @@ function buildServices(deps: AppDeps): Services {
   return {
     db,
     store,
+    batch: createTickBatcher(db.$client),
     login,
     metrics,
     detector,
@@ -133,17 +138,26 @@ export function createApp(deps: AppDeps): Hono<LmsEnv> {
       }
     }),
   );
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: deps.config.maxBodyBytes,
-      onError: (c) => {
-        const message = `Request body larger than ${deps.config.maxBodyBytes} bytes`;
-        // xqueue clients read every answer as an envelope.
-        if (c.req.path.startsWith('/xqueue/')) return c.json(failure(message), 413);
-        return c.json({ detail: message }, 413);
-      },
-    }),
+  const tooLarge = (c: Context) => {
+    const message = `Request body larger than ${deps.config.maxBodyBytes} bytes`;
+    // xqueue clients read every answer as an envelope.
+    if (c.req.path.startsWith('/xqueue/')) return c.json(failure(message), 413);
+    return c.json({ detail: message }, 413);
+  };
+  const limitBody = bodyLimit({ maxSize: deps.config.maxBodyBytes, onError: tooLarge });
+  const checkBody = async (c: Context, next: () => Promise<void>) => {
+    // A declared length is checked as bodyLimit checks it; only a body without one is counted
+    // as it streams. Asking for the stream would make node-server build a full fetch Request.
+    const length = c.req.header('content-length');
+    if (length !== undefined && c.req.header('transfer-encoding') === undefined) {
+      if (Number.parseInt(length || '0', 10) > deps.config.maxBodyBytes) return tooLarge(c);
+      return next();
+    }
+    return limitBody(c, next);
+  };
+  // GET and HEAD carry no body (neither fetch nor @hono/node-server passes one on).
+  app.use('*', (c, next) =>
+    c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : checkBody(c, next),
   );
   app.use('*', sessionMiddleware(services));
 

@@ -1,6 +1,6 @@
 export type { AppConfig, AppDeps } from './app.ts';
 export { createApp } from './app.ts';
-export type { Db, LmsDatabase, OpenDatabaseOptions } from './db/client.ts';
+export type { ClientDb, Db, LmsDatabase, OpenDatabaseOptions } from './db/client.ts';
 export { openDatabase } from './db/client.ts';
 export type { LmsConfig } from './env.ts';
 export { EnvError, parseEnv } from './env.ts';

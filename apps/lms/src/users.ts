@@ -28,19 +28,6 @@ export function groupsOf(db: Db, userId: string): string[] {
     .sort();
 }
 
-/** A user by id with groups, or null. */
-export function findUserById(db: Db, userId: string): LmsUser | null {
-  const row = db.select().from(users).where(eq(users.id, userId)).get();
-  if (!row) return null;
-  return {
-    id: row.id,
-    username: row.username,
-    isStaff: row.isStaff,
-    isActive: row.isActive,
-    groups: groupsOf(db, row.id),
-  };
-}
-
 /** A user's row with its password hash, for login; null when unknown. */
 export function findCredentials(db: Db, username: string) {
   return db.select().from(users).where(eq(users.username, username)).get() ?? null;

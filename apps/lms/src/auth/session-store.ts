@@ -8,8 +8,10 @@ import {
   type SessionRegistry,
 } from '@storm-lab/session-policy';
 import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
-import type { Db } from '../db/client.ts';
+import type { ClientDb, Db } from '../db/client.ts';
 import { profiles, sessionEnds, sessions } from '../db/schema.ts';
+import { isBusy } from '../ops/errors.ts';
+import type { LmsUser } from '../users.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
 export interface SessionEnd {
@@ -18,15 +20,18 @@ export interface SessionEnd {
   at: number;
 }
 
-/** What a cookie's session id resolves to: a live session, a known end, or nothing. */
+/** What a cookie's session id resolves to: a live session (with its user), a known end, or nothing. */
 export type SessionLookup =
-  | { kind: 'live'; sessionId: string; userId: string; instanceId: string | null }
+  | { kind: 'live'; sessionId: string; userId: string; instanceId: string | null; user: LmsUser }
   | { kind: 'ended'; end: SessionEnd }
   | { kind: 'none' };
 
 /** The session-policy registry on SQLite, plus what the request path needs. */
 export interface SessionStore extends SessionRegistry {
-  /** Resolves a session id on every request; refreshes `last_seen_at` at most once a minute. */
+  /**
+   * Resolves a session id on every request, with its user and groups, in one prepared query;
+   * refreshes `last_seen_at` at most once a minute.
+   */
   lookup(sessionId: string): SessionLookup;
   /** Ends a session for a reason (logout) and remembers why. False when it was not there. */
   end(sessionId: string, reason: 'evicted' | 'logged-out'): boolean;
@@ -35,7 +40,7 @@ export interface SessionStore extends SessionRegistry {
 }
 
 export interface SessionStoreOptions {
-  db: Db;
+  db: ClientDb;
   ttlMs: number;
   now: () => number;
 }
@@ -46,6 +51,40 @@ export const TOMBSTONE_TTL_MS = 24 * 60 * 60 * 1000;
 const TOUCH_INTERVAL_MS = 60_000;
 // Pruning scans the whole table; a login storm must not do it thousands of times a minute.
 const PRUNE_INTERVAL_MS = 60_000;
+
+/** The row of {@link LOOKUP_SQL}. */
+interface LookupRow {
+  userId: string;
+  expiresAt: number;
+  lastSeenAt: number;
+  instanceId: string | null;
+  username: string;
+  isStaff: number;
+  isActive: number;
+  /** JSON array of the user's group names. */
+  groups: string;
+}
+
+// Every request runs this: session, user and groups in one statement, prepared once per store.
+const LOOKUP_SQL = `
+  SELECT s.user_id AS userId, s.expires_at AS expiresAt, s.last_seen_at AS lastSeenAt,
+         s.instance_id AS instanceId, u.username, u.is_staff AS isStaff, u.is_active AS isActive,
+         (SELECT json_group_array(g.name) FROM user_groups ug JOIN groups g ON g.id = ug.group_id
+           WHERE ug.user_id = s.user_id) AS groups
+  FROM sessions s JOIN users u ON u.id = s.user_id
+  WHERE s.id = ?`;
+
+function toUser(id: string, row: LookupRow): LmsUser {
+  // Sorted in JavaScript, as groupsOf does, so both give the same order for any name.
+  const groups = (JSON.parse(row.groups) as string[]).sort();
+  return {
+    id,
+    username: row.username,
+    isStaff: row.isStaff === 1,
+    isActive: row.isActive === 1,
+    groups,
+  };
+}
 
 function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
   return {
@@ -69,6 +108,13 @@ function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const { db, ttlMs, now } = options;
   let lastPruneAt: number | null = null;
+  const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
+  const tombstoneRow = db.$client.prepare<[string], { reason: SessionEnd['reason']; at: number }>(
+    'SELECT reason, at FROM session_ends WHERE session_id = ?',
+  );
+  const touch = db.$client.prepare<[number, string]>(
+    'UPDATE sessions SET last_seen_at = ? WHERE id = ?',
+  );
 
   function liveTracked(tx: Db, userId: string, at: number): LiveSession[] {
     return tx
@@ -133,12 +179,18 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     );
   }
 
+  function touchUnlessBusy(at: number, sessionId: string): void {
+    try {
+      touch.run(at, sessionId);
+    } catch (error) {
+      // Another process holds the write lock (inside a shared read transaction SQLite does not
+      // wait for it). last_seen_at is advisory: the session's next request refreshes it.
+      if (!isBusy(error)) throw error;
+    }
+  }
+
   function endedReason(sessionId: string, at: number): SessionLookup {
-    const tombstone = db
-      .select()
-      .from(sessionEnds)
-      .where(eq(sessionEnds.sessionId, sessionId))
-      .get();
+    const tombstone = tombstoneRow.get(sessionId);
     if (!tombstone || tombstone.at <= at - TOMBSTONE_TTL_MS) return { kind: 'none' };
     return { kind: 'ended', end: { reason: tombstone.reason, at: tombstone.at } };
   }
@@ -161,15 +213,19 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     },
     lookup(sessionId) {
       const at = now();
-      const row = db.select().from(sessions).where(eq(sessions.id, sessionId)).get();
+      const row = lookupRow.get(sessionId);
       if (!row) return endedReason(sessionId, at);
       if (row.expiresAt <= at) {
         return { kind: 'ended', end: { reason: 'expired', at: row.expiresAt } };
       }
-      if (at - row.lastSeenAt >= TOUCH_INTERVAL_MS) {
-        db.update(sessions).set({ lastSeenAt: at }).where(eq(sessions.id, sessionId)).run();
-      }
-      return { kind: 'live', sessionId: row.id, userId: row.userId, instanceId: row.instanceId };
+      if (at - row.lastSeenAt >= TOUCH_INTERVAL_MS) touchUnlessBusy(at, sessionId);
+      return {
+        kind: 'live',
+        sessionId,
+        userId: row.userId,
+        instanceId: row.instanceId,
+        user: toUser(row.userId, row),
+      };
     },
     end(sessionId, reason) {
       return db.transaction((tx) => {

@@ -12,7 +12,6 @@ import { groups, sessions, userGroups, users } from '../db/schema.ts';
 import type { Services } from '../http/context.ts';
 import type { LiveSeries } from '../ops/live-stats.ts';
 import type { PolicySource } from '../policy/policy-store.ts';
-import { queueLengths } from '../queue/submissions.ts';
 
 /** One row of the accounts table. */
 export interface AccountView {
@@ -129,7 +128,7 @@ export function dashboardStats(services: Services, seconds: number): DashboardSt
   const at = services.now();
   const settings = services.policy.current();
   const { live } = services.metrics;
-  live.sampleQueues(queueLengths(services.db, services.queue.lockMs, at));
+  live.sampleQueues(services.queue.lengths(at));
   const accounts = accountViews(services, settings, at);
   const alerts = accounts
     .filter((row) => row.storming)

@@ -6,12 +6,18 @@ import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import * as schema from './schema.ts';
 
-/** The drizzle handle every module takes as a dependency. */
+/** The drizzle handle every module takes as a dependency (a transaction is one too). */
 export type Db = BetterSQLite3Database<typeof schema>;
+
+/**
+ * The drizzle handle with the better-sqlite3 connection under it (`$client`), as
+ * {@link openDatabase} returns it: the per-request paths prepare their statements on it once.
+ */
+export type ClientDb = Db & { $client: Database.Database };
 
 /** An open database: drizzle for queries, the raw client for transactions and closing. */
 export interface LmsDatabase {
-  db: Db;
+  db: ClientDb;
   sqlite: Database.Database;
   close(): void;
 }

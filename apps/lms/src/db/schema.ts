@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import {
   index,
   integer,
@@ -133,6 +134,11 @@ export const submissions = sqliteTable(
   (table) => [
     index('submissions_queue_state_idx').on(table.queueName, table.state, table.createdAt),
     index('submissions_student_idx').on(table.studentId),
+    // Only the submissions out with a grader: finding expired locks is a seek, not a scan of
+    // every pulled row on each pull and queue-length request.
+    index('submissions_pulled_idx')
+      .on(table.queueName, table.pulledAt)
+      .where(sql`state = 'pulled'`),
   ],
 );
 

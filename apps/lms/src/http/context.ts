@@ -3,15 +3,18 @@ import type { Logger } from 'pino';
 import type { LoginService } from '../auth/login.ts';
 import type { SessionEnd, SessionStore } from '../auth/session-store.ts';
 import type { Db } from '../db/client.ts';
+import type { TickBatcher } from '../db/tick-batch.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
-import type { QueueSettings } from '../queue/submissions.ts';
+import type { SubmissionQueue } from '../queue/submission-queue.ts';
 import type { LmsUser } from '../users.ts';
 
 /** What every route module is built from (created once per app in createApp). */
 export interface Services {
   db: Db;
   store: SessionStore;
+  /** Runs the per-request queries of one event-loop turn in shared transactions. */
+  batch: TickBatcher;
   login: LoginService;
   metrics: LmsMetrics;
   detector: StormDetector;
@@ -20,7 +23,8 @@ export interface Services {
   policy: PolicyStore;
   /** Evictions per minute of one account that the detector calls a storm. */
   stormAlertEvictionsPerMinute: number;
-  queue: QueueSettings;
+  /** The grader side of the submissions: pull, put_result, lengths (statements prepared once). */
+  queue: SubmissionQueue;
   sessionTtlSeconds: number;
   /** Whether the client address comes from X-Forwarded-For (see clientAddress). */
   trustProxy: boolean;

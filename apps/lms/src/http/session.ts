@@ -7,7 +7,6 @@ import type { Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { isSessionToken, sessionIdOf } from '../auth/tokens.ts';
-import { findUserById } from '../users.ts';
 import type { LmsEnv, Services } from './context.ts';
 import { csrfFailure, isSecure, isUnsafeMethod } from './csrf.ts';
 
@@ -27,10 +26,10 @@ export function sessionMiddleware(services: Services) {
     c.set('sessionEnd', null);
     const token = getCookie(c, SESSION_COOKIE);
     if (isSessionToken(token)) {
-      const lookup = services.store.lookup(sessionIdOf(token));
+      const sessionId = sessionIdOf(token);
+      const lookup = await services.batch.read(() => services.store.lookup(sessionId));
       if (lookup.kind === 'live') {
-        const user = findUserById(services.db, lookup.userId);
-        if (user?.isActive) c.set('auth', { sessionId: lookup.sessionId, user });
+        if (lookup.user.isActive) c.set('auth', { sessionId: lookup.sessionId, user: lookup.user });
       } else if (lookup.kind === 'ended') {
         c.set('sessionEnd', lookup.end);
       }

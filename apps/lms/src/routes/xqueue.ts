@@ -20,7 +20,7 @@ import {
   setSessionCookie,
 } from '../http/session.ts';
 import { isBusy, StoredDataError } from '../ops/errors.ts';
-import { pullSubmission, putResult, queueExists, queueLength } from '../queue/submissions.ts';
+import type { PutOutcome } from '../queue/submission-queue.ts';
 import { XQUEUE_GROUP } from '../users.ts';
 
 const MAX_NAME_LENGTH = 128;
@@ -102,26 +102,21 @@ function queueRoutes(services: Services) {
   app.use('/get_submission/', requireUser({ group: XQUEUE_GROUP }));
   app.use('/put_result/', requireUser({ group: XQUEUE_GROUP }));
 
-  app.get('/get_queuelen/', (c) => {
+  app.get('/get_queuelen/', async (c) => {
     const queue = queueParam(c, 'get_queuelen');
     if ('error' in queue) return queue.error;
-    if (!queueExists(services.db, queue.name)) {
-      return c.json(failure(`Queue '${queue.name}' not found`));
-    }
-    return c.json(
-      success(queueLength(services.db, queue.name, services.queue.lockMs, services.now())),
+    const length = await services.batch.read(() =>
+      services.queue.length(queue.name, services.now()),
     );
+    if (length === null) return c.json(failure(`Queue '${queue.name}' not found`));
+    return c.json(success(length));
   });
 
-  app.get('/get_submission/', (c) => {
+  app.get('/get_submission/', async (c) => {
     const queue = queueParam(c, 'get_submission');
     if ('error' in queue) return queue.error;
-    const pull = pullSubmission(
-      services.db,
-      queue.name,
-      services.queue,
-      services.now(),
-      newPullKey(),
+    const pull = await services.batch.write(() =>
+      services.queue.pull(queue.name, services.now(), newPullKey()),
     );
     if (pull.kind === 'unknown-queue') return c.json(failure(`Queue '${queue.name}' not found`));
     if (pull.kind === 'empty') return c.json(failure(`Queue '${queue.name}' is empty`));
@@ -146,9 +141,9 @@ function queueRoutes(services: Services) {
       result: result.value,
       now: services.now(),
     };
-    let outcome: ReturnType<typeof putResult>;
+    let outcome: PutOutcome;
     try {
-      outcome = putResult(services.db, input);
+      outcome = await services.batch.write(() => services.queue.putResult(input));
     } catch (error) {
       // Another process holds the write lock past the busy timeout: a concurrent update.
       if (isBusy(error)) return c.json(failure('Concurrent update, try again'), 409);

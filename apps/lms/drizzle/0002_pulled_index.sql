@@ -1,0 +1,1 @@
+CREATE INDEX `submissions_pulled_idx` ON `submissions` (`queue_name`,`pulled_at`) WHERE state = 'pulled';
