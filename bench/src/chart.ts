@@ -27,6 +27,7 @@ export function renderCurveChart(runs: readonly FleetRun[]): string {
   );
   return `${[
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    '<title>Logins per hour against connections, storm and exempt</title>',
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     `<text x="${PAD.left}" y="18" font-size="13" font-weight="bold">Logins per hour vs connections (log-log)</text>`,
     `<line x1="${PAD.left}" y1="${PAD.top + plotH}" x2="${PAD.left + plotW}" y2="${PAD.top + plotH}" stroke="#333"/>`,

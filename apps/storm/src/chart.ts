@@ -25,6 +25,7 @@ export function renderChart(figures: ScenarioFigures): string {
   const y = (value: number) => PAD.top + plotH - (value / maxY) * plotH;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="11">`,
+    `<title>${escapeXml(figures.name)}: logins, 403s and graded submissions per second</title>`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="#fff"/>`,
     `<text x="${PAD.left}" y="16" font-size="13" font-weight="bold">${escapeXml(figures.name)}: ${figures.verdict}</text>`,
     `<line x1="${PAD.left}" y1="${PAD.top + plotH}" x2="${PAD.left + plotW}" y2="${PAD.top + plotH}" stroke="#333"/>`,
