@@ -1,4 +1,4 @@
-import { startWatchers, useRedis, waitFor } from '@storm-lab/harness';
+import { startWatchers, sumMetric, useRedis, waitFor } from '@storm-lab/harness';
 import { prefillSubmissions } from './load.ts';
 import { cpuSeconds, serverPid } from './proc.ts';
 import { benchLms, QUEUE, SERVICE, STUDENT } from './sections.ts';
@@ -17,14 +17,8 @@ export interface FleetRun {
   lmsCpuSecondsPerHour: number;
 }
 
-async function counter(lmsUrl: string, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${lmsUrl}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`) && line.includes(labels))
-      total += Number(line.split(' ').pop());
-  }
-  return total;
+async function counter(lmsUrl: string, name: string, labels: Record<string, string> = {}) {
+  return sumMetric(await (await fetch(`${lmsUrl}/metrics`)).text(), name, labels);
 }
 
 /**
@@ -70,16 +64,17 @@ export async function fleetRun(options: {
       // starting, not the rate this run measures.
       await waitFor(
         async () =>
-          (await counter(lms.url, 'lms_logins_total', 'path="xqueue"')) >= options.connections
+          (await counter(lms.url, 'lms_logins_total', { path: 'xqueue' })) >= options.connections
             ? true
             : undefined,
         { timeoutMs: 60_000, what: 'the first login of every connection' },
       );
-      const loginsBefore = await counter(lms.url, 'lms_logins_total', 'path="xqueue"');
+      const loginsBefore = await counter(lms.url, 'lms_logins_total', { path: 'xqueue' });
       const gradedBefore = await counter(lms.url, 'lms_submissions_graded_total');
       const cpuBefore = await cpuSeconds(pid);
       await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
-      const logins = (await counter(lms.url, 'lms_logins_total', 'path="xqueue"')) - loginsBefore;
+      const logins =
+        (await counter(lms.url, 'lms_logins_total', { path: 'xqueue' })) - loginsBefore;
       const graded = (await counter(lms.url, 'lms_submissions_graded_total')) - gradedBefore;
       const cpu = (await cpuSeconds(pid)) - cpuBefore;
       const productionHours = (options.seconds * options.compression) / 3600;

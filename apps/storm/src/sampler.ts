@@ -1,4 +1,4 @@
-import { parsePrometheus, sumOf } from './prometheus.ts';
+import { parsePrometheus, sumOf } from '@storm-lab/harness';
 
 /** Cumulative counters read from the LMS's /metrics at one moment. */
 export interface Counters {

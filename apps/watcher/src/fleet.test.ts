@@ -1,4 +1,4 @@
-import { waitFor } from '@storm-lab/harness';
+import { sumMetric, waitFor } from '@storm-lab/harness';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Lab,
@@ -6,7 +6,6 @@ import {
   scrape,
   startLab,
   submitMany,
-  sumMetric,
   waitAllGraded,
 } from './testing/lab.ts';
 

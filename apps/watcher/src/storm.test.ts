@@ -1,3 +1,4 @@
+import { sumMetric } from '@storm-lab/harness';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Lab,
@@ -5,7 +6,6 @@ import {
   scrape,
   startLab,
   submitMany,
-  sumMetric,
   waitAllGraded,
 } from './testing/lab.ts';
 

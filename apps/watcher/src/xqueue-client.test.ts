@@ -1,14 +1,8 @@
-import { type LocalLms, startLms, waitFor } from '@storm-lab/harness';
+import { type LocalLms, startLms, sumMetric, waitFor } from '@storm-lab/harness';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics } from './metrics.ts';
 import { counterValue, createTestClient } from './testing/clients.ts';
-import {
-  loginStudent,
-  SERVICE_PASSWORD,
-  SERVICE_USERNAME,
-  scrape,
-  sumMetric,
-} from './testing/lab.ts';
+import { loginStudent, SERVICE_PASSWORD, SERVICE_USERNAME, scrape } from './testing/lab.ts';
 
 const QUEUE = 'xc';
 const seed = ['--queues', QUEUE, '--students', '2', '--service-password', SERVICE_PASSWORD];

@@ -2,6 +2,8 @@ export type { LocalLms, StartLmsOptions } from './lms.ts';
 export { LmsStartError, startLms } from './lms.ts';
 export type { ManagedProcess, SpawnOptions } from './process.ts';
 export { freePort, spawnManaged, waitFor } from './process.ts';
+export type { Sample } from './prometheus.ts';
+export { parsePrometheus, sumMetric, sumOf } from './prometheus.ts';
 export type { LocalRedis, RedisHandle } from './redis.ts';
 export { startRedis, useRedis } from './redis.ts';
 export type { StartWatchersOptions, WatcherFleet } from './watcher.ts';

@@ -15,19 +15,6 @@ export const SERVICE_USERNAME = 'xqueue_svc';
 export const SERVICE_PASSWORD = 'svc-test-pass';
 const STUDENT_PASSWORD = 'student-test-pass';
 
-/** Sums the samples of `name` whose labels include all of `labels`, from Prometheus text. */
-export function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const matches = Object.entries(labels).every(([key, value]) =>
-      line.includes(`${key}="${value}"`),
-    );
-    if (matches) total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
-}
-
 export async function scrape(url: string): Promise<string> {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`GET ${url}: ${response.status}`);

@@ -47,3 +47,14 @@ export function sumOf(
   }
   return total;
 }
+
+/**
+ * Sums one metric over the samples whose labels include every given label, straight from the
+ * exposition text.
+ *
+ * @example
+ * sumMetric(await (await fetch(`${lms.url}/metrics`)).text(), 'lms_logins_total', { path: 'xqueue' });
+ */
+export function sumMetric(text: string, name: string, where: Record<string, string> = {}): number {
+  return sumOf(parsePrometheus(text), name, where);
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parsePrometheus, sumOf } from './prometheus.ts';
+import { parsePrometheus, sumMetric, sumOf } from './prometheus.ts';
 
 const TEXT = `# HELP lms_logins_total Logins
 # TYPE lms_logins_total counter
@@ -24,5 +24,11 @@ describe('parsePrometheus', () => {
     expect(sumOf(samples, 'lms_logins_total', { path: 'xqueue' })).toBe(12);
     expect(sumOf(samples, 'lms_http_responses_total', { status: '403' })).toBe(6);
     expect(sumOf(samples, 'missing_total')).toBe(0);
+  });
+
+  it('sums straight from the text, matching labels exactly', () => {
+    expect(sumMetric(TEXT, 'lms_logins_total', { account: 'student1' })).toBe(2);
+    expect(sumMetric(TEXT, 'lms_logins_total', { account: 'student' })).toBe(0);
+    expect(sumMetric('up 1\n', 'up')).toBe(1);
   });
 });
