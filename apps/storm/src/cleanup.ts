@@ -1,6 +1,7 @@
 /**
- * Stop functions of everything started, run newest first. One instance per process, created
- * by the CLI, so that Ctrl-C stops what is running and removes temporary directories.
+ * Stop functions of everything started, run newest first, so that the end of a run, or
+ * Ctrl-C in the middle, stops what is running and removes temporary directories. A run keeps
+ * one per scenario (scenarios run side by side and end at different times).
  */
 export class CleanupStack {
   private readonly stops: Array<() => Promise<void>> = [];
@@ -24,4 +25,29 @@ export class CleanupStack {
     if (errors.length > 0)
       process.stderr.write(`cleanup: ${errors.length} step(s) failed: ${String(errors[0])}\n`);
   }
+}
+
+/**
+ * On the first SIGINT or SIGTERM: prints `message`, awaits `stop`, then exits with `exitCode`.
+ * Returns whether that has begun, so the caller starts nothing new and leaves the exit to it.
+ *
+ * @example
+ * const interrupted = exitOnSignal('stopping...', () => cleanup.run(), 130);
+ * if (interrupted()) return;
+ */
+export function exitOnSignal(
+  message: string,
+  stop: () => Promise<unknown>,
+  exitCode: number,
+): () => boolean {
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\n${signal}: ${message}\n`);
+    void stop().then(() => process.exit(exitCode));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => interrupted;
 }

@@ -3,7 +3,7 @@ import { cpus } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runChaos } from './chaos.ts';
-import { CleanupStack } from './cleanup.ts';
+import { CleanupStack, exitOnSignal } from './cleanup.ts';
 import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
 import { ProgressDisplay } from './progress.ts';
 import { buildReport, renderTable, writeReport } from './report.ts';
@@ -38,6 +38,8 @@ Options:
 
 Each scenario gets its own private redis-server (or REDIS_URL), a freshly seeded LMS and the
 watcher fleet as real processes. Ctrl-C stops everything and removes temporary files.`;
+
+const STOPPING = 'stopping every process of this run...';
 
 class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -152,15 +154,11 @@ async function main(argv: string[]): Promise<number> {
   const scenarios = await Promise.all(options.names.map((name) => loadScenario(name, variables)));
 
   const active = new Set<CleanupStack>();
-  let interrupted = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = true;
-    process.stderr.write(`\n${signal}: stopping every process of this run...\n`);
-    void Promise.all([...active].map((stack) => stack.run())).then(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupted = exitOnSignal(
+    STOPPING,
+    () => Promise.all([...active].map((stack) => stack.run())),
+    130,
+  );
 
   const progressOut = options.json ? process.stderr : process.stdout;
   const display = new ProgressDisplay(progressOut);
@@ -169,7 +167,7 @@ async function main(argv: string[]): Promise<number> {
   // A small pool: scenarios are independent (own Redis, LMS, fleet), so two at a time halve
   // the wall time on two cores; storms and cures alternate in the default order.
   const worker = async () => {
-    while (!interrupted && next < scenarios.length) {
+    while (!interrupted() && next < scenarios.length) {
       const index = next++;
       const stack = new CleanupStack();
       active.add(stack);
@@ -179,7 +177,7 @@ async function main(argv: string[]): Promise<number> {
           display.update(progress),
         );
       } finally {
-        if (!interrupted) {
+        if (!interrupted()) {
           await stack.run();
           active.delete(stack);
         }
@@ -187,7 +185,7 @@ async function main(argv: string[]): Promise<number> {
     }
   };
   await Promise.all(Array.from({ length: Math.min(options.parallel, scenarios.length) }, worker));
-  if (interrupted) return new Promise(() => undefined); // the signal handler exits
+  if (interrupted()) return new Promise(() => undefined); // the signal handler exits
 
   const report = buildReport(results, {
     compression: settings.compression,
@@ -213,15 +211,7 @@ async function chaosMain(
   options: ReturnType<typeof parse>,
 ): Promise<number> {
   const cleanup = new CleanupStack();
-  let interrupted = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = true;
-    process.stderr.write(`\n${signal}: stopping every process of this run...\n`);
-    void cleanup.run().then(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupted = exitOnSignal(STOPPING, () => cleanup.run(), 130);
   const started = Date.now();
   const log = (message: string) =>
     (options.json ? process.stderr : process.stdout).write(
@@ -244,9 +234,9 @@ async function chaosMain(
       cleanup,
     );
   } finally {
-    if (!interrupted) await cleanup.run();
+    if (!interrupted()) await cleanup.run();
   }
-  if (interrupted) return new Promise(() => undefined);
+  if (interrupted()) return new Promise(() => undefined); // the signal handler exits
   const report = { generatedAt: new Date().toISOString(), seed: options.seed, ...figures };
   await mkdir(options.outDir, { recursive: true });
   await writeFile(join(options.outDir, 'chaos.json'), `${JSON.stringify(report, null, 2)}\n`);

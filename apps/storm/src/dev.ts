@@ -1,5 +1,5 @@
 import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
-import { CleanupStack } from './cleanup.ts';
+import { CleanupStack, exitOnSignal } from './cleanup.ts';
 import {
   lmsEnv,
   queueNames,
@@ -46,15 +46,7 @@ async function main() {
   );
   const scenario = { name: 'dev', description: 'pnpm dev', lms: policy, watcher: {} };
   const cleanup = new CleanupStack();
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`\n${signal}: stopping the stack...`);
-    void cleanup.run().then(() => process.exit(0));
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  const stopping = exitOnSignal('stopping the stack...', () => cleanup.run(), 0);
 
   const redis = await useRedis(settings.redisUrl);
   cleanup.add(() => redis.stop());
@@ -106,7 +98,7 @@ async function main() {
         `logins ${counters.logins}  403s ${counters.forbidden}  evictions ${counters.evictions}  graded ${counters.graded}/${load.submitted.length}  storm alerts ${counters.stormAlerts}`,
       );
     } catch (error) {
-      if (!stopping) console.error(`metrics: ${(error as Error).message}`);
+      if (!stopping()) console.error(`metrics: ${(error as Error).message}`);
     }
   }, 5000);
   cleanup.add(async () => {
