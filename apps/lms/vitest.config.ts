@@ -1,14 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { sharedConfig } from '../../vitest.shared.ts';
 
-// As ../../vitest.shared.ts (which this tsconfig cannot import: the root package is CommonJS):
-// the JSON report in test-results/ that .ci/run counts, and 60 s hooks, since the browser test
-// starts Redis, the LMS and a watcher in beforeAll.
-export default defineConfig({
-  test: {
-    include: ['src/**/*.test.ts'],
-    testTimeout: 20_000,
-    hookTimeout: 60_000,
-    reporters: ['default', 'json'],
-    outputFile: { json: 'test-results/vitest.json' },
-  },
-});
+// The browser test starts Redis, the LMS and a watcher in beforeAll: the shared 60 s hooks.
+export default sharedConfig();
