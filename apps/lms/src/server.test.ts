@@ -1,6 +1,6 @@
 import { request } from 'node:http';
-import { LmsStartError, type LocalLms, startLms } from '@storm-lab/harness';
-import { decodeSubmission } from '@storm-lab/xqueue-protocol';
+import { LmsStartError, type LocalLms, startLms, waitFor } from '@storm-lab/harness';
+import { decodeSubmission, type PulledSubmission } from '@storm-lab/xqueue-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, urlFetcher } from './testing/client.ts';
 
@@ -23,6 +23,17 @@ async function grader(url: string): Promise<TestClient> {
   const client = new TestClient(urlFetcher(url));
   expect((await client.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
   return client;
+}
+
+/** One get_submission of test-queue: the submission, or null when the queue is empty. */
+async function pullOnce(client: TestClient): Promise<PulledSubmission | null> {
+  const response = await client.get('/xqueue/get_submission/?queue_name=test-queue');
+  expect(response.status).toBe(200);
+  const body = (await response.json()) as { return_code: number; content: unknown };
+  if (body.return_code === 1) return null;
+  const pulled = decodeSubmission(body.content);
+  if (!pulled.ok) throw new Error(pulled.error);
+  return pulled.value;
 }
 
 async function drain(client: TestClient): Promise<number[]> {
@@ -76,6 +87,34 @@ describe('LMS server process', { timeout: 90_000 }, () => {
     const pulled = (await Promise.all(pullers.map(drain))).flat();
     expect(pulled).toHaveLength(40);
     expect(new Set(pulled).size).toBe(40);
+  });
+
+  // as edx-submissions' XQueueViewSet.get_submission: a timed-out pull is served as it is
+  it('serves an expired lock again with the same key from another process, until its result lands', async () => {
+    const env = { SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue', XQUEUE_LOCK_SECONDS: '0.3' };
+    const first = await start({ env });
+    const second = await start({ env, databasePath: first.databasePath });
+    const student = new TestClient(urlFetcher(first.url));
+    expect((await student.webLogin('student1', 'student-pass')).status).toBe(200);
+    const body = { queue_name: 'test-queue', problem_id: 'test-queue-p1', student_response: 'x' };
+    expect((await student.postJson('/api/submissions', body)).status).toBe(201);
+    const [abandoning, taking] = await Promise.all([grader(first.url), grader(second.url)]);
+    const abandoned = (await pullOnce(abandoning))!;
+    const served = await waitFor(async () => (await pullOnce(taking)) ?? undefined, {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: 'the expired lock to be served again',
+    });
+    expect(served.header).toEqual(abandoned.header);
+    expect((await pullOnce(abandoning))?.header).toEqual(abandoned.header);
+    const result = JSON.stringify({ correct: true, score: 1, msg: 'ok' });
+    const put = await taking.postForm('/xqueue/put_result/', {
+      xqueue_header: JSON.stringify(served.header),
+      xqueue_body: result,
+    });
+    expect(await put.json()).toEqual({ return_code: 0, content: '' });
+    expect(await pullOnce(abandoning)).toBeNull();
+    expect(await pullOnce(taking)).toBeNull();
   });
 
   it('finishes an in-flight request on SIGTERM, then exits cleanly', async () => {

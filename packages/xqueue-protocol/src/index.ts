@@ -1,3 +1,5 @@
+export type { GraderReply } from './grader-reply.ts';
+export { parseGraderReply } from './grader-reply.ts';
 export type {
   Envelope,
   GradeResult,
@@ -5,6 +7,7 @@ export type {
   Parsed,
   PulledSubmission,
   SessionEndReason,
+  StudentInfo,
   SubmissionBody,
   SubmissionContent,
   XQueueHeader,
@@ -12,6 +15,7 @@ export type {
 export {
   CLIENT_INSTANCE_HEADER,
   decodeSubmission,
+  encodeStudentInfo,
   encodeSubmission,
   failure,
   NOT_AUTHENTICATED_DETAIL,

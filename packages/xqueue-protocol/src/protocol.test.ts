@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   decodeSubmission,
+  encodeStudentInfo,
   encodeSubmission,
   failure,
   parseEnvelope,
@@ -63,6 +64,17 @@ describe('parseGradeResult', () => {
   });
 });
 
+describe('encodeStudentInfo', () => {
+  // as edx-submissions' get_submission: unix seconds as a string, random_seed 1
+  it('writes the anonymous id, the submission time in whole seconds and random_seed 1', () => {
+    expect(JSON.parse(encodeStudentInfo('abc', Date.UTC(2025, 0, 1) + 999))).toEqual({
+      anonymous_student_id: 'abc',
+      submission_time: '1735689600',
+      random_seed: 1,
+    });
+  });
+});
+
 describe('encodeSubmission / decodeSubmission', () => {
   it('round-trips the nested JSON strings that xqueue uses', () => {
     const submission = {
@@ -72,6 +84,12 @@ describe('encodeSubmission / decodeSubmission', () => {
     };
     const content = encodeSubmission(submission);
     expect(typeof JSON.parse(content).xqueue_header).toBe('string');
+    // Upstream's key order, whatever order the caller used.
+    expect(Object.keys(JSON.parse(JSON.parse(content).xqueue_body))).toEqual([
+      'grader_payload',
+      'student_info',
+      'student_response',
+    ]);
     expect(decodeSubmission(content)).toEqual({ ok: true, value: submission });
   });
 

@@ -7,6 +7,7 @@ export const XQUEUE_PATHS = {
   getSubmission: '/xqueue/get_submission/',
   putResult: '/xqueue/put_result/',
   getQueuelen: '/xqueue/get_queuelen/',
+  status: '/xqueue/status/',
 } as const;
 
 /** The 403 body Django REST framework sends when no session is authenticated. */
@@ -89,13 +90,41 @@ export function parseXQueueHeader(raw: unknown): Parsed<XQueueHeader> {
 }
 
 const submissionBodySchema = z.object({
-  student_response: z.string(),
   grader_payload: z.string(),
   student_info: z.string(),
+  student_response: z.string(),
 });
 
-/** `xqueue_body` as a grader receives it: the student's answer and the problem's grader payload. */
+/**
+ * `xqueue_body` as a grader receives it: the problem's grader payload, `student_info` (a JSON
+ * string, see {@link StudentInfo}) and the student's answer.
+ */
 export type SubmissionBody = z.infer<typeof submissionBodySchema>;
+
+/**
+ * What `student_info` decodes to, as edx-submissions' get_submission writes it:
+ * `submission_time` is unix seconds as a string, `random_seed` is always 1.
+ */
+export interface StudentInfo {
+  anonymous_student_id: string;
+  submission_time: string;
+  random_seed: number;
+}
+
+/**
+ * Encodes `student_info` for a submission made at `submittedAtMs`.
+ *
+ * @example
+ * encodeStudentInfo('0f3a…', Date.UTC(2025, 0, 1)); // '{"anonymous_student_id":"0f3a…","submission_time":"1735689600","random_seed":1}'
+ */
+export function encodeStudentInfo(anonymousStudentId: string, submittedAtMs: number): string {
+  const info: StudentInfo = {
+    anonymous_student_id: anonymousStudentId,
+    submission_time: String(Math.floor(submittedAtMs / 1000)),
+    random_seed: 1,
+  };
+  return JSON.stringify(info);
+}
 
 /** Parses the `xqueue_body` JSON string that get_submission serves. */
 export function parseSubmissionBody(raw: unknown): Parsed<SubmissionBody> {
@@ -108,10 +137,13 @@ const gradeResultSchema = z.object({
   msg: z.string().max(100_000),
 });
 
-/** The grader's reply, posted as `xqueue_body` of put_result. */
+/**
+ * The reply this project's graders produce, posted as `xqueue_body` of put_result. The LMS reads
+ * replies with `parseGraderReply`, which (as upstream) needs only `score`.
+ */
 export type GradeResult = z.infer<typeof gradeResultSchema>;
 
-/** Parses the `xqueue_body` JSON string of put_result. */
+/** Parses a complete {@link GradeResult}: all three fields, typed (stricter than the LMS). */
 export function parseGradeResult(raw: unknown): Parsed<GradeResult> {
   return parseJsonWith('xqueue_body', raw, gradeResultSchema);
 }
@@ -139,9 +171,11 @@ export interface PulledSubmission {
  * success(encodeSubmission({ header, body, files: {} }));
  */
 export function encodeSubmission(submission: PulledSubmission): string {
+  // In upstream's key order, whatever order the caller built the body in.
+  const { grader_payload, student_info, student_response } = submission.body;
   const content: SubmissionContent = {
     xqueue_header: JSON.stringify(submission.header),
-    xqueue_body: JSON.stringify(submission.body),
+    xqueue_body: JSON.stringify({ grader_payload, student_info, student_response }),
     xqueue_files: JSON.stringify(submission.files),
   };
   return JSON.stringify(content);

@@ -1,4 +1,3 @@
-import { sql } from 'drizzle-orm';
 import {
   index,
   integer,
@@ -99,7 +98,11 @@ export const problems = sqliteTable('problems', {
   graderPayload: text('grader_payload').notNull(),
 });
 
-export const SUBMISSION_STATES = ['pending', 'pulled', 'graded', 'failed'] as const;
+/**
+ * edx-submissions' statuses under our names: `graded` is upstream's `retired`; `retry` is a
+ * submission whose result had no usable score, back in the queue at once.
+ */
+export const SUBMISSION_STATES = ['pending', 'pulled', 'retry', 'graded', 'failed'] as const;
 export type SubmissionState = (typeof SUBMISSION_STATES)[number];
 
 export const submissions = sqliteTable(
@@ -122,8 +125,16 @@ export const submissions = sqliteTable(
     pulledAt: integer('pulled_at'),
     firstPulledAt: integer('first_pulled_at'),
     pullCount: integer('pull_count').notNull().default(0),
-    /** Pulls whose lock expired without a result. */
+    /** Serves of an expired lock (pulls that brought no result in time). */
     failureCount: integer('failure_count').notNull().default(0),
+    /** Results without a usable score (upstream's `num_failures`); the 5th fails the submission. */
+    scoreFailures: integer('score_failures').notNull().default(0),
+    /**
+     * Upstream's `status_time`: when the state last changed (creation, pull, result). Servable
+     * submissions are served oldest first by it; an expired lock's re-serve leaves it alone.
+     * The default only fills rows that existed before the column (the migration backfills them).
+     */
+    statusAt: integer('status_at').notNull().default(0),
     /** The accepted `xqueue_body` of put_result, as JSON text. */
     result: text('result'),
     /** Accepted result posts that changed state: proves "graded once". */
@@ -132,13 +143,10 @@ export const submissions = sqliteTable(
     gradedAt: integer('graded_at'),
   },
   (table) => [
-    index('submissions_queue_state_idx').on(table.queueName, table.state, table.createdAt),
+    // As upstream's (queue_name, status, status_time): the oldest pending, retry or expired
+    // pulled submission of a queue is one seek each.
+    index('submissions_queue_status_idx').on(table.queueName, table.state, table.statusAt),
     index('submissions_student_idx').on(table.studentId),
-    // Only the submissions out with a grader: finding expired locks is a seek, not a scan of
-    // every pulled row on each pull and queue-length request.
-    index('submissions_pulled_idx')
-      .on(table.queueName, table.pulledAt)
-      .where(sql`state = 'pulled'`),
   ],
 );
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { SubmissionBody } from '@storm-lab/xqueue-protocol';
+import { encodeStudentInfo, type SubmissionBody } from '@storm-lab/xqueue-protocol';
 import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { problems, queues, submissions } from '../db/schema.ts';
@@ -14,11 +14,6 @@ function queueExists(db: Db, name: string): boolean {
   );
 }
 
-function submissionTime(at: number): string {
-  // xqueue's student_info carries time.strftime('%Y%m%d%H%M%S') in UTC.
-  return new Date(at).toISOString().replace(/[-:T]/g, '').slice(0, 14);
-}
-
 export interface NewSubmission {
   studentId: string;
   queueName: string;
@@ -31,7 +26,8 @@ export interface NewSubmission {
 export type CreateOutcome = { ok: true; id: number } | { ok: false; status: 404; message: string };
 
 /**
- * Stores a student's submission with the `xqueue_body` graders will receive.
+ * Stores a student's submission with the `xqueue_body` graders will receive, as edx-submissions'
+ * get_submission builds it (`grader_payload` is the problem's payload string as stored).
  *
  * @example
  * createSubmission(db, { studentId, queueName: 'test-queue', problemId: 'test-queue-p1', studentResponse: '42', now });
@@ -53,12 +49,9 @@ export function createSubmission(db: Db, input: NewSubmission): CreateOutcome {
     .digest('hex')
     .slice(0, 32);
   const body: SubmissionBody = {
-    student_response: input.studentResponse,
     grader_payload: problem.graderPayload,
-    student_info: JSON.stringify({
-      anonymous_student_id: anonymousId,
-      submission_time: submissionTime(input.now),
-    }),
+    student_info: encodeStudentInfo(anonymousId, input.now),
+    student_response: input.studentResponse,
   };
   const row = db
     .insert(submissions)
@@ -68,6 +61,7 @@ export function createSubmission(db: Db, input: NewSubmission): CreateOutcome {
       problemId: input.problemId,
       body: JSON.stringify(body),
       createdAt: input.now,
+      statusAt: input.now,
     })
     .returning({ id: submissions.id })
     .get();

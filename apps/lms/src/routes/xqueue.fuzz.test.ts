@@ -60,6 +60,12 @@ const ENDPOINTS: Record<string, Endpoint & { allowed: number[] }> = {
     fields: ['xqueue_header', 'xqueue_body'],
     allowed: [400, 403, 404, 413],
   },
+  'POST /xqueue/status/': {
+    method: 'POST',
+    path: '/xqueue/status/',
+    fields: ['x'],
+    allowed: [200, 403, 413],
+  },
 };
 
 describe('xqueue endpoints under hostile input', { timeout: 120_000 }, () => {
@@ -77,6 +83,13 @@ describe('xqueue endpoints under hostile input', { timeout: 120_000 }, () => {
           }
           if (status === 200 && endpoint.path === '/xqueue/get_submission/') {
             expect(body).toMatchObject({ return_code: 1 });
+          }
+          // as edx-submissions' put_result: one fixed text for every unreadable reply
+          if (status === 400 && endpoint.path === '/xqueue/put_result/') {
+            expect(body).toEqual({ return_code: 1, content: 'Incorrect reply format' });
+          }
+          if (status === 200 && endpoint.path === '/xqueue/status/') {
+            expect(body).toEqual({ return_code: 0, content: 'OK' });
           }
         },
       });

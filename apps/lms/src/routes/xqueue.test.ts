@@ -1,4 +1,3 @@
-import { parseSubmissionBody } from '@storm-lab/xqueue-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findSubmission } from '../queue/submissions.ts';
 import { TestClient } from '../testing/client.ts';
@@ -112,46 +111,93 @@ describe.each(TRANSPORTS)('xqueue login and CSRF over %s', (transport) => {
   });
 });
 
+const SUBMISSIONS = '/xqueue/get_submission/?queue_name=test-queue';
+
+function rowOf(lms: TestLms, id: number) {
+  return findSubmission(lms.database.db, id);
+}
+
 describe.each(TRANSPORTS)('xqueue queue endpoints over %s', (transport) => {
-  it('serves the oldest submission with a nested-JSON header and body, then reports empty', async () => {
+  // as edx-submissions' XQueueViewSet.get_submission
+  it('serves the oldest submission in upstream shapes (header, body, files), then reports empty', async () => {
     const setup = await createGradingSetup({ transport });
     lms = setup.lms;
     const [id] = await setup.submit(1);
     expect(
       await (await setup.grader.get('/xqueue/get_queuelen/?queue_name=test-queue')).json(),
     ).toEqual({ return_code: 0, content: 1 });
-    const pulled = await setup.pull();
-    expect(pulled?.header).toEqual({
+    const envelope = (await (await setup.grader.get(SUBMISSIONS)).json()) as {
+      return_code: number;
+      content: string;
+    };
+    expect(envelope.return_code).toBe(0);
+    const content = JSON.parse(envelope.content) as Record<string, string>;
+    expect(Object.keys(content)).toEqual(['xqueue_header', 'xqueue_body', 'xqueue_files']);
+    const header = JSON.parse(content.xqueue_header!);
+    expect(Object.keys(header)).toEqual(['submission_id', 'submission_key']);
+    expect(header).toEqual({
       submission_id: id,
       submission_key: expect.stringMatching(/^[0-9a-f]{32}$/),
     });
-    expect(pulled?.body.student_response).toBe('answer 0');
-    expect(JSON.parse(pulled!.body.grader_payload)).toEqual({ answer: 'answer-test-queue-p1' });
-    expect(JSON.parse(pulled!.body.student_info)).toEqual({
+    const body = JSON.parse(content.xqueue_body!);
+    expect(Object.keys(body)).toEqual(['grader_payload', 'student_info', 'student_response']);
+    // The problem's grader payload string, verbatim.
+    expect(body.grader_payload).toBe('{"answer":"answer-test-queue-p1"}');
+    expect(body.student_response).toBe('answer 0');
+    expect(body.student_info).toEqual(expect.any(String));
+    expect(JSON.parse(body.student_info)).toEqual({
       anonymous_student_id: expect.stringMatching(/^[0-9a-f]{32}$/),
-      submission_time: '20250101000000',
+      submission_time: String(Date.UTC(2025, 0, 1) / 1000),
+      random_seed: 1,
     });
-    expect(parseSubmissionBody(JSON.stringify(pulled!.body)).ok).toBe(true);
-    const empty = await setup.grader.get('/xqueue/get_submission/?queue_name=test-queue');
+    expect(content.xqueue_files).toBe('{}');
+    const empty = await setup.grader.get(SUBMISSIONS);
+    expect(empty.status).toBe(200);
     expect(await empty.json()).toEqual({ return_code: 1, content: "Queue 'test-queue' is empty" });
   });
 
-  it.each(['get_submission', 'get_queuelen'])(
-    'answers an unknown queue on %s with the envelope',
-    async (endpoint) => {
-      const setup = await createGradingSetup({ transport });
-      lms = setup.lms;
-      const response = await setup.grader.get(`/xqueue/${endpoint}/?queue_name=nope`);
+  // as edx-submissions' XQueueViewSet.get_submission: it filters rows by name, so any name
+  // without a servable row, known or not, is "empty"; the last queue_name counts (QueryDict.get).
+  it('answers 200 "is empty" for any queue name with nothing to serve, known or not', async () => {
+    const setup = await createGradingSetup({ transport });
+    lms = setup.lms;
+    for (const name of ['test-queue', 'nope', 'q'.repeat(300)]) {
+      const response = await setup.grader.get(`/xqueue/get_submission/?queue_name=${name}`);
       expect(response.status).toBe(200);
-      expect(await response.json()).toEqual({ return_code: 1, content: "Queue 'nope' not found" });
-      const missing = await setup.grader.get(`/xqueue/${endpoint}/`);
+      expect(await response.json()).toEqual({
+        return_code: 1,
+        content: `Queue '${name}' is empty`,
+      });
+    }
+    const [id] = await setup.submit(1);
+    const last = await setup.grader.get(
+      '/xqueue/get_submission/?queue_name=nope&queue_name=test-queue',
+    );
+    const served = (await last.json()) as { return_code: number; content: string };
+    expect(JSON.parse(JSON.parse(served.content).xqueue_header).submission_id).toBe(id);
+    for (const query of ['', '?queue_name=']) {
+      const missing = await setup.grader.get(`/xqueue/get_submission/${query}`);
       expect(missing.status).toBe(400);
       expect(await missing.json()).toEqual({
         return_code: 1,
-        content: `'${endpoint}' must provide parameter 'queue_name'`,
+        content: "'get_submission' must provide parameter 'queue_name'",
       });
-    },
-  );
+    }
+  });
+
+  it('answers get_queuelen (not upstream: the standalone xqueue\'s) for an unknown queue with "not found"', async () => {
+    const setup = await createGradingSetup({ transport });
+    lms = setup.lms;
+    const response = await setup.grader.get('/xqueue/get_queuelen/?queue_name=nope');
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ return_code: 1, content: "Queue 'nope' not found" });
+    const missing = await setup.grader.get('/xqueue/get_queuelen/');
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toEqual({
+      return_code: 1,
+      content: "'get_queuelen' must provide parameter 'queue_name'",
+    });
+  });
 
   it('never hands one submission to two parallel pullers', async () => {
     const setup = await createGradingSetup({ transport });
@@ -163,43 +209,84 @@ describe.each(TRANSPORTS)('xqueue queue endpoints over %s', (transport) => {
     expect(new Set(ids).size).toBe(10);
   });
 
-  it('serves a submission again with a new key once its lock expires, and refuses the old key', async () => {
+  // as edx-submissions' XQueueViewSet.get_submission: a timed-out pulled row is served as it is
+  // (no update_status), so its key and status_time stay until a result lands.
+  it('serves an expired lock again with the same key and pull time on every poll until a result lands', async () => {
     const setup = await createGradingSetup({ transport, config: { xqueueLockSeconds: 0.5 } });
     lms = setup.lms;
-    await setup.submit(1);
+    const [id] = await setup.submit(1);
+    const pulledAt = setup.lms.clock.now();
     const first = (await setup.pull())!;
-    setup.lms.clock.advance(499);
+    setup.lms.clock.advance(500);
+    // status_time__lt: a lock exactly as old as the lock time still holds.
     expect(await setup.pull()).toBeNull();
     setup.lms.clock.advance(1);
-    const second = (await setup.pull())!;
-    expect(second.header.submission_id).toBe(first.header.submission_id);
-    expect(second.header.submission_key).not.toBe(first.header.submission_key);
-    const stale = await setup.putResult(resultFields(first));
-    expect(stale.status).toBe(403);
-    expect(await stale.json()).toEqual({ return_code: 1, content: 'Incorrect key for submission' });
-    expect(findSubmission(setup.lms.database.db, first.header.submission_id)).toMatchObject({
+    for (let poll = 0; poll < 3; poll++) expect((await setup.pull())?.header).toEqual(first.header);
+    expect(rowOf(setup.lms, id!)).toMatchObject({
       state: 'pulled',
-      failureCount: 1,
-      pullCount: 2,
+      pullKey: first.header.submission_key,
+      pulledAt,
+      statusAt: pulledAt,
+      pullCount: 4,
+      failureCount: 3,
       result: null,
     });
-    expect((await setup.putResult(resultFields(second))).status).toBe(200);
+    const response = await setup.putResult(resultFields(first));
+    expect(await response.json()).toEqual({ return_code: 0, content: '' });
+    expect(await setup.pull()).toBeNull();
+    expect(rowOf(setup.lms, id!)).toMatchObject({ state: 'graded', resultPosts: 1 });
   });
 
-  it('marks a submission failed after XQUEUE_MAX_FAILURES expired locks and stops serving it', async () => {
+  // as edx-submissions' XQueueViewSet.get_submission: order_by("status_time")
+  it('serves by status time: creation for a pending submission, pull time for an expired lock', async () => {
+    const setup = await createGradingSetup({ transport, config: { xqueueLockSeconds: 1 } });
+    lms = setup.lms;
+    const [a, b] = await setup.submit(2);
+    const pulledA = (await setup.pull())!;
+    expect(pulledA.header.submission_id).toBe(a);
+    setup.lms.clock.advance(1001);
+    const [c] = await setup.submit(1);
+    // b was created before a was pulled; c after.
+    expect((await setup.pull())?.header.submission_id).toBe(b);
+    expect((await setup.pull())?.header).toEqual(pulledA.header);
+    expect((await setup.pull())?.header).toEqual(pulledA.header);
+    expect((await setup.putResult(resultFields(pulledA))).status).toBe(200);
+    expect((await setup.pull())?.header.submission_id).toBe(c);
+  });
+
+  // Not upstream: XQUEUE_MAX_FAILURES counts every serve of an expired lock.
+  it('marks a submission failed after XQUEUE_MAX_FAILURES serves of an expired lock and stops serving it', async () => {
     const setup = await createGradingSetup({
+      transport,
       config: { xqueueLockSeconds: 1, xqueueMaxFailures: 2 },
     });
     lms = setup.lms;
     const [id] = await setup.submit(1);
-    expect(await setup.pull()).not.toBeNull();
-    setup.lms.clock.advance(1000);
-    expect(await setup.pull()).not.toBeNull();
-    setup.lms.clock.advance(1000);
+    const first = (await setup.pull())!;
+    setup.lms.clock.advance(1001);
+    expect((await setup.pull())?.header).toEqual(first.header);
     expect(await setup.pull()).toBeNull();
-    expect(findSubmission(setup.lms.database.db, id!)).toMatchObject({
-      state: 'failed',
-      failureCount: 2,
+    expect(rowOf(setup.lms, id!)).toMatchObject({ state: 'failed', failureCount: 2 });
+  });
+
+  // as edx-submissions' XQueueViewSet.status (IsXQueueUser); upstream's body is not JSON, ours is.
+  it('answers POST /xqueue/status/ with the envelope "OK", for group xqueue only', async () => {
+    const setup = await createGradingSetup({ transport });
+    lms = setup.lms;
+    const ok = await setup.grader.postForm('/xqueue/status/', {});
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ return_code: 0, content: 'OK' });
+    const anonymous = await setup.lms.fetcher('/xqueue/status/', { method: 'POST' });
+    expect(anonymous.status).toBe(403);
+    expect(await anonymous.json()).toEqual({
+      detail: 'Authentication credentials were not provided.',
+    });
+    const student = new TestClient(setup.lms.fetcher);
+    await student.xqueueLogin('student1', 'student-pass');
+    const denied = await student.postForm('/xqueue/status/', {});
+    expect(denied.status).toBe(403);
+    expect(await denied.json()).toEqual({
+      detail: 'You do not have permission to perform this action.',
     });
   });
 });

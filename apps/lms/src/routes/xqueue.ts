@@ -2,9 +2,8 @@ import {
   CLIENT_INSTANCE_HEADER,
   encodeSubmission,
   failure,
-  parseGradeResult,
+  parseGraderReply,
   parseSubmissionBody,
-  parseXQueueHeader,
   success,
 } from '@storm-lab/xqueue-protocol';
 import { type Context, Hono } from 'hono';
@@ -39,15 +38,11 @@ export function clientInstance(c: Context): string | null {
   return value && value.length <= MAX_INSTANCE_ID_LENGTH ? value : null;
 }
 
-function queueParam(c: Context, endpoint: string): { name: string } | { error: Response } {
-  const name = c.req.query('queue_name');
+/** The last `queue_name`, as Django's `QueryDict.get`; empty or missing is a 400. */
+function queueName(c: Context, endpoint: string): { name: string } | { error: Response } {
+  const name = c.req.queries('queue_name')?.at(-1);
   if (name === undefined || name === '') {
     return { error: c.json(failure(`'${endpoint}' must provide parameter 'queue_name'`), 400) };
-  }
-  if (name.length > MAX_NAME_LENGTH) {
-    return {
-      error: c.json(failure(`queue_name must be at most ${MAX_NAME_LENGTH} characters`), 400),
-    };
   }
   return { name };
 }
@@ -98,13 +93,18 @@ function loginRoutes(services: Services) {
 
 function queueRoutes(services: Services) {
   const app = new Hono<LmsEnv>();
-  app.use('/get_queuelen/', requireUser({ group: XQUEUE_GROUP }));
-  app.use('/get_submission/', requireUser({ group: XQUEUE_GROUP }));
-  app.use('/put_result/', requireUser({ group: XQUEUE_GROUP }));
+  // As upstream's IsXQueueUser on every action but login.
+  for (const path of ['/get_queuelen/', '/get_submission/', '/put_result/', '/status/']) {
+    app.use(path, requireUser({ group: XQUEUE_GROUP }));
+  }
 
+  // Not in edx-submissions: the standalone xqueue's endpoint, kept for operators and tests.
   app.get('/get_queuelen/', async (c) => {
-    const queue = queueParam(c, 'get_queuelen');
+    const queue = queueName(c, 'get_queuelen');
     if ('error' in queue) return queue.error;
+    if (queue.name.length > MAX_NAME_LENGTH) {
+      return c.json(failure(`queue_name must be at most ${MAX_NAME_LENGTH} characters`), 400);
+    }
     const length = await services.batch.read(() =>
       services.queue.length(queue.name, services.now()),
     );
@@ -112,13 +112,14 @@ function queueRoutes(services: Services) {
     return c.json(success(length));
   });
 
+  // As edx-submissions' XQueueViewSet.get_submission: any queue name with nothing servable,
+  // known or not, is "empty".
   app.get('/get_submission/', async (c) => {
-    const queue = queueParam(c, 'get_submission');
+    const queue = queueName(c, 'get_submission');
     if ('error' in queue) return queue.error;
     const pull = await services.batch.write(() =>
       services.queue.pull(queue.name, services.now(), newPullKey()),
     );
-    if (pull.kind === 'unknown-queue') return c.json(failure(`Queue '${queue.name}' not found`));
     if (pull.kind === 'empty') return c.json(failure(`Queue '${queue.name}' is empty`));
     const body = parseSubmissionBody(pull.body);
     if (!body.ok) {
@@ -128,45 +129,57 @@ function queueRoutes(services: Services) {
     return c.json(success(encodeSubmission({ header, body: body.value, files: {} })));
   });
 
-  app.post('/put_result/', async (c) => {
-    const read = await readFields(c);
-    if (!read.ok) return c.json(failure(read.error), 400);
-    const header = parseXQueueHeader(read.fields.xqueue_header);
-    if (!header.ok) return c.json(failure(`Incorrect reply format: ${header.error}`), 400);
-    const result = parseGradeResult(read.fields.xqueue_body);
-    if (!result.ok) return c.json(failure(`Incorrect reply format: ${result.error}`), 400);
-    const input = {
-      id: header.value.submission_id,
-      key: header.value.submission_key,
-      result: result.value,
-      now: services.now(),
-    };
-    let outcome: PutOutcome;
-    try {
-      outcome = await services.batch.write(() => services.queue.putResult(input));
-    } catch (error) {
-      // Another process holds the write lock past the busy timeout: a concurrent update.
-      if (isBusy(error)) return c.json(failure('Concurrent update, try again'), 409);
-      throw error;
-    }
-    switch (outcome.kind) {
-      case 'unknown':
-        return c.json(failure(`Submission ${input.id} not found`), 404);
-      case 'stale-key':
-        return c.json(failure('Incorrect key for submission'), 403);
-      case 'conflict':
-        return c.json(failure('Concurrent update, try again'), 409);
-      case 'repeat':
-        return c.json(success(''));
-      case 'accepted':
-        services.metrics.submissionsGraded.inc({ queue: outcome.queueName });
-        services.metrics.gradingLatency.observe(outcome.latencyMs / 1000);
-        services.metrics.live.count('graded');
-        services.metrics.live.observeLatency(outcome.latencyMs / 1000);
-        return c.json(success(''));
-    }
-  });
+  app.post('/put_result/', (c) => putResult(c, services));
+
+  // As edx-submissions' XQueueViewSet.status, but the body is the JSON envelope: upstream hands
+  // the dict to a plain HttpResponse, which sends its keys as text ("return_codecontent").
+  app.post('/status/', (c) => c.json(success('OK')));
   return app;
+}
+
+const CONCURRENT_UPDATE = 'Submission is currently being processed';
+
+/** As edx-submissions' XQueueViewSet.put_result, except that a repeat is a no-op (200). */
+async function putResult(c: Context<LmsEnv>, services: Services): Promise<Response> {
+  const read = await readFields(c);
+  const reply = read.ok
+    ? parseGraderReply(read.fields.xqueue_header, read.fields.xqueue_body)
+    : read;
+  if (!reply.ok) {
+    // Upstream logs the reason and answers only the fixed text.
+    services.logger.warn({ reason: reply.error }, 'put_result: incorrect reply format');
+    return c.json(failure('Incorrect reply format'), 400);
+  }
+  const { submission_id: id, submission_key: key, ...result } = reply.value;
+  const input = { id, key, result, now: services.now() };
+  let outcome: PutOutcome;
+  try {
+    outcome = await services.batch.write(() => services.queue.putResult(input));
+  } catch (error) {
+    // Another process holds the write lock past the busy timeout: upstream's nowait lock error.
+    if (isBusy(error)) return c.json(failure(CONCURRENT_UPDATE), 409);
+    throw error;
+  }
+  switch (outcome.kind) {
+    case 'unknown':
+      return c.json(failure('Submission does not exist'), 404);
+    case 'stale-key':
+      return c.json(failure('Incorrect key for submission'), 403);
+    case 'conflict':
+      return c.json(failure(CONCURRENT_UPDATE), 409);
+    case 'repeat':
+      return c.json(success(''));
+    case 'unscored':
+      // Upstream's set_score fails on such a score; it answers success and retries the grading.
+      services.logger.warn({ id, state: outcome.state }, 'put_result: no usable score');
+      return c.json(success(''));
+    case 'accepted':
+      services.metrics.submissionsGraded.inc({ queue: outcome.queueName });
+      services.metrics.gradingLatency.observe(outcome.latencyMs / 1000);
+      services.metrics.live.count('graded');
+      services.metrics.live.observeLatency(outcome.latencyMs / 1000);
+      return c.json(success(''));
+  }
 }
 
 /**
