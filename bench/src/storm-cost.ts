@@ -53,9 +53,9 @@ export async function fleetRun(options: {
         XQUEUE_PASSWORD: SERVICE.password,
         WATCHER_QUEUES: QUEUE,
         WATCHER_CONNECTIONS: String(options.connections),
-        WATCHER_POLL_INTERVAL: String(1 / options.compression),
-        WATCHER_LOGIN_POLL_INTERVAL: String(5 / options.compression),
-        WATCHER_REQUESTS_TIMEOUT: '5',
+        XQWATCHER_POLL_INTERVAL: String(1 / options.compression),
+        XQWATCHER_LOGIN_POLL_INTERVAL: String(5 / options.compression),
+        XQWATCHER_REQUESTS_TIMEOUT: '5',
         WATCHER_QUEUE_PREFIX: `bench-${process.pid}-${options.connections}-${options.exempt}`,
       },
     });

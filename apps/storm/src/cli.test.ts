@@ -50,50 +50,94 @@ describe('pnpm storm (the CLI as a real process)', () => {
     const unknown = runCli(['--scenario', 'strom']);
     expect((await unknown.exited).code).toBe(2);
     expect(unknown.output()).toContain('unknown scenario "strom"');
+    expect(help.output()).toContain('pnpm storm --preset production');
+    const preset = runCli(['--preset', 'fast']);
+    expect((await preset.exited).code).toBe(2);
+    expect(preset.output()).toContain('--preset must be "production" (got "fast")');
+    const both = runCli(['--preset', 'production', '--compression', '5']);
+    expect((await both.exited).code).toBe(2);
+    expect(both.output()).toContain('--preset production runs uncompressed');
   });
 
-  it('shows the storm and the cure side by side', async () => {
+  it('lists the built-in scenarios and chaos', async () => {
+    const list = runCli(['--list']);
+    expect((await list.exited).code).toBe(0);
+    expect(list.output().trim().split('\n')).toEqual(
+      expect.arrayContaining([
+        'chaos',
+        'storm',
+        'storm-legacy-watcher',
+        'storm-hardened-watcher',
+        'flag-off',
+        'exempt-username',
+        'exempt-group',
+        'instance-scope',
+        'max-sessions',
+      ]),
+    );
+  });
+
+  it('shows the storm, the stall and the cures side by side', async () => {
     const out = join(dir, 'report');
+    const cures = ['flag-off', 'exempt-username', 'exempt-group', 'instance-scope', 'max-sessions'];
     const run = runCli([
       '--compare',
-      'storm,storm-unbounded-relogin,flag-off,exempt-username,exempt-group,instance-scope',
-      '--replicas',
-      '2',
-      '--queues',
-      '1',
-      '--connections',
-      '2',
-      '--duration',
-      '3',
-      '--submissions',
-      '8',
-      '--drain',
-      '4',
-      '--json',
-      '--out',
-      out,
+      ['storm', 'storm-legacy-watcher', 'storm-hardened-watcher', ...cures].join(','),
+      ...['--replicas', '2', '--queues', '2', '--connections', '1'],
+      ...['--duration', '4', '--submissions', '16', '--drain', '3'],
+      ...['--json', '--out', out],
     ]);
     const { code } = await run.exited;
     expect(code, run.output()).toBe(0);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as StormReport;
     const byName = Object.fromEntries(report.scenarios.map((figures) => [figures.name, figures]));
-    for (const name of ['storm', 'storm-unbounded-relogin']) {
-      const figures = byName[name]!;
-      expect(figures.verdict, name).toBe('STORM');
-      expect(figures.logins, name).toBeGreaterThan(3 * figures.totalConnections);
-      expect(figures.forbiddenPerLogin, name).toBeGreaterThan(0.5);
-      expect(figures.personSingleSession, name).toBe(true);
+    for (const figures of report.scenarios) {
+      for (const field of [
+        'connectionDeaths',
+        'replicaRestarts',
+        'loginTimeouts',
+        'gradedPerMinute',
+        'waitingAtEnd',
+      ] as const) {
+        expect(typeof figures[field], `${figures.name}.${field}`).toBe('number');
+      }
+      expect(figures.waitingAtEnd, figures.name).toBe(figures.submitted - figures.graded);
+      expect(figures.wrongScores, figures.name).toBe(0);
+      // Single login still holds for a person wherever the flag is on.
+      expect(figures.personSingleSession, figures.name).toBe(
+        figures.name === 'flag-off' ? null : true,
+      );
     }
-    for (const name of ['flag-off', 'exempt-username', 'exempt-group', 'instance-scope']) {
+    const cure = byName['exempt-username']!;
+    // The current xqueue-watcher: a login storm, about one 403 per login, grading below the cure.
+    const storm = byName.storm!;
+    expect(storm.verdict).toBe('STORM');
+    expect(storm.logins).toBeGreaterThan(3 * storm.totalConnections);
+    expect(storm.forbiddenPerLogin).toBeGreaterThan(0.5);
+    expect(storm.forbiddenPerLogin).toBeLessThan(2);
+    expect(storm.evictions).toBeGreaterThan(storm.totalConnections);
+    expect(storm.gradedPerMinute).toBeLessThan(cure.gradedPerMinute);
+    // Before a00741d: one login per connection, refused connections that never recover.
+    const legacy = byName['storm-legacy-watcher']!;
+    expect(legacy.verdict).toBe('STALL');
+    expect(legacy.logins).toBe(legacy.totalConnections);
+    expect(legacy.forbidden).toBeGreaterThanOrEqual(legacy.totalConnections);
+    expect(legacy.gradedPerMinute).toBeLessThan(cure.gradedPerMinute);
+    // A hardened client does not end the storm; it only stops dying in it.
+    const hardened = byName['storm-hardened-watcher']!;
+    expect(hardened.verdict).toBe('STORM');
+    expect(hardened.logins).toBeGreaterThan(3 * hardened.totalConnections);
+    expect(hardened.connectionDeaths + hardened.replicaRestarts).toBe(0);
+    for (const name of cures) {
       const figures = byName[name]!;
       expect(figures.verdict, name).toBe('HEALTHY');
       expect(figures.logins, name).toBe(figures.totalConnections);
       expect(figures.forbidden, name).toBe(0);
+      expect(figures.evictions, name).toBe(0);
+      expect(figures.connectionDeaths, name).toBe(0);
+      expect(figures.replicaRestarts, name).toBe(0);
       expect(figures.graded, name).toBe(figures.submitted);
-      expect(figures.wrongScores, name).toBe(0);
     }
-    expect(byName['exempt-group']!.personSingleSession).toBe(true);
-    expect(byName['flag-off']!.personSingleSession).toBeNull();
     const files = await readdir(out);
     expect(files).toEqual(
       expect.arrayContaining(['report.json', 'report.md', 'storm.svg', 'exempt-username.svg']),

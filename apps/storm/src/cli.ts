@@ -4,11 +4,13 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runChaos } from './chaos.ts';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
+import { compressionNote } from './compression.ts';
 import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
 import { ProgressDisplay } from './progress.ts';
 import { buildReport, renderTable, writeReport } from './report.ts';
-import { type RunSettings, runScenario } from './run-scenario.ts';
+import { runScenario } from './run-scenario.ts';
 import { DEFAULT_COMPARISON, listScenarios, loadScenario, ScenarioError } from './scenarios.ts';
+import type { RunSettings } from './settings.ts';
 
 const HELP = `pnpm storm: reproduce the single-login storm and its cure side by side
 
@@ -16,10 +18,14 @@ Usage:
   pnpm storm                          compare ${DEFAULT_COMPARISON.join(', ')}
   pnpm storm --scenario NAME          run one scenario (a built-in name or a path to a .json file)
   pnpm storm --compare A,B,...        compare the named scenarios
-  pnpm storm --list                   list the built-in scenarios
+  pnpm storm --list                   list the built-in scenarios (and chaos)
   pnpm storm --scenario chaos         faults while the account is exempt: replicas killed
                                       (SIGKILL) and restarted, Redis and the LMS restarted;
                                       counts lost, double-graded and wrong submissions
+  pnpm storm --preset production      uncompressed: production values throughout (1,000,000
+                                      PBKDF2 iterations, 1 s polls, 1 s request timeout,
+                                      10 s POLL_TIME, 300 s lock, restarts 10 s..5 min);
+                                      defaults --duration 120 --submissions 96 --drain 15
 
 Options:
   --replicas N        watcher replica processes            (default 2)
@@ -29,15 +35,23 @@ Options:
   --submissions N     submissions per scenario              (default 24)
   --students N        students submitting                   (default 4)
   --compression X     production seconds per run second     (default 5)
+  --preset production compression 1 and longer defaults (see above)
   --drain S           longest wait for grading after load  (default 3)
-  --parallel N        scenarios run at the same time        (default 2)
+  --parallel N        scenarios run at the same time        (default 1; more is faster
+                      but a storm's hashing then slows its neighbour's logins)
   --seed N            chaos: seed of the fault schedule       (default: from the clock)
   --out DIR           report folder                         (default ./storm-report)
   --json              print report.json to stdout instead of the table
   -h, --help          this help
 
+Time compression X divides every production time and cost by X, so each keeps its ratio to
+the others: PBKDF2 iterations (1,000,000/X), POLL_INTERVAL (1 s/X), LOGIN_POLL_INTERVAL (5 s/X),
+REQUESTS_TIMEOUT (1 s/X), POLL_TIME (10 s/X), XQUEUE_LOCK_SECONDS (300/X) and the restart
+backoff of replicas (Kubernetes' 10 s doubling to 5 min, /X).
+
 Each scenario gets its own private redis-server (or REDIS_URL), a freshly seeded LMS and the
-watcher fleet as real processes. Ctrl-C stops everything and removes temporary files.`;
+watcher fleet as real processes; a replica that exits is restarted, as Kubernetes does. Ctrl-C
+stops everything and removes temporary files.`;
 
 const STOPPING = 'stopping every process of this run...';
 
@@ -61,6 +75,18 @@ function positiveInt(
   return value;
 }
 
+/** True for `--preset production`, which runs uncompressed and so takes no --compression. */
+function presetOf(preset: string | undefined, compression: string | undefined): boolean {
+  if (preset === undefined) return false;
+  if (preset !== 'production') {
+    throw new UsageError(`--preset must be "production" (got ${JSON.stringify(preset)})`);
+  }
+  if (compression !== undefined && compression !== '1') {
+    throw new UsageError('--preset production runs uncompressed: leave out --compression');
+  }
+  return true;
+}
+
 function parse(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
@@ -75,6 +101,7 @@ function parse(argv: string[]) {
       submissions: { type: 'string' },
       students: { type: 'string' },
       compression: { type: 'string' },
+      preset: { type: 'string' },
       drain: { type: 'string' },
       parallel: { type: 'string' },
       seed: { type: 'string' },
@@ -95,15 +122,26 @@ function parse(argv: string[]) {
           .filter(Boolean)
       : [...DEFAULT_COMPARISON];
   const chaos = values.scenario === 'chaos';
+  const production = presetOf(values.preset, values.compression);
   const settings: RunSettings = {
     replicas: positiveInt('replicas', values.replicas, chaos ? 3 : 2, 64),
     queues: positiveInt('queues', values.queues, 2, 64),
     connections: positiveInt('connections', values.connections, 2, 64),
-    durationSeconds: positiveInt('duration', values.duration, chaos ? 40 : 6, 3600),
-    submissions: positiveInt('submissions', values.submissions, chaos ? 2000 : 24, 100_000),
+    durationSeconds: positiveInt(
+      'duration',
+      values.duration,
+      chaos ? 40 : production ? 120 : 6,
+      3600,
+    ),
+    submissions: positiveInt(
+      'submissions',
+      values.submissions,
+      chaos ? 2000 : production ? 96 : 24,
+      100_000,
+    ),
     students: positiveInt('students', values.students, 4, 1000),
-    compression: positiveInt('compression', values.compression, 5, 1000),
-    drainSeconds: positiveInt('drain', values.drain, 3, 600),
+    compression: production ? 1 : positiveInt('compression', values.compression, 5, 1000),
+    drainSeconds: positiveInt('drain', values.drain, production ? 15 : 3, 600),
     redisUrl: process.env.REDIS_URL || undefined,
     serviceUsername: 'xqueue_svc',
     servicePassword: 'storm-lab-service',
@@ -118,21 +156,10 @@ function parse(argv: string[]) {
     names,
     settings,
     outDir: isAbsolute(out) ? out : resolve(base, out),
-    parallel: positiveInt('parallel', values.parallel, 2, 16),
+    parallel: positiveInt('parallel', values.parallel, 1, 16),
     chaos,
     seed: positiveInt('seed', values.seed, Date.now() % 1_000_000, 2 ** 31),
   };
-}
-
-function compressionNote(settings: RunSettings): string {
-  const seconds = settings.durationSeconds * settings.compression;
-  const production = seconds < 120 ? `${seconds} s` : `${Math.round(seconds / 60)} min`;
-  return (
-    `${settings.compression}x: POLL_INTERVAL 1 s -> ${1000 / settings.compression} ms, ` +
-    `LOGIN_POLL_INTERVAL 5 s -> ${5000 / settings.compression} ms, PBKDF2 1,000,000 -> ` +
-    `${Math.round(1_000_000 / settings.compression)} iterations; ${settings.durationSeconds} s of load ` +
-    `stand for ${production} of production, and "per hour" figures are scaled so.`
-  );
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -142,7 +169,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (options.list) {
-    process.stdout.write(`${(await listScenarios()).join('\n')}\n`);
+    const names = [...(await listScenarios()), 'chaos'].sort();
+    process.stdout.write(`${names.join('\n')}\n`);
     return 0;
   }
   const { settings } = options;
@@ -164,8 +192,8 @@ async function main(argv: string[]): Promise<number> {
   const display = new ProgressDisplay(progressOut);
   const results: ScenarioFigures[] = new Array(scenarios.length);
   let next = 0;
-  // A small pool: scenarios are independent (own Redis, LMS, fleet), so two at a time halve
-  // the wall time on two cores; storms and cures alternate in the default order.
+  // One at a time by default: a storm keeps both cores busy hashing passwords, so a scenario
+  // run beside it would measure its neighbour's storm (a cure's first logins time out).
   const worker = async () => {
     while (!interrupted() && next < scenarios.length) {
       const index = next++;
@@ -189,7 +217,7 @@ async function main(argv: string[]): Promise<number> {
 
   const report = buildReport(results, {
     compression: settings.compression,
-    compressionNote: compressionNote(settings),
+    compressionNote: compressionNote(settings.compression, settings.durationSeconds),
     cpus: cpus().length,
   });
   await writeReport(options.outDir, report, results);
@@ -198,7 +226,9 @@ async function main(argv: string[]): Promise<number> {
   } else {
     process.stdout.write(`\n${renderTable(results)}\n\n`);
     process.stdout.write(`Verdict rule: ${VERDICT_RULE}.\n`);
-    process.stdout.write(`Time compression ${compressionNote(settings)}\n`);
+    process.stdout.write(
+      `Time compression: ${compressionNote(settings.compression, settings.durationSeconds)}\n`,
+    );
     process.stdout.write(
       `Report: ${options.outDir}/report.md (report.json, one SVG chart per scenario)\n`,
     );

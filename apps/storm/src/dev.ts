@@ -1,19 +1,22 @@
 import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
+import { firstLoginsDone } from './run-scenario.ts';
+import { readCounters } from './sampler.ts';
 import {
   lmsEnv,
   queueNames,
   type RunSettings,
+  restartBackoff,
   seedArgs,
   studentLoad,
   watcherEnv,
-} from './run-scenario.ts';
-import { readCounters } from './sampler.ts';
+} from './settings.ts';
 
 /**
  * `pnpm dev`: the full stack for a person to watch, until Ctrl-C. Policy settings come from the
  * environment (PREVENT_CONCURRENT_LOGINS, SINGLE_LOGIN_*), so restarting with an exemption shows
- * the difference; fleet size from DEV_REPLICAS, DEV_QUEUES, DEV_CONNECTIONS.
+ * the difference; fleet size from DEV_REPLICAS, DEV_QUEUES, DEV_CONNECTIONS; the client from
+ * WATCHER_MODE (current, legacy or hardened; default current). Replicas that exit are restarted.
  */
 async function main() {
   const env = process.env;
@@ -63,16 +66,24 @@ async function main() {
     seed: seedArgs(settings, queues),
   });
   cleanup.add(() => lms.stop());
+  // Students first, then the replicas one by one: see runScenario.
+  const load = await studentLoad(lms.url, settings, queues);
   const fleet = await startWatchers({
     replicas: settings.replicas,
-    env: watcherEnv(settings, scenario, lms.url, redisUrl, `dev-${process.pid}`),
+    env: {
+      ...watcherEnv(settings, scenario, lms.url, redisUrl, `dev-${process.pid}`),
+      ...(env.WATCHER_MODE ? { WATCHER_MODE: env.WATCHER_MODE } : {}),
+    },
+    // A replica that exits is restarted, as Kubernetes or compose `restart:` would.
+    supervise: restartBackoff(settings),
+    oneByOne: { settle: (url) => firstLoginsDone(url, settings.queues * settings.connections) },
   });
   cleanup.add(() => fleet.stopAll());
   console.log(
     `lms        ${lms.url}  (dashboard ${lms.url}/dashboard as staff / staff-pass, metrics ${lms.url}/metrics)`,
   );
   fleet.metricsUrls.forEach((url, index) => {
-    console.log(`watcher ${index + 1}  ${url}`);
+    console.log(`watcher ${index + 1}  ${url || '(restarting)'}`);
   });
   console.log(
     `policy     ${
@@ -85,7 +96,6 @@ async function main() {
     'Try again with SINGLE_LOGIN_EXEMPT_GROUPS=xqueue pnpm dev to see the cure. Ctrl-C stops.\n',
   );
 
-  const load = await studentLoad(lms.url, settings, queues);
   let index = 0;
   const trickle = setInterval(
     () => void load.submit(index++).catch((error: Error) => console.error(error.message)),
@@ -95,7 +105,8 @@ async function main() {
     try {
       const counters = await readCounters(lms.url, settings.serviceUsername);
       console.log(
-        `logins ${counters.logins}  403s ${counters.forbidden}  evictions ${counters.evictions}  graded ${counters.graded}/${load.submitted.length}  storm alerts ${counters.stormAlerts}`,
+        `logins ${counters.logins}  403s ${counters.forbidden}  evictions ${counters.evictions}  graded ${counters.graded}/${load.submitted.length}  storm alerts ${counters.stormAlerts}` +
+          `  connection deaths ${fleet.events['connection-died'] ?? 0}  replica restarts ${fleet.restarts}`,
       );
     } catch (error) {
       if (!stopping()) console.error(`metrics: ${(error as Error).message}`);

@@ -6,7 +6,7 @@ export interface Series {
   graded: number[];
 }
 
-export type Verdict = 'STORM' | 'HEALTHY';
+export type Verdict = 'STORM' | 'STALL' | 'HEALTHY';
 
 /** What one scenario showed, as written to report.json under `scenarios[]`. */
 export interface ScenarioFigures {
@@ -27,9 +27,19 @@ export interface ScenarioFigures {
   forbiddenPerLogin: number;
   graded: number;
   submitted: number;
+  /** Submitted but not graded when the run ended. */
+  waitingAtEnd: number;
+  /** Submissions graded during the run, per minute of production time. */
+  gradedPerMinute: number;
   wrongScores: number;
   evictions: number;
   stormAlerts: number;
+  /** Watcher connections that died (`connection-died` lines of every replica). */
+  connectionDeaths: number;
+  /** Replicas the supervisor restarted after they exited on their own. */
+  replicaRestarts: number;
+  /** Login requests that timed out (`login-timeout` lines of every replica). */
+  loginTimeouts: number;
   latencyP50Ms: number | null;
   latencyP95Ms: number | null;
   /** A student's second login ended the first: true/false, or null where nothing is enforced. */
@@ -38,13 +48,33 @@ export interface ScenarioFigures {
   series: Series;
 }
 
+/** The share of the submissions below which a run that is not a storm is a stall. */
+export const STALL_GRADED_SHARE = 0.9;
+
 /** The rule behind the verdict, printed with every table. */
 export const VERDICT_RULE =
-  'STORM when service-account logins exceed 2x the connections or 403s on get_submission/put_result reach the number of connections; otherwise HEALTHY';
+  'STORM when service-account logins exceed 2x the connections (a login storm); otherwise STALL when 403s on get_submission/put_result reach the number of connections (evicted connections that do not recover) or fewer than 90% of the submissions were graded by the end of the run (grading far below the offered load); otherwise HEALTHY';
 
-/** Applies {@link VERDICT_RULE}. */
-export function verdictOf(logins: number, forbidden: number, totalConnections: number): Verdict {
-  return logins > 2 * totalConnections || forbidden >= totalConnections ? 'STORM' : 'HEALTHY';
+/** What {@link verdictOf} looks at. */
+export interface VerdictInput {
+  logins: number;
+  forbidden: number;
+  totalConnections: number;
+  graded: number;
+  submitted: number;
+}
+
+/**
+ * Applies {@link VERDICT_RULE}.
+ *
+ * @example
+ * verdictOf({ logins: 8, forbidden: 0, totalConnections: 8, graded: 10, submitted: 24 }); // 'STALL'
+ */
+export function verdictOf(run: VerdictInput): Verdict {
+  if (run.logins > 2 * run.totalConnections) return 'STORM';
+  const stalled =
+    run.forbidden >= run.totalConnections || run.graded < STALL_GRADED_SHARE * run.submitted;
+  return stalled ? 'STALL' : 'HEALTHY';
 }
 
 /** The p-th percentile (0..100) by nearest rank, or null for no values. */
@@ -62,4 +92,18 @@ export function percentile(values: readonly number[], p: number): number | null 
 export function perHour(count: number, durationSeconds: number, compression: number): number {
   const productionSeconds = durationSeconds * compression;
   return productionSeconds > 0 ? Math.round((count * 3600) / productionSeconds) : 0;
+}
+
+/**
+ * Scales a count seen in a compressed run to a production rate per minute, with one decimal
+ * below 100 and none above.
+ *
+ * @example
+ * perMinute(24, 9, 5); // 24 graded in 9 s at 5x (45 s of production): 32
+ */
+export function perMinute(count: number, durationSeconds: number, compression: number): number {
+  const productionMinutes = (durationSeconds * compression) / 60;
+  if (productionMinutes <= 0) return 0;
+  const rate = count / productionMinutes;
+  return rate >= 100 ? Math.round(rate) : Math.round(rate * 10) / 10;
 }

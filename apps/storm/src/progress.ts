@@ -19,7 +19,8 @@ export class ProgressDisplay {
     const line =
       `${progress.scenario.padEnd(24)} ${progress.phase.padEnd(8)} ${progress.elapsedSeconds.toFixed(0).padStart(3)}s` +
       `  logins ${String(counters.logins).padStart(5)}  403s ${String(counters.forbidden).padStart(5)}` +
-      `  graded ${progress.graded}/${progress.submitted}`;
+      `  graded ${progress.graded}/${progress.submitted}` +
+      `  deaths ${progress.connectionDeaths}  restarts ${progress.restarts}`;
     this.lines.set(progress.scenario, line);
     if (this.tty) {
       this.redraw();

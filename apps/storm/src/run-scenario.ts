@@ -1,28 +1,32 @@
-import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
-import { percentile, perHour, type ScenarioFigures, type Series, verdictOf } from './figures.ts';
+import {
+  startLms,
+  startWatchers,
+  sumMetric,
+  useRedis,
+  type WatcherFleet,
+  waitFor,
+} from '@storm-lab/harness';
+import {
+  percentile,
+  perHour,
+  perMinute,
+  type ScenarioFigures,
+  type Series,
+  verdictOf,
+} from './figures.ts';
 import { type Counters, readCounters, since } from './sampler.ts';
 import type { Scenario } from './scenarios.ts';
-import { type Outcome, StudentLoad } from './student-load.ts';
+import {
+  lmsEnv,
+  queueNames,
+  type RunSettings,
+  restartBackoff,
+  seedArgs,
+  studentLoad,
+  watcherEnv,
+} from './settings.ts';
+import type { Outcome, StudentLoad } from './student-load.ts';
 import { WebClient } from './web-client.ts';
-
-/** The fleet and the load, the same for every scenario of one run. */
-export interface RunSettings {
-  replicas: number;
-  queues: number;
-  connections: number;
-  durationSeconds: number;
-  submissions: number;
-  students: number;
-  /** Production seconds per run second; poll intervals and hashing are divided by it. */
-  compression: number;
-  /** Longest wait after the load for submissions still being graded. */
-  drainSeconds: number;
-  /** Use this Redis instead of starting a private one. */
-  redisUrl?: string | undefined;
-  serviceUsername: string;
-  servicePassword: string;
-  studentPassword: string;
-}
 
 /** Live numbers, reported about once a second. */
 export interface Progress {
@@ -32,6 +36,9 @@ export interface Progress {
   counters: Counters;
   submitted: number;
   graded: number;
+  /** Replicas restarted by the supervisor so far. */
+  restarts: number;
+  connectionDeaths: number;
 }
 
 /** Everything a scenario started, so that an interrupt can stop it. */
@@ -41,89 +48,6 @@ export interface Cleanup {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const ZERO: Counters = { logins: 0, forbidden: 0, graded: 0, evictions: 0, stormAlerts: 0 };
-/** Django 5.2's default; divided by the compression so login CPU is compressed like time. */
-const PRODUCTION_HASH_ITERATIONS = 1_000_000;
-
-export function queueNames(count: number): string[] {
-  return Array.from({ length: count }, (_, index) => `queue-${index + 1}`);
-}
-
-/** The seed's right answer for a problem (see apps/lms seed). */
-export function answerFor(_queue: string, problem: string): string {
-  return `answer-${problem}`;
-}
-
-export function lmsEnv(settings: RunSettings, scenario: Scenario): Record<string, string> {
-  return {
-    LOG_LEVEL: 'warn',
-    PASSWORD_HASH_ITERATIONS: String(Math.round(PRODUCTION_HASH_ITERATIONS / settings.compression)),
-    XQUEUE_LOCK_SECONDS: String(Math.max(1, 300 / settings.compression)),
-    ...scenario.lms,
-  };
-}
-
-export function watcherEnv(
-  settings: RunSettings,
-  scenario: Scenario,
-  lmsUrl: string,
-  redisUrl: string,
-  prefix: string,
-) {
-  return {
-    LOG_LEVEL: 'warn',
-    LMS_URL: lmsUrl,
-    REDIS_URL: redisUrl,
-    XQUEUE_USERNAME: settings.serviceUsername,
-    XQUEUE_PASSWORD: settings.servicePassword,
-    WATCHER_QUEUES: queueNames(settings.queues).join(','),
-    WATCHER_CONNECTIONS: String(settings.connections),
-    WATCHER_POLL_INTERVAL: String(1 / settings.compression),
-    WATCHER_LOGIN_POLL_INTERVAL: String(5 / settings.compression),
-    // A timeout is a bound, not a cadence: compressing it would only add failures.
-    WATCHER_REQUESTS_TIMEOUT: '5',
-    WATCHER_QUEUE_PREFIX: prefix,
-    WATCHER_METRICS_PORT: '0',
-    WATCHER_JOB_LOCK_MS: '5000',
-    ...scenario.watcher,
-  };
-}
-
-/** Logs in the run's students (`student1..N`) and returns the load that submits for them. */
-export async function studentLoad(
-  lmsUrl: string,
-  settings: RunSettings,
-  queues: readonly string[],
-) {
-  const load = new StudentLoad({
-    lmsUrl,
-    queues,
-    students: settings.students,
-    studentPassword: settings.studentPassword,
-    answerFor,
-  });
-  await load.logIn();
-  return load;
-}
-
-/** `pnpm lms seed` arguments for a run: its queues, students and the service account. */
-export function seedArgs(
-  settings: RunSettings,
-  queues: readonly string[],
-  students = settings.students,
-) {
-  return [
-    '--queues',
-    queues.join(','),
-    '--students',
-    String(students),
-    '--service-username',
-    settings.serviceUsername,
-    '--service-password',
-    settings.servicePassword,
-    '--student-password',
-    settings.studentPassword,
-  ];
-}
 
 /** A student logs in twice; single-session holds when the first session is gone. */
 async function checkPersonSingleSession(lmsUrl: string, username: string, password: string) {
@@ -153,9 +77,87 @@ async function collectOutcomes(
   }
 }
 
+/** What a finished run saw, from the LMS, the students and the fleet. */
+interface RunOutcome {
+  counters: Counters;
+  outcomes: Map<number, Outcome>;
+  load: StudentLoad;
+  durationSeconds: number;
+  person: boolean | null;
+  fleet: Pick<WatcherFleet, 'restarts' | 'events'>;
+  series: Series;
+}
+
+function figuresOf(scenario: Scenario, settings: RunSettings, run: RunOutcome): ScenarioFigures {
+  const { counters, outcomes, load, durationSeconds } = run;
+  const totalConnections = settings.replicas * settings.queues * settings.connections;
+  const graded = [...outcomes.values()].filter((outcome) => outcome.graded);
+  const latencies = graded.flatMap((outcome) =>
+    outcome.latencyMs === null ? [] : [outcome.latencyMs],
+  );
+  const wrongScores = load.submitted.filter((submission) => {
+    const outcome = outcomes.get(submission.id);
+    return outcome?.graded && outcome.correct !== submission.expectCorrect;
+  }).length;
+  const submitted = load.submitted.length;
+  return {
+    name: scenario.name,
+    description: scenario.description,
+    replicas: settings.replicas,
+    queues: settings.queues,
+    connections: settings.connections,
+    totalConnections,
+    durationSeconds: Math.round(durationSeconds * 10) / 10,
+    logins: counters.logins,
+    // Each connection's first login is the fleet starting, not a rate: only re-logins count.
+    loginsPerHour: perHour(
+      Math.max(0, counters.logins - totalConnections),
+      durationSeconds,
+      settings.compression,
+    ),
+    forbidden: counters.forbidden,
+    forbiddenPerLogin: counters.logins > 0 ? counters.forbidden / counters.logins : 0,
+    graded: graded.length,
+    submitted,
+    waitingAtEnd: submitted - graded.length,
+    gradedPerMinute: perMinute(graded.length, durationSeconds, settings.compression),
+    wrongScores,
+    evictions: counters.evictions,
+    stormAlerts: counters.stormAlerts,
+    connectionDeaths: run.fleet.events['connection-died'] ?? 0,
+    replicaRestarts: run.fleet.restarts,
+    loginTimeouts: run.fleet.events['login-timeout'] ?? 0,
+    latencyP50Ms: percentile(latencies, 50),
+    latencyP95Ms: percentile(latencies, 95),
+    personSingleSession: run.person,
+    verdict: verdictOf({
+      logins: counters.logins,
+      forbidden: counters.forbidden,
+      totalConnections,
+      graded: graded.length,
+      submitted,
+    }),
+    series: run.series,
+  };
+}
+
+/** Waits (at most 10 s) until a replica's connections each logged in or timed out once. */
+export async function firstLoginsDone(metricsUrl: string, connections: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const text = await (await fetch(metricsUrl)).text();
+      const tried =
+        sumMetric(text, 'watcher_logins_total') + sumMetric(text, 'watcher_login_timeouts_total');
+      return tried >= connections ? true : undefined;
+    },
+    { timeoutMs: 10_000, intervalMs: 50, what: 'the replica to log in' },
+  ).catch(() => undefined); // a replica that died meanwhile is the supervisor's business
+}
+
 /**
  * Runs one scenario end to end with real processes: Redis, a freshly seeded LMS, the watcher
- * fleet and the student load; samples the LMS metrics every second; stops everything.
+ * fleet (supervised: a replica that exits is restarted, as in production) and the student
+ * load; samples the LMS metrics every second; stops everything.
  */
 export async function runScenario(
   scenario: Scenario,
@@ -164,14 +166,18 @@ export async function runScenario(
   onProgress: (progress: Progress) => void,
 ): Promise<ScenarioFigures> {
   const queues = queueNames(settings.queues);
-  const totalConnections = settings.replicas * settings.queues * settings.connections;
-  const report = (progress: Omit<Progress, 'scenario'>) =>
-    onProgress({ scenario: scenario.name, ...progress });
+  let fleet: WatcherFleet | undefined;
+  const report = (progress: Omit<Progress, 'scenario' | 'restarts' | 'connectionDeaths'>) =>
+    onProgress({
+      scenario: scenario.name,
+      restarts: fleet?.restarts ?? 0,
+      connectionDeaths: fleet?.events['connection-died'] ?? 0,
+      ...progress,
+    });
   report({ elapsedSeconds: 0, phase: 'starting', counters: ZERO, submitted: 0, graded: 0 });
 
   const redis = await useRedis(settings.redisUrl);
   cleanup.add(() => redis.stop());
-  const redisUrl = redis.url;
   const lms = await startLms({
     env: lmsEnv(settings, scenario),
     // One more student than the load uses: the single-session check logs it in twice.
@@ -180,16 +186,21 @@ export async function runScenario(
   cleanup.add(() => lms.stop());
   // Taken before the fleet starts, so the fleet's first logins count: a healthy fleet makes one per connection.
   const base = await readCounters(lms.url, settings.serviceUsername);
-  const prefix = `storm-${process.pid}-${scenario.name}`;
-  const fleet = await startWatchers({
-    replicas: settings.replicas,
-    env: watcherEnv(settings, scenario, lms.url, redisUrl, prefix),
-  });
-  cleanup.add(() => fleet.stopAll());
-
+  // Students log in first, on a warm LMS: their logins must not share the fleet's first burst.
   const load = await studentLoad(lms.url, settings, queues);
-  const started = Date.now();
-  const elapsed = () => (Date.now() - started) / 1000;
+  const prefix = `storm-${process.pid}-${scenario.name}`;
+  const started = await startWatchers({
+    replicas: settings.replicas,
+    env: watcherEnv(settings, scenario, lms.url, redis.url, prefix),
+    supervise: restartBackoff(settings),
+    // Replicas come up one after another, as a deployment's pods do.
+    oneByOne: { settle: (url) => firstLoginsDone(url, settings.queues * settings.connections) },
+  });
+  fleet = started;
+  cleanup.add(() => started.stopAll());
+
+  const loadStarted = Date.now();
+  const elapsed = () => (Date.now() - loadStarted) / 1000;
   const series: Series = { seconds: [], logins: [], forbidden: [], graded: [] };
   let last = ZERO;
   let phase: Progress['phase'] = 'load';
@@ -214,7 +225,7 @@ export async function runScenario(
   try {
     const intervalMs = (settings.durationSeconds * 1000) / Math.max(1, settings.submissions);
     for (let index = 0; index < settings.submissions; index++) {
-      const due = started + index * intervalMs;
+      const due = loadStarted + index * intervalMs;
       if (due > Date.now()) await sleep(due - Date.now());
       await load.submit(index);
     }
@@ -226,7 +237,7 @@ export async function runScenario(
           settings.studentPassword,
         )
       : null;
-    const loadEnd = started + settings.durationSeconds * 1000;
+    const loadEnd = loadStarted + settings.durationSeconds * 1000;
     if (loadEnd > Date.now()) await sleep(loadEnd - Date.now());
     phase = 'drain';
     const outcomes = await collectOutcomes(
@@ -240,14 +251,6 @@ export async function runScenario(
     await sample();
     phase = 'done';
     const durationSeconds = elapsed();
-    const graded = [...outcomes.values()].filter((outcome) => outcome.graded);
-    const latencies = graded.flatMap((outcome) =>
-      outcome.latencyMs === null ? [] : [outcome.latencyMs],
-    );
-    const wrongScores = load.submitted.filter((submission) => {
-      const outcome = outcomes.get(submission.id);
-      return outcome?.graded && outcome.correct !== submission.expectCorrect;
-    }).length;
     report({
       elapsedSeconds: durationSeconds,
       phase,
@@ -255,34 +258,15 @@ export async function runScenario(
       submitted: load.submitted.length,
       graded: gradedSoFar,
     });
-    return {
-      name: scenario.name,
-      description: scenario.description,
-      replicas: settings.replicas,
-      queues: settings.queues,
-      connections: settings.connections,
-      totalConnections,
-      durationSeconds: Math.round(durationSeconds * 10) / 10,
-      logins: last.logins,
-      // Each connection's first login is the fleet starting, not a rate: only re-logins count.
-      loginsPerHour: perHour(
-        Math.max(0, last.logins - totalConnections),
-        durationSeconds,
-        settings.compression,
-      ),
-      forbidden: last.forbidden,
-      forbiddenPerLogin: last.logins > 0 ? last.forbidden / last.logins : 0,
-      graded: graded.length,
-      submitted: load.submitted.length,
-      wrongScores,
-      evictions: last.evictions,
-      stormAlerts: last.stormAlerts,
-      latencyP50Ms: percentile(latencies, 50),
-      latencyP95Ms: percentile(latencies, 95),
-      personSingleSession: person,
-      verdict: verdictOf(last.logins, last.forbidden, totalConnections),
+    return figuresOf(scenario, settings, {
+      counters: last,
+      outcomes,
+      load,
+      durationSeconds,
+      person,
+      fleet: started,
       series,
-    };
+    });
   } finally {
     clearInterval(sampler);
   }

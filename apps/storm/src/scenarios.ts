@@ -9,11 +9,10 @@ export const SCENARIO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 
 /** The scenarios `pnpm storm` compares when given no scenario. */
 export const DEFAULT_COMPARISON = [
   'storm',
-  'flag-off',
-  'storm-unbounded-relogin',
+  'storm-legacy-watcher',
+  'storm-hardened-watcher',
   'exempt-username',
   'exempt-group',
-  'instance-scope',
 ] as const;
 
 const envMap = z.record(

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnManaged, waitFor } from '@storm-lab/harness';
+import { freePort, spawnManaged, waitFor } from '@storm-lab/harness';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testRedis } from './testing/redis.ts';
 
@@ -20,22 +20,118 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
 
+/** A config directory in xqueue-watcher's layout, removed after the suite. */
+async function createTestDir(files: Record<string, unknown>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'watcher-cli-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'conf.d'));
+  for (const [name, content] of Object.entries(files)) {
+    await writeFile(join(dir, name), JSON.stringify(content));
+  }
+  return dir;
+}
+
 describe('watcher CLI', () => {
   it('prints usage with the command, options and environment for --help', async () => {
     const cli = runCli(['start', '--help']);
     expect((await cli.exited).code).toBe(0);
     expect(cli.output()).toContain('Usage: pnpm watcher start [--config-dir DIR] [--replicas N]');
-    expect(cli.output()).toMatch(/WATCHER_RELOGIN\s+once-per-request \(default\) \| unbounded/);
+    expect(cli.output()).toContain('pnpm watcher config [--config-dir DIR]');
+    expect(cli.output()).toMatch(/WATCHER_MODE\s+current \(default\) \| legacy \| hardened/);
+    expect(cli.output()).toMatch(/WATCHER_PYTHON_HANDLER\s+mock grader/);
+    expect(cli.output()).toMatch(/XQWATCHER_VERIFY_TLS\s+true \(default\) \| false/);
+  });
+
+  // as xqueue-watcher's Manager.configure_from_directory, printed resolved instead of started
+  it('prints a config directory resolved as JSON, every password redacted', async () => {
+    const dir = await createTestDir({
+      'xqwatcher.json': { HTTP_BASIC_AUTH: ['proxy', 'basic-secret'], POLL_TIME: 5 },
+      'xqueue_servers.json': {
+        prod: { SERVER: 'http://lms.test:18040/', AUTH: ['lms_user', 'ref-secret'] },
+      },
+      'conf.d/10-ml.json': {
+        'ml-101': {
+          SERVER_REF: 'prod',
+          CONNECTIONS: 2,
+          CLASS: 'XQueueClientProcess',
+          NAME_OVERRIDE: 'ml-101-v2',
+          HANDLERS: [
+            {
+              HANDLER: 'xqueue_watcher.containergrader.ContainerGrader',
+              KWARGS: { image: 'grader:1', registry_password: 'kwarg-secret' },
+              CODEJAIL: { name: 'python', bin_path: '/usr/bin/python3' },
+            },
+          ],
+        },
+      },
+      'conf.d/20-more.json': { 'ml-101': { SERVER_REF: 'prod' } },
+    });
+    const cli = runCli(['config', '--config-dir', dir], {
+      XQWATCHER_POLL_INTERVAL: '0.25',
+      XQUEUE_PASSWORD: 'env-secret',
+    });
+    expect((await cli.exited).code).toBe(0);
+    expect(cli.output()).not.toMatch(/-secret/);
+    const printed = JSON.parse(cli.output());
+    expect(printed.configDir).toBe(dir);
+    expect(printed.totalConnections).toBe(3);
+    expect(printed.clientGroups).toEqual([
+      {
+        queueName: 'ml-101-v2',
+        confKey: 'ml-101',
+        serverUrl: 'http://lms.test:18040',
+        username: 'lms_user',
+        password: '<redacted>',
+        connections: 2,
+        clientClass: 'XQueueClientProcess',
+        handlers: [
+          {
+            name: 'exact-answer',
+            kwargs: { trim: true, case_sensitive: true },
+            standInFor: 'xqueue_watcher.containergrader.ContainerGrader',
+            pythonKwargs: { image: 'grader:1', registry_password: '<redacted>' },
+            codejail: { name: 'python', bin_path: '/usr/bin/python3' },
+          },
+        ],
+        source: join(dir, 'conf.d', '10-ml.json'),
+      },
+      expect.objectContaining({
+        queueName: 'ml-101',
+        connections: 1,
+        clientClass: 'XQueueClientThread',
+        source: join(dir, 'conf.d', '20-more.json'),
+      }),
+    ]);
+    expect(printed.manager).toEqual({
+      pollIntervalMs: 250,
+      loginPollIntervalMs: 5000,
+      requestsTimeoutMs: 1000,
+      pollTimeMs: 5000,
+      httpBasicAuth: { username: 'proxy', password: '<redacted>' },
+      followClientRedirects: false,
+      verifyTls: true,
+    });
+    expect(printed.warnings).toEqual([
+      expect.stringContaining('is a Python grader; the exact-answer mock stands in'),
+      expect.stringContaining('CODEJAIL is recorded but not applied'),
+    ]);
+  });
+
+  it('prints the error of an unusable config directory and exits 2', async () => {
+    const dir = await createTestDir({
+      'xqueue_servers.json': { prod: { SERVER: 'http://lms.test:18040', AUTH: ['u', 'p'] } },
+      'conf.d/a.json': { a: { SERVER_REF: 'staging' } },
+    });
+    const cli = runCli(['config', '--config-dir', dir]);
+    expect((await cli.exited).code).toBe(2);
+    expect(cli.output().trim()).toBe(
+      `watcher: ${dir}/conf.d/a.json: queue "a": unknown SERVER_REF "staging"; known servers in ` +
+        `${dir}/xqueue_servers.json: "prod"`,
+    );
   });
 
   it('reports a config error once, naming the file and the field, and exits 2', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'watcher-cli-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    await mkdir(join(dir, 'conf.d'));
-    await writeFile(
-      join(dir, 'conf.d', 'a.json'),
-      JSON.stringify({ a: { SERVER: 'x', AUTH: ['u', 'p'] } }),
-    );
+    const dir = await createTestDir({ 'conf.d/a.json': { a: { SERVER: 'x', AUTH: ['u', 'p'] } } });
     const cli = runCli(['start', '--config-dir', dir]);
     expect((await cli.exited).code).toBe(2);
     expect(cli.output().trim()).toBe(
@@ -46,7 +142,8 @@ describe('watcher CLI', () => {
   it('rejects an unknown command with the usage text', async () => {
     const cli = runCli(['stat']);
     expect((await cli.exited).code).toBe(2);
-    expect(cli.output()).toMatch(/unknown command "stat"[\s\S]*Usage:/);
+    expect(cli.output()).toMatch(/unknown command "stat"; the commands are "start" and "config"/);
+    expect(cli.output()).toContain('Usage:');
   });
 
   it('starts N replicas with their own ids and stops them all on SIGTERM', async () => {
@@ -54,15 +151,17 @@ describe('watcher CLI', () => {
     cleanups.push(() => redis.stop());
     const cli = runCli(['start', '--replicas', '2'], {
       REDIS_URL: redis.url,
-      // Nothing listens on port 9: the replicas keep retrying their logins, which is enough here.
-      LMS_URL: 'http://127.0.0.1:9',
+      // Nothing listens there: a refused first login kills a connection as upstream's `run`
+      // does, so hardened mode, whose connections retry instead, keeps the replicas up.
+      LMS_URL: `http://127.0.0.1:${await freePort()}`,
+      WATCHER_MODE: 'hardened',
       XQUEUE_USERNAME: 'xqueue_svc',
       XQUEUE_PASSWORD: 'pw',
       WATCHER_QUEUES: 'a',
       WATCHER_REPLICA_ID: 'cli-test',
       WATCHER_METRICS_PORT: '0',
       WATCHER_QUEUE_PREFIX: `cli-test-${process.pid}`,
-      WATCHER_LOGIN_POLL_INTERVAL: '0.2',
+      XQWATCHER_LOGIN_POLL_INTERVAL: '0.2',
     });
     cleanups.push(() => cli.stop('SIGKILL'));
     await waitFor(

@@ -3,20 +3,29 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, describeConfig, loadConfig } from './config.ts';
 import { EnvError, parseEnv, type WatcherEnv } from './env.ts';
 
 const USAGE = `Usage: pnpm watcher start [--config-dir DIR] [--replicas N]
+       pnpm watcher config [--config-dir DIR]
        pnpm watcher --help
 
 Runs a fleet of xqueue-watcher replicas that all log in to the LMS as one shared account.
 Grading work goes through BullMQ on Redis, so a replica that dies loses no submission.
 
+Commands:
+  start             start the replicas (validates the configuration once first)
+  config            print the resolved configuration as JSON, passwords redacted, and exit:
+                    0 when it is usable, 2 with the error otherwise
+
 Options:
-  --config-dir DIR  xqueue-watcher config directory: DIR/conf.d/*.json, one
-                    {"QUEUE": {"SERVER", "AUTH", "CONNECTIONS", "HANDLERS"}} per file,
-                    and optional DIR/xqwatcher.json (POLL_INTERVAL, LOGIN_POLL_INTERVAL,
-                    REQUESTS_TIMEOUT, in seconds). Relative to where you ran pnpm.
+  --config-dir DIR  an xqueue-watcher config directory, unchanged: DIR/conf.d/*.json (sorted;
+                    {"QUEUE": {"SERVER" | "SERVER_REF", "AUTH", "CONNECTIONS", "CLASS",
+                    "NAME_OVERRIDE", "HANDLERS": [{"HANDLER", "KWARGS", "CODEJAIL"}]}}),
+                    optional DIR/xqwatcher.json (HTTP_BASIC_AUTH, POLL_TIME, REQUESTS_TIMEOUT,
+                    POLL_INTERVAL, LOGIN_POLL_INTERVAL in seconds, FOLLOW_CLIENT_REDIRECTS),
+                    optional DIR/xqueue_servers.json ({"NAME": {"SERVER", "AUTH"}} for
+                    SERVER_REF); DIR/logging.json is ignored. Relative to where you ran pnpm.
   --replicas N      replica processes to start (default 1), ids <WATCHER_REPLICA_ID>-1..N
   -h, --help        this text
 
@@ -25,20 +34,30 @@ Environment (overrides the config files):
   WATCHER_CONFIG_DIR        like --config-dir
   LMS_URL                   SERVER for every queue
   XQUEUE_USERNAME/PASSWORD  AUTH for every queue
-  WATCHER_QUEUES            comma list of queues to watch (needs no conf.d with the three above)
+  WATCHER_QUEUES            comma list of conf.d keys to watch (one not in conf.d is built
+                            from the three above, with the exact-answer grader)
   WATCHER_CONNECTIONS       CONNECTIONS for every queue
-  WATCHER_RELOGIN           once-per-request (default) | unbounded
+  WATCHER_MODE              current (default) | legacy | hardened: which watcher to behave like
+  WATCHER_PYTHON_HANDLER    mock grader standing in for a Python HANDLER path: exact-answer
+                            (default) | slow-flaky | test-report
   WATCHER_SEND_INSTANCE_ID  false (default) | true: send X-Client-Instance on login
   WATCHER_CONCURRENCY       BullMQ worker concurrency per queue (4)
   WATCHER_METRICS_PORT      9100, replica i gets port+i-1; 0 = any free port
   WATCHER_METRICS_HOST      127.0.0.1
   WATCHER_QUEUE_PREFIX      BullMQ key prefix (storm)
   WATCHER_JOB_LOCK_MS       BullMQ lock and stalled-check interval (30000)
-  WATCHER_POLL_INTERVAL, WATCHER_LOGIN_POLL_INTERVAL, WATCHER_REQUESTS_TIMEOUT  seconds
   WATCHER_REPLICA_ID        replica id base (host name)
+  XQWATCHER_POLL_INTERVAL, XQWATCHER_LOGIN_POLL_INTERVAL, XQWATCHER_REQUESTS_TIMEOUT,
+  XQWATCHER_POLL_TIME       seconds, fractions allowed (1, 5, 1, 10)
+  XQWATCHER_HTTP_BASIC_AUTH user:pass for HTTP Basic Auth on every request
+  XQWATCHER_FOLLOW_CLIENT_REDIRECTS  false (default) | true
+  XQWATCHER_VERIFY_TLS      true (default) | false
+  XQWATCHER_LOG_LEVEL       DEBUG | INFO | WARNING | ERROR | CRITICAL, when LOG_LEVEL is unset
   LOG_LEVEL                 info
+  Booleans take true/false, 1/0 or yes/no.
 
-Example:
+Examples:
+  pnpm watcher config --config-dir /etc/xqueue-watcher
   LMS_URL=http://127.0.0.1:8000 XQUEUE_USERNAME=xqueue_svc XQUEUE_PASSWORD=secret \\
   WATCHER_QUEUES=a,b WATCHER_CONNECTIONS=2 pnpm watcher start --replicas 3
 `;
@@ -57,7 +76,7 @@ function parseCli(argv: string[]) {
       allowPositionals: true,
       options: {
         'config-dir': { type: 'string' },
-        replicas: { type: 'string', default: '1' },
+        replicas: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -77,16 +96,27 @@ function childEnv(env: WatcherEnv, configDir: string | undefined, index: number)
   };
 }
 
-async function start(values: { 'config-dir'?: string; replicas?: string }): Promise<void> {
-  const replicas = Number(values.replicas);
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
-    fail(`--replicas must be an integer from 1 to 64, got "${values.replicas}"`);
-  }
+interface CliValues {
+  'config-dir'?: string;
+  replicas?: string;
+}
+
+/** The environment, with --config-dir resolved where the user ran pnpm. */
+function cliEnv(values: CliValues): { env: WatcherEnv; configDir: string | undefined } {
   const env = parseEnv(process.env);
   const where = env.INIT_CWD ?? process.cwd();
   const configDir = values['config-dir'] ? resolve(where, values['config-dir']) : undefined;
+  return { env: { ...env, WATCHER_CONFIG_DIR: configDir ?? env.WATCHER_CONFIG_DIR }, configDir };
+}
+
+async function start(values: CliValues): Promise<void> {
+  const replicas = Number(values.replicas ?? '1');
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
+    fail(`--replicas must be an integer from 1 to 64, got "${values.replicas}"`);
+  }
+  const { env, configDir } = cliEnv(values);
   // Validate once here so a mistake is reported once, not by every replica.
-  await loadConfig({ ...env, WATCHER_CONFIG_DIR: configDir ?? env.WATCHER_CONFIG_DIR });
+  await loadConfig(env);
   const children: ChildProcess[] = Array.from({ length: replicas }, (_, index) =>
     spawn(process.execPath, ['--import', 'tsx', MAIN], {
       cwd: dirname(MAIN),
@@ -106,16 +136,25 @@ async function start(values: { 'config-dir'?: string; replicas?: string }): Prom
   process.exit(Math.max(0, ...codes));
 }
 
+async function printConfig(values: CliValues): Promise<void> {
+  if (values.replicas !== undefined) fail('--replicas applies to "start" only');
+  const config = await loadConfig(cliEnv(values).env);
+  process.stdout.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
+}
+
 async function run(argv: string[]): Promise<void> {
   const { values, positionals } = parseCli(argv);
   if (values.help || positionals[0] === 'help') {
     process.stdout.write(USAGE);
     return;
   }
-  if (positionals[0] !== 'start' || positionals.length > 1) {
-    fail(`unknown command "${positionals.join(' ')}"; the command is "start"\n\n${USAGE}`);
+  const [command] = positionals;
+  if ((command !== 'start' && command !== 'config') || positionals.length > 1) {
+    fail(
+      `unknown command "${positionals.join(' ')}"; the commands are "start" and "config"\n\n${USAGE}`,
+    );
   }
-  await start(values);
+  await (command === 'start' ? start(values) : printConfig(values));
 }
 
 run(process.argv.slice(2)).catch((error: unknown) => {

@@ -1,20 +1,49 @@
 import { z } from 'zod';
+import { HANDLER_NAMES, type HandlerName } from './graders.ts';
 
-const RELOGIN_MODES = ['once-per-request', 'unbounded'] as const;
+const WATCHER_MODES = ['current', 'legacy', 'hardened'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** How a client reacts to 301/302/401/403: see `XQueueClient`. */
-export type ReloginMode = (typeof RELOGIN_MODES)[number];
+/** Which xqueue-watcher the clients behave like (`WATCHER_MODE`): see `XQueueClient`. */
+export type WatcherMode = (typeof WATCHER_MODES)[number];
+
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+// Python's level names as xqueue-watcher's configure_logging takes them (upper-cased).
+const PYTHON_LOG_LEVELS: Record<string, LogLevel> = {
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARNING: 'warn',
+  ERROR: 'error',
+  CRITICAL: 'fatal',
+};
+
+/** Variables whose value would leak a secret into an error message. */
+const SECRET_VARIABLES = new Set(['XQUEUE_PASSWORD', 'XQWATCHER_HTTP_BASIC_AUTH']);
 
 const optionalText = z.string().trim().min(1).optional();
 
-const flag = (fallback: boolean) =>
+/** One boolean syntax for every variable: true/false/1/0/yes/no, any case. */
+const bool = z
+  .string()
+  .optional()
+  .transform((value, ctx): boolean | undefined => {
+    if (value === undefined) return undefined;
+    const word = value.trim().toLowerCase();
+    if (['true', '1', 'yes'].includes(word)) return true;
+    if (['false', '0', 'no'].includes(word)) return false;
+    ctx.addIssue({ code: 'custom', message: 'expected one of true, false, 1, 0, yes, no' });
+    return z.NEVER;
+  });
+
+const flag = (fallback: boolean) => bool.transform((value) => value ?? fallback);
+
+/** A variable this watcher no longer reads: setting it is an error that names the replacement. */
+const removed = (instead: string) =>
   z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'], {
-      error: 'expected one of true, false, 1, 0, yes, no',
-    })
+    .string()
     .optional()
-    .transform((value) => (value === undefined ? fallback : ['true', '1', 'yes'].includes(value)));
+    .refine((value) => value === undefined, { message: `no longer read; ${instead}` });
 
 const integer = (min: number, max: number) =>
   z
@@ -44,6 +73,34 @@ const seconds = z
     return parsed;
   });
 
+/** `username:password`, split at the first colon as xqueue-watcher's env_settings does. */
+const basicAuth = z
+  .string()
+  .optional()
+  .transform((value, ctx) => {
+    if (value === undefined) return undefined;
+    const colon = value.indexOf(':');
+    if (colon < 1) {
+      ctx.addIssue({ code: 'custom', message: 'expected username:password' });
+      return z.NEVER;
+    }
+    return { username: value.slice(0, colon), password: value.slice(colon + 1) };
+  });
+
+const pythonLogLevel = z
+  .string()
+  .optional()
+  .transform((value, ctx): LogLevel | undefined => {
+    if (value === undefined) return undefined;
+    const name = value.trim().toUpperCase();
+    if (Object.hasOwn(PYTHON_LOG_LEVELS, name)) return PYTHON_LOG_LEVELS[name];
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected one of ${Object.keys(PYTHON_LOG_LEVELS).join(', ')}`,
+    });
+    return z.NEVER;
+  });
+
 const queueList = z
   .string()
   .optional()
@@ -60,44 +117,69 @@ const queueList = z
     return [...new Set(names)];
   });
 
-const envSchema = z.object({
-  REDIS_URL: z
-    .url({ error: 'expected a URL such as redis://127.0.0.1:6379' })
-    .default('redis://127.0.0.1:6379'),
-  WATCHER_REPLICA_ID: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 letters, digits, _ . -')
-    .optional(),
-  WATCHER_CONFIG_DIR: optionalText,
-  LMS_URL: z.url({ error: 'expected a URL such as http://127.0.0.1:8000' }).optional(),
-  XQUEUE_USERNAME: optionalText,
-  XQUEUE_PASSWORD: z.string().min(1).optional(),
-  WATCHER_CONNECTIONS: integer(1, 100),
-  WATCHER_QUEUES: queueList,
-  WATCHER_RELOGIN: z
-    .enum(RELOGIN_MODES, { error: `expected one of ${RELOGIN_MODES.join(', ')}` })
-    .default('once-per-request'),
-  WATCHER_SEND_INSTANCE_ID: flag(false),
-  WATCHER_CONCURRENCY: integer(1, 1000).transform((value) => value ?? 4),
-  WATCHER_METRICS_PORT: integer(0, 65535).transform((value) => value ?? 9100),
-  WATCHER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
-  WATCHER_QUEUE_PREFIX: z
-    .string()
-    .regex(/^[^:\s]+$/, 'expected a non-empty prefix without ":" or spaces')
-    .default('storm'),
-  WATCHER_JOB_LOCK_MS: integer(100, 3_600_000).transform((value) => value ?? 30_000),
-  WATCHER_POLL_INTERVAL: seconds,
-  WATCHER_LOGIN_POLL_INTERVAL: seconds,
-  WATCHER_REQUESTS_TIMEOUT: seconds,
-  LOG_LEVEL: z
-    .enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })
-    .default('info'),
-  INIT_CWD: optionalText,
-  HOSTNAME: optionalText,
-});
+const envSchema = z
+  .object({
+    REDIS_URL: z
+      .url({ error: 'expected a URL such as redis://127.0.0.1:6379' })
+      .default('redis://127.0.0.1:6379'),
+    WATCHER_REPLICA_ID: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 letters, digits, _ . -')
+      .optional(),
+    WATCHER_CONFIG_DIR: optionalText,
+    LMS_URL: z.url({ error: 'expected a URL such as http://127.0.0.1:8000' }).optional(),
+    XQUEUE_USERNAME: optionalText,
+    XQUEUE_PASSWORD: z.string().min(1).optional(),
+    WATCHER_CONNECTIONS: integer(1, 100),
+    WATCHER_QUEUES: queueList,
+    WATCHER_MODE: z
+      .enum(WATCHER_MODES, { error: `expected one of ${WATCHER_MODES.join(', ')}` })
+      .default('current'),
+    WATCHER_PYTHON_HANDLER: z
+      .enum(HANDLER_NAMES as [HandlerName, ...HandlerName[]], {
+        error: `expected one of ${HANDLER_NAMES.join(', ')}`,
+      })
+      .default('exact-answer'),
+    WATCHER_SEND_INSTANCE_ID: flag(false),
+    WATCHER_CONCURRENCY: integer(1, 1000).transform((value) => value ?? 4),
+    WATCHER_METRICS_PORT: integer(0, 65535).transform((value) => value ?? 9100),
+    WATCHER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+    WATCHER_QUEUE_PREFIX: z
+      .string()
+      .regex(/^[^:\s]+$/, 'expected a non-empty prefix without ":" or spaces')
+      .default('storm'),
+    WATCHER_JOB_LOCK_MS: integer(100, 3_600_000).transform((value) => value ?? 30_000),
+    // xqueue-watcher's own variables (docs/operators.md); unset ones fall back to xqwatcher.json.
+    XQWATCHER_HTTP_BASIC_AUTH: basicAuth,
+    XQWATCHER_POLL_TIME: seconds,
+    XQWATCHER_REQUESTS_TIMEOUT: seconds,
+    XQWATCHER_POLL_INTERVAL: seconds,
+    XQWATCHER_LOGIN_POLL_INTERVAL: seconds,
+    XQWATCHER_FOLLOW_CLIENT_REDIRECTS: bool,
+    XQWATCHER_VERIFY_TLS: flag(true),
+    XQWATCHER_LOG_LEVEL: pythonLogLevel,
+    LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).optional(),
+    WATCHER_RELOGIN: removed('use WATCHER_MODE (current|legacy|hardened)'),
+    WATCHER_POLL_INTERVAL: removed('use XQWATCHER_POLL_INTERVAL'),
+    WATCHER_LOGIN_POLL_INTERVAL: removed('use XQWATCHER_LOGIN_POLL_INTERVAL'),
+    WATCHER_REQUESTS_TIMEOUT: removed('use XQWATCHER_REQUESTS_TIMEOUT'),
+    INIT_CWD: optionalText,
+    HOSTNAME: optionalText,
+  })
+  .transform(
+    ({
+      WATCHER_RELOGIN: _relogin,
+      WATCHER_POLL_INTERVAL: _poll,
+      WATCHER_LOGIN_POLL_INTERVAL: _loginPoll,
+      WATCHER_REQUESTS_TIMEOUT: _timeout,
+      XQWATCHER_LOG_LEVEL,
+      LOG_LEVEL,
+      ...rest
+    }) => ({ ...rest, LOG_LEVEL: LOG_LEVEL ?? XQWATCHER_LOG_LEVEL ?? 'info' }),
+  );
 
 /** The watcher's environment, parsed and defaulted. */
-export type WatcherEnv = z.infer<typeof envSchema>;
+export type WatcherEnv = z.output<typeof envSchema>;
 
 /** Thrown when the environment is invalid; the message names each variable and what it accepts. */
 export class EnvError extends Error {
@@ -108,7 +190,7 @@ export class EnvError extends Error {
  * Parses the environment once. Nothing else in the watcher reads `process.env`.
  *
  * @example
- * const env = parseEnv(process.env); // throws EnvError naming e.g. WATCHER_RELOGIN
+ * const env = parseEnv(process.env); // throws EnvError naming e.g. WATCHER_MODE
  */
 export function parseEnv(source: Record<string, string | undefined>): WatcherEnv {
   // An empty variable (FOO= in a compose file) means "not set", as shells treat it.
@@ -117,7 +199,8 @@ export function parseEnv(source: Record<string, string | undefined>): WatcherEnv
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const name = String(issue.path[0] ?? 'environment');
-    return `  ${name}=${JSON.stringify(source[name] ?? '')}: ${issue.message}`;
+    const shown = SECRET_VARIABLES.has(name) ? '(hidden)' : JSON.stringify(source[name] ?? '');
+    return `  ${name}=${shown}: ${issue.message}`;
   });
   throw new EnvError(`invalid environment:\n${lines.join('\n')}`);
 }

@@ -36,10 +36,39 @@ function grader(name: string, kwargs: Record<string, unknown> = {}, deps = creat
 
 describe('parseHandler', () => {
   it('lists the accepted handler names for an unknown one', () => {
-    expect(parseHandler('xqueue_watcher.grader.Grader', {})).toEqual({
+    expect(parseHandler('ContainerGrader', {})).toEqual({
       ok: false,
-      error: expect.stringContaining('accepted: exact-answer, slow-flaky, test-report'),
+      error: expect.stringContaining(
+        'accepted: exact-answer, slow-flaky, test-report, or a dotted Python path',
+      ),
     });
+  });
+
+  // as xqueue-watcher's Manager.client_from_config imports a dotted HANDLER; a mock stands in
+  it('stands a mock in for a Python grader path and keeps its KWARGS unvalidated', async () => {
+    const kwargs = { grader_root: '/graders/', image: 'grader:1' };
+    expect(parseHandler('xqueue_watcher.containergrader.ContainerGrader', kwargs)).toEqual({
+      ok: true,
+      value: {
+        name: 'exact-answer',
+        kwargs: { trim: true, case_sensitive: true },
+        standInFor: 'xqueue_watcher.containergrader.ContainerGrader',
+        pythonKwargs: kwargs,
+      },
+    });
+    const chosen = parseHandler('my_graders.Grader', undefined, { pythonHandler: 'test-report' });
+    expect(chosen).toEqual({
+      ok: true,
+      value: {
+        name: 'test-report',
+        kwargs: { case_sensitive: true },
+        standInFor: 'my_graders.Grader',
+        pythonKwargs: {},
+      },
+    });
+    if (!chosen.ok) throw new Error(chosen.error);
+    const grade = createGrader(chosen.value, createTestDeps());
+    expect((await grade(createTestSubmission({ response: '42' }))).correct).toBe(true);
   });
 
   it('names the bad KWARGS field', () => {

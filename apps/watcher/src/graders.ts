@@ -46,30 +46,76 @@ export const HANDLER_NAMES = Object.keys(HANDLER_KWARGS) as HandlerName[];
 
 export type HandlerName = keyof typeof HANDLER_KWARGS;
 
-/** A validated `{"HANDLER", "KWARGS"}` entry. */
-export type HandlerSpec =
+/** Where a handler came from, beyond the mock grader that runs. */
+interface HandlerOrigin {
+  /** The Python `HANDLER` path (e.g. `xqueue_watcher.containergrader.ContainerGrader`) this mock stands in for. */
+  standInFor?: string;
+  /** That Python handler's `KWARGS`, kept for display only: the mock does not read them. */
+  pythonKwargs?: Record<string, unknown>;
+  /** The entry's `CODEJAIL` block, recorded but not applied: the mock graders run no student code. */
+  codejail?: unknown;
+}
+
+/** A validated `{"HANDLER", "KWARGS", "CODEJAIL"}` entry. */
+export type HandlerSpec = (
   | { name: 'exact-answer'; kwargs: z.infer<typeof exactKwargs> }
   | { name: 'slow-flaky'; kwargs: z.infer<typeof slowFlakyKwargs> }
-  | { name: 'test-report'; kwargs: z.infer<typeof testReportKwargs> };
+  | { name: 'test-report'; kwargs: z.infer<typeof testReportKwargs> }
+) &
+  HandlerOrigin;
 
-/**
- * Validates a handler name and its KWARGS; the error lists the accepted names or the bad field.
- *
- * @example
- * parseHandler('slow-flaky', { latency_ms: 50, failure_rate: 0.1 });
- */
-export function parseHandler(name: string, kwargs: unknown): Parsed<HandlerSpec> {
-  if (!Object.hasOwn(HANDLER_KWARGS, name)) {
-    return { ok: false, error: `unknown HANDLER "${name}"; accepted: ${HANDLER_NAMES.join(', ')}` };
-  }
-  const schema = HANDLER_KWARGS[name as HandlerName];
-  const result = schema.safeParse(kwargs ?? {});
+export interface ParseHandlerOptions {
+  /** The mock grader that stands in for a Python `HANDLER` path (`WATCHER_PYTHON_HANDLER`). */
+  pythonHandler?: HandlerName;
+}
+
+// A dotted module path with a final attribute, as xqueue-watcher's Manager.client_from_config
+// splits it with rsplit('.', 1) and imports the module. Our own names have a '-' and no '.'.
+const PYTHON_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/;
+
+/** True when `HANDLER` names a Python grader (`module.Class`) rather than one of our mocks. */
+export function isPythonHandlerPath(name: string): boolean {
+  return PYTHON_PATH.test(name);
+}
+
+function parseMockHandler(name: HandlerName, kwargs: unknown): Parsed<HandlerSpec> {
+  const result = HANDLER_KWARGS[name].safeParse(kwargs ?? {});
   if (!result.success) {
     const issue = result.error.issues[0];
     const where = issue && issue.path.length > 0 ? `KWARGS.${issue.path.join('.')}: ` : 'KWARGS: ';
     return { ok: false, error: `HANDLER "${name}": ${where}${issue?.message ?? 'invalid'}` };
   }
   return { ok: true, value: { name, kwargs: result.data } as HandlerSpec };
+}
+
+/**
+ * Validates a handler name and its KWARGS; the error lists the accepted names or the bad field.
+ * A Python path is stood in by `options.pythonHandler` (default `exact-answer`) with that mock's
+ * default KWARGS; the Python KWARGS are kept in `pythonKwargs` and not validated.
+ *
+ * @example
+ * parseHandler('slow-flaky', { latency_ms: 50, failure_rate: 0.1 });
+ * parseHandler('my_graders.Grader', { grader_root: '/graders' }); // exact-answer, standInFor set
+ */
+export function parseHandler(
+  name: string,
+  kwargs: unknown,
+  options: ParseHandlerOptions = {},
+): Parsed<HandlerSpec> {
+  if (Object.hasOwn(HANDLER_KWARGS, name)) return parseMockHandler(name as HandlerName, kwargs);
+  if (isPythonHandlerPath(name)) {
+    const mock = parseMockHandler(options.pythonHandler ?? 'exact-answer', {});
+    if (!mock.ok) return mock;
+    const pythonKwargs =
+      typeof kwargs === 'object' && kwargs !== null ? (kwargs as Record<string, unknown>) : {};
+    return { ok: true, value: { ...mock.value, standInFor: name, pythonKwargs } };
+  }
+  return {
+    ok: false,
+    error:
+      `unknown HANDLER "${name}"; accepted: ${HANDLER_NAMES.join(', ')}, ` +
+      'or a dotted Python path such as my_graders.Grader (stood in by WATCHER_PYTHON_HANDLER)',
+  };
 }
 
 const payloadSchema = z.object({ answer: z.string() });

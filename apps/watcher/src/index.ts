@@ -1,8 +1,12 @@
 export type { ManagerSettings, QueueConfig, WatcherConfig } from './config.ts';
 export { ConfigError, loadConfig } from './config.ts';
+export type { ConnectionEnd, ConnectionOptions, GradeViaJob } from './connection.ts';
+export { processOne, runConnection } from './connection.ts';
 export { CookieJar } from './cookie-jar.ts';
-export type { ReloginMode, WatcherEnv } from './env.ts';
+export type { WatcherEnv, WatcherMode } from './env.ts';
 export { EnvError, parseEnv } from './env.ts';
+export type { WatcherEvent } from './events.ts';
+export { logEvent } from './events.ts';
 export type { Grader, GraderDeps, HandlerSpec } from './graders.ts';
 export {
   createGrader,
@@ -11,11 +15,11 @@ export {
   parseHandler,
   TransientGraderError,
 } from './graders.ts';
-export type { GradeJobData, GradeJobResult } from './jobs.ts';
-export { gradeJobId, gradeQueueName } from './jobs.ts';
+export type { AddedJob, GradeJobData, GradeJobResult } from './jobs.ts';
+export { addGradeJob, gradeJobId, gradeQueueName, toGradeJob } from './jobs.ts';
 export type { WatcherMetrics } from './metrics.ts';
 export { createMetrics, serveMetrics } from './metrics.ts';
 export { createGradeProcessor } from './processor.ts';
 export type { Replica, ReplicaOptions } from './replica.ts';
 export { startReplica } from './replica.ts';
-export { XQueueClient } from './xqueue-client.ts';
+export { XQueueClient, XQueueConnectionError, XQueueTimeoutError } from './xqueue-client.ts';

@@ -1,9 +1,9 @@
+import { waitFor } from '@storm-lab/harness';
 import { encodeSubmission } from '@storm-lab/xqueue-protocol';
-import { Queue } from 'bullmq';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GRADE_JOB_OPTIONS, gradeJobId } from './jobs.ts';
-import { toGradeJob } from './puller.ts';
+import { addGradeJob, type GradeJobData, gradeJobId, toGradeJob } from './jobs.ts';
 import { testRedis } from './testing/redis.ts';
 
 function createTestContent(id: number, key: string): string {
@@ -13,6 +13,15 @@ function createTestContent(id: number, key: string): string {
     files: {},
   });
 }
+
+const meta = {
+  queue: 'a',
+  pulledAtMs: 1,
+  pulledBy: 'r-1',
+  handlers: [],
+  serverUrl: 'http://lms',
+  postResult: false,
+};
 
 describe('gradeJobId', () => {
   it('is stable per pull and contains no ":" even when the key does', () => {
@@ -25,7 +34,7 @@ describe('gradeJobId', () => {
 describe('toGradeJob', () => {
   it('derives the job id from submission id and pull key and keeps the raw header', () => {
     const content = createTestContent(7, 'k1');
-    const job = toGradeJob(content, { queue: 'a', pulledAtMs: 1, pulledBy: 'r-1' });
+    const job = toGradeJob(content, meta);
     expect(job.ok && job.value.jobId).toBe('sub-7-k1');
     expect(job.ok && JSON.parse(job.value.data.xqueueHeader)).toEqual({
       submission_id: 7,
@@ -39,11 +48,11 @@ describe('toGradeJob', () => {
       xqueue_body: 'not json',
       xqueue_files: '{}',
     });
-    expect(toGradeJob(content, { queue: 'a', pulledAtMs: 1, pulledBy: 'r' }).ok).toBe(true);
+    expect(toGradeJob(content, meta).ok).toBe(true);
   });
 
   it('refuses content without a usable header', () => {
-    expect(toGradeJob('nope', { queue: 'a', pulledAtMs: 1, pulledBy: 'r' })).toEqual({
+    expect(toGradeJob('nope', meta)).toEqual({
       ok: false,
       error: 'content is not valid JSON',
     });
@@ -52,7 +61,7 @@ describe('toGradeJob', () => {
       xqueue_body: '',
       xqueue_files: '',
     });
-    expect(toGradeJob(noKey, { queue: 'a', pulledAtMs: 1, pulledBy: 'r' }).ok).toBe(false);
+    expect(toGradeJob(noKey, meta).ok).toBe(false);
   });
 });
 
@@ -74,20 +83,38 @@ describe('grading jobs in BullMQ', () => {
     await redis?.stop();
   });
 
-  it('adds a duplicate of the same pull once, and a re-served pull (new key) again', async () => {
-    const add = (key: string) => {
-      const job = toGradeJob(createTestContent(9, key), {
-        queue: 'a',
-        pulledAtMs: 1,
-        pulledBy: 'r',
-      });
-      if (!job.ok) throw new Error(job.error);
-      return queue.add('grade', job.value.data, { ...GRADE_JOB_OPTIONS, jobId: job.value.jobId });
-    };
-    await add('first');
-    await add('first');
-    await add('second');
+  const data = (id: number, key: string): GradeJobData => {
+    const job = toGradeJob(createTestContent(id, key), meta);
+    if (!job.ok) throw new Error(job.error);
+    return job.value.data;
+  };
+
+  it('adds one job per pull: the same pull again finds it, another pull is another job', async () => {
+    const first = await addGradeJob(queue, gradeJobId(9, 'k'), data(9, 'k'));
+    const again = await addGradeJob(queue, gradeJobId(9, 'k'), data(9, 'k'));
+    const other = await addGradeJob(queue, gradeJobId(10, 'k'), data(10, 'k'));
+    expect([first.fresh, again.fresh, other.fresh]).toEqual([true, false, true]);
+    expect(again.job.id).toBe(first.job.id);
     const jobs = await queue.getJobs(['waiting']);
-    expect(jobs.map((job) => job.id).sort()).toEqual(['sub-9-first', 'sub-9-second']);
+    expect(jobs.map((job) => job.id).sort()).toEqual(['sub-10-k', 'sub-9-k']);
+  });
+
+  it('retries the failed job of a pull that comes back', async () => {
+    const { job } = await addGradeJob(queue, gradeJobId(11, 'k'), data(11, 'k'));
+    const worker = new Worker(
+      queue.name,
+      async () => {
+        throw new UnrecoverableError('grader broke');
+      },
+      { connection, prefix: queue.opts.prefix },
+    );
+    worker.on('error', () => undefined);
+    await waitFor(async () => ((await queue.getJob(job.id!))?.isFailed() ? true : undefined), {
+      what: 'the job to fail',
+    });
+    await worker.close();
+    const back = await addGradeJob(queue, gradeJobId(11, 'k'), data(11, 'k'));
+    expect(back.fresh).toBe(false);
+    expect(await (await queue.getJob(job.id!))?.getState()).toBe('waiting');
   });
 });

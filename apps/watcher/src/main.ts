@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { ConfigError, loadConfig } from './config.ts';
 import { EnvError, parseEnv } from './env.ts';
+import { logEvent } from './events.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics, serveMetrics } from './metrics.ts';
 import { startReplica } from './replica.ts';
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
     queuePrefix: env.WATCHER_QUEUE_PREFIX,
     concurrency: env.WATCHER_CONCURRENCY,
     jobLockMs: env.WATCHER_JOB_LOCK_MS,
-    relogin: env.WATCHER_RELOGIN,
+    mode: env.WATCHER_MODE,
     sendInstanceId: env.WATCHER_SEND_INSTANCE_ID,
     metrics,
     logger,
@@ -37,11 +38,22 @@ async function main(): Promise<void> {
         connections,
         serverUrl,
       })),
-      relogin: env.WATCHER_RELOGIN,
-      manager: config.manager,
+      mode: env.WATCHER_MODE,
+      manager: { ...config.manager, httpBasicAuth: config.manager.httpBasicAuth ? 'set' : null },
     },
     'watcher started',
   );
+  for (const warning of config.warnings) logger.warn(warning);
+  // As upstream's Manager.wait: a dead connection stops every connection and ends the process,
+  // so the supervisor (compose `restart:`, Kubernetes) starts the replica again. Upstream's
+  // `sys.exit()` exits 0; we exit 1 so an on-failure restart policy restarts it too.
+  void replica.died.then(async (reason) => {
+    logger.error({ reason }, 'a connection died: stopping every connection');
+    await replica.stop();
+    await server.close();
+    logEvent(logger, 'error', 'replica-exit', { code: 1 }, 'replica exits');
+    process.exit(1);
+  });
   const shutdown = async (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'stopping: no new pulls, finishing in-flight jobs');
     await replica.stop();

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** An xqueue endpoint, as it appears in metric labels. */
 export type Endpoint = 'login' | 'get_submission' | 'put_result';
@@ -15,6 +15,9 @@ export interface WatcherMetrics {
   graded: Counter<'queue' | 'outcome'>;
   putResultFailures: Counter<'queue' | 'reason'>;
   jobLatency: Histogram<string>;
+  loginTimeouts: Counter<'queue'>;
+  connectionDeaths: Counter<'queue'>;
+  connectionsAlive: Gauge<'queue'>;
 }
 
 /**
@@ -71,6 +74,24 @@ export function createMetrics(replicaId: string): WatcherMetrics {
       name: 'watcher_job_latency_seconds',
       help: 'From pull to accepted result.',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    }),
+    loginTimeouts: new Counter({
+      name: 'watcher_login_timeouts_total',
+      help: 'Login requests (GET or POST) that got no answer within their timeout.',
+      labelNames: ['queue'],
+      registers,
+    }),
+    connectionDeaths: new Counter({
+      name: 'watcher_connection_deaths_total',
+      help: 'Connections whose loop ended on an error (upstream: the client thread died).',
+      labelNames: ['queue'],
+      registers,
+    }),
+    connectionsAlive: new Gauge({
+      name: 'watcher_connections_alive',
+      help: 'Connections whose loop is running.',
+      labelNames: ['queue'],
       registers,
     }),
   };

@@ -1,13 +1,12 @@
-import { type LocalLms, startLms, waitFor } from '@storm-lab/harness';
+import { type LocalLms, startLms } from '@storm-lab/harness';
 import { type Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGrader, type Grader, parseHandler } from './graders.ts';
-import { GRADE_JOB_OPTIONS, type GradeJobData, type GradeJobResult } from './jobs.ts';
+import { GRADE_JOB_OPTIONS, type GradeJobData, type GradeJobResult, toGradeJob } from './jobs.ts';
 import { createMetrics, type WatcherMetrics } from './metrics.ts';
 import { createGradeProcessor } from './processor.ts';
-import { toGradeJob } from './puller.ts';
 import { counterValue, createTestClient } from './testing/clients.ts';
 import { loginStudent, SERVICE_PASSWORD, type Student } from './testing/lab.ts';
 import { testRedis } from './testing/redis.ts';
@@ -64,7 +63,7 @@ describe('createGradeProcessor', () => {
   /** Submits an answer and pulls it with a fresh client: a real job, as a puller builds it. */
   async function pullJob(response: string) {
     metrics = createMetrics('p');
-    client = createTestClient({ serverUrl: lms.url, queue: QUEUE, metrics });
+    client = createTestClient({ serverUrl: lms.url, queue: QUEUE, metrics, mode: 'hardened' });
     const id = await student.submit(QUEUE, `${QUEUE}-p1`, response);
     const pulled = await client.getSubmission();
     if (pulled.kind !== 'submission') throw new Error(`expected a submission, got ${pulled.kind}`);
@@ -72,6 +71,9 @@ describe('createGradeProcessor', () => {
       queue: QUEUE,
       pulledAtMs: Date.now(),
       pulledBy: 'test',
+      handlers: [],
+      serverUrl: lms.url,
+      postResult: true,
     });
     if (!job.ok) throw new Error(job.error);
     return { id, jobId: job.value.jobId, data: job.value.data };
@@ -93,33 +95,37 @@ describe('createGradeProcessor', () => {
   it('grades and posts through the already logged-in client, adding no login', async () => {
     const { id, data } = await pullJob(`answer-${QUEUE}-p1`);
     const result = await processorWith(grader('exact-answer'))(asJob(data));
-    expect(result).toEqual({ outcome: 'correct', score: 1 });
+    expect(result).toMatchObject({ outcome: 'correct', score: 1, result: { correct: true } });
     expect(await student.get(id)).toMatchObject({ state: 'graded', correct: true, score: 1 });
     expect(await counterValue(metrics, 'logins')).toBe(1);
     expect(await counterValue(metrics, 'graded', { queue: QUEUE, outcome: 'correct' })).toBe(1);
   });
 
-  it('posts a failure result for a malformed submission, then refuses to retry it', async () => {
+  it('grades without posting when the connection that pulled posts itself', async () => {
+    const { id, data } = await pullJob(`answer-${QUEUE}-p1`);
+    const result = await processorWith(grader('exact-answer'))(
+      asJob({ ...data, postResult: false }),
+    );
+    expect(result).toMatchObject({ outcome: 'correct', result: { correct: true, score: 1 } });
+    expect(await student.get(id)).toMatchObject({ state: 'pulled' });
+    expect(await counterValue(metrics, 'graded')).toBe(0);
+  });
+
+  it('posts a failure result for a malformed submission, and does not retry it', async () => {
     const { id, data } = await pullJob('x');
     const broken = JSON.stringify({ ...JSON.parse(data.content), xqueue_body: 'not json' });
     const run = processorWith(grader('exact-answer'))(asJob({ ...data, content: broken }));
-    await expect(run).rejects.toThrow(UnrecoverableError);
+    await expect(run).resolves.toMatchObject({ outcome: 'malformed', score: 0 });
     const view = await student.get(id);
     expect(view).toMatchObject({ state: 'graded', correct: false, score: 0 });
     expect(view.msg).toContain('could not be graded: xqueue_body is not valid JSON');
     expect(await counterValue(metrics, 'graded', { outcome: 'malformed' })).toBe(1);
   });
 
-  it('gives up a pull whose lock expired (403 Incorrect key) without retry, and counts it', async () => {
+  it('gives up a result the LMS refuses with 403 "Incorrect key", without retry', async () => {
     const { data } = await pullJob('late');
-    await waitFor(
-      async () => ((await client.getSubmission()).kind === 'submission' ? true : undefined),
-      {
-        timeoutMs: 5_000,
-        what: 'the LMS to re-serve the submission',
-      },
-    );
-    const run = processorWith(grader('exact-answer'))(asJob(data));
+    const forged = JSON.stringify({ ...JSON.parse(data.xqueueHeader), submission_key: 'stale' });
+    const run = processorWith(grader('exact-answer'))(asJob({ ...data, xqueueHeader: forged }));
     await expect(run).rejects.toThrow(UnrecoverableError);
     expect(await counterValue(metrics, 'putResultFailures', { reason: 'stale-key' })).toBe(1);
   });
@@ -128,7 +134,8 @@ describe('createGradeProcessor', () => {
     const { id, jobId, data } = await pullJob(`answer-${QUEUE}-p1`);
     const prefix = `proc-${process.pid}-${Date.now()}`;
     const queue = new Queue<GradeJobData, GradeJobResult>('grade-pq', { connection, prefix });
-    const events = new QueueEvents('grade-pq', { connection: connection.duplicate(), prefix });
+    const eventsConnection = connection.duplicate();
+    const events = new QueueEvents('grade-pq', { connection: eventsConnection, prefix });
     // random() draws: 0.99 jitter, 0.0 < failure_rate fails; then 0.99, 0.99 passes.
     const flaky = grader('slow-flaky', { failure_rate: 0.5 }, [0.99, 0, 0.99, 0.99]);
     const worker = new Worker<GradeJobData, GradeJobResult>('grade-pq', processorWith(flaky), {
@@ -139,12 +146,16 @@ describe('createGradeProcessor', () => {
     try {
       await events.waitUntilReady();
       const job = await queue.add('grade', data, { ...GRADE_JOB_OPTIONS, jobId });
-      expect(await job.waitUntilFinished(events, 10_000)).toEqual({ outcome: 'correct', score: 1 });
+      expect(await job.waitUntilFinished(events, 10_000)).toMatchObject({
+        outcome: 'correct',
+        score: 1,
+      });
       expect((await queue.getJob(jobId))?.attemptsMade).toBe(2);
       expect(await student.get(id)).toMatchObject({ state: 'graded', correct: true });
     } finally {
       await worker.close();
       await events.close();
+      await eventsConnection.quit();
       await queue.obliterate({ force: true });
       await queue.close();
     }

@@ -7,9 +7,10 @@ import type { WatcherMetrics } from './metrics.ts';
 import type { XQueueClient } from './xqueue-client.ts';
 
 export interface GradeProcessorDeps {
-  graderFor(queue: string): Grader | undefined;
-  /** One of this replica's logged-in clients for the queue (round-robin), never a new login. */
-  clientFor(queue: string): XQueueClient | undefined;
+  /** The grader for a job's handler list (built once per distinct list). */
+  graderFor(handlers: GradeJobData['handlers']): Grader;
+  /** Hardened mode: one of this replica's logged-in clients for the queue, never a new login. */
+  clientFor(serverUrl: string, queue: string): XQueueClient | undefined;
   metrics: WatcherMetrics;
   logger: Logger;
   now: () => number;
@@ -44,45 +45,54 @@ async function grade(
 }
 
 /**
- * The BullMQ processor: grades a pulled submission and posts the result through the replica's
- * own authenticated clients. Throws `UnrecoverableError` when retrying cannot help (stale pull
- * key, unknown submission, malformed submission after its failure result was posted).
+ * The BullMQ processor: grades a pulled submission and returns the result. A connection in
+ * upstream's serial loop waits for that result and posts it itself; a hardened job
+ * (`postResult`) posts it here through the replica's own clients and throws
+ * `UnrecoverableError` when retrying cannot help (stale pull key, unknown submission).
  *
  * @example
  * const worker = new Worker(gradeQueueName('a'), createGradeProcessor(deps), { connection });
  */
 export function createGradeProcessor(deps: GradeProcessorDeps) {
-  return async (job: Job<GradeJobData, GradeJobResult>, _token?: string, signal?: AbortSignal) => {
-    const { queue, xqueueHeader, content, submissionId, pulledAtMs } = job.data;
-    const grader = deps.graderFor(queue);
-    const client = deps.clientFor(queue);
-    if (!grader || !client) {
-      // Another replica with a different config added it; ours cannot help, theirs can.
-      throw new Error(`this replica does not watch queue "${queue}"`);
-    }
-    const { result, outcome } = await grade(grader, content, signal);
-    const put = await client.putResult(xqueueHeader, result);
-    const log = deps.logger.child({
-      queue,
-      submissionId,
-      jobId: job.id,
-      attempt: job.attemptsMade + 1,
-    });
-    if (put.kind === 'rejected') {
-      deps.metrics.putResultFailures.inc({ queue, reason: put.reason });
-      log.warn(
-        { reason: put.reason, message: put.message, retry: put.retry },
-        'put_result not accepted',
-      );
-      const message = `put_result ${put.reason}: ${put.message}`;
-      throw put.retry ? new Error(message) : new UnrecoverableError(message);
-    }
-    deps.metrics.graded.inc({ queue, outcome });
-    deps.metrics.jobLatency.observe(Math.max(0, deps.now() - pulledAtMs) / 1000);
-    log.info({ outcome, score: result.score }, 'graded');
-    if (outcome === 'malformed') {
-      throw new UnrecoverableError(`malformed submission ${submissionId}: failure result posted`);
-    }
-    return { outcome, score: result.score } satisfies GradeJobResult;
+  return async (
+    job: Job<GradeJobData, GradeJobResult>,
+    _token?: string,
+    signal?: AbortSignal,
+  ): Promise<GradeJobResult> => {
+    const { content, handlers } = job.data;
+    const { result, outcome } = await grade(deps.graderFor(handlers), content, signal);
+    if (job.data.postResult) await post(deps, job, result, outcome);
+    return { outcome, score: result.score, result };
   };
+}
+
+async function post(
+  deps: GradeProcessorDeps,
+  job: Job<GradeJobData, GradeJobResult>,
+  result: GradeResult,
+  outcome: GradeJobResult['outcome'],
+): Promise<void> {
+  const { queue, serverUrl, xqueueHeader, submissionId, pulledAtMs } = job.data;
+  const client = deps.clientFor(serverUrl, queue);
+  // Another replica with a different config added it; ours cannot post, theirs can.
+  if (!client) throw new Error(`this replica has no client for queue "${queue}" at ${serverUrl}`);
+  const put = await client.putResult(xqueueHeader, result);
+  const log = deps.logger.child({
+    queue,
+    submissionId,
+    jobId: job.id,
+    attempt: job.attemptsMade + 1,
+  });
+  if (put.kind === 'rejected') {
+    deps.metrics.putResultFailures.inc({ queue, reason: put.reason });
+    log.warn(
+      { reason: put.reason, message: put.message, retry: put.retry },
+      'put_result not accepted',
+    );
+    const message = `put_result ${put.reason}: ${put.message}`;
+    throw put.retry ? new Error(message) : new UnrecoverableError(message);
+  }
+  deps.metrics.graded.inc({ queue, outcome });
+  deps.metrics.jobLatency.observe(Math.max(0, deps.now() - pulledAtMs) / 1000);
+  log.info({ outcome, score: result.score }, 'graded');
 }

@@ -1,6 +1,6 @@
-import { type Parsed, parseXQueueHeader } from '@storm-lab/xqueue-protocol';
 import type { Logger } from 'pino';
-import { type GradeJobData, gradeJobId } from './jobs.ts';
+import type { AddedJob, GradeJobData } from './jobs.ts';
+import { toGradeJob } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { XQueueClient } from './xqueue-client.ts';
 
@@ -9,86 +9,76 @@ export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
 
 export interface PullerOptions {
   client: XQueueClient;
-  /** Adds the grading job; the same id twice must be a no-op. */
-  enqueue(jobId: string, data: GradeJobData): Promise<void>;
+  /** Adds the grading job, or finds the one of the same pull. */
+  enqueue(jobId: string, data: GradeJobData): Promise<Pick<AddedJob, 'fresh'>>;
+  /** What every job of this connection carries besides the pull itself. */
+  jobMeta: Pick<GradeJobData, 'handlers' | 'serverUrl' | 'queue' | 'pulledBy'>;
   pollIntervalMs: number;
   loginPollIntervalMs: number;
-  replicaId: string;
   sleep: Sleep;
   now: () => number;
+  random: () => number;
   metrics: WatcherMetrics;
   logger: Logger;
   /** Aborting stops the loop after the current request; a pull in hand is still enqueued. */
   signal: AbortSignal;
 }
 
-/**
- * Turns get_submission's `content` into a job. Only the header must parse here: without it
- * there is no pull key to answer with; a bad body still becomes a job that posts a failure.
- *
- * @example
- * toGradeJob(content, { queue: 'a', pulledAtMs: Date.now(), pulledBy: 'r-1' });
- * // { ok: true, value: { jobId: 'sub-7-k3y', data: { submissionId: 7, ... } } }
- */
-export function toGradeJob(
-  content: string,
-  meta: { queue: string; pulledAtMs: number; pulledBy: string },
-): Parsed<{ jobId: string; data: GradeJobData }> {
-  let rawHeader: unknown;
-  try {
-    rawHeader = (JSON.parse(content) as { xqueue_header?: unknown }).xqueue_header;
-  } catch {
-    return { ok: false, error: 'content is not valid JSON' };
-  }
-  const header = parseXQueueHeader(rawHeader);
-  if (!header.ok) return header;
-  const { submission_id: submissionId, submission_key: key } = header.value;
-  const data: GradeJobData = { ...meta, submissionId, xqueueHeader: rawHeader as string, content };
-  return { ok: true, value: { jobId: gradeJobId(submissionId, key), data } };
-}
+// Login retries back off from LOGIN_POLL_INTERVAL up to this many times it.
+const LOGIN_BACKOFF_MAX_FACTOR = 16;
 
 /**
- * One connection's loop, as upstream's `XQueueClient.run`: log in (retrying every
- * LOGIN_POLL_INTERVAL), then pull; after a pull go again at once, otherwise wait POLL_INTERVAL.
+ * The hardened connection loop (beyond upstream): log in with exponential backoff and full
+ * jitter, then pull continuously, handing each submission to BullMQ (which grades it, posts the
+ * result and retries) instead of grading in line. Timeouts are failures, never a dead loop.
  *
  * @example
  * const stop = new AbortController();
- * const done = runPuller({ client, enqueue, signal: stop.signal, ... });
+ * const done = runHardenedPuller({ client, enqueue, signal: stop.signal, ... });
  * stop.abort(); await done;
  */
-export async function runPuller(options: PullerOptions): Promise<void> {
+export async function runHardenedPuller(options: PullerOptions): Promise<void> {
   const { client, signal, sleep, logger } = options;
+  let failedLogins = 0;
   while (!signal.aborted) {
     if (!client.loggedIn) {
-      if (!(await client.login())) await sleep(options.loginPollIntervalMs, signal);
+      if (await client.login()) {
+        failedLogins = 0;
+        continue;
+      }
+      failedLogins += 1;
+      const factor = Math.min(LOGIN_BACKOFF_MAX_FACTOR, 2 ** (failedLogins - 1));
+      await sleep(options.loginPollIntervalMs * factor * options.random(), signal);
       continue;
     }
     const pulled = await client.getSubmission();
     if (pulled.kind === 'submission') {
       options.metrics.pulled.inc({ queue: client.queue });
-      await enqueuePulled(options, pulled.content);
-      continue;
+      // A pull already being graded (the LMS serves an expired one again): wait, don't spin.
+      if (await enqueuePulled(options, pulled.content)) continue;
     }
     if (pulled.kind === 'failed') logger.warn({ reason: pulled.reason }, 'get_submission failed');
     await sleep(options.pollIntervalMs, signal);
   }
 }
 
-async function enqueuePulled(options: PullerOptions, content: string): Promise<void> {
-  const { client, logger } = options;
-  const meta = { queue: client.queue, pulledAtMs: options.now(), pulledBy: options.replicaId };
+/** True when the pull became a new job. */
+async function enqueuePulled(options: PullerOptions, content: string): Promise<boolean> {
+  const { logger } = options;
+  const meta = { ...options.jobMeta, pulledAtMs: options.now(), postResult: true };
   const job = toGradeJob(content, meta);
   if (!job.ok) {
     // Nothing to answer with; the LMS re-serves it after its lock time and logs show why.
     logger.error({ error: job.error }, 'pulled a submission without a usable xqueue_header');
-    return;
+    return false;
   }
   try {
-    await options.enqueue(job.value.jobId, job.value.data);
-    logger.debug({ jobId: job.value.jobId }, 'pulled');
+    const added = await options.enqueue(job.value.jobId, job.value.data);
+    logger.debug({ jobId: job.value.jobId, fresh: added.fresh }, 'pulled');
+    return added.fresh;
   } catch (error) {
     // Redis is down: the LMS still holds the pull lock and re-serves the submission later.
     logger.error({ err: error, jobId: job.value.jobId }, 'could not add grading job');
-    await options.sleep(options.pollIntervalMs, options.signal);
+    return false;
   }
 }

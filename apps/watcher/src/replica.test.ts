@@ -46,15 +46,27 @@ describe('startReplica', () => {
     if (!handler.ok) throw new Error(handler.error);
     return {
       configDir: null,
-      manager: { pollIntervalMs: 50, loginPollIntervalMs: 200, requestsTimeoutMs: 5_000 },
+      warnings: [],
+      manager: {
+        pollIntervalMs: 50,
+        loginPollIntervalMs: 200,
+        requestsTimeoutMs: 5_000,
+        pollTimeMs: 1_000,
+        httpBasicAuth: null,
+        followClientRedirects: false,
+        verifyTls: true,
+      },
       queues: [
         {
           name: QUEUE,
+          sentName: QUEUE,
           serverUrl: lms.url,
           username: SERVICE_USERNAME,
           password: SERVICE_PASSWORD,
           connections: 2,
           handlers: [handler.value],
+          clientClass: 'XQueueClientThread',
+          source: 'test',
         },
       ],
     };
@@ -74,7 +86,7 @@ describe('startReplica', () => {
       queuePrefix,
       concurrency: 1,
       jobLockMs: 5_000,
-      relogin: 'once-per-request',
+      mode: 'current',
       sendInstanceId: false,
       metrics,
       logger: pino({ level: 'silent' }),

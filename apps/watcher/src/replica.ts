@@ -1,19 +1,15 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { Queue, Worker } from 'bullmq';
+import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { QueueConfig, WatcherConfig } from './config.ts';
-import type { ReloginMode } from './env.ts';
-import { chainGraders, createGrader, type Grader } from './graders.ts';
-import {
-  GRADE_JOB_OPTIONS,
-  type GradeJobData,
-  type GradeJobResult,
-  gradeQueueName,
-} from './jobs.ts';
+import { type ConnectionEnd, type GradeViaJob, reportDeath, runConnection } from './connection.ts';
+import type { WatcherMode } from './env.ts';
+import { chainGraders, createGrader, type Grader, type HandlerSpec } from './graders.ts';
+import { addGradeJob, type GradeJobData, type GradeJobResult, gradeQueueName } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import { createGradeProcessor } from './processor.ts';
-import { runPuller, type Sleep } from './puller.ts';
+import { runHardenedPuller, type Sleep } from './puller.ts';
 import { XQueueClient } from './xqueue-client.ts';
 
 export interface ReplicaOptions {
@@ -26,7 +22,7 @@ export interface ReplicaOptions {
   concurrency: number;
   /** BullMQ lockDuration and stalledInterval: how fast a dead replica's jobs move on. */
   jobLockMs: number;
-  relogin: ReloginMode;
+  mode: WatcherMode;
   sendInstanceId: boolean;
   metrics: WatcherMetrics;
   logger: Logger;
@@ -35,54 +31,97 @@ export interface ReplicaOptions {
   sleep?: Sleep;
 }
 
-/** A running replica: pullers, BullMQ workers, and the clients they share. */
+/** A running replica: its connections, BullMQ workers, and the clients they share. */
 export interface Replica {
+  /** Clients by the queue name they send. */
   clients: ReadonlyMap<string, readonly XQueueClient[]>;
-  /** Stops pulling, lets in-flight jobs finish, closes BullMQ and Redis. Safe to call twice. */
+  /**
+   * Resolves with a reason when the liveness check (every POLL_TIME) found a dead connection,
+   * as upstream's `Manager.wait` does; the process should then `stop()` and exit non-zero.
+   * Never resolves in hardened mode, whose connections do not die.
+   */
+  died: Promise<string>;
+  /** Stops pulling, lets in-flight submissions finish, closes BullMQ and Redis. Idempotent. */
   stop(): Promise<void>;
 }
+
+// How long a connection waits for its grading job: upstream grades in line without a limit;
+// a bound keeps a lost job (Redis gone) from holding the connection forever.
+const GRADE_WAIT_MS = 300_000;
 
 const abortableSleep: Sleep = (ms, signal) =>
   delay(ms, undefined, { signal }).catch(() => undefined);
 
-function createClients(queue: QueueConfig, options: ReplicaOptions): XQueueClient[] {
-  const { manager } = options.config;
-  return Array.from({ length: queue.connections }, (_, index) => {
-    return new XQueueClient({
-      serverUrl: queue.serverUrl,
-      queue: queue.name,
-      username: queue.username,
-      password: queue.password,
-      relogin: options.relogin,
-      instanceId: options.sendInstanceId ? `${options.replicaId}/${queue.name}/${index}` : null,
-      requestsTimeoutMs: manager.requestsTimeoutMs,
-      metrics: options.metrics,
-      logger: options.logger.child({ queue: queue.name, connection: index }),
-      now: options.now ?? Date.now,
-    });
-  });
+interface Group {
+  queue: QueueConfig;
+  clients: XQueueClient[];
 }
 
-/** Round-robin over a queue's clients, so put_result reuses logins instead of adding any. */
-function roundRobin(clients: ReadonlyMap<string, readonly XQueueClient[]>) {
+function createGroups(options: ReplicaOptions): Group[] {
+  const { manager } = options.config;
+  let ordinal = 0;
+  return options.config.queues.map((queue) => ({
+    queue,
+    clients: Array.from({ length: queue.connections }, () => {
+      const index = ordinal++;
+      return new XQueueClient({
+        serverUrl: queue.serverUrl,
+        queue: queue.sentName,
+        username: queue.username,
+        password: queue.password,
+        mode: options.mode,
+        instanceId: options.sendInstanceId
+          ? `${options.replicaId}/${queue.sentName}/${index}`
+          : null,
+        requestsTimeoutMs: manager.requestsTimeoutMs,
+        httpBasicAuth: manager.httpBasicAuth,
+        verifyTls: manager.verifyTls,
+        metrics: options.metrics,
+        logger: options.logger.child({ queue: queue.sentName, connection: index }),
+        now: options.now ?? Date.now,
+      });
+    }),
+  }));
+}
+
+/** Round-robin over the clients of one server and queue, so results reuse logins. */
+function roundRobin(groups: readonly Group[]) {
   const next = new Map<string, number>();
-  return (queue: string): XQueueClient | undefined => {
-    const list = clients.get(queue);
-    if (!list || list.length === 0) return undefined;
-    const index = next.get(queue) ?? 0;
-    next.set(queue, (index + 1) % list.length);
+  return (serverUrl: string, queue: string): XQueueClient | undefined => {
+    const list = groups
+      .filter((g) => g.queue.serverUrl === serverUrl && g.queue.sentName === queue)
+      .flatMap((g) => g.clients);
+    if (list.length === 0) return undefined;
+    const key = `${serverUrl} ${queue}`;
+    const index = (next.get(key) ?? 0) % list.length;
+    next.set(key, index + 1);
     return list[index];
   };
 }
 
-function createWorker(
-  queue: QueueConfig,
-  processor: ReturnType<typeof createGradeProcessor>,
-  bullOptions: { connection: Redis; prefix: string },
+function graderCache(deps: { sleep: Sleep; random: () => number }) {
+  const graders = new Map<string, Grader>();
+  return (handlers: HandlerSpec[]): Grader => {
+    const key = JSON.stringify(handlers);
+    let grader = graders.get(key);
+    if (!grader) {
+      grader = chainGraders(handlers.map((spec) => createGrader(spec, deps)));
+      graders.set(key, grader);
+    }
+    return grader;
+  };
+}
+
+/** BullMQ's queue, worker and (for connections that wait on jobs) events of one xqueue queue. */
+function bullFor(
+  name: string,
   options: ReplicaOptions,
-): Worker<GradeJobData, GradeJobResult> {
-  const { logger } = options;
-  const worker = new Worker<GradeJobData, GradeJobResult>(gradeQueueName(queue.name), processor, {
+  connection: Redis,
+  processor: ReturnType<typeof createGradeProcessor>,
+) {
+  const bullOptions = { connection, prefix: options.queuePrefix };
+  const queue = new Queue<GradeJobData, GradeJobResult>(gradeQueueName(name), bullOptions);
+  const worker = new Worker<GradeJobData, GradeJobResult>(gradeQueueName(name), processor, {
     ...bullOptions,
     name: options.replicaId,
     concurrency: options.concurrency,
@@ -91,94 +130,139 @@ function createWorker(
     stalledInterval: options.jobLockMs,
     maxStalledCount: 2,
   });
-  worker.on('error', (error) => logger.error({ err: error, queue: queue.name }, 'worker error'));
+  const { logger } = options;
+  worker.on('error', (error) => logger.error({ err: error, queue: name }, 'worker error'));
   worker.on('failed', (job, error) =>
     logger.warn(
-      { jobId: job?.id, queue: queue.name, attempts: job?.attemptsMade, err: error },
+      { jobId: job?.id, queue: name, attempts: job?.attemptsMade, err: error },
       'job failed',
     ),
   );
-  return worker;
-}
-
-function startPullers(
-  queue: QueueConfig,
-  clients: readonly XQueueClient[],
-  bullQueue: Queue<GradeJobData, GradeJobResult>,
-  options: ReplicaOptions & { sleep: Sleep; now: () => number; signal: AbortSignal },
-): Promise<void>[] {
-  const { manager } = options.config;
-  return clients.map((client) =>
-    runPuller({
-      client,
-      enqueue: async (jobId, data) => {
-        await bullQueue.add('grade', data, { ...GRADE_JOB_OPTIONS, jobId });
-      },
-      pollIntervalMs: manager.pollIntervalMs,
-      loginPollIntervalMs: manager.loginPollIntervalMs,
-      replicaId: options.replicaId,
-      sleep: options.sleep,
-      now: options.now,
-      metrics: options.metrics,
-      logger: options.logger.child({ queue: queue.name }),
-      signal: options.signal,
-    }),
-  );
+  // QueueEvents blocks on its own connection, so it gets one of its own.
+  const eventsConnection = options.mode === 'hardened' ? null : connection.duplicate();
+  const events = eventsConnection
+    ? new QueueEvents(gradeQueueName(name), {
+        connection: eventsConnection,
+        prefix: options.queuePrefix,
+      })
+    : null;
+  events?.on('error', (error) => logger.error({ err: error, queue: name }, 'queue events error'));
+  const grade: GradeViaJob = async (jobId, data) => {
+    if (!events) throw new Error('hardened connections do not wait on jobs');
+    const { job } = await addGradeJob(queue, jobId, data);
+    return job.waitUntilFinished(events, GRADE_WAIT_MS);
+  };
+  const close = async () => {
+    await worker.close(); // waits for active jobs; waiting ones stay for the other replicas
+    await events?.close();
+    await eventsConnection?.quit().catch(() => eventsConnection.disconnect());
+    await queue.close();
+  };
+  // Everything BullMQ loads (connections, Lua scripts) before any connection logs in: work on
+  // this event loop while a login is in flight would count against REQUESTS_TIMEOUT.
+  const ready = () =>
+    Promise.all([queue.waitUntilReady(), worker.waitUntilReady(), events?.waitUntilReady()]);
+  return { queue, grade, close, ready };
 }
 
 /**
- * Starts one replica: per queue, CONNECTIONS clients each running a puller, and one BullMQ
- * worker that grades and posts results through those same clients.
+ * Starts one replica, as upstream's `Manager`: per configured queue, CONNECTIONS clients each
+ * running its loop, and a BullMQ worker per queue that grades for every replica. In `current`
+ * and `legacy` mode each connection is upstream's serial loop and waits on its grading job; in
+ * `hardened` mode connections pull continuously and jobs post their own results.
  *
  * @example
- * const replica = await startReplica({ config, replicaId: 'r-1', redisUrl, ... });
- * process.once('SIGTERM', () => void replica.stop());
+ * const replica = await startReplica({ config, replicaId: 'r-1', redisUrl, mode: 'current', ... });
+ * const reason = await replica.died; await replica.stop(); process.exit(1);
  */
 export async function startReplica(options: ReplicaOptions): Promise<Replica> {
   const { config, logger, metrics } = options;
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? abortableSleep;
-  const graderDeps = { sleep, random: options.random ?? Math.random };
+  const random = options.random ?? Math.random;
   // BullMQ needs maxRetriesPerRequest null on connections it blocks on.
   const connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
   connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
 
-  const clients = new Map(config.queues.map((q) => [q.name, createClients(q, options)]));
-  const graders = new Map<string, Grader>(
-    config.queues.map((q) => [
-      q.name,
-      chainGraders(q.handlers.map((h) => createGrader(h, graderDeps))),
-    ]),
-  );
+  const groups = createGroups(options);
   const processor = createGradeProcessor({
-    graderFor: (queue) => graders.get(queue),
-    clientFor: roundRobin(clients),
+    graderFor: graderCache({ sleep, random }),
+    clientFor: roundRobin(groups),
     metrics,
     logger,
     now,
   });
-  const bullOptions = { connection, prefix: options.queuePrefix };
-  const queues = config.queues.map(
-    (q) => new Queue<GradeJobData, GradeJobResult>(gradeQueueName(q.name), bullOptions),
-  );
-  const workers = config.queues.map((q) => createWorker(q, processor, bullOptions, options));
-  const stopPulling = new AbortController();
-  const pullerOptions = { ...options, sleep, now, signal: stopPulling.signal };
-  const pullers = config.queues.flatMap((q, i) =>
-    startPullers(q, clients.get(q.name) ?? [], queues[i]!, pullerOptions),
+  const names = [...new Set(config.queues.map((q) => q.sentName))];
+  const bulls = new Map(names.map((name) => [name, bullFor(name, options, connection, processor)]));
+  // As upstream's Manager: configure everything, then start the clients.
+  await Promise.all([...bulls.values()].map((bull) => bull.ready()));
+  const stopLoops = new AbortController();
+  const ends: ConnectionEnd[] = [];
+  const loops = groups.flatMap(({ queue, clients }) =>
+    clients.map(async (client) => {
+      const bull = bulls.get(queue.sentName)!;
+      const shared = {
+        client,
+        jobMeta: {
+          handlers: queue.handlers,
+          serverUrl: queue.serverUrl,
+          queue: queue.sentName,
+          pulledBy: options.replicaId,
+        },
+        pollIntervalMs: config.manager.pollIntervalMs,
+        loginPollIntervalMs: config.manager.loginPollIntervalMs,
+        sleep,
+        now,
+        metrics,
+        logger: logger.child({ queue: queue.sentName }),
+        signal: stopLoops.signal,
+      };
+      metrics.connectionsAlive.inc({ queue: queue.sentName });
+      try {
+        if (options.mode === 'hardened') {
+          await runHardenedPuller({
+            ...shared,
+            random,
+            enqueue: (jobId, data) => addGradeJob(bull.queue, jobId, data),
+          });
+          return;
+        }
+        const end = await runConnection({ ...shared, grade: bull.grade });
+        if (end.kind === 'died') {
+          reportDeath(shared, end.reason);
+          ends.push(end);
+        }
+      } finally {
+        metrics.connectionsAlive.dec({ queue: queue.sentName });
+      }
+    }),
   );
 
+  // As upstream's `Manager.wait`: every POLL_TIME, look for a dead connection.
+  const died = (async () => {
+    while (!stopLoops.signal.aborted) {
+      await sleep(config.manager.pollTimeMs, stopLoops.signal);
+      const dead = ends.find((end) => end.kind === 'died');
+      if (dead && dead.kind === 'died') return dead.reason;
+    }
+    return new Promise<string>(() => undefined);
+  })();
+
   const stop = async () => {
-    stopPulling.abort();
-    await Promise.all(pullers);
-    // close() waits for active jobs; waiting jobs stay in Redis for the other replicas.
-    await Promise.all(workers.map((worker) => worker.close()));
-    await Promise.all(queues.map((queue) => queue.close()));
+    stopLoops.abort();
+    await Promise.all(loops);
+    await Promise.all([...bulls.values()].map((bull) => bull.close()));
+    await Promise.all(groups.flatMap((g) => g.clients.map((client) => client.close())));
     await connection.quit().catch(() => connection.disconnect());
   };
   let stopping: Promise<void> | null = null;
+  const clients = new Map<string, XQueueClient[]>();
+  for (const { queue, clients: list } of groups) {
+    clients.set(queue.sentName, [...(clients.get(queue.sentName) ?? []), ...list]);
+  }
   return {
     clients,
+    died,
     stop: () => {
       stopping ??= stop();
       return stopping;

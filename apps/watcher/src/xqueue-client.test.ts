@@ -62,9 +62,10 @@ describe('XQueueClient against a real LMS enforcing single login', () => {
     const pulled = await client.getSubmission();
     expect(pulled).toMatchObject({
       kind: 'failed',
-      reason: expect.stringMatching(/^gave-up: HTTP 403 again/),
+      reason: 'Received 403 after re-authentication',
     });
-    expect(await counterValue(metrics, 'logins')).toBe(2);
+    // Upstream's `_request` does not log in first: the 403 brings the one login, then gives up.
+    expect(await counterValue(metrics, 'logins')).toBe(1);
     expect(await counterValue(metrics, 'reloginGiveups', { endpoint: 'get_submission' })).toBe(1);
   });
 
@@ -74,34 +75,81 @@ describe('XQueueClient against a real LMS enforcing single login', () => {
     expect(client.loggedIn).toBe(false);
   });
 
-  it('reads put_result 403 "Incorrect key" as a stale pull, not as a lost session', async () => {
+  // As xqueue-watcher's XQueueClient._request since a00741d: any 403, whatever its body, is
+  // answered with one re-login and one retry; put_result's "Incorrect key" included.
+  it('re-logs in once on put_result\'s 403 "Incorrect key", then gives the result up', async () => {
     const metrics = createMetrics('t5');
     const student = await loginStudent(lms.url, 'student2');
     const id = await student.submit(QUEUE, `${QUEUE}-p1`, 'anything');
-    const first = createTestClient({ serverUrl: lms.url, queue: QUEUE, metrics });
-    const pulled = await first.getSubmission();
+    const client = createTestClient({ serverUrl: lms.url, queue: QUEUE, metrics });
+    const pulled = await client.getSubmission();
     if (pulled.kind !== 'submission') throw new Error(`expected a submission, got ${pulled.kind}`);
     const header = (JSON.parse(pulled.content) as { xqueue_header: string }).xqueue_header;
-    // The LMS lock is 1 s: the same submission is served again, under a new key.
-    const again = await waitFor(
-      async () => {
-        const next = await first.getSubmission();
-        return next.kind === 'submission' ? next : undefined;
-      },
-      { timeoutMs: 5_000, what: 're-served submission' },
-    );
-    expect(again.content).not.toBe(pulled.content);
+    const forged = JSON.stringify({ ...JSON.parse(header), submission_key: 'not-the-key' });
     const result = { correct: true, score: 1, msg: '<p>ok</p>' };
-    expect(await first.putResult(header, result)).toMatchObject({
+    expect(await client.putResult(forged, result)).toMatchObject({
       kind: 'rejected',
       reason: 'stale-key',
       retry: false,
     });
-    expect(await counterValue(metrics, 'authFailures')).toBe(0);
-    const freshHeader = (JSON.parse(again.content) as { xqueue_header: string }).xqueue_header;
-    expect(await first.putResult(freshHeader, result)).toEqual({ kind: 'accepted' });
-    expect(await first.putResult(freshHeader, result)).toEqual({ kind: 'accepted' }); // idempotent
+    expect(await counterValue(metrics, 'logins')).toBe(2);
+    expect(
+      await counterValue(metrics, 'authFailures', { endpoint: 'put_result', status: '403' }),
+    ).toBe(2);
+    expect(await counterValue(metrics, 'reloginGiveups', { endpoint: 'put_result' })).toBe(1);
+    // As edx-submissions' get_submission: after the lock (1 s) the same row, the same key.
+    const again = await waitFor(
+      async () => {
+        const next = await client.getSubmission();
+        return next.kind === 'submission' ? next : undefined;
+      },
+      { timeoutMs: 5_000, what: 're-served submission' },
+    );
+    expect(again.content).toBe(pulled.content);
+    expect(await client.putResult(header, result)).toEqual({ kind: 'accepted' });
+    expect(await client.putResult(header, result)).toEqual({ kind: 'accepted' }); // idempotent
     expect(await student.get(id)).toMatchObject({ state: 'graded', correct: true, score: 1 });
+  });
+
+  it('hardened: reads the 403 "Incorrect key" as a stale pull, not as a lost session', async () => {
+    const metrics = createMetrics('t5h');
+    const student = await loginStudent(lms.url, 'student2');
+    await student.submit(QUEUE, `${QUEUE}-p1`, 'anything');
+    const client = createTestClient({
+      serverUrl: lms.url,
+      queue: QUEUE,
+      metrics,
+      mode: 'hardened',
+    });
+    expect(await client.login()).toBe(true);
+    const pulled = await client.getSubmission();
+    if (pulled.kind !== 'submission') throw new Error(`expected a submission, got ${pulled.kind}`);
+    const header = (JSON.parse(pulled.content) as { xqueue_header: string }).xqueue_header;
+    const forged = JSON.stringify({ ...JSON.parse(header), submission_key: 'not-the-key' });
+    const result = { correct: false, score: 0, msg: '<p>no</p>' };
+    expect(await client.putResult(forged, result)).toMatchObject({ reason: 'stale-key' });
+    expect(await counterValue(metrics, 'logins')).toBe(1);
+    expect(await counterValue(metrics, 'authFailures')).toBe(0);
+    expect(await client.putResult(header, result)).toEqual({ kind: 'accepted' });
+  });
+
+  // As xqueue-watcher's XQueueClient._request before a00741d: only 301/302 led to a login, so
+  // DRF's 403 was an "unexpected status" and an evicted connection never came back.
+  it('legacy: never re-logs in on a 403, so an evicted connection stays stalled', async () => {
+    const metrics = createMetrics('t8');
+    const evicted = createTestClient({ serverUrl: lms.url, queue: QUEUE, metrics, mode: 'legacy' });
+    const sibling = createTestClient({ serverUrl: lms.url, queue: QUEUE, metrics, mode: 'legacy' });
+    expect(await evicted.login()).toBe(true);
+    expect(await sibling.login()).toBe(true);
+    for (let poll = 0; poll < 3; poll += 1) {
+      expect(await evicted.getSubmission()).toMatchObject({
+        kind: 'failed',
+        reason: expect.stringMatching(/^unexpected status 403/),
+      });
+    }
+    expect(await sibling.getSubmission()).toEqual({ kind: 'empty' });
+    expect(await counterValue(metrics, 'logins')).toBe(2);
+    expect(await counterValue(metrics, 'authFailures')).toBe(0);
   });
 });
 

@@ -1,33 +1,45 @@
 import {
   CLIENT_INSTANCE_HEADER,
-  type Envelope,
   type GradeResult,
   parseEnvelope,
   SESSION_END_HEADER,
   XQUEUE_PATHS,
 } from '@storm-lab/xqueue-protocol';
 import type { Logger } from 'pino';
+import { Agent, fetch, type Response } from 'undici';
 import { CookieJar } from './cookie-jar.ts';
-import type { ReloginMode } from './env.ts';
+import type { WatcherMode } from './env.ts';
+import { logEvent } from './events.ts';
 import type { Endpoint, WatcherMetrics } from './metrics.ts';
 
 export interface XQueueClientOptions {
   serverUrl: string;
+  /** The queue name sent to the LMS (upstream's NAME_OVERRIDE already applied). */
   queue: string;
   username: string;
   password: string;
-  relogin: ReloginMode;
+  mode: WatcherMode;
   /** Sent as `X-Client-Instance` on login when set; upstream sends none. */
   instanceId: string | null;
   requestsTimeoutMs: number;
+  /** Upstream's HTTP_BASIC_AUTH, sent on every request when set. */
+  httpBasicAuth?: { username: string; password: string } | null;
+  /** Upstream's XQWATCHER_VERIFY_TLS; false accepts any certificate. */
+  verifyTls?: boolean;
   metrics: WatcherMetrics;
   logger: Logger;
   now: () => number;
 }
 
-/** An HTTP answer that was not an authentication failure. */
-type Reply = { kind: 'reply'; status: number; envelope: Envelope | null };
-type Failed = { kind: 'gave-up' | 'unreachable'; reason: string };
+/** A request got no answer within its timeout (upstream: `requests.exceptions.Timeout`). */
+export class XQueueTimeoutError extends Error {
+  override name = 'XQueueTimeoutError';
+}
+
+/** The server could not be reached (upstream: `requests.exceptions.ConnectionError`). */
+export class XQueueConnectionError extends Error {
+  override name = 'XQueueConnectionError';
+}
 
 /** What one get_submission brought. */
 export type PullOutcome =
@@ -40,28 +52,43 @@ export type PutOutcome =
   | { kind: 'accepted' }
   | { kind: 'rejected'; reason: string; retry: boolean; message: string };
 
-// A login hashes a password on the LMS; upstream sets no timeout on it at all.
-const LOGIN_TIMEOUT_MS = 30_000;
+/** A finished request: the answer, or why there is none (upstream's `(False, message)`). */
+type Reply =
+  | { kind: 'reply'; status: number; returnCode: number | null; content: unknown }
+  | { kind: 'failed'; reason: string; status: number | null };
+
+// The hardened client waits this long for a login: the LMS spends the hashing CPU anyway, and
+// aborting a slow login only makes the client log in again (upstream aborts after REQUESTS_TIMEOUT).
+const HARDENED_LOGIN_TIMEOUT_MS = 30_000;
 
 /**
- * One upstream-style xqueue client: its own cookie jar, its own CSRF handshake, its own login.
- * On 301/302/401/403 it logs in again and retries: once per request (`once-per-request`, current
- * upstream) or without limit (`unbounded`, older upstream). Concurrent callers that hit the same
- * dead session share one re-login, so a healthy client logs in exactly once.
+ * One xqueue client, as upstream's `XQueueClient` (xqueue_watcher/client.py): its own cookie
+ * jar and connection pool, its own CSRF handshake, its own login as the shared account.
+ *
+ * `mode` picks the re-login rule of `_request`:
+ * - `current` (xqueue-watcher since a00741d): 301/302/401/403 log in again once; a second
+ *   failure gives the request up. Timeouts throw {@link XQueueTimeoutError}, as requests does.
+ * - `legacy` (before a00741d): only 301/302 log in again (without limit); a 401/403 is an
+ *   unexpected status, so an evicted connection never recovers against a DRF LMS.
+ * - `hardened` (this project): as `current`, but a login may take 30 s and timeouts and
+ *   unreachable servers are failures, never exceptions.
  *
  * @example
- * const client = new XQueueClient({ serverUrl, queue: 'a', relogin: 'once-per-request', ... });
- * await client.login();
- * const pulled = await client.getSubmission();
+ * const client = new XQueueClient({ serverUrl, queue: 'a', mode: 'current', ... });
+ * if (await client.login()) await client.getSubmission();
  */
 export class XQueueClient {
   private readonly jar: CookieJar;
+  private readonly agent: Agent;
   private readonly headers: Record<string, string> = {};
   private generation = 0;
   private loginInFlight: Promise<boolean> | null = null;
 
   constructor(private readonly options: XQueueClientOptions) {
     this.jar = new CookieJar(options.now);
+    this.agent = new Agent(
+      options.verifyTls === false ? { connect: { rejectUnauthorized: false } } : {},
+    );
   }
 
   get queue(): string {
@@ -72,88 +99,104 @@ export class XQueueClient {
     return this.generation > 0;
   }
 
-  /** Logs in unless a login newer than `staleGeneration` happened or is under way. */
+  /** Closes the client's sockets (upstream: `session.close()`). */
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+
+  /**
+   * Logs in unless a login newer than `staleGeneration` happened or is under way. Resolves
+   * false when the LMS refuses; in `current` and `legacy` mode a timeout or an unreachable
+   * server rejects, as upstream's `_login` raises.
+   */
   login(staleGeneration = this.generation): Promise<boolean> {
     if (this.generation > staleGeneration) return Promise.resolve(true);
-    this.loginInFlight ??= this.freshLogin().finally(() => {
+    this.loginInFlight ??= this.guardedLogin().finally(() => {
       this.loginInFlight = null;
     });
     return this.loginInFlight;
   }
 
+  private async guardedLogin(): Promise<boolean> {
+    try {
+      return await this.freshLogin();
+    } catch (error) {
+      if (error instanceof XQueueTimeoutError) {
+        this.options.metrics.loginTimeouts.inc({ queue: this.options.queue });
+        logEvent(this.options.logger, 'warn', 'login-timeout', {}, error.message);
+      } else {
+        this.options.logger.warn({ reason: (error as Error).message }, 'login request failed');
+      }
+      if (this.options.mode === 'hardened') return false;
+      throw error;
+    }
+  }
+
+  // As upstream's `_login` since 398c45f: forget the old session, GET for the CSRF cookie,
+  // POST the form with X-CSRFToken and Referer, both under the same timeout.
   private async freshLogin(): Promise<boolean> {
     const url = this.url(XQUEUE_PATHS.login);
-    const { logger, metrics } = this.options;
-    // As upstream: forget the old session, fetch a CSRF cookie, then post the form.
+    const timeoutMs =
+      this.options.mode === 'hardened' ? HARDENED_LOGIN_TIMEOUT_MS : this.options.requestsTimeoutMs;
     this.jar.clear();
     for (const name of Object.keys(this.headers)) delete this.headers[name];
-    try {
-      await this.send('GET', url, undefined, {}, LOGIN_TIMEOUT_MS);
-      const csrf = this.jar.get('csrftoken');
-      if (csrf) this.headers['X-CSRFToken'] = csrf;
-      this.headers.Referer = url;
-      const extra: Record<string, string> = {};
-      if (this.options.instanceId) extra[CLIENT_INSTANCE_HEADER] = this.options.instanceId;
-      const form = { username: this.options.username, password: this.options.password };
-      const response = await this.send('POST', url, form, extra, LOGIN_TIMEOUT_MS);
-      const text = await response.text();
-      const envelope = parseEnvelope(text);
-      if (response.status !== 200 || !envelope.ok || envelope.value.return_code !== 0) {
-        logger.warn({ status: response.status, body: text.slice(0, 200) }, 'login failed');
-        return false;
-      }
-    } catch (error) {
-      const reason =
-        error instanceof Error ? `${error.message} ${String(error.cause ?? '')}` : String(error);
-      logger.warn({ url, reason: reason.trim() }, 'login request failed');
+    await this.send('GET', url, undefined, {}, timeoutMs);
+    const extra: Record<string, string> = { Referer: url };
+    const csrf = this.jar.get('csrftoken');
+    if (csrf) extra['X-CSRFToken'] = csrf;
+    if (this.options.instanceId) extra[CLIENT_INSTANCE_HEADER] = this.options.instanceId;
+    const form = { username: this.options.username, password: this.options.password };
+    const response = await this.send('POST', url, form, extra, timeoutMs);
+    const text = await response.text().catch(() => '');
+    const envelope = parseEnvelope(text);
+    if (response.status !== 200 || !envelope.ok || envelope.value.return_code !== 0) {
+      this.options.logger.error(
+        { status: response.status, body: text.slice(0, 200) },
+        'login failed',
+      );
       return false;
     }
-    // Django rotates the CSRF secret on login; follow it so later POSTs still pass.
+    // Django rotates the CSRF token on login; upstream keeps the new one and Referer: SERVER.
     const rotated = this.jar.get('csrftoken');
     if (rotated) this.headers['X-CSRFToken'] = rotated;
+    this.headers.Referer = this.options.serverUrl;
     this.generation += 1;
-    metrics.logins.inc({ queue: this.options.queue });
-    logger.debug({ generation: this.generation }, 'logged in');
+    this.options.metrics.logins.inc({ queue: this.options.queue });
     return true;
   }
 
-  /** Pulls the oldest pending submission of this client's queue. */
+  /** Pulls the oldest servable submission of this client's queue. */
   async getSubmission(): Promise<PullOutcome> {
     const path = `${XQUEUE_PATHS.getSubmission}?queue_name=${encodeURIComponent(this.options.queue)}`;
     const reply = await this.request('get_submission', 'GET', path);
-    if (reply.kind !== 'reply') return { kind: 'failed', reason: `${reply.kind}: ${reply.reason}` };
-    const { envelope, status } = reply;
-    if (status !== 200 || envelope === null) return { kind: 'failed', reason: `http-${status}` };
-    if (envelope.return_code === 1) {
-      return /empty/i.test(envelope.content)
-        ? { kind: 'empty' }
-        : { kind: 'failed', reason: envelope.content };
+    if (reply.kind === 'failed') return { kind: 'failed', reason: reply.reason };
+    if (reply.returnCode !== 0) {
+      const message = String(reply.content);
+      return /empty/i.test(message) ? { kind: 'empty' } : { kind: 'failed', reason: message };
     }
-    if (typeof envelope.content !== 'string')
+    if (typeof reply.content !== 'string') {
       return { kind: 'failed', reason: 'content is not a string' };
-    return { kind: 'submission', content: envelope.content };
+    }
+    return { kind: 'submission', content: reply.content };
   }
 
   /** Posts a result under the pull key in `xqueueHeader` (sent back exactly as received). */
   async putResult(xqueueHeader: string, result: GradeResult): Promise<PutOutcome> {
     const form = { xqueue_header: xqueueHeader, xqueue_body: JSON.stringify(result) };
     const reply = await this.request('put_result', 'POST', XQUEUE_PATHS.putResult, form);
-    if (reply.kind !== 'reply') {
-      return { kind: 'rejected', reason: reply.kind, retry: true, message: reply.reason };
-    }
     return classifyPut(reply);
   }
 
+  // As upstream's `_request`: the re-login rule depends on the mode (see the class comment).
   private async request(
     endpoint: Endpoint,
     method: 'GET' | 'POST',
     path: string,
     form?: Record<string, string>,
-  ): Promise<Reply | Failed> {
-    let relogins = 0;
+  ): Promise<Reply> {
+    const { mode, metrics, logger } = this.options;
+    let reauthenticated = false;
     for (;;) {
-      if (this.generation === 0 && !(await this.login(0)))
-        return this.giveUp(endpoint, 'could not log in');
       const generation = this.generation;
       let response: Response;
       try {
@@ -165,34 +208,45 @@ export class XQueueClient {
           this.options.requestsTimeoutMs,
         );
       } catch (error) {
-        return { kind: 'unreachable', reason: (error as Error).message };
+        if (error instanceof XQueueConnectionError || mode === 'hardened') {
+          return { kind: 'failed', reason: (error as Error).message, status: null };
+        }
+        throw error; // a timeout: upstream's `_request` does not catch it
       }
       const text = await response.text().catch(() => '');
-      const envelope = parseEnvelope(text);
-      if (!isAuthFailure(response.status, envelope.ok)) {
+      const status = response.status;
+      if (status === 200) return parseReply(text);
+      // Beyond upstream: a 403 carrying an xqueue envelope is put_result's "Incorrect key",
+      // not a lost session, so the hardened client does not log in again for it.
+      if (mode === 'hardened' && status === 403 && parseEnvelope(text).ok) {
+        return { kind: 'failed', reason: text.slice(0, 200), status };
+      }
+      const reloginStatuses = mode === 'legacy' ? [301, 302] : [301, 302, 401, 403];
+      if (!reloginStatuses.includes(status)) {
+        logger.error({ endpoint, status, body: text.slice(0, 200) }, 'unexpected response status');
         return {
-          kind: 'reply',
-          status: response.status,
-          envelope: envelope.ok ? envelope.value : null,
+          kind: 'failed',
+          reason: `unexpected status ${status}: ${text.slice(0, 200)}`,
+          status,
         };
       }
-      this.options.metrics.authFailures.inc({ endpoint, status: String(response.status) });
-      this.options.logger.debug(
-        { endpoint, status: response.status, sessionEnd: response.headers.get(SESSION_END_HEADER) },
+      metrics.authFailures.inc({ endpoint, status: String(status) });
+      logger.debug(
+        { endpoint, status, sessionEnd: response.headers.get(SESSION_END_HEADER) },
         'not authenticated',
       );
-      if (this.options.relogin === 'once-per-request' && relogins >= 1) {
-        return this.giveUp(endpoint, `HTTP ${response.status} again after re-login`);
+      if (reauthenticated && mode !== 'legacy') {
+        return this.giveUp(endpoint, `Received ${status} after re-authentication`, status);
       }
-      relogins += 1;
-      if (!(await this.login(generation))) return this.giveUp(endpoint, 'could not log in');
+      reauthenticated = true;
+      if (!(await this.login(generation))) return this.giveUp(endpoint, 'Could not log in', status);
     }
   }
 
-  private giveUp(endpoint: Endpoint, reason: string): Failed {
+  private giveUp(endpoint: Endpoint, reason: string, status: number): Reply {
     this.options.metrics.reloginGiveups.inc({ endpoint });
     this.options.logger.warn({ endpoint, reason }, 'request given up');
-    return { kind: 'gave-up', reason };
+    return { kind: 'failed', reason, status };
   }
 
   private async send(
@@ -210,13 +264,30 @@ export class XQueueClient {
     const cookie = this.jar.header();
     if (cookie) headers.Cookie = cookie;
     if (form) headers['Content-Type'] = 'application/x-www-form-urlencoded';
-    const response = await fetch(url, {
-      method,
-      headers,
-      body: form ? new URLSearchParams(form).toString() : undefined,
-      redirect: 'manual', // a redirect to a login page means "log in", as upstream reads it
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    const basic = this.options.httpBasicAuth;
+    if (basic) {
+      headers.Authorization = `Basic ${Buffer.from(`${basic.username}:${basic.password}`).toString('base64')}`;
+    }
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        body: form ? new URLSearchParams(form).toString() : undefined,
+        redirect: 'manual', // upstream never follows: a redirect to a login page means "log in"
+        signal: AbortSignal.timeout(timeoutMs),
+        dispatcher: this.agent,
+      });
+    } catch (error) {
+      const name = (error as Error).name;
+      if (name === 'TimeoutError' || name === 'AbortError') {
+        throw new XQueueTimeoutError(`${method} ${url}: no answer within ${timeoutMs} ms`);
+      }
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      throw new XQueueConnectionError(
+        `${method} ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`,
+      );
+    }
     this.jar.store(response.headers.getSetCookie());
     return response;
   }
@@ -226,29 +297,29 @@ export class XQueueClient {
   }
 }
 
-/**
- * Upstream re-logs in on 301/302/401/403. A 403 whose body is an xqueue envelope is not about
- * the session: it is put_result's "Incorrect key" (the pull lock expired), so it is a reply.
- */
-function isAuthFailure(status: number, bodyIsEnvelope: boolean): boolean {
-  if (status === 301 || status === 302 || status === 401) return true;
-  return status === 403 && !bodyIsEnvelope;
+// As upstream's `_parse_response`: a 200 must carry `return_code` (0 is success).
+function parseReply(text: string): Reply {
+  const envelope = parseEnvelope(text);
+  if (!envelope.ok) return { kind: 'failed', reason: 'Could not parse xreply.', status: 200 };
+  return {
+    kind: 'reply',
+    status: 200,
+    returnCode: envelope.value.return_code,
+    content: envelope.value.content,
+  };
 }
 
 function classifyPut(reply: Reply): PutOutcome {
-  const { status, envelope } = reply;
-  const message = envelope && typeof envelope.content === 'string' ? envelope.content : '';
-  if (status === 200 && envelope?.return_code === 0) return { kind: 'accepted' };
-  if (status === 403 || (status === 200 && /key/i.test(message))) {
-    return { kind: 'rejected', reason: 'stale-key', retry: false, message };
+  if (reply.kind === 'reply') {
+    if (reply.returnCode === 0) return { kind: 'accepted' };
+    return { kind: 'rejected', reason: 'refused', retry: false, message: String(reply.content) };
   }
+  const { status, reason: message } = reply;
+  if (status === null) return { kind: 'rejected', reason: 'unreachable', retry: true, message };
+  // A 403 that survived a re-login is put_result's "Incorrect key for submission".
+  if (status === 403) return { kind: 'rejected', reason: 'stale-key', retry: false, message };
   if (status === 404) return { kind: 'rejected', reason: 'not-found', retry: false, message };
   if (status === 409) return { kind: 'rejected', reason: 'conflict', retry: true, message };
   const retry = status >= 500 || status === 429;
-  return {
-    kind: 'rejected',
-    reason: status === 200 ? 'refused' : `http-${status}`,
-    retry,
-    message,
-  };
+  return { kind: 'rejected', reason: `http-${status}`, retry, message };
 }

@@ -6,5 +6,12 @@ export type { Sample } from './prometheus.ts';
 export { parsePrometheus, sumMetric, sumOf } from './prometheus.ts';
 export type { LocalRedis, RedisHandle } from './redis.ts';
 export { startRedis, useRedis } from './redis.ts';
+export type {
+  Launched,
+  SupervisedProcessOptions,
+  SuperviseOptions,
+  SupervisorTimers,
+} from './supervisor.ts';
+export { CrashLoopBackoff, SupervisedProcess } from './supervisor.ts';
 export type { StartWatchersOptions, WatcherFleet } from './watcher.ts';
 export { startWatchers } from './watcher.ts';

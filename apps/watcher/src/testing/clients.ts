@@ -15,7 +15,7 @@ export function createTestClient(
   return new XQueueClient({
     username: SERVICE_USERNAME,
     password: SERVICE_PASSWORD,
-    relogin: 'once-per-request',
+    mode: 'current',
     instanceId: null,
     requestsTimeoutMs: 5_000,
     metrics: createMetrics('test'),

@@ -1,0 +1,104 @@
+/**
+ * The production values a run compresses, each where it comes from. A run at compression c
+ * divides every one of them by c, so every ratio between them holds as in production: above all
+ * the cost of a login (PBKDF2) against the request timeout that cuts it off.
+ */
+export const PRODUCTION = {
+  /** Django 5.2's PBKDF2 iterations. */
+  hashIterations: 1_000_000,
+  /** xqueue-watcher's POLL_INTERVAL. */
+  pollIntervalSeconds: 1,
+  /** xqueue-watcher's LOGIN_POLL_INTERVAL. */
+  loginPollIntervalSeconds: 5,
+  /** xqueue-watcher's REQUESTS_TIMEOUT, on every request including both login requests. */
+  requestsTimeoutSeconds: 1,
+  /** xqueue-watcher's POLL_TIME: how often Manager.wait looks for dead connections. */
+  pollTimeSeconds: 10,
+  /** edx-submissions serves a pulled submission without a result again after 5 minutes. */
+  lockSeconds: 300,
+  /** Kubernetes' CrashLoopBackOff: 10 s, doubling, capped at 5 minutes. */
+  restartBackoffBaseSeconds: 10,
+  restartBackoffMaxSeconds: 300,
+} as const;
+
+/** The compressed values one run uses. */
+export interface CompressedTimes {
+  hashIterations: number;
+  pollIntervalSeconds: number;
+  loginPollIntervalSeconds: number;
+  requestsTimeoutSeconds: number;
+  pollTimeSeconds: number;
+  lockSeconds: number;
+  restartBackoffBaseMs: number;
+  restartBackoffMaxMs: number;
+}
+
+/**
+ * Divides every production value by `compression`.
+ *
+ * @example
+ * compress(5).requestsTimeoutSeconds; // 0.2
+ */
+export function compress(compression: number): CompressedTimes {
+  const c = compression;
+  return {
+    hashIterations: Math.max(1, Math.round(PRODUCTION.hashIterations / c)),
+    pollIntervalSeconds: PRODUCTION.pollIntervalSeconds / c,
+    loginPollIntervalSeconds: PRODUCTION.loginPollIntervalSeconds / c,
+    requestsTimeoutSeconds: PRODUCTION.requestsTimeoutSeconds / c,
+    pollTimeSeconds: PRODUCTION.pollTimeSeconds / c,
+    lockSeconds: PRODUCTION.lockSeconds / c,
+    restartBackoffBaseMs: (PRODUCTION.restartBackoffBaseSeconds * 1000) / c,
+    restartBackoffMaxMs: (PRODUCTION.restartBackoffMaxSeconds * 1000) / c,
+  };
+}
+
+/** A duration for people: 200 ms, 2 s, 5 min. */
+function duration(seconds: number): string {
+  if (seconds >= 120) return `${+(seconds / 60).toFixed(1)} min`;
+  if (seconds >= 1) return `${+seconds.toFixed(2)} s`;
+  return `${+(seconds * 1000).toFixed(1)} ms`;
+}
+
+/** Each compressed value as `[name, production, this run]`, for the note. */
+function valuesOf(compression: number): Array<[string, string, string]> {
+  const run = compress(compression);
+  return [
+    ['PBKDF2 iterations', '1,000,000', run.hashIterations.toLocaleString('en-US')],
+    ['POLL_INTERVAL', '1 s', duration(run.pollIntervalSeconds)],
+    ['LOGIN_POLL_INTERVAL', '5 s', duration(run.loginPollIntervalSeconds)],
+    ['REQUESTS_TIMEOUT', '1 s', duration(run.requestsTimeoutSeconds)],
+    ['POLL_TIME', '10 s', duration(run.pollTimeSeconds)],
+    ['XQUEUE_LOCK_SECONDS', '300', String(+run.lockSeconds.toFixed(2))],
+    [
+      'replica restart backoff',
+      '10 s doubling to 5 min',
+      `${duration(run.restartBackoffBaseMs / 1000)} doubling to ${duration(run.restartBackoffMaxMs / 1000)}`,
+    ],
+  ];
+}
+
+/**
+ * The rule and the values of one run, printed under the table and written in the report.
+ *
+ * @example
+ * compressionNote(5, 6);
+ * // "5x: every production time and cost is divided by 5 (...): PBKDF2 iterations 1,000,000 -> 200,000, ..."
+ */
+export function compressionNote(compression: number, loadSeconds: number): string {
+  const values = valuesOf(compression);
+  if (compression === 1) {
+    const list = values.map(([name, production]) => `${name} ${production}`).join(', ');
+    return `none (1x): the production values, ${list}; ${loadSeconds} s of load are ${duration(loadSeconds)} of production.`;
+  }
+  const list = values
+    .map(([name, production, run]) => `${name} ${production} -> ${run}`)
+    .join(', ');
+  return (
+    `${compression}x: every production time and cost is divided by ${compression}, so each ` +
+    'keeps its production ratio to the others (above all, the PBKDF2 cost of a login to the ' +
+    `request timeout that cuts it off): ${list}; ${loadSeconds} s of load stand for ` +
+    `${duration(loadSeconds * compression)} ` +
+    'of production, and "per hour" and "per minute" figures are scaled so.'
+  );
+}

@@ -1,0 +1,123 @@
+import type { SuperviseOptions } from '@storm-lab/harness';
+import { compress } from './compression.ts';
+import type { Scenario } from './scenarios.ts';
+import { StudentLoad } from './student-load.ts';
+
+/** The fleet and the load, the same for every scenario of one run. */
+export interface RunSettings {
+  replicas: number;
+  queues: number;
+  connections: number;
+  durationSeconds: number;
+  submissions: number;
+  students: number;
+  /** Production seconds per run second; every production time and cost is divided by it. */
+  compression: number;
+  /** Longest wait after the load for submissions still being graded. */
+  drainSeconds: number;
+  /** Use this Redis instead of starting a private one. */
+  redisUrl?: string | undefined;
+  serviceUsername: string;
+  servicePassword: string;
+  studentPassword: string;
+}
+
+/** The run's queue names, `queue-1..N`. */
+export function queueNames(count: number): string[] {
+  return Array.from({ length: count }, (_, index) => `queue-${index + 1}`);
+}
+
+/** The seed's right answer for a problem (see apps/lms seed). */
+export function answerFor(_queue: string, problem: string): string {
+  return `answer-${problem}`;
+}
+
+/** The LMS's environment for a run: compressed hashing and lock, then the scenario's settings. */
+export function lmsEnv(settings: RunSettings, scenario: Scenario): Record<string, string> {
+  const times = compress(settings.compression);
+  return {
+    LOG_LEVEL: 'warn',
+    PASSWORD_HASH_ITERATIONS: String(times.hashIterations),
+    XQUEUE_LOCK_SECONDS: String(times.lockSeconds),
+    ...scenario.lms,
+  };
+}
+
+/**
+ * The watcher fleet's environment for a run: the service account, the fleet's shape, upstream's
+ * current client (`WATCHER_MODE=current`) with compressed manager settings, then the scenario's.
+ */
+export function watcherEnv(
+  settings: RunSettings,
+  scenario: Scenario,
+  lmsUrl: string,
+  redisUrl: string,
+  prefix: string,
+): Record<string, string> {
+  const times = compress(settings.compression);
+  return {
+    LOG_LEVEL: 'warn',
+    LMS_URL: lmsUrl,
+    REDIS_URL: redisUrl,
+    XQUEUE_USERNAME: settings.serviceUsername,
+    XQUEUE_PASSWORD: settings.servicePassword,
+    WATCHER_QUEUES: queueNames(settings.queues).join(','),
+    WATCHER_CONNECTIONS: String(settings.connections),
+    WATCHER_MODE: 'current',
+    XQWATCHER_POLL_INTERVAL: String(times.pollIntervalSeconds),
+    XQWATCHER_LOGIN_POLL_INTERVAL: String(times.loginPollIntervalSeconds),
+    // Compressed like the login it cuts off: a login costs as many timeouts as in production.
+    XQWATCHER_REQUESTS_TIMEOUT: String(times.requestsTimeoutSeconds),
+    XQWATCHER_POLL_TIME: String(times.pollTimeSeconds),
+    WATCHER_QUEUE_PREFIX: prefix,
+    WATCHER_METRICS_PORT: '0',
+    WATCHER_JOB_LOCK_MS: '5000',
+    ...scenario.watcher,
+  };
+}
+
+/**
+ * How the fleet's supervisor restarts a replica that exits: Kubernetes' CrashLoopBackOff
+ * (10 s doubling to 5 min), compressed like everything else.
+ */
+export function restartBackoff(settings: RunSettings): SuperviseOptions {
+  const times = compress(settings.compression);
+  return { backoffBaseMs: times.restartBackoffBaseMs, backoffMaxMs: times.restartBackoffMaxMs };
+}
+
+/** Logs in the run's students (`student1..N`) and returns the load that submits for them. */
+export async function studentLoad(
+  lmsUrl: string,
+  settings: RunSettings,
+  queues: readonly string[],
+) {
+  const load = new StudentLoad({
+    lmsUrl,
+    queues,
+    students: settings.students,
+    studentPassword: settings.studentPassword,
+    answerFor,
+  });
+  await load.logIn();
+  return load;
+}
+
+/** `pnpm lms seed` arguments for a run: its queues, students and the service account. */
+export function seedArgs(
+  settings: RunSettings,
+  queues: readonly string[],
+  students = settings.students,
+) {
+  return [
+    '--queues',
+    queues.join(','),
+    '--students',
+    String(students),
+    '--service-username',
+    settings.serviceUsername,
+    '--service-password',
+    settings.servicePassword,
+    '--student-password',
+    settings.studentPassword,
+  ];
+}
