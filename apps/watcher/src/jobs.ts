@@ -32,8 +32,9 @@ export interface GradeJobResult {
 }
 
 /**
- * The job id of one pull: the same pull added twice is a no-op, while a re-served submission
- * (new pull key) is a new job. BullMQ forbids ':' in custom ids, hence the encoding.
+ * The job id of one pull key: an expired pull served again (same key, as edx-submissions does)
+ * finds the job it already has, while a retried submission (new key) is a new job. BullMQ
+ * forbids ':' in custom ids, hence the encoding.
  *
  * @example
  * gradeJobId(42, 'a1b2'); // 'sub-42-a1b2'

@@ -49,7 +49,7 @@ describe('XQueueClient against a real LMS enforcing single login', () => {
     expect(await counterValue(metrics, 'reloginGiveups')).toBe(0);
   });
 
-  it('gives the request up when it fails again after the re-login (once-per-request)', async () => {
+  it('gives the request up when it fails again after the re-login', async () => {
     const metrics = createMetrics('t4');
     // A student may log in on the xqueue path but is not in group xqueue: every call is a 403.
     const client = createTestClient({
