@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnManaged, waitFor } from '@storm-lab/harness';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ScenarioFigures } from './figures.ts';
 import type { StormReport } from './report.ts';
 
 const APP_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -77,20 +78,13 @@ describe('pnpm storm (the CLI as a real process)', () => {
     );
   });
 
-  it('shows the storm, the stall and the cures side by side', async () => {
-    const out = join(dir, 'report');
-    const cures = ['flag-off', 'exempt-username', 'exempt-group', 'instance-scope', 'max-sessions'];
-    const run = runCli([
-      '--compare',
-      ['storm', 'storm-legacy-watcher', 'storm-hardened-watcher', ...cures].join(','),
-      ...['--replicas', '2', '--queues', '2', '--connections', '1'],
-      ...['--duration', '4', '--submissions', '16', '--drain', '3'],
-      ...['--json', '--out', out],
-    ]);
+  /** Runs the CLI to the end and returns report.json by scenario name. */
+  async function runReport(name: string, args: string[]) {
+    const out = join(dir, name);
+    const run = runCli([...args, '--json', '--out', out]);
     const { code } = await run.exited;
     expect(code, run.output()).toBe(0);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as StormReport;
-    const byName = Object.fromEntries(report.scenarios.map((figures) => [figures.name, figures]));
     for (const figures of report.scenarios) {
       for (const field of [
         'connectionDeaths',
@@ -108,15 +102,41 @@ describe('pnpm storm (the CLI as a real process)', () => {
         figures.name === 'flag-off' ? null : true,
       );
     }
+    return {
+      out,
+      byName: Object.fromEntries(report.scenarios.map((figures) => [figures.name, figures])),
+    };
+  }
+
+  function expectCured(figures: Omit<ScenarioFigures, 'series'>) {
+    expect(figures.verdict, figures.name).toBe('HEALTHY');
+    expect(figures.logins, figures.name).toBe(figures.totalConnections);
+    expect(figures.forbidden, figures.name).toBe(0);
+    expect(figures.evictions, figures.name).toBe(0);
+    expect(figures.connectionDeaths, figures.name).toBe(0);
+    expect(figures.replicaRestarts, figures.name).toBe(0);
+    expect(figures.graded, figures.name).toBe(figures.submitted);
+  }
+
+  // The acceptance run: `pnpm storm` as a user types it, default scenarios and settings.
+  it('shows the storm, the stall and the cures side by side with the defaults', async () => {
+    const { out, byName } = await runReport('default', []);
+    expect(Object.keys(byName).sort()).toEqual([
+      'exempt-group',
+      'exempt-username',
+      'storm',
+      'storm-hardened-watcher',
+      'storm-legacy-watcher',
+    ]);
     const cure = byName['exempt-username']!;
-    // The current xqueue-watcher: a login storm, about one 403 per login, grading below the cure.
+    // The current xqueue-watcher: a login storm, about one 403 per login. (Its graded per minute
+    // is at or a little below the cure's at the default 2x in 6 s of load: not asserted.)
     const storm = byName.storm!;
     expect(storm.verdict).toBe('STORM');
     expect(storm.logins).toBeGreaterThan(3 * storm.totalConnections);
     expect(storm.forbiddenPerLogin).toBeGreaterThan(0.5);
     expect(storm.forbiddenPerLogin).toBeLessThan(2);
     expect(storm.evictions).toBeGreaterThan(storm.totalConnections);
-    expect(storm.gradedPerMinute).toBeLessThan(cure.gradedPerMinute);
     // Before a00741d: one login per connection, refused connections that never recover.
     const legacy = byName['storm-legacy-watcher']!;
     expect(legacy.verdict).toBe('STALL');
@@ -128,21 +148,23 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(hardened.verdict).toBe('STORM');
     expect(hardened.logins).toBeGreaterThan(3 * hardened.totalConnections);
     expect(hardened.connectionDeaths + hardened.replicaRestarts).toBe(0);
-    for (const name of cures) {
-      const figures = byName[name]!;
-      expect(figures.verdict, name).toBe('HEALTHY');
-      expect(figures.logins, name).toBe(figures.totalConnections);
-      expect(figures.forbidden, name).toBe(0);
-      expect(figures.evictions, name).toBe(0);
-      expect(figures.connectionDeaths, name).toBe(0);
-      expect(figures.replicaRestarts, name).toBe(0);
-      expect(figures.graded, name).toBe(figures.submitted);
-    }
+    expectCured(cure);
+    expectCured(byName['exempt-group']!);
     const files = await readdir(out);
     expect(files).toEqual(
       expect.arrayContaining(['report.json', 'report.md', 'storm.svg', 'exempt-username.svg']),
     );
     expect(await readFile(join(out, 'storm.svg'), 'utf8')).toMatch(/^<svg[^>]*>[\s\S]*<polyline/);
+  });
+
+  it('cures with the flag off and with the rules beyond upstream', async () => {
+    const cures = ['flag-off', 'instance-scope', 'max-sessions'];
+    const { byName } = await runReport('beyond', [
+      ...['--compare', cures.join(',')],
+      ...['--replicas', '2', '--queues', '2', '--connections', '1'],
+      ...['--duration', '3', '--submissions', '12', '--drain', '3'],
+    ]);
+    for (const name of cures) expectCured(byName[name]!);
   });
 
   it('loses nothing and grades nothing twice while replicas, Redis and the LMS are killed', async () => {

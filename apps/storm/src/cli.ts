@@ -34,7 +34,7 @@ Options:
   --duration S        seconds of student load per scenario  (default 6)
   --submissions N     submissions per scenario              (default 24)
   --students N        students submitting                   (default 4)
-  --compression X     production seconds per run second     (default 5)
+  --compression X     production seconds per run second     (default 2)
   --preset production compression 1 and longer defaults (see above)
   --drain S           longest wait for grading after load  (default 3)
   --parallel N        scenarios run at the same time        (default 1; more is faster
@@ -140,7 +140,7 @@ function parse(argv: string[]) {
       100_000,
     ),
     students: positiveInt('students', values.students, 4, 1000),
-    compression: production ? 1 : positiveInt('compression', values.compression, 5, 1000),
+    compression: production ? 1 : positiveInt('compression', values.compression, 2, 1000),
     drainSeconds: positiveInt('drain', values.drain, production ? 15 : 3, 600),
     redisUrl: process.env.REDIS_URL || undefined,
     serviceUsername: 'xqueue_svc',

@@ -33,6 +33,7 @@ describe('compressionNote', () => {
   it('states the rule and every compressed value', () => {
     const note = compressionNote(5, 6);
     expect(note).toContain('every production time and cost is divided by 5');
+    expect(note).toContain('replicas start one after another');
     for (const value of [
       'PBKDF2 iterations 1,000,000 -> 200,000',
       'POLL_INTERVAL 1 s -> 200 ms',

@@ -78,18 +78,24 @@ function valuesOf(compression: number): Array<[string, string, string]> {
   ];
 }
 
+// A login's fixed cost beyond hashing (about 50 ms here) does not compress; this keeps it from
+// timing out a cure's first logins.
+const ARRANGEMENT =
+  'Students log in before the fleet starts, replicas start one after another (each once the ' +
+  "previous one's connections logged in), and scenarios run one at a time unless --parallel says otherwise.";
+
 /**
  * The rule and the values of one run, printed under the table and written in the report.
  *
  * @example
  * compressionNote(5, 6);
- * // "5x: every production time and cost is divided by 5 (...): PBKDF2 iterations 1,000,000 -> 200,000, ..."
+ * // "5x: every production time and cost is divided by 5 (...): PBKDF2 iterations 1,000,000 -> 200,000, ..." (default 2x)"
  */
 export function compressionNote(compression: number, loadSeconds: number): string {
   const values = valuesOf(compression);
   if (compression === 1) {
     const list = values.map(([name, production]) => `${name} ${production}`).join(', ');
-    return `none (1x): the production values, ${list}; ${loadSeconds} s of load are ${duration(loadSeconds)} of production.`;
+    return `none (1x): the production values, ${list}; ${loadSeconds} s of load are ${duration(loadSeconds)} of production. ${ARRANGEMENT}`;
   }
   const list = values
     .map(([name, production, run]) => `${name} ${production} -> ${run}`)
@@ -99,6 +105,7 @@ export function compressionNote(compression: number, loadSeconds: number): strin
     'keeps its production ratio to the others (above all, the PBKDF2 cost of a login to the ' +
     `request timeout that cuts it off): ${list}; ${loadSeconds} s of load stand for ` +
     `${duration(loadSeconds * compression)} ` +
-    'of production, and "per hour" and "per minute" figures are scaled so.'
+    'of production, and "per hour" and "per minute" figures are scaled so. ' +
+    ARRANGEMENT
   );
 }

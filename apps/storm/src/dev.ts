@@ -33,7 +33,7 @@ async function main() {
     durationSeconds: 0,
     submissions: 0,
     students: 3,
-    compression: number('DEV_COMPRESSION', 4),
+    compression: number('DEV_COMPRESSION', 2),
     drainSeconds: 0,
     redisUrl: env.REDIS_URL || undefined,
     serviceUsername: 'xqueue_svc',

@@ -16,6 +16,7 @@ export interface WatcherMetrics {
   putResultFailures: Counter<'queue' | 'reason'>;
   jobLatency: Histogram<string>;
   loginTimeouts: Counter<'queue'>;
+  loginSeconds: Histogram<'queue'>;
   connectionDeaths: Counter<'queue'>;
   connectionsAlive: Gauge<'queue'>;
 }
@@ -80,6 +81,13 @@ export function createMetrics(replicaId: string): WatcherMetrics {
       name: 'watcher_login_timeouts_total',
       help: 'Login requests (GET or POST) that got no answer within their timeout.',
       labelNames: ['queue'],
+      registers,
+    }),
+    loginSeconds: new Histogram({
+      name: 'watcher_login_seconds',
+      help: 'Duration of successful logins (the GET for the CSRF cookie and the POST).',
+      labelNames: ['queue'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 30],
       registers,
     }),
     connectionDeaths: new Counter({

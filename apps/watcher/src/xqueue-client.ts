@@ -138,6 +138,7 @@ export class XQueueClient {
     const url = this.url(XQUEUE_PATHS.login);
     const timeoutMs =
       this.options.mode === 'hardened' ? HARDENED_LOGIN_TIMEOUT_MS : this.options.requestsTimeoutMs;
+    const startedMs = this.options.now();
     this.jar.clear();
     for (const name of Object.keys(this.headers)) delete this.headers[name];
     await this.send('GET', url, undefined, {}, timeoutMs);
@@ -162,6 +163,8 @@ export class XQueueClient {
     this.headers.Referer = this.options.serverUrl;
     this.generation += 1;
     this.options.metrics.logins.inc({ queue: this.options.queue });
+    const seconds = (this.options.now() - startedMs) / 1000;
+    this.options.metrics.loginSeconds.observe({ queue: this.options.queue }, seconds);
     return true;
   }
 
