@@ -10,12 +10,12 @@ import { type Job, Queue, QueueEvents, Worker } from 'bullmq';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ConnectionOptions, processOne } from './connection.ts';
-import { createGrader, parseHandler } from './graders.ts';
+import { createGrader } from './graders.ts';
 import { addGradeJob, type GradeJobData, type GradeJobResult, gradeQueueName } from './jobs.ts';
 import { createMetrics } from './metrics.ts';
 import { createGradeProcessor } from './processor.ts';
 import { startReplica } from './replica.ts';
-import { counterValue, createTestClient } from './testing/clients.ts';
+import { counterValue, createTestClient, createTestConfig } from './testing/clients.ts';
 import { loginStudent, SERVICE_PASSWORD, SERVICE_USERNAME, scrape } from './testing/lab.ts';
 import { testRedis } from './testing/redis.ts';
 import type { XQueueClient } from './xqueue-client.ts';
@@ -122,37 +122,16 @@ describe('the serial connection loop against a real LMS and Redis', () => {
   // As xqueue-watcher's XQueueClient.process_one: pull, run the handlers, put_result on the
   // same session, and only then the next pull.
   it('never pulls while grading and posts each result on the session that pulled it', async () => {
-    const handler = parseHandler('slow-flaky', { latency_ms: 150 });
-    if (!handler.ok) throw new Error(handler.error);
     const metrics = createMetrics('serial');
     const queuePrefix = `serial-${process.pid}-${Date.now()}`;
     const replica = await startReplica({
-      config: {
-        configDir: null,
-        warnings: [],
-        manager: {
-          pollIntervalMs: 20,
-          loginPollIntervalMs: 200,
-          requestsTimeoutMs: 5_000,
-          pollTimeMs: 1_000,
-          httpBasicAuth: null,
-          followClientRedirects: false,
-          verifyTls: true,
-        },
-        queues: [
-          {
-            name: QUEUE,
-            sentName: QUEUE,
-            serverUrl: lms.url,
-            username: SERVICE_USERNAME,
-            password: SERVICE_PASSWORD,
-            connections: 2,
-            clientClass: 'XQueueClientThread',
-            handlers: [handler.value],
-            source: 'test',
-          },
-        ],
-      },
+      config: createTestConfig({
+        serverUrl: lms.url,
+        queue: QUEUE,
+        connections: 2,
+        latencyMs: 150,
+        pollIntervalMs: 20,
+      }),
       replicaId: 'serial',
       redisUrl: redis.url,
       queuePrefix,

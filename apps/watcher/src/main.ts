@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { fetch } from 'undici';
 import { ConfigError, loadConfig } from './config.ts';
 import { EnvError, parseEnv } from './env.ts';
 import { logEvent } from './events.ts';
@@ -17,6 +18,9 @@ async function main(): Promise<void> {
     host: env.WATCHER_METRICS_HOST,
     port: env.WATCHER_METRICS_PORT,
   });
+  // undici compiles its HTTP parser (WebAssembly, synchronously) on its first connection: done
+  // here, against our own metrics endpoint, it cannot stall the first logins past REQUESTS_TIMEOUT.
+  await (await fetch(server.url)).arrayBuffer();
   const replica = await startReplica({
     config,
     replicaId,

@@ -2,12 +2,10 @@ import { type LocalLms, startLms, waitFor } from '@storm-lab/harness';
 import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WatcherConfig } from './config.ts';
-import { parseHandler } from './graders.ts';
 import { gradeQueueName } from './jobs.ts';
 import { createMetrics } from './metrics.ts';
 import { startReplica } from './replica.ts';
-import { counterValue } from './testing/clients.ts';
+import { counterValue, createTestConfig } from './testing/clients.ts';
 import { loginStudent, SERVICE_PASSWORD, SERVICE_USERNAME } from './testing/lab.ts';
 import { testRedis } from './testing/redis.ts';
 
@@ -41,36 +39,8 @@ describe('startReplica', () => {
     await lms?.stop();
   });
 
-  function config(latencyMs: number): WatcherConfig {
-    const handler = parseHandler('slow-flaky', { latency_ms: latencyMs });
-    if (!handler.ok) throw new Error(handler.error);
-    return {
-      configDir: null,
-      warnings: [],
-      manager: {
-        pollIntervalMs: 50,
-        loginPollIntervalMs: 200,
-        requestsTimeoutMs: 5_000,
-        pollTimeMs: 1_000,
-        httpBasicAuth: null,
-        followClientRedirects: false,
-        verifyTls: true,
-      },
-      queues: [
-        {
-          name: QUEUE,
-          sentName: QUEUE,
-          serverUrl: lms.url,
-          username: SERVICE_USERNAME,
-          password: SERVICE_PASSWORD,
-          connections: 2,
-          handlers: [handler.value],
-          clientClass: 'XQueueClientThread',
-          source: 'test',
-        },
-      ],
-    };
-  }
+  const config = (latencyMs: number) =>
+    createTestConfig({ serverUrl: lms.url, queue: QUEUE, connections: 2, latencyMs });
 
   it('on stop, finishes the in-flight job before closing, with one login per connection', async () => {
     const metrics = createMetrics('replica-test');

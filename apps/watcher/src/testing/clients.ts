@@ -1,4 +1,6 @@
 import { pino } from 'pino';
+import type { WatcherConfig } from '../config.ts';
+import { parseHandler } from '../graders.ts';
 import { createMetrics, type WatcherMetrics } from '../metrics.ts';
 import { XQueueClient, type XQueueClientOptions } from '../xqueue-client.ts';
 import { SERVICE_PASSWORD, SERVICE_USERNAME } from './lab.ts';
@@ -38,4 +40,48 @@ export async function counterValue(
       return Object.entries(labels).every(([key, wanted]) => actual[key] === wanted);
     })
     .reduce((sum, value) => sum + value.value, 0);
+}
+
+/**
+ * A one-queue watcher config for the service account, with a slow-flaky grader of
+ * `latencyMs` and short intervals.
+ *
+ * @example
+ * const config = createTestConfig({ serverUrl: lms.url, queue: 'a', connections: 2, latencyMs: 150 });
+ */
+export function createTestConfig(options: {
+  serverUrl: string;
+  queue: string;
+  connections: number;
+  latencyMs: number;
+  pollIntervalMs?: number;
+}): WatcherConfig {
+  const handler = parseHandler('slow-flaky', { latency_ms: options.latencyMs });
+  if (!handler.ok) throw new Error(handler.error);
+  return {
+    configDir: null,
+    warnings: [],
+    manager: {
+      pollIntervalMs: options.pollIntervalMs ?? 50,
+      loginPollIntervalMs: 200,
+      requestsTimeoutMs: 5_000,
+      pollTimeMs: 1_000,
+      httpBasicAuth: null,
+      followClientRedirects: false,
+      verifyTls: true,
+    },
+    queues: [
+      {
+        name: options.queue,
+        sentName: options.queue,
+        serverUrl: options.serverUrl,
+        username: SERVICE_USERNAME,
+        password: SERVICE_PASSWORD,
+        connections: options.connections,
+        clientClass: 'XQueueClientThread',
+        handlers: [handler.value],
+        source: 'test',
+      },
+    ],
+  };
 }
