@@ -86,13 +86,17 @@ function createGroups(options: ReplicaOptions): Group[] {
 
 /** Round-robin over the clients of one server and queue, so results reuse logins. */
 function roundRobin(groups: readonly Group[]) {
+  // Clients by server and queue, gathered once: this runs for every result a job posts.
+  const lists = new Map<string, XQueueClient[]>();
+  for (const { queue, clients } of groups) {
+    const key = `${queue.serverUrl} ${queue.sentName}`;
+    lists.set(key, [...(lists.get(key) ?? []), ...clients]);
+  }
   const next = new Map<string, number>();
   return (serverUrl: string, queue: string): XQueueClient | undefined => {
-    const list = groups
-      .filter((g) => g.queue.serverUrl === serverUrl && g.queue.sentName === queue)
-      .flatMap((g) => g.clients);
-    if (list.length === 0) return undefined;
     const key = `${serverUrl} ${queue}`;
+    const list = lists.get(key);
+    if (!list || list.length === 0) return undefined;
     const index = (next.get(key) ?? 0) % list.length;
     next.set(key, index + 1);
     return list[index];

@@ -1,4 +1,4 @@
-import type { Parsed } from './protocol.ts';
+import { fail, ok, type Parsed, parseJson } from './protocol.ts';
 
 /**
  * What put_result reads from a grader's reply (form fields `xqueue_header` and `xqueue_body`),
@@ -20,9 +20,6 @@ export interface GraderReply {
   msg?: string;
 }
 
-const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
-const fail = (error: string): Parsed<never> => ({ ok: false, error });
-
 // What Python's int() takes from a string: optional sign, ASCII digits with single underscores
 // between them, surrounding whitespace.
 const PYTHON_INT = /^\s*[+-]?\d+(?:_\d+)*\s*$/;
@@ -32,13 +29,9 @@ const DECIMAL = /^\s*\d+(?:\.\d+)?\s*$/;
 
 function jsonObject(label: string, raw: unknown): Parsed<Record<string, unknown>> {
   if (raw === undefined) return fail(`${label} is missing`);
-  if (typeof raw !== 'string') return fail(`${label} must be a JSON string`);
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    return fail(`${label} is not valid JSON`);
-  }
+  const json = parseJson(label, raw);
+  if (!json.ok) return json;
+  const value = json.value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return fail(`${label} must be a JSON object`);
   }

@@ -49,8 +49,10 @@ export function failure(message: string): Envelope<never> {
 /** An expected "no" is a value: parsers return this instead of throwing. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
-const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
-const fail = (error: string): Parsed<never> => ({ ok: false, error });
+/** A value as a {@link Parsed} success. */
+export const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+/** An error message as a {@link Parsed} failure. */
+export const fail = (error: string): Parsed<never> => ({ ok: false, error });
 
 function firstIssue(error: z.ZodError): string {
   const issue = error.issues[0];
@@ -59,15 +61,20 @@ function firstIssue(error: z.ZodError): string {
   return `${path}${issue.message}`;
 }
 
-function parseJsonWith<T>(label: string, raw: unknown, schema: z.ZodType<T>): Parsed<T> {
+/** Parses a field that must be a JSON string; the error names the field by `label`. */
+export function parseJson(label: string, raw: unknown): Parsed<unknown> {
   if (typeof raw !== 'string') return fail(`${label} must be a JSON string`);
-  let value: unknown;
   try {
-    value = JSON.parse(raw);
+    return ok(JSON.parse(raw));
   } catch {
     return fail(`${label} is not valid JSON`);
   }
-  const result = schema.safeParse(value);
+}
+
+function parseJsonWith<T>(label: string, raw: unknown, schema: z.ZodType<T>): Parsed<T> {
+  const json = parseJson(label, raw);
+  if (!json.ok) return json;
+  const result = schema.safeParse(json.value);
   return result.success
     ? ok(result.data)
     : fail(`${label} is invalid: ${firstIssue(result.error)}`);
