@@ -1,9 +1,9 @@
 import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
-import { firstLoginsDone } from './run-scenario.ts';
 import { readCounters } from './sampler.ts';
 import {
   lmsEnv,
+  oneByOne,
   queueNames,
   type RunSettings,
   restartBackoff,
@@ -76,7 +76,7 @@ async function main() {
     },
     // A replica that exits is restarted, as Kubernetes or compose `restart:` would.
     supervise: restartBackoff(settings),
-    oneByOne: { settle: (url) => firstLoginsDone(url, settings.queues * settings.connections) },
+    oneByOne: oneByOne(settings),
   });
   cleanup.add(() => fleet.stopAll());
   console.log(

@@ -1,11 +1,4 @@
-import {
-  startLms,
-  startWatchers,
-  sumMetric,
-  useRedis,
-  type WatcherFleet,
-  waitFor,
-} from '@storm-lab/harness';
+import { startLms, startWatchers, useRedis, type WatcherFleet } from '@storm-lab/harness';
 import {
   percentile,
   perHour,
@@ -18,6 +11,7 @@ import { type Counters, readCounters, since } from './sampler.ts';
 import type { Scenario } from './scenarios.ts';
 import {
   lmsEnv,
+  oneByOne,
   queueNames,
   type RunSettings,
   restartBackoff,
@@ -141,19 +135,6 @@ function figuresOf(scenario: Scenario, settings: RunSettings, run: RunOutcome): 
   };
 }
 
-/** Waits (at most 10 s) until a replica's connections each logged in or timed out once. */
-export async function firstLoginsDone(metricsUrl: string, connections: number): Promise<void> {
-  await waitFor(
-    async () => {
-      const text = await (await fetch(metricsUrl)).text();
-      const tried =
-        sumMetric(text, 'watcher_logins_total') + sumMetric(text, 'watcher_login_timeouts_total');
-      return tried >= connections ? true : undefined;
-    },
-    { timeoutMs: 10_000, intervalMs: 50, what: 'the replica to log in' },
-  ).catch(() => undefined); // a replica that died meanwhile is the supervisor's business
-}
-
 /**
  * Runs one scenario end to end with real processes: Redis, a freshly seeded LMS, the watcher
  * fleet (supervised: a replica that exits is restarted, as in production) and the student
@@ -194,7 +175,7 @@ export async function runScenario(
     env: watcherEnv(settings, scenario, lms.url, redis.url, prefix),
     supervise: restartBackoff(settings),
     // Replicas come up one after another, as a deployment's pods do.
-    oneByOne: { settle: (url) => firstLoginsDone(url, settings.queues * settings.connections) },
+    oneByOne: oneByOne(settings),
   });
   fleet = started;
   cleanup.add(() => started.stopAll());

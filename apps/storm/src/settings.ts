@@ -1,4 +1,4 @@
-import type { SuperviseOptions } from '@storm-lab/harness';
+import { type SuperviseOptions, sumMetric, waitFor } from '@storm-lab/harness';
 import { compress } from './compression.ts';
 import type { Scenario } from './scenarios.ts';
 import { StudentLoad } from './student-load.ts';
@@ -120,4 +120,26 @@ export function seedArgs(
     '--student-password',
     settings.studentPassword,
   ];
+}
+
+/** Waits (at most 10 s) until a replica's connections each logged in or timed out once. */
+async function firstLoginsDone(metricsUrl: string, connections: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const text = await (await fetch(metricsUrl)).text();
+      const tried =
+        sumMetric(text, 'watcher_logins_total') + sumMetric(text, 'watcher_login_timeouts_total');
+      return tried >= connections ? true : undefined;
+    },
+    { timeoutMs: 10_000, intervalMs: 50, what: 'the replica to log in' },
+  ).catch(() => undefined); // a replica that died meanwhile is the supervisor's business
+}
+
+/**
+ * Replicas start one after another, as a deployment's pods do: each once the previous one's
+ * connections have logged in, so that no two replicas' first logins share the LMS.
+ */
+export function oneByOne(settings: RunSettings) {
+  const connections = settings.queues * settings.connections;
+  return { settle: (metricsUrl: string) => firstLoginsDone(metricsUrl, connections) };
 }
