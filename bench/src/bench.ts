@@ -2,7 +2,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { renderCurveChart } from './chart.ts';
+import { renderSvg } from '@storm-lab/charts';
+import { curveChart } from './curve-chart.ts';
 import { type Results, renderMarkdown } from './markdown.ts';
 import { fleetScale, loginCost, throughput } from './sections.ts';
 import { fleetRun } from './storm-cost.ts';
@@ -122,7 +123,10 @@ async function main() {
   const markdown = renderMarkdown(results);
   await writeFile(join(outDir, `${name}.md`), markdown);
   if (results.stormCurve)
-    await writeFile(join(outDir, 'storm-curve.svg'), renderCurveChart(results.stormCurve));
+    await writeFile(
+      join(outDir, 'storm-curve.svg'),
+      await renderSvg(curveChart(results.stormCurve)),
+    );
   process.stdout.write(`${markdown}\nWrote ${outDir}/${name}.json and ${name}.md\n`);
 }
 

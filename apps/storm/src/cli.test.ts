@@ -1,14 +1,52 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { spawnManaged, waitFor } from '@storm-lab/harness';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { chromiumLaunch, spawnManaged, waitFor } from '@storm-lab/harness';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScenarioFigures } from './figures.ts';
 import type { StormReport } from './report.ts';
+import type { Sample } from './samples.ts';
 
 const APP_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TSX = join(APP_DIR, 'node_modules', '.bin', 'tsx');
+const RESULTS_DIR = join(APP_DIR, 'test-results');
+const CHARTS = ['logins', 'forbidden', 'graded', 'alive', 'restarts', 'waiting'];
+
+/**
+ * Opens the report page in Debian's Chromium at 1366x768: no console error and no request
+ * beyond the file itself, every scenario in the table and in each chart's legend. Saves a
+ * screenshot to test-results/storm-report.png.
+ */
+async function checkPage(out: string, names: readonly string[]) {
+  const browser = await chromium.launch(chromiumLaunch());
+  try {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    const problems: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(message.text());
+    });
+    page.on('pageerror', (error) => problems.push(error.message));
+    const url = pathToFileURL(join(out, 'index.html')).href;
+    page.on('request', (request) => {
+      if (request.url() !== url) problems.push(`requested ${request.url()}`);
+    });
+    await page.goto(url);
+    const header = await page.locator('table.verdicts thead th').allTextContents();
+    expect(header.slice(1)).toEqual(names);
+    const figures = page.locator('figure');
+    expect(await figures.count()).toBe(CHARTS.length);
+    for (let index = 0; index < CHARTS.length; index++) {
+      const legend = figures.nth(index).locator('.role-legend-label text');
+      expect(await legend.allTextContents(), CHARTS[index]).toEqual(names);
+    }
+    await page.screenshot({ path: join(RESULTS_DIR, 'storm-report.png') });
+    expect(problems).toEqual([]);
+  } finally {
+    await browser.close();
+  }
+}
 
 function runCli(args: string[], env: Record<string, string> = {}) {
   return spawnManaged(TSX, ['src/cli.ts', ...args], {
@@ -84,8 +122,13 @@ describe('pnpm storm (the CLI as a real process)', () => {
     const run = runCli([...args, '--json', '--out', out]);
     const { code } = await run.exited;
     expect(code, run.output()).toBe(0);
-    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as StormReport;
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as StormReport & {
+      samples: Record<string, Sample[]>;
+    };
     for (const figures of report.scenarios) {
+      // About four samples per run second, each timestamped.
+      const samples = report.samples[figures.name] ?? [];
+      expect(samples.length, figures.name).toBeGreaterThanOrEqual(4 * figures.durationSeconds - 2);
       for (const field of [
         'connectionDeaths',
         'replicaRestarts',
@@ -104,11 +147,12 @@ describe('pnpm storm (the CLI as a real process)', () => {
     }
     return {
       out,
+      names: report.scenarios.map((figures) => figures.name),
       byName: Object.fromEntries(report.scenarios.map((figures) => [figures.name, figures])),
     };
   }
 
-  function expectCured(figures: Omit<ScenarioFigures, 'series'>) {
+  function expectCured(figures: Omit<ScenarioFigures, 'series' | 'samples'>) {
     expect(figures.verdict, figures.name).toBe('HEALTHY');
     expect(figures.logins, figures.name).toBe(figures.totalConnections);
     expect(figures.forbidden, figures.name).toBe(0);
@@ -119,8 +163,8 @@ describe('pnpm storm (the CLI as a real process)', () => {
   }
 
   // The acceptance run: `pnpm storm` as a user types it, default scenarios and settings.
-  it('shows the storm, the stall and the cures side by side with the defaults', async () => {
-    const { out, byName } = await runReport('default', []);
+  it('shows the storm, the stall and the cures side by side with the defaults, on one page', async () => {
+    const { out, names, byName } = await runReport('default', []);
     expect(Object.keys(byName).sort()).toEqual([
       'exempt-group',
       'exempt-username',
@@ -157,9 +201,14 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expectCured(byName['exempt-group']!);
     const files = await readdir(out);
     expect(files).toEqual(
-      expect.arrayContaining(['report.json', 'report.md', 'storm.svg', 'exempt-username.svg']),
+      expect.arrayContaining([
+        'index.html',
+        'report.json',
+        'report.md',
+        ...CHARTS.map((chart) => `${chart}.svg`),
+      ]),
     );
-    expect(await readFile(join(out, 'storm.svg'), 'utf8')).toMatch(/^<svg[^>]*>[\s\S]*<polyline/);
+    await checkPage(out, names);
   });
 
   it('cures with the flag off and with the rules beyond upstream', async () => {

@@ -1,16 +1,19 @@
+import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runChaos } from './chaos.ts';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
 import { compressionNote } from './compression.ts';
 import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
 import { ProgressDisplay } from './progress.ts';
-import { buildReport, renderTable, writeReport } from './report.ts';
+import { buildReport, renderTable } from './report.ts';
 import { runScenario } from './run-scenario.ts';
 import { DEFAULT_COMPARISON, listScenarios, loadScenario, ScenarioError } from './scenarios.ts';
 import type { RunSettings } from './settings.ts';
+import { writeReport } from './write-report.ts';
 
 const HELP = `pnpm storm: reproduce the single-login storm and its cure side by side
 
@@ -42,6 +45,8 @@ Options:
   --seed N            chaos: seed of the fault schedule       (default: from the clock)
   --out DIR           report folder                         (default ./storm-report)
   --json              print report.json to stdout instead of the table
+  --open              at the end, open the report page (index.html) in the desktop's
+                      browser, or print its file:// address where there is no desktop
   -h, --help          this help
 
 Time compression X divides every production time and cost by X, so each keeps its ratio to
@@ -52,6 +57,23 @@ backoff of replicas (Kubernetes' 10 s doubling to 5 min, /X).
 Each scenario gets its own private redis-server (or REDIS_URL), a freshly seeded LMS and the
 watcher fleet as real processes; a replica that exits is restarted, as Kubernetes does. Ctrl-C
 stops everything and removes temporary files.`;
+
+/**
+ * Opens the page with xdg-open where a desktop session exists; otherwise (or when that fails)
+ * prints its file:// address to open by hand.
+ */
+function openPage(page: string, out: NodeJS.WritableStream) {
+  const url = pathToFileURL(page).href;
+  const desktop = Boolean(process.env.DISPLAY || process.env.WAYLAND_DISPLAY);
+  if (desktop) {
+    const child = spawn('xdg-open', [url], { detached: true, stdio: 'ignore' });
+    child.on('error', () => out.write(`Open ${url} in a browser (xdg-open failed).\n`));
+    child.unref();
+    out.write(`Opening ${url}\n`);
+    return;
+  }
+  out.write(`No desktop here: open ${url} in a browser.\n`);
+}
 
 const STOPPING = 'stopping every process of this run...';
 
@@ -107,6 +129,7 @@ function parse(argv: string[]) {
       seed: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
+      open: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -153,6 +176,7 @@ function parse(argv: string[]) {
     help: values.help ?? false,
     list: values.list ?? false,
     json: values.json ?? false,
+    open: values.open ?? false,
     names,
     settings,
     outDir: isAbsolute(out) ? out : resolve(base, out),
@@ -219,8 +243,17 @@ async function main(argv: string[]): Promise<number> {
     compression: settings.compression,
     compressionNote: compressionNote(settings.compression, settings.durationSeconds),
     cpus: cpus().length,
+    run: {
+      replicas: settings.replicas,
+      queues: settings.queues,
+      connections: settings.connections,
+      loadSeconds: settings.durationSeconds,
+      submissions: settings.submissions,
+      students: settings.students,
+      drainSeconds: settings.drainSeconds,
+    },
   });
-  await writeReport(options.outDir, report, results);
+  const page = await writeReport(options.outDir, report, results);
   if (options.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
@@ -230,9 +263,10 @@ async function main(argv: string[]): Promise<number> {
       `Time compression: ${compressionNote(settings.compression, settings.durationSeconds)}\n`,
     );
     process.stdout.write(
-      `Report: ${options.outDir}/report.md (report.json, one SVG chart per scenario)\n`,
+      `Report: ${page} (report.md, report.json and the charts as SVG beside it)\n`,
     );
   }
+  if (options.open) openPage(page, options.json ? process.stderr : process.stdout);
   return 0;
 }
 

@@ -1,10 +1,6 @@
-/** Per-second counters sampled during a run; index i is second i+1 since the load started. */
-export interface Series {
-  seconds: number[];
-  logins: number[];
-  forbidden: number[];
-  graded: number[];
-}
+import type { Sample, Series } from './samples.ts';
+
+export type { Sample, Series } from './samples.ts';
 
 export type Verdict = 'STORM' | 'STALL' | 'HEALTHY';
 
@@ -12,6 +8,10 @@ export type Verdict = 'STORM' | 'STALL' | 'HEALTHY';
 export interface ScenarioFigures {
   name: string;
   description: string;
+  /** The scenario's LMS environment, on top of the run's defaults. */
+  lms: Record<string, string>;
+  /** The scenario's watcher environment, on top of the run's defaults. */
+  watcher: Record<string, string>;
   replicas: number;
   queues: number;
   connections: number;
@@ -45,7 +45,10 @@ export interface ScenarioFigures {
   /** A student's second login ended the first: true/false, or null where nothing is enforced. */
   personSingleSession: boolean | null;
   verdict: Verdict;
+  /** Per-second counts, derived from `samples`. */
   series: Series;
+  /** The run's state about four times a second (report.json and the charts). */
+  samples: Sample[];
 }
 
 /** The share of the submissions below which a run that is not a storm is a stall. */

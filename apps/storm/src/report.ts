@@ -1,6 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { renderChart } from './chart.ts';
+import type { StormChart } from './charts.ts';
 import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
 
 /** The whole run as written to report.json. */
@@ -10,7 +8,21 @@ export interface StormReport {
   compression: number;
   compressionNote: string;
   verdictRule: string;
-  scenarios: Omit<ScenarioFigures, 'series'>[];
+  /** The fleet and load every scenario of the run shared. */
+  run: RunShape;
+  scenarios: Omit<ScenarioFigures, 'series' | 'samples'>[];
+}
+
+/** The settings of a run that shape every scenario of it. */
+export interface RunShape {
+  replicas: number;
+  queues: number;
+  connections: number;
+  /** Seconds of student load (the drain comes after). */
+  loadSeconds: number;
+  submissions: number;
+  students: number;
+  drainSeconds: number;
 }
 
 type Row = [label: string, cell: (figures: ScenarioFigures) => string];
@@ -41,10 +53,16 @@ const ROWS: Row[] = [
   ['verdict', (f) => f.verdict],
 ];
 
-/** The side-by-side table: one column per scenario, one row per figure. */
-export function renderTable(scenarios: readonly ScenarioFigures[]): string {
+/** The verdict table's cells: a header of scenario names, then one row per figure. */
+export function tableOf(scenarios: readonly ScenarioFigures[]) {
   const header = ['', ...scenarios.map((figures) => figures.name)];
   const body = ROWS.map(([label, cell]) => [label, ...scenarios.map(cell)]);
+  return { header, body };
+}
+
+/** The side-by-side table: one column per scenario, one row per figure. */
+export function renderTable(scenarios: readonly ScenarioFigures[]): string {
+  const { header, body } = tableOf(scenarios);
   const widths = header.map((_, column) =>
     Math.max(...[header, ...body].map((row) => (row[column] ?? '').length)),
   );
@@ -58,15 +76,19 @@ export function renderTable(scenarios: readonly ScenarioFigures[]): string {
 }
 
 /** The Markdown version of the table, with the rule and the compression stated. */
-export function renderMarkdown(report: StormReport, scenarios: readonly ScenarioFigures[]): string {
+export function renderMarkdown(
+  report: StormReport,
+  scenarios: readonly ScenarioFigures[],
+  charts: readonly Pick<StormChart, 'file' | 'title'>[],
+): string {
   const header = `| | ${scenarios.map((figures) => figures.name).join(' | ')} |`;
   const divider = `|---|${scenarios.map(() => '---:').join('|')}|`;
   const rows = ROWS.map(([label, cell]) => `| ${label} | ${scenarios.map(cell).join(' | ')} |`);
-  const charts = scenarios.map((figures) => `![${figures.name}](${figures.name}.svg)`);
   return [
     '# Storm report',
     '',
     `Generated ${report.generatedAt} on ${report.machine.cpus} cores, Node ${report.machine.node}.`,
+    'The same report with its charts on one page: [index.html](index.html).',
     '',
     header,
     divider,
@@ -78,17 +100,18 @@ export function renderMarkdown(report: StormReport, scenarios: readonly Scenario
     '',
     ...scenarios.map((figures) => `- **${figures.name}**: ${figures.description}`),
     '',
-    '## Per second',
+    '## Over time',
     '',
-    ...charts,
+    'Every scenario on shared axes: seconds of run below, of production time above.',
     '',
+    ...charts.flatMap((chart) => [`![${chart.title}](${chart.file})`, '']),
   ].join('\n');
 }
 
 /** Builds the report object (report.json) from the scenario figures. */
 export function buildReport(
   scenarios: readonly ScenarioFigures[],
-  context: { compression: number; compressionNote: string; cpus: number },
+  context: { compression: number; compressionNote: string; cpus: number; run: RunShape },
 ): StormReport {
   return {
     generatedAt: new Date().toISOString(),
@@ -96,24 +119,7 @@ export function buildReport(
     compression: context.compression,
     compressionNote: context.compressionNote,
     verdictRule: VERDICT_RULE,
-    scenarios: scenarios.map(({ series: _series, ...figures }) => figures),
+    run: context.run,
+    scenarios: scenarios.map(({ series: _series, samples: _samples, ...figures }) => figures),
   };
-}
-
-/** Writes report.json, report.md and one SVG chart per scenario into `dir`. */
-export async function writeReport(
-  dir: string,
-  report: StormReport,
-  scenarios: readonly ScenarioFigures[],
-) {
-  await mkdir(dir, { recursive: true });
-  const withSeries = {
-    ...report,
-    series: Object.fromEntries(scenarios.map((f) => [f.name, f.series])),
-  };
-  await writeFile(join(dir, 'report.json'), `${JSON.stringify(withSeries, null, 2)}\n`);
-  await writeFile(join(dir, 'report.md'), renderMarkdown(report, scenarios));
-  for (const figures of scenarios) {
-    await writeFile(join(dir, `${figures.name}.svg`), renderChart(figures));
-  }
 }

@@ -1,13 +1,8 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { startLms, startWatchers, useRedis, type WatcherFleet } from '@storm-lab/harness';
-import {
-  percentile,
-  perHour,
-  perMinute,
-  type ScenarioFigures,
-  type Series,
-  verdictOf,
-} from './figures.ts';
-import { type Counters, readCounters, since } from './sampler.ts';
+import { percentile, perHour, perMinute, type ScenarioFigures, verdictOf } from './figures.ts';
+import { type Counters, readConnectionsAlive, readCounters, since } from './sampler.ts';
+import { perSecond, type Sample } from './samples.ts';
 import type { Scenario } from './scenarios.ts';
 import {
   lmsEnv,
@@ -22,7 +17,7 @@ import {
 import type { Outcome, StudentLoad } from './student-load.ts';
 import { WebClient } from './web-client.ts';
 
-/** Live numbers, reported about once a second. */
+/** Live numbers, reported at every sample (about four times a second). */
 export interface Progress {
   scenario: string;
   elapsedSeconds: number;
@@ -41,6 +36,8 @@ export interface Cleanup {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Four samples per run second: fine enough for a 6 s run's charts to show its shape. */
+const SAMPLE_EVERY_MS = 250;
 const ZERO: Counters = { logins: 0, forbidden: 0, graded: 0, evictions: 0, stormAlerts: 0 };
 
 /** A student logs in twice; single-session holds when the first session is gone. */
@@ -79,7 +76,7 @@ interface RunOutcome {
   durationSeconds: number;
   person: boolean | null;
   fleet: Pick<WatcherFleet, 'restarts' | 'events'>;
-  series: Series;
+  samples: Sample[];
 }
 
 function figuresOf(scenario: Scenario, settings: RunSettings, run: RunOutcome): ScenarioFigures {
@@ -97,6 +94,8 @@ function figuresOf(scenario: Scenario, settings: RunSettings, run: RunOutcome): 
   return {
     name: scenario.name,
     description: scenario.description,
+    lms: scenario.lms,
+    watcher: scenario.watcher,
     replicas: settings.replicas,
     queues: settings.queues,
     connections: settings.connections,
@@ -131,14 +130,15 @@ function figuresOf(scenario: Scenario, settings: RunSettings, run: RunOutcome): 
       graded: graded.length,
       submitted,
     }),
-    series: run.series,
+    series: perSecond(run.samples),
+    samples: run.samples,
   };
 }
 
 /**
  * Runs one scenario end to end with real processes: Redis, a freshly seeded LMS, the watcher
  * fleet (supervised: a replica that exits is restarted, as in production) and the student
- * load; samples the LMS metrics every second; stops everything.
+ * load; samples the LMS's and the replicas' metrics four times a second; stops everything.
  */
 export async function runScenario(
   scenario: Scenario,
@@ -182,16 +182,19 @@ export async function runScenario(
 
   const loadStarted = Date.now();
   const elapsed = () => (Date.now() - loadStarted) / 1000;
-  const series: Series = { seconds: [], logins: [], forbidden: [], graded: [] };
+  const samples: Sample[] = [];
   let last = ZERO;
   let phase: Progress['phase'] = 'load';
   let gradedSoFar = 0;
   const sample = async () => {
-    const now = since(await readCounters(lms.url, settings.serviceUsername), base);
-    series.seconds.push(Math.round(elapsed()));
-    series.logins.push(now.logins - last.logins);
-    series.forbidden.push(now.forbidden - last.forbidden);
-    series.graded.push(now.graded - last.graded);
+    const [counters, alive] = await Promise.all([
+      readCounters(lms.url, settings.serviceUsername),
+      readConnectionsAlive(started.metricsUrls),
+    ]);
+    const now = since(counters, base);
+    const t = Math.round(elapsed() * 1000) / 1000;
+    const waiting = Math.max(0, load.submitted.length - now.graded);
+    samples.push({ t, ...now, alive, restarts: started.restarts, waiting });
     last = now;
     report({
       elapsedSeconds: elapsed(),
@@ -201,7 +204,22 @@ export async function runScenario(
       graded: now.graded,
     });
   };
-  const sampler = setInterval(() => void sample().catch(() => undefined), 1000);
+  // One sample after another, each started SAMPLE_EVERY_MS after the previous one started (or
+  // at once when a read took longer, as it may on an LMS busy hashing a storm's logins).
+  const stopSampling = new AbortController();
+  const sampling = (async () => {
+    while (!stopSampling.signal.aborted) {
+      const next = Date.now() + SAMPLE_EVERY_MS;
+      await sample().catch(() => undefined);
+      await delay(Math.max(0, next - Date.now()), undefined, {
+        signal: stopSampling.signal,
+      }).catch(() => undefined);
+    }
+  })();
+  const endSampling = async () => {
+    stopSampling.abort();
+    await sampling;
+  };
 
   try {
     const intervalMs = (settings.durationSeconds * 1000) / Math.max(1, settings.submissions);
@@ -228,7 +246,7 @@ export async function runScenario(
         gradedSoFar = graded;
       },
     );
-    clearInterval(sampler);
+    await endSampling();
     await sample();
     phase = 'done';
     const durationSeconds = elapsed();
@@ -246,9 +264,9 @@ export async function runScenario(
       durationSeconds,
       person,
       fleet: started,
-      series,
+      samples,
     });
   } finally {
-    clearInterval(sampler);
+    await endSampling();
   }
 }

@@ -39,3 +39,23 @@ export function since(now: Counters, base: Counters): Counters {
     stormAlerts: now.stormAlerts - base.stormAlerts,
   };
 }
+
+/**
+ * Watcher connections whose loop runs, summed over every replica's metrics; a replica that is
+ * down or does not answer within a second counts none.
+ */
+export async function readConnectionsAlive(metricsUrls: readonly string[]): Promise<number> {
+  const counts = await Promise.all(
+    metricsUrls.map(async (url) => {
+      if (!url) return 0;
+      try {
+        const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
+        if (!response.ok) return 0;
+        return sumOf(parsePrometheus(await response.text()), 'watcher_connections_alive');
+      } catch {
+        return 0;
+      }
+    }),
+  );
+  return counts.reduce((total, count) => total + count, 0);
+}

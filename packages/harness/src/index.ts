@@ -1,3 +1,4 @@
+export { type ChromiumLaunch, chromiumLaunch } from './chromium.ts';
 export type { LocalLms, StartLmsOptions } from './lms.ts';
 export { LmsStartError, startLms } from './lms.ts';
 export type { ManagedProcess, SpawnOptions } from './process.ts';

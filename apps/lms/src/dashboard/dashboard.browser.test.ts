@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import {
+  chromiumLaunch,
   type LocalLms,
   type LocalRedis,
   startLms,
@@ -14,17 +14,6 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient, urlFetcher } from '../testing/client.ts';
 
-// Debian's Chromium (apt-get install chromium); playwright never downloads a browser here.
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const RESULTS_DIR = fileURLToPath(new URL('../../test-results/', import.meta.url));
 const QUEUE = 'dash-queue';
 const SERVICE = { username: 'xqueue_svc', password: 'dash-svc-pass' };
@@ -39,11 +28,7 @@ let fleet: WatcherFleet | undefined;
 let browser: Browser | undefined;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM_PATH}: apt-get install chromium, or set CHROMIUM_PATH`,
-    );
-  }
+  const launch = chromiumLaunch(); // before anything starts: says how to install it
   redis = await startRedis();
   lms = await startLms({
     env: {
@@ -76,7 +61,7 @@ beforeAll(async () => {
       LOG_LEVEL: 'warn',
     },
   });
-  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
+  browser = await chromium.launch(launch);
 }, 90_000);
 
 afterAll(async () => {

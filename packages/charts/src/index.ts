@@ -1,0 +1,2 @@
+export { type LineChartOptions, lineChart, type Point } from './line-chart.ts';
+export { renderSvg, type TopLevelSpec } from './render.ts';
