@@ -141,7 +141,8 @@ export class XQueueClient {
     const startedMs = this.options.now();
     this.jar.clear();
     for (const name of Object.keys(this.headers)) delete this.headers[name];
-    await this.send('GET', url, undefined, {}, timeoutMs);
+    // Read to the end (as requests does before it returns), so the POST can reuse the socket.
+    await (await this.send('GET', url, undefined, {}, timeoutMs)).arrayBuffer();
     const extra: Record<string, string> = { Referer: url };
     const csrf = this.jar.get('csrftoken');
     if (csrf) extra['X-CSRFToken'] = csrf;
