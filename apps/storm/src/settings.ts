@@ -1,4 +1,4 @@
-import { type SuperviseOptions, sumMetric, waitFor } from '@storm-lab/harness';
+import { type StartedReplica, type SuperviseOptions, waitFor } from '@storm-lab/harness';
 import { compress } from './compression.ts';
 import type { Scenario } from './scenarios.ts';
 import { StudentLoad } from './student-load.ts';
@@ -122,17 +122,16 @@ export function seedArgs(
   ];
 }
 
-/** Waits (at most 10 s) until a replica's connections each logged in or timed out once. */
-async function firstLoginsDone(metricsUrl: string, connections: number): Promise<void> {
-  await waitFor(
-    async () => {
-      const text = await (await fetch(metricsUrl)).text();
-      const tried =
-        sumMetric(text, 'watcher_logins_total') + sumMetric(text, 'watcher_login_timeouts_total');
-      return tried >= connections ? true : undefined;
-    },
-    { timeoutMs: 10_000, intervalMs: 50, what: 'the replica to log in' },
-  ).catch(() => undefined); // a replica that died meanwhile is the supervisor's business
+/**
+ * Waits (at most 10 s) until each of a replica's connections ended its first login attempt
+ * (its `first-login` lines), without asking the replica anything while its logins are in flight.
+ */
+async function firstLoginsDone(replica: StartedReplica, connections: number): Promise<void> {
+  await waitFor(() => ((replica.events['first-login'] ?? 0) >= connections ? true : undefined), {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    what: 'the replica to log in',
+  }).catch(() => undefined); // a replica that died meanwhile is the supervisor's business
 }
 
 /**
@@ -141,5 +140,5 @@ async function firstLoginsDone(metricsUrl: string, connections: number): Promise
  */
 export function oneByOne(settings: RunSettings) {
   const connections = settings.queues * settings.connections;
-  return { settle: (metricsUrl: string) => firstLoginsDone(metricsUrl, connections) };
+  return { settle: (replica: StartedReplica) => firstLoginsDone(replica, connections) };
 }

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
  * Events a supervisor counts from a replica's stdout: each is one JSON line with an `event`
  * field, printed whatever LOG_LEVEL says (the storm runner and the harness read them).
  */
-export type WatcherEvent = 'login-timeout' | 'connection-died' | 'replica-exit';
+export type WatcherEvent = 'first-login' | 'login-timeout' | 'connection-died' | 'replica-exit';
 
 /**
  * Logs one {@link WatcherEvent} line.
@@ -14,7 +14,7 @@ export type WatcherEvent = 'login-timeout' | 'connection-died' | 'replica-exit';
  */
 export function logEvent(
   logger: Logger,
-  level: 'warn' | 'error',
+  level: 'info' | 'warn' | 'error',
   event: WatcherEvent,
   fields: Record<string, unknown>,
   message: string,

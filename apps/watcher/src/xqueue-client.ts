@@ -82,6 +82,7 @@ export class XQueueClient {
   private readonly agent: Agent;
   private readonly headers: Record<string, string> = {};
   private generation = 0;
+  private triedLogin = false;
   private loginInFlight: Promise<boolean> | null = null;
 
   constructor(private readonly options: XQueueClientOptions) {
@@ -119,8 +120,11 @@ export class XQueueClient {
 
   private async guardedLogin(): Promise<boolean> {
     try {
-      return await this.freshLogin();
+      const ok = await this.freshLogin();
+      this.firstLoginEnded(ok);
+      return ok;
     } catch (error) {
+      this.firstLoginEnded(false);
       if (error instanceof XQueueTimeoutError) {
         this.options.metrics.loginTimeouts.inc({ queue: this.options.queue });
         logEvent(this.options.logger, 'warn', 'login-timeout', {}, error.message);
@@ -130,6 +134,14 @@ export class XQueueClient {
       if (this.options.mode === 'hardened') return false;
       throw error;
     }
+  }
+
+  // One line per connection when its first login attempt ends, however it ended: a supervisor
+  // that starts replicas one by one waits for these instead of polling the replica's metrics.
+  private firstLoginEnded(ok: boolean) {
+    if (this.triedLogin) return;
+    this.triedLogin = true;
+    logEvent(this.options.logger, 'info', 'first-login', { ok }, 'first login attempt ended');
   }
 
   // As upstream's `_login` since 398c45f: forget the old session, GET for the CSRF cookie,

@@ -14,5 +14,5 @@ export type {
   SupervisorTimers,
 } from './supervisor.ts';
 export { CrashLoopBackoff, SupervisedProcess } from './supervisor.ts';
-export type { StartWatchersOptions, WatcherFleet } from './watcher.ts';
+export type { StartedReplica, StartWatchersOptions, WatcherFleet } from './watcher.ts';
 export { startWatchers } from './watcher.ts';

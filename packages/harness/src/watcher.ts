@@ -22,10 +22,17 @@ export interface StartWatchersOptions {
   entry?: string;
   /**
    * Start the replicas one after another, as pods of a deployment come up: replica i+1 is
-   * spawned once replica i announced its metrics and `settle(url)` resolved (e.g. its first
-   * logins are done). Default: all at once.
+   * spawned once replica i announced its metrics and `settle` resolved (e.g. its first logins
+   * are done). Default: all at once.
    */
-  oneByOne?: { settle(metricsUrl: string): Promise<void> };
+  oneByOne?: { settle(replica: StartedReplica): Promise<void> };
+}
+
+/** What `oneByOne.settle` knows of the replica that just started. */
+export interface StartedReplica {
+  metricsUrl: string;
+  /** The `event` lines this incarnation printed so far, by event; updated as lines arrive. */
+  events: Readonly<Record<string, number>>;
 }
 
 /** A fleet of watcher replicas, each its own process (so a test can SIGKILL one). */
@@ -76,6 +83,7 @@ function launchReplica(
   replicaId: string,
   options: StartWatchersOptions,
   events: Record<string, number>,
+  own: Record<string, number>,
 ): Launched<string> {
   let announce: (url: string) => void = () => undefined;
   const announced = new Promise<string>((resolve) => {
@@ -97,6 +105,7 @@ function launchReplica(
       if (!entry) return;
       if (typeof entry.event === 'string') {
         events[entry.event] = (events[entry.event] ?? 0) + 1;
+        own[entry.event] = (own[entry.event] ?? 0) + 1;
         if (entry.event === 'replica-exit') saidReplicaExit = true;
       }
       if (entry.msg === 'metrics listening' && typeof entry.url === 'string') announce(entry.url);
@@ -146,12 +155,14 @@ export async function startWatchers(options: StartWatchersOptions): Promise<Watc
   const events: Record<string, number> = {};
   const replicas: ManagedProcess[] = [];
   const metricsUrls = replicaIds.map(() => '');
+  const ownEvents: Record<string, number>[] = replicaIds.map(() => ({}));
   const slots = replicaIds.map(
     (id, index) =>
       new SupervisedProcess<string>({
         supervise: options.supervise,
         launch: () => {
-          const launched = launchReplica(id, options, events);
+          ownEvents[index] = {};
+          const launched = launchReplica(id, options, events, ownEvents[index]);
           replicas[index] = launched.process;
           metricsUrls[index] = '';
           return launched;
@@ -162,7 +173,14 @@ export async function startWatchers(options: StartWatchersOptions): Promise<Watc
       }),
   );
   const settled = options.oneByOne
-    ? await startOneByOne(slots, metricsUrls, options.oneByOne.settle)
+    ? await startOneByOne(
+        slots,
+        (index) => ({
+          metricsUrl: metricsUrls[index] ?? '',
+          events: ownEvents[index] ?? {},
+        }),
+        options.oneByOne.settle,
+      )
     : await Promise.allSettled(slots.map((slot) => slot.start()));
   const failure = settled.find((result) => result.status === 'rejected');
   if (failure) {
@@ -196,14 +214,14 @@ export async function startWatchers(options: StartWatchersOptions): Promise<Watc
 
 async function startOneByOne(
   slots: readonly SupervisedProcess<string>[],
-  metricsUrls: readonly string[],
-  settle: (metricsUrl: string) => Promise<void>,
+  started: (index: number) => StartedReplica,
+  settle: (replica: StartedReplica) => Promise<void>,
 ): Promise<PromiseSettledResult<unknown>[]> {
   const results: PromiseSettledResult<unknown>[] = [];
   for (const [index, slot] of slots.entries()) {
     try {
       await slot.start();
-      await settle(metricsUrls[index] ?? '');
+      await settle(started(index));
       results.push({ status: 'fulfilled', value: undefined });
     } catch (reason) {
       results.push({ status: 'rejected', reason });
