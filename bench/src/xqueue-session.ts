@@ -51,6 +51,8 @@ export class XQueueSession {
       throw new Error(`xqueue login failed: ${response.statusCode} ${text}`);
     for (const [name, value] of cookiesOf(response.headers)) cookies.set(name, value);
     this.cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+    // The LMS rotates the CSRF token on login (as Django does); the real client re-reads it.
+    this.csrf = cookies.get('csrftoken') ?? this.csrf;
   }
 
   /** Headers that authenticate a request of this session. */

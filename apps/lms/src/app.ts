@@ -14,9 +14,11 @@ import {
   DEFAULT_THROTTLE_WINDOW_SECONDS,
 } from './auth/throttle.ts';
 import type { ClientDb } from './db/client.ts';
-import { createTickBatcher } from './db/tick-batch.ts';
+import { createTickBatcher, DatabaseBusyError } from './db/tick-batch.ts';
 import type { LmsEnv, Services } from './http/context.ts';
+import { csrfSettings } from './http/csrf.ts';
 import { sessionMiddleware } from './http/session.ts';
+import { isBusy } from './ops/errors.ts';
 import { createLiveStats } from './ops/live-stats.ts';
 import { createMetrics } from './ops/metrics.ts';
 import { createPolicyStore } from './policy/policy-store.ts';
@@ -45,6 +47,12 @@ export interface AppConfig {
   loginThrottleWindowSeconds?: number;
   /** Take the client address from X-Forwarded-For (behind one reverse proxy). Default false. */
   trustProxy?: boolean;
+  /** Other origins (`scheme://host[:port]`) allowed to post to the login and logout. Default none. */
+  csrfTrustedOrigins?: readonly string[];
+  /** When set, `GET /metrics` requires `Authorization: Bearer <token>`. Default: open. */
+  metricsToken?: string | null;
+  /** How long a request's batched queries wait for another process's lock before 503. Default 5000. */
+  databaseBusyDeadlineMs?: number;
 }
 
 export interface AppDeps {
@@ -57,6 +65,22 @@ export interface AppDeps {
   store?: SessionStore;
   /** How passwords are checked; default Django's pbkdf2_sha256. */
   passwords?: PasswordChecker;
+}
+
+/** What a client is told to wait when another process holds the database lock. */
+const BUSY_RETRY_AFTER_SECONDS = 1;
+
+/**
+ * The 503 for a request whose queries found the database locked by another process (past the
+ * batcher's deadline, or at once outside the batcher): nothing was written, it can be repeated.
+ */
+function databaseBusy(c: Context, logger: Logger, error: unknown): Response {
+  logger.warn({ err: error, method: c.req.method, path: c.req.path }, 'database busy');
+  c.header('Retry-After', String(BUSY_RETRY_AFTER_SECONDS));
+  const message = 'The database is busy (locked by another process); retry later';
+  // xqueue clients read every answer as an envelope.
+  if (c.req.path.startsWith('/xqueue/')) return c.json(failure(message), 503);
+  return c.json({ detail: message }, 503);
 }
 
 function routeOf(c: Parameters<Parameters<typeof createMiddleware>[0]>[0]): string {
@@ -75,13 +99,14 @@ function buildServices(deps: AppDeps): Services {
   const store =
     deps.store ?? createSessionStore({ db, ttlMs: config.sessionTtlSeconds * 1000, now });
   const throttle = createLoginThrottle({
+    client: db.$client,
     maxFailures: config.loginThrottleFailures ?? DEFAULT_THROTTLE_FAILURES,
     windowMs: (config.loginThrottleWindowSeconds ?? DEFAULT_THROTTLE_WINDOW_SECONDS) * 1000,
     now,
   });
   const live = createLiveStats({ now });
-  const metrics = createMetrics(() => queue.lengths(now()), live);
   const policy = createPolicyStore({ db, defaults: config.policy, now });
+  const metrics = createMetrics(() => queue.lengths(now()), live, policy.current);
   const detector = createStormDetector({
     evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute,
   });
@@ -100,7 +125,7 @@ function buildServices(deps: AppDeps): Services {
   return {
     db,
     store,
-    batch: createTickBatcher(db.$client),
+    batch: createTickBatcher(db.$client, { busyDeadlineMs: config.databaseBusyDeadlineMs }),
     login,
     metrics,
     detector,
@@ -159,9 +184,11 @@ export function createApp(deps: AppDeps): Hono<LmsEnv> {
   app.use('*', (c, next) =>
     c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : checkBody(c, next),
   );
+  const trustedOrigins = deps.config.csrfTrustedOrigins ?? [];
+  app.use('*', csrfSettings({ trustProxy: services.trustProxy, trustedOrigins }));
   app.use('*', sessionMiddleware(services));
 
-  app.route('/', opsRoutes(services));
+  app.route('/', opsRoutes(services, { metricsToken: deps.config.metricsToken ?? null }));
   app.route('/', webAuthRoutes(services));
   app.route('/xqueue', xqueueRoutes(services));
   app.route('/api/submissions', submissionRoutes(services));
@@ -172,6 +199,9 @@ export function createApp(deps: AppDeps): Hono<LmsEnv> {
   app.onError((error, c) => {
     if (error instanceof HTTPException) {
       return c.json({ detail: error.message || 'Request failed' }, error.status);
+    }
+    if (error instanceof DatabaseBusyError || isBusy(error)) {
+      return databaseBusy(c, deps.logger, error);
     }
     deps.logger.error({ err: error, method: c.req.method, path: c.req.path }, 'request failed');
     return c.json({ detail: 'Internal server error' }, 500);

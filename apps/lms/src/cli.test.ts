@@ -1,25 +1,69 @@
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type LocalLms, spawnManaged, startLms } from '@storm-lab/harness';
-import { afterEach, describe, expect, it } from 'vitest';
+import { POLICY_ENV } from '@storm-lab/session-policy';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { verifyPassword } from './auth/password.ts';
+import { runCli } from './cli.ts';
+import { openDatabase } from './db/client.ts';
+import { ENV_VARIABLES } from './env.ts';
 import { TestClient, urlFetcher } from './testing/client.ts';
+import { findCredentials } from './users.ts';
 
 const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
+const LMS_DIR = new URL('..', import.meta.url).pathname;
 let lms: LocalLms | undefined;
 afterEach(async () => {
   await lms?.stop();
   lms = undefined;
 });
 
+/** Runs `pnpm lms ARGS` as a real process on DATABASE_PATH; its exit code and all its output. */
+function spawnCli(args: string[], env: Record<string, string>) {
+  const child = spawnManaged(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    cwd: LMS_DIR,
+    env: { ...FAST, ...env },
+  });
+  return child.exited.then(({ code }) => ({ code, output: child.output() }));
+}
+
+/**
+ * Runs a CLI command in this process (runCli, as `pnpm lms` does) on the database file, with
+ * only FAST and `env` as its environment; its exit code and output (stdout and stderr, in order).
+ */
+async function lmsCli(args: string[], databasePath: string, env: Record<string, string> = {}) {
+  let output = '';
+  const write = (text: string) => {
+    output += `${text}\n`;
+  };
+  const io = {
+    env: { ...FAST, ...env, DATABASE_PATH: databasePath },
+    cwd: LMS_DIR,
+    out: write,
+    err: write,
+  };
+  const code = await runCli(args, io);
+  return { code, output };
+}
+
+/** Whether USERNAME's stored hash accepts PASSWORD, read straight from the database file. */
+async function passwordWorks(databasePath: string, username: string, password: string) {
+  const database = openDatabase({ path: databasePath });
+  try {
+    const row = findCredentials(database.db, username);
+    if (!row) throw new Error(`no user ${username} in ${databasePath}`);
+    return await verifyPassword(password, row.password);
+  } finally {
+    database.close();
+  }
+}
+
 describe('lms CLI', { timeout: 90_000 }, () => {
   it('adds a user with repeated --group and --staff, and prints help', async () => {
     lms = await startLms({ env: FAST });
     const databasePath = lms.databasePath;
-    const cli = (args: string[]) => {
-      const child = spawnManaged(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-        cwd: new URL('..', import.meta.url).pathname,
-        env: { ...FAST, DATABASE_PATH: databasePath },
-      });
-      return child.exited.then(({ code }) => ({ code, output: child.output() }));
-    };
+    const cli = (args: string[]) => spawnCli(args, { DATABASE_PATH: databasePath });
     const added = await cli([
       'user',
       'add',
@@ -48,5 +92,180 @@ describe('lms CLI', { timeout: 90_000 }, () => {
       code: 2,
       output: expect.stringContaining('expected: user add NAME'),
     });
+    expect(await cli(['sessions', 'end', 'nobody'])).toEqual({
+      code: 2,
+      output: 'error: sessions end: no user named "nobody"\n\nRun "pnpm lms --help" for usage.\n',
+    });
+  });
+});
+
+describe('lms seed on an existing database', { timeout: 90_000 }, () => {
+  let dir: string;
+  let databasePath: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lms-seed-'));
+    databasePath = join(dir, 'lms.db');
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  const seedWith = (args: string[], env: Record<string, string> = {}) =>
+    lmsCli(['seed', '--students', '1', ...args], databasePath, env);
+
+  it('keeps the password an existing account has when seeded again with another one', async () => {
+    expect(await seedWith(['--staff-password', 'first-pass'])).toMatchObject({ code: 0 });
+    expect(await seedWith(['--staff-password', 'second-pass'])).toMatchObject({ code: 0 });
+    expect(await passwordWorks(databasePath, 'staff', 'first-pass')).toBe(true);
+    expect(await passwordWorks(databasePath, 'staff', 'second-pass')).toBe(false);
+  });
+
+  it('sets existing accounts passwords again with --reset-passwords', async () => {
+    expect(await seedWith(['--staff-password', 'first-pass'])).toMatchObject({ code: 0 });
+    const reset = await seedWith(['--staff-password', 'second-pass', '--reset-passwords']);
+    expect(reset).toMatchObject({ code: 0 });
+    expect(await passwordWorks(databasePath, 'staff', 'second-pass')).toBe(true);
+    expect(await passwordWorks(databasePath, 'staff', 'first-pass')).toBe(false);
+  });
+
+  it('generates the passwords not given when HOST is not loopback, prints each once, and they work', async () => {
+    const first = await seedWith(['--service-password', 'svc-pass'], { HOST: '0.0.0.0' });
+    expect(first.code).toBe(0);
+    const staffPassword = /^ {2}staff +(\S+)$/m.exec(first.output)?.[1];
+    const studentPassword = /^ {2}student1 +(\S+)$/m.exec(first.output)?.[1];
+    expect({ staffPassword, studentPassword }).toEqual({
+      staffPassword: expect.stringMatching(/^[\w-]{20,}$/),
+      studentPassword: expect.stringMatching(/^[\w-]{20,}$/),
+    });
+    expect(first.output).not.toContain('staff-pass');
+    expect(first.output).not.toContain('svc-pass');
+    const second = await seedWith([], { HOST: '0.0.0.0' });
+    expect(second.code).toBe(0);
+    expect(second.output).not.toContain(staffPassword);
+    expect(second.output).not.toContain(studentPassword);
+
+    lms = await startLms({ env: FAST, databasePath, seed: ['--students', '1'] });
+    const staff = new TestClient(urlFetcher(lms.url));
+    expect((await staff.webLogin('staff', 'staff-pass')).status).toBe(401);
+    expect((await staff.webLogin('staff', staffPassword!)).status).toBe(200);
+    expect(await (await staff.get('/me')).json()).toMatchObject({ is_staff: true });
+    const student = new TestClient(urlFetcher(lms.url));
+    expect((await student.webLogin('student1', studentPassword!)).status).toBe(200);
+  });
+
+  it('shares the service password through --service-password-file, written once with mode 0600', async () => {
+    const file = join(dir, 'secrets', 'xqueue-password');
+    const first = await seedWith(['--random-passwords', '--service-password-file', file]);
+    expect(first).toMatchObject({ code: 0, output: expect.stringContaining(`written to ${file}`) });
+    const password = await readFile(file, 'utf8');
+    expect(password).toMatch(/^[\w-]{20,}$/);
+    expect(first.output).not.toContain(password);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect(await passwordWorks(databasePath, 'xqueue_svc', password)).toBe(true);
+
+    const again = await seedWith(['--random-passwords', '--service-password-file', file]);
+    expect(again.code).toBe(0);
+    expect(await readFile(file, 'utf8')).toBe(password);
+    expect(await passwordWorks(databasePath, 'xqueue_svc', password)).toBe(true);
+
+    await rm(file);
+    const lost = await seedWith(['--random-passwords', '--service-password-file', file]);
+    expect(lost).toMatchObject({
+      code: 0,
+      output: expect.stringContaining(`${file} does not hold`),
+    });
+    const reset = await seedWith([
+      ...['--random-passwords', '--service-password-file', file, '--reset-passwords'],
+    ]);
+    expect(reset.code).toBe(0);
+    expect(await passwordWorks(databasePath, 'xqueue_svc', await readFile(file, 'utf8'))).toBe(
+      true,
+    );
+  });
+
+  it('refuses an empty password rather than setting one', async () => {
+    expect(await seedWith(['--staff-password', ''])).toMatchObject({
+      code: 2,
+      output: expect.stringContaining('--staff-password must not be empty'),
+    });
+  });
+});
+
+describe('ending sessions from the CLI', { timeout: 90_000 }, () => {
+  const EXEMPT = { SINGLE_LOGIN_EXEMPT_USERNAMES: 'student3,student4' };
+
+  /** Two live browser sessions of USERNAME (exempt from single login, so both stay). */
+  async function twoSessions(url: string, username: string) {
+    const clients = [new TestClient(urlFetcher(url)), new TestClient(urlFetcher(url))];
+    for (const client of clients) {
+      expect((await client.webLogin(username, 'student-pass')).status).toBe(200);
+      expect((await client.get('/me')).status).toBe(200);
+    }
+    return clients;
+  }
+
+  async function expectEnded(client: TestClient, reason: string) {
+    const me = await client.get('/me');
+    expect(me.status).toBe(401);
+    expect(me.headers.get('x-session-end-reason')).toBe(reason);
+    expect(await me.json()).toMatchObject({ session_end: { reason } });
+  }
+
+  it('ends every session of a user whose password `user add` changes, and says why', async () => {
+    lms = await startLms({ env: { ...FAST, ...EXEMPT } });
+    const [phone, laptop] = await twoSessions(lms.url, 'student4');
+    const bystander = new TestClient(urlFetcher(lms.url));
+    expect((await bystander.webLogin('student3', 'student-pass')).status).toBe(200);
+
+    const changed = await lmsCli(
+      ['user', 'add', 'student4', '--password', 'new'],
+      lms.databasePath,
+    );
+    await expectEnded(phone!, 'password-change');
+    await expectEnded(laptop!, 'password-change');
+    expect(changed).toEqual({
+      code: 0,
+      output: 'User student4 saved; 2 sessions ended (password-change)\n',
+    });
+    expect((await bystander.get('/me')).status).toBe(200);
+    const fresh = new TestClient(urlFetcher(lms.url));
+    expect((await fresh.webLogin('student4', 'student-pass')).status).toBe(401);
+    expect((await fresh.webLogin('student4', 'new')).status).toBe(200);
+  });
+
+  it('ends all sessions of an account with `sessions end USER` and prints how many', async () => {
+    lms = await startLms({ env: { ...FAST, ...EXEMPT } });
+    const databasePath = lms.databasePath;
+    const [phone, laptop] = await twoSessions(lms.url, 'student3');
+    expect(await lmsCli(['sessions', 'end', 'student3'], databasePath)).toEqual({
+      code: 0,
+      output: 'Ended 2 sessions of student3\n',
+    });
+    await expectEnded(phone!, 'logged-out');
+    await expectEnded(laptop!, 'logged-out');
+    expect(await lmsCli(['sessions', 'end', 'student3'], databasePath)).toEqual({
+      code: 0,
+      output: 'Ended 0 sessions of student3\n',
+    });
+    expect(await lmsCli(['sessions', 'end', 'nobody'], databasePath)).toMatchObject({
+      code: 2,
+      output: expect.stringContaining('sessions end: no user named "nobody"'),
+    });
+    expect(await lmsCli(['sessions', 'end'], databasePath)).toMatchObject({
+      code: 2,
+      output: expect.stringContaining('expected: sessions end USER'),
+    });
+    expect(await lmsCli(['sessions', '--help'], databasePath)).toMatchObject({
+      code: 0,
+      output: expect.stringContaining('Usage: pnpm lms sessions end USER'),
+    });
+  });
+});
+
+describe('lms --help', () => {
+  it('names every environment variable the LMS reads', async () => {
+    const { code, output } = await lmsCli(['--help'], ':memory:');
+    expect(code).toBe(0);
+    for (const name of [...ENV_VARIABLES, ...Object.keys(POLICY_ENV)]) {
+      expect(output, name).toContain(name);
+    }
   });
 });

@@ -1,13 +1,20 @@
+import { randomBytes } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { isIPv4 } from 'node:net';
+import { dirname } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
 import { hashPassword } from './auth/password.ts';
+import { endAllSessionsOf } from './auth/session-store.ts';
 import { openDatabase } from './db/client.ts';
-import { EnvError, type LmsConfig, readEnv } from './env.ts';
+import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
-import { SEED_DEFAULTS, seed } from './seed.ts';
-import { ensureGroup, upsertUser } from './users.ts';
+import { SEED_DEFAULTS, type SeedSummary, seed } from './seed.ts';
+import { ensureGroup, findCredentials, saveUser } from './users.ts';
 
 /** A mistake in the command line: printed with the command's help, exit code 2. */
 class UsageError extends Error {
@@ -16,7 +23,9 @@ class UsageError extends Error {
 
 const ENV_HELP = `Environment: PORT (8000), HOST (127.0.0.1), DATABASE_PATH (./data/lms.db),
   PASSWORD_HASH_ITERATIONS (1000000), LOG_LEVEL (info), XQUEUE_LOCK_SECONDS (300),
-  SESSION_TTL_SECONDS (1209600), STORM_ALERT_EVICTIONS_PER_MINUTE (30), MAX_BODY_BYTES (1048576),
+  XQUEUE_MAX_FAILURES (0), SESSION_TTL_SECONDS (1209600), STORM_ALERT_EVICTIONS_PER_MINUTE (30),
+  MAX_BODY_BYTES (1048576), LOGIN_THROTTLE_FAILURES (10), LOGIN_THROTTLE_WINDOW_SECONDS (300),
+  TRUST_PROXY (false), CSRF_TRUSTED_ORIGINS, SQLITE_SYNCHRONOUS (full), METRICS_TOKEN,
   PREVENT_CONCURRENT_LOGINS (true), SINGLE_LOGIN_EXEMPT_USERNAMES, SINGLE_LOGIN_EXEMPT_GROUPS,
   SINGLE_LOGIN_MAX_SESSIONS, SINGLE_LOGIN_ON_LIMIT, SINGLE_LOGIN_SCOPE, SINGLE_LOGIN_RULES,
   SINGLE_LOGIN_DRY_RUN.`;
@@ -28,8 +37,9 @@ Commands:
   serve                 migrate the database and serve HTTP until SIGTERM/SIGINT
   migrate               apply the committed migrations
   seed                  create queues, problems, the xqueue service account, staff and students
-  user add NAME         create or update a user
+  user add NAME         create or update a user (a new password ends the user's sessions)
   group add NAME        create a group
+  sessions end USER     end every session of a user and print how many
 
 Run "pnpm lms <command> --help" for a command's options.
 ${ENV_HELP}`,
@@ -37,17 +47,32 @@ ${ENV_HELP}`,
   migrate: 'Usage: pnpm lms migrate\n\nApplies the committed migrations to DATABASE_PATH.',
   seed: `Usage: pnpm lms seed [options]   (idempotent)
 
+Creates what is missing. An account that exists keeps its password (a restart never undoes an
+operator's change) unless --reset-passwords is given.
+
   --queues a,b              queues to create (default ${SEED_DEFAULTS.queues.join(',')}); 3 problems each: <queue>-p1..p3
   --students N              students student1..N (default ${SEED_DEFAULTS.students})
   --service-username NAME   xqueue service account, in group xqueue (default ${SEED_DEFAULTS.serviceUsername})
-  --service-password P      (default ${SEED_DEFAULTS.servicePassword})
+  --service-password P      (default ${SEED_DEFAULTS.servicePassword}, or the --service-password-file's)
   --staff-username NAME     (default ${SEED_DEFAULTS.staffUsername})
   --staff-password P        (default ${SEED_DEFAULTS.staffPassword})
-  --student-password P      (default ${SEED_DEFAULTS.studentPassword})`,
+  --student-password P      one password for every student (default ${SEED_DEFAULTS.studentPassword})
+  --random-passwords        generate the passwords not given instead of the lab defaults, and
+                            print them once; implied when HOST is not a loopback address
+  --service-password-file F read the service password from F when not given; write it there
+                            (mode 0600) when set, for the watchers to read
+  --reset-passwords         also set the passwords of accounts that exist; their sessions end`,
   user: `Usage: pnpm lms user add NAME --password P [--group G]... [--staff]
 
-Creates the user, or updates the password and staff flag and adds the groups.`,
+Creates the user, or updates the password and staff flag and adds the groups. Setting the
+password of an existing user ends all of that user's sessions (their next request is told
+session_end.reason "password-change"), as Django does when a password changes.`,
   group: 'Usage: pnpm lms group add NAME',
+  sessions: `Usage: pnpm lms sessions end USER
+
+Ends every live session of USER at once (a stolen cookie, a departing account) and prints how
+many ended; each one's next request gets 401/403 with session_end.reason "logged-out".
+USER can log in again: change the password too (pnpm lms user add USER --password P).`,
 };
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -73,7 +98,154 @@ function positiveInteger(name: string, raw: string | undefined, fallback: number
   return value;
 }
 
-async function seedCommand(args: string[], config: LmsConfig) {
+/** Where a command writes and what it reads: the process's own by default. */
+export interface CliIo {
+  env: Record<string, string | undefined>;
+  cwd: string;
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+function processIo(): CliIo {
+  return {
+    env: process.env,
+    cwd: process.cwd(),
+    out: (text) => console.log(text),
+    err: (text) => console.error(text),
+  };
+}
+
+/** Whether HOST only listens on this machine (127.0.0.0/8, ::1, localhost). */
+function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (bare === 'localhost' || bare === '::1') return true;
+  const v4 = bare.startsWith('::ffff:') ? bare.slice('::ffff:'.length) : bare;
+  return isIPv4(v4) && v4.startsWith('127.');
+}
+
+/** 144 random bits, URL-safe: a password nobody published. */
+function generatePassword(): string {
+  return randomBytes(18).toString('base64url');
+}
+
+/** The secret in FILE (one trailing newline dropped), or null when the file is missing or empty. */
+async function readSecret(path: string): Promise<string | null> {
+  try {
+    const text = (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
+    return text === '' ? null : text;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/** Writes a secret readable only by this user, atomically (a reader never sees half of it). */
+async function writeSecret(path: string, secret: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const temporary = `${path}.${process.pid}.tmp`;
+  await rm(temporary, { force: true });
+  await writeFile(temporary, secret, { mode: 0o600 });
+  await rename(temporary, path);
+}
+
+/** `student1`, or `student6..student50`: the students a generated password was set for. */
+function studentRange(students: readonly string[]): string {
+  return students.length > 1 ? `${students[0]}..${students.at(-1)}` : (students[0] ?? '');
+}
+
+/** The passwords one seed run uses, and which of them it made up. */
+interface SeedPasswords {
+  service: string;
+  staff: string;
+  student: string;
+  generated: Set<'service' | 'staff' | 'student'>;
+}
+
+async function seedPasswords(
+  values: Values,
+  random: boolean,
+  serviceFile: string | null,
+): Promise<SeedPasswords> {
+  const generated = new Set<'service' | 'staff' | 'student'>();
+  const pick = (role: 'service' | 'staff' | 'student', fallback: string) => {
+    const given = values[`${role}-password`];
+    if (typeof given === 'string') return given;
+    if (!random) return fallback;
+    generated.add(role);
+    return generatePassword();
+  };
+  const fromFile = serviceFile && typeof values['service-password'] !== 'string';
+  const stored = fromFile ? await readSecret(serviceFile) : null;
+  return {
+    service: stored ?? pick('service', SEED_DEFAULTS.servicePassword),
+    staff: pick('staff', SEED_DEFAULTS.staffPassword),
+    student: pick('student', SEED_DEFAULTS.studentPassword),
+    generated,
+  };
+}
+
+/** Keeps the service password file in step with the account; warns when it cannot. */
+async function shareServicePassword(
+  file: string,
+  password: string,
+  summary: SeedSummary,
+  io: CliIo,
+): Promise<void> {
+  const account = summary.serviceAccount;
+  const stored = await readSecret(file);
+  if (summary.passwordsSet.includes(account)) {
+    if (stored !== password) await writeSecret(file, password);
+    io.out(`Service password written to ${file} (for the watchers)`);
+  } else if (stored === null) {
+    io.err(
+      `warning: ${account} exists and keeps its password, which ${file} does not hold (it is missing): ` +
+        'watchers reading it cannot log in. Run seed with --reset-passwords to set a new one.',
+    );
+  } else if (stored !== password) {
+    io.err(
+      `warning: ${account} exists and keeps its password; --service-password was not applied and ` +
+        `${file} keeps the old one. Run seed with --reset-passwords to change it.`,
+    );
+  }
+}
+
+function printSeedSummary(
+  summary: SeedSummary,
+  passwords: SeedPasswords,
+  databasePath: string,
+  serviceFile: string | null,
+  io: CliIo,
+): void {
+  const ended = summary.sessionsEnded
+    ? `; ${summary.sessionsEnded} sessions ended (password-change)`
+    : '';
+  io.out(`Seeded ${databasePath}
+  queues:          ${summary.queues.join(', ')}
+  problems:        ${summary.problems.join(', ')}
+  service account: ${summary.serviceAccount} (group xqueue)
+  staff:           ${summary.staff}
+  students:        ${summary.students.join(', ') || '(none)'}
+  passwords:       ${summary.passwordsSet.length} set, ${summary.passwordsKept.length} kept (an account that exists keeps its password unless --reset-passwords)${ended}`);
+  // A generated password is shown when it was set, i.e. once: the next run keeps the account's.
+  const isSet = (username: string) => summary.passwordsSet.includes(username);
+  const shown: string[] = [];
+  const show = (label: string, password: string) => shown.push(`  ${label.padEnd(16)} ${password}`);
+  if (passwords.generated.has('service') && !serviceFile && isSet(summary.serviceAccount)) {
+    show(summary.serviceAccount, passwords.service);
+  }
+  if (passwords.generated.has('staff') && isSet(summary.staff)) {
+    show(summary.staff, passwords.staff);
+  }
+  const studentsSet = summary.students.filter(isSet);
+  if (passwords.generated.has('student') && studentsSet.length > 0) {
+    show(studentRange(studentsSet), passwords.student);
+  }
+  if (shown.length > 0) {
+    io.out(`Generated passwords, shown this once (stored nowhere else):\n${shown.join('\n')}`);
+  }
+}
+
+async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
   const { values } = parse(args, {
     queues: { type: 'string' },
     students: { type: 'string' },
@@ -82,8 +254,11 @@ async function seedCommand(args: string[], config: LmsConfig) {
     'staff-username': { type: 'string' },
     'staff-password': { type: 'string' },
     'student-password': { type: 'string' },
+    'random-passwords': { type: 'boolean' },
+    'service-password-file': { type: 'string' },
+    'reset-passwords': { type: 'boolean' },
   });
-  if (values.help) return console.log(HELP.seed);
+  if (values.help) return io.out(HELP.seed!);
   const queues =
     typeof values.queues === 'string'
       ? values.queues
@@ -92,8 +267,29 @@ async function seedCommand(args: string[], config: LmsConfig) {
           .filter(Boolean)
       : undefined;
   if (queues && queues.length === 0) throw new UsageError('--queues needs at least one name');
+  for (const flag of [
+    'service-username',
+    'service-password',
+    'staff-username',
+    'staff-password',
+    'student-password',
+    'service-password-file',
+  ]) {
+    if (values[flag] === '') throw new UsageError(`--${flag} must not be empty`);
+  }
   const text = (key: string, fallback: string) =>
     typeof values[key] === 'string' ? (values[key] as string) : fallback;
+  const serviceFile = text('service-password-file', '') || null;
+  // The lab defaults are published: only a server that nobody else can reach may use them.
+  const loopback = isLoopback(config.host);
+  if (!loopback && values['random-passwords'] !== true) {
+    io.out(`HOST=${config.host} is not loopback: passwords not given are generated`);
+  }
+  const passwords = await seedPasswords(
+    values,
+    values['random-passwords'] === true || !loopback,
+    serviceFile,
+  );
   const database = openDatabase({ path: config.databasePath });
   try {
     const summary = await seed(
@@ -106,31 +302,28 @@ async function seedCommand(args: string[], config: LmsConfig) {
           SEED_DEFAULTS.students,
         ),
         serviceUsername: text('service-username', SEED_DEFAULTS.serviceUsername),
-        servicePassword: text('service-password', SEED_DEFAULTS.servicePassword),
+        servicePassword: passwords.service,
         staffUsername: text('staff-username', SEED_DEFAULTS.staffUsername),
-        staffPassword: text('staff-password', SEED_DEFAULTS.staffPassword),
-        studentPassword: text('student-password', SEED_DEFAULTS.studentPassword),
+        staffPassword: passwords.staff,
+        studentPassword: passwords.student,
+        resetPasswords: values['reset-passwords'] === true,
       },
       { iterations: config.passwordHashIterations, now: Date.now() },
     );
-    console.log(`Seeded ${config.databasePath}
-  queues:          ${summary.queues.join(', ')}
-  problems:        ${summary.problems.join(', ')}
-  service account: ${summary.serviceAccount} (group xqueue)
-  staff:           ${summary.staff}
-  students:        ${summary.students.join(', ') || '(none)'}`);
+    printSeedSummary(summary, passwords, config.databasePath, serviceFile, io);
+    if (serviceFile) await shareServicePassword(serviceFile, passwords.service, summary, io);
   } finally {
     database.close();
   }
 }
 
-async function userCommand(args: string[], config: LmsConfig) {
+async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
   const { values, positionals } = parse(args, {
     password: { type: 'string' },
     group: { type: 'string', multiple: true },
     staff: { type: 'boolean' },
   });
-  if (values.help) return console.log(HELP.user);
+  if (values.help) return io.out(HELP.user!);
   const [action, username, ...extra] = positionals;
   if (action !== 'add' || !username || extra.length > 0) {
     throw new UsageError('expected: user add NAME');
@@ -142,24 +335,27 @@ async function userCommand(args: string[], config: LmsConfig) {
   const passwordHash = await hashPassword(values.password, config.passwordHashIterations);
   const database = openDatabase({ path: config.databasePath });
   try {
-    upsertUser(database.db, {
+    const saved = saveUser(database.db, {
       username,
       passwordHash,
       groups,
       isStaff: values.staff === true,
       now: Date.now(),
     });
-    console.log(
-      `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${values.staff ? ' [staff]' : ''}`,
+    const ended = saved.sessionsEnded
+      ? `; ${saved.sessionsEnded} session${saved.sessionsEnded === 1 ? '' : 's'} ended (password-change)`
+      : '';
+    io.out(
+      `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${values.staff ? ' [staff]' : ''}${ended}`,
     );
   } finally {
     database.close();
   }
 }
 
-function groupCommand(args: string[], config: LmsConfig) {
+function groupCommand(args: string[], config: LmsConfig, io: CliIo) {
   const { values, positionals } = parse(args);
-  if (values.help) return console.log(HELP.group);
+  if (values.help) return io.out(HELP.group!);
   const [action, name, ...extra] = positionals;
   if (action !== 'add' || !name || extra.length > 0) {
     throw new UsageError('expected: group add NAME');
@@ -167,20 +363,38 @@ function groupCommand(args: string[], config: LmsConfig) {
   const database = openDatabase({ path: config.databasePath });
   try {
     ensureGroup(database.db, name);
-    console.log(`Group ${name} exists`);
+    io.out(`Group ${name} exists`);
   } finally {
     database.close();
   }
 }
 
-async function run(argv: string[]): Promise<void> {
+function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
+  const { values, positionals } = parse(args);
+  if (values.help) return io.out(HELP.sessions!);
+  const [action, username, ...extra] = positionals;
+  if (action !== 'end' || !username || extra.length > 0) {
+    throw new UsageError('expected: sessions end USER');
+  }
+  const database = openDatabase({ path: config.databasePath });
+  try {
+    const user = findCredentials(database.db, username);
+    if (!user) throw new UsageError(`sessions end: no user named ${JSON.stringify(username)}`);
+    const ended = endAllSessionsOf(database.db, user.id, 'logged-out', Date.now());
+    io.out(`Ended ${ended} session${ended === 1 ? '' : 's'} of ${username}`);
+  } finally {
+    database.close();
+  }
+}
+
+async function run(argv: string[], io: CliIo): Promise<void> {
   const [command, ...args] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    return console.log(HELP.main);
+    return io.out(HELP.main!);
   }
   if (!(command in HELP) || command === 'main') throw new UsageError(`unknown command: ${command}`);
-  if (args.includes('--help') || args.includes('-h')) return console.log(HELP[command]);
-  const config = readEnv();
+  if (args.includes('--help') || args.includes('-h')) return io.out(HELP[command]!);
+  const config = parseEnv(io.env, io.cwd);
   switch (command) {
     case 'serve':
       parse(args);
@@ -188,24 +402,41 @@ async function run(argv: string[]): Promise<void> {
     case 'migrate':
       parse(args);
       openDatabase({ path: config.databasePath }).close();
-      return console.log(`Migrated ${config.databasePath}`);
+      return io.out(`Migrated ${config.databasePath}`);
     case 'seed':
-      return seedCommand(args, config);
+      return seedCommand(args, config, io);
     case 'user':
-      return userCommand(args, config);
+      return userCommand(args, config, io);
     case 'group':
-      return groupCommand(args, config);
+      return groupCommand(args, config, io);
+    case 'sessions':
+      return sessionsCommand(args, config, io);
   }
 }
 
-try {
-  await run(process.argv.slice(2));
-} catch (error) {
-  if (error instanceof UsageError || error instanceof EnvError) {
-    console.error(`error: ${error.message}`);
-    if (error instanceof UsageError) console.error('\nRun "pnpm lms --help" for usage.');
-    process.exitCode = 2;
-  } else {
-    throw error;
+/**
+ * Runs one `pnpm lms` command and returns its exit code: 0, or 2 for a mistake in the command
+ * line or the environment (printed with a hint); anything else is thrown. Tests call it in
+ * process with their own environment and output.
+ *
+ * @example
+ * const code = await runCli(['sessions', 'end', 'student4']); // prints "Ended 2 sessions of student4"
+ */
+export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
+  try {
+    await run(argv, io);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof UsageError || error instanceof EnvError)) throw error;
+    io.err(`error: ${error.message}`);
+    if (error instanceof UsageError) io.err('\nRun "pnpm lms --help" for usage.');
+    return 2;
   }
+}
+
+// Run as a program (`node --import tsx src/cli.ts`, `tsx src/cli.ts`), not when imported.
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
+  const code = await runCli(process.argv.slice(2));
+  if (code !== 0) process.exitCode = code;
 }

@@ -61,6 +61,38 @@ describe('parseEnv', () => {
     });
   });
 
+  it('reads METRICS_TOKEN; unset or empty leaves /metrics open', () => {
+    expect(parseEnv({}, '/').metricsToken).toBeNull();
+    expect(parseEnv({ METRICS_TOKEN: '  ' }, '/').metricsToken).toBeNull();
+    expect(parseEnv({ METRICS_TOKEN: 'abcdefghijklmnop' }, '/').metricsToken).toBe(
+      'abcdefghijklmnop',
+    );
+  });
+
+  it.each([
+    ['too short', 'fifteen-chars-x'],
+    ['not a bearer token', 'sixteen chars or more'],
+  ])('refuses a METRICS_TOKEN that is %s, naming it without echoing it', (_, token) => {
+    const error = (() => {
+      try {
+        parseEnv({ METRICS_TOKEN: token }, '/');
+      } catch (thrown) {
+        return thrown;
+      }
+    })();
+    expect(error).toBeInstanceOf(EnvError);
+    expect((error as Error).message).toMatch(
+      /^METRICS_TOKEN \(\d+ characters\) is invalid: expected empty \(open\) or 16\.\.512 characters/,
+    );
+    expect((error as Error).message).not.toContain(token);
+  });
+
+  it('reads SQLITE_SYNCHRONOUS, full unless set', () => {
+    expect(parseEnv({}, '/').sqliteSynchronous).toBe('full');
+    expect(parseEnv({ SQLITE_SYNCHRONOUS: 'normal' }, '/').sqliteSynchronous).toBe('normal');
+    expect(parseEnv({ SQLITE_SYNCHRONOUS: ' full ' }, '/').sqliteSynchronous).toBe('full');
+  });
+
   it.each([
     [{ TRUST_PROXY: 'yes' }, /TRUST_PROXY="yes" is invalid: expected true or false/],
     [{ LOGIN_THROTTLE_FAILURES: '-1' }, /LOGIN_THROTTLE_FAILURES="-1" is invalid/],
@@ -75,6 +107,7 @@ describe('parseEnv', () => {
       /PASSWORD_HASH_ITERATIONS="many" is invalid: expected an integer/,
     ],
     [{ PREVENT_CONCURRENT_LOGINS: 'maybe' }, /PREVENT_CONCURRENT_LOGINS/],
+    [{ SQLITE_SYNCHRONOUS: 'off' }, /SQLITE_SYNCHRONOUS="off" is invalid: expected normal or full/],
   ])('names the variable and the accepted values for %o', (source, message) => {
     expect(() => parseEnv(source, '/')).toThrow(EnvError);
     expect(() => parseEnv(source, '/')).toThrow(message);

@@ -5,6 +5,8 @@ import {
   settingsFromEnv,
 } from '@storm-lab/session-policy';
 import { z } from 'zod';
+import { SYNCHRONOUS_MODES, type SynchronousMode } from './db/client.ts';
+import { originOf } from './http/csrf.ts';
 
 /** Everything the LMS reads from its environment, validated. */
 export interface LmsConfig {
@@ -25,6 +27,12 @@ export interface LmsConfig {
   loginThrottleWindowSeconds: number;
   /** Behind one reverse proxy: take the client address from the last X-Forwarded-For entry. */
   trustProxy: boolean;
+  /** CSRF_TRUSTED_ORIGINS: other origins allowed to post to the login and logout, normalised. */
+  csrfTrustedOrigins: string[];
+  /** SQLITE_SYNCHRONOUS: `full` syncs every commit to disk before the answer; `normal` does not. */
+  sqliteSynchronous: SynchronousMode;
+  /** METRICS_TOKEN: when set, `/metrics` requires `Authorization: Bearer <token>`; null: open. */
+  metricsToken: string | null;
   policy: PolicySettings;
 }
 
@@ -89,6 +97,40 @@ const VARIABLES = {
       .transform((value) => value === 'true' || value === '1'),
     accepts: 'true or false',
   },
+  CSRF_TRUSTED_ORIGINS: {
+    schema: z
+      .string()
+      .default('')
+      .transform((text, context) => {
+        const entries = text.split(',').map((entry) => entry.trim());
+        const origins = entries.filter((entry) => entry !== '').map(originOf);
+        if (origins.includes(null)) {
+          context.addIssue({ code: 'custom', message: 'not an origin' });
+          return z.NEVER;
+        }
+        return origins as string[];
+      }),
+    accepts:
+      'comma-separated origins scheme://host[:port] (http or https, no path, no wildcard), e.g. https://lms.example,http://127.0.0.1:8000; empty = none',
+  },
+  SQLITE_SYNCHRONOUS: {
+    schema: z.enum(SYNCHRONOUS_MODES).default('full'),
+    accepts: SYNCHRONOUS_MODES.join(' or '),
+  },
+  METRICS_TOKEN: {
+    // A bearer token (RFC 6750's characters), long enough not to be guessed.
+    schema: z
+      .string()
+      .min(16)
+      .max(512)
+      .regex(/^[A-Za-z0-9._~+/-]+=*$/)
+      .nullable()
+      .default(null),
+    accepts:
+      'empty (open) or 16..512 characters of A-Z a-z 0-9 . _ ~ + / - ' +
+      '(then /metrics needs Authorization: Bearer <token>)',
+    secret: true,
+  },
 } as const;
 
 type Source = Readonly<Record<string, string | undefined>>;
@@ -98,12 +140,16 @@ function readVariable<K extends keyof typeof VARIABLES>(source: Source, name: K)
   const value = raw === undefined || raw.trim() === '' ? undefined : raw.trim();
   const result = VARIABLES[name].schema.safeParse(value);
   if (!result.success) {
-    throw new EnvError(
-      `${name}=${JSON.stringify(raw)} is invalid: expected ${VARIABLES[name].accepts}`,
-    );
+    // A secret's value stays out of the message, which ends up in logs.
+    const shown =
+      'secret' in VARIABLES[name] ? ` (${raw?.length ?? 0} characters)` : `=${JSON.stringify(raw)}`;
+    throw new EnvError(`${name}${shown} is invalid: expected ${VARIABLES[name].accepts}`);
   }
   return result.data as z.output<(typeof VARIABLES)[K]['schema']>;
 }
+
+/** The LMS's own variables (the session policy's are `POLICY_ENV` of session-policy). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(VARIABLES);
 
 /**
  * Parses an environment into {@link LmsConfig}. A relative DATABASE_PATH is resolved against
@@ -139,6 +185,9 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
     loginThrottleFailures: readVariable(source, 'LOGIN_THROTTLE_FAILURES'),
     loginThrottleWindowSeconds: readVariable(source, 'LOGIN_THROTTLE_WINDOW_SECONDS'),
     trustProxy: readVariable(source, 'TRUST_PROXY'),
+    csrfTrustedOrigins: readVariable(source, 'CSRF_TRUSTED_ORIGINS'),
+    sqliteSynchronous: readVariable(source, 'SQLITE_SYNCHRONOUS'),
+    metricsToken: readVariable(source, 'METRICS_TOKEN'),
     policy,
   };
 }

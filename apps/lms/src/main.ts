@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { createApp } from './app.ts';
-import { openDatabase } from './db/client.ts';
+import { openDatabase, SERVER_BUSY_TIMEOUT_MS } from './db/client.ts';
 import { type LmsConfig, readEnv } from './env.ts';
 import { createLogger } from './ops/logger.ts';
 
@@ -33,7 +33,13 @@ function publicHost(host: string): string {
 export function startServer(config: LmsConfig, logger: Logger): Promise<RunningServer> {
   // Lifecycle lines are printed at any LOG_LEVEL: the harness waits for `listening`.
   const lifecycle = logger.child({}, { level: 'info' });
-  const database = openDatabase({ path: config.databasePath });
+  // A tiny synchronous busy timeout: waiting for another process's lock would freeze the event
+  // loop; the tick batcher waits on timers instead.
+  const database = openDatabase({
+    path: config.databasePath,
+    busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
+    synchronous: config.sqliteSynchronous,
+  });
   const app = createApp({ db: database.db, logger, config });
   return new Promise((resolve, reject) => {
     const options = { fetch: app.fetch, port: config.port, hostname: config.host };

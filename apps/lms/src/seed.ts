@@ -1,7 +1,7 @@
 import { hashPassword } from './auth/password.ts';
 import type { Db } from './db/client.ts';
 import { problems, queues } from './db/schema.ts';
-import { upsertUser, XQUEUE_GROUP } from './users.ts';
+import { type SavedUser, type SaveUserOptions, saveUser, XQUEUE_GROUP } from './users.ts';
 
 /** What `pnpm lms seed` creates; every field has a lab default. */
 export interface SeedOptions {
@@ -12,9 +12,17 @@ export interface SeedOptions {
   staffUsername: string;
   staffPassword: string;
   studentPassword: string;
+  /**
+   * Also set the passwords of accounts that exist (ending their sessions). Default false: an
+   * existing account keeps its password, so a restart never undoes an operator's change.
+   */
+  resetPasswords?: boolean;
 }
 
-/** Lab defaults (documented in the README; override them with the seed flags). */
+/**
+ * Lab defaults (documented in the README; override them with the seed flags). Published, so
+ * `pnpm lms seed` uses them only while HOST is loopback; otherwise it generates passwords.
+ */
 export const SEED_DEFAULTS: SeedOptions = {
   queues: ['test-queue'],
   students: 5,
@@ -32,7 +40,16 @@ export interface SeedSummary {
   serviceAccount: string;
   staff: string;
   students: string[];
+  /** Accounts whose password this run wrote: the new ones, or every one with resetPasswords. */
+  passwordsSet: string[];
+  /** Accounts that existed and kept their password. */
+  passwordsKept: string[];
+  /** Sessions ended because resetPasswords set the password of an account that had them. */
+  sessionsEnded: number;
 }
+
+/** What sets the seeded accounts apart: the service account's group, the staff flag. */
+type AccountExtras = Pick<SaveUserOptions, 'groups' | 'isStaff'>;
 
 /** The three problems of a queue, with deterministic grader payloads. */
 export function problemsOf(queue: string): { id: string; graderPayload: string }[] {
@@ -44,7 +61,8 @@ export function problemsOf(queue: string): { id: string; graderPayload: string }
 
 /**
  * Creates queues, problems, the xqueue service account, a staff user and students. Idempotent:
- * a second run updates passwords and adds what is missing.
+ * a second run adds what is missing (accounts, groups, problems) and leaves the password of an
+ * existing account alone unless `resetPasswords` is set (which ends that account's sessions).
  *
  * @example
  * await seed(db, { ...SEED_DEFAULTS, students: 2 }, { iterations: 1000, now: Date.now() });
@@ -56,7 +74,8 @@ export async function seed(
 ): Promise<SeedSummary> {
   const students = Array.from({ length: options.students }, (_, index) => `student${index + 1}`);
   const hash = (password: string) => hashPassword(password, context.iterations);
-  // Hashing runs on the thread pool, so all accounts hash in parallel.
+  // Hashing runs on the thread pool, so all accounts hash in parallel. Existing accounts are
+  // hashed too: whether one exists is decided inside the transaction, not before it.
   const [serviceHash, staffHash, ...studentHashes] = await Promise.all([
     hash(options.servicePassword),
     hash(options.staffPassword),
@@ -65,7 +84,7 @@ export async function seed(
   const allProblems = options.queues.flatMap((queue) =>
     problemsOf(queue).map((problem) => ({ ...problem, queue })),
   );
-  db.transaction((tx) => {
+  const saved = db.transaction((tx) => {
     for (const name of options.queues) {
       tx.insert(queues).values({ name, createdAt: context.now }).onConflictDoNothing().run();
     }
@@ -75,28 +94,28 @@ export async function seed(
         .onConflictDoUpdate({ target: problems.id, set: { graderPayload: problem.graderPayload } })
         .run();
     }
-    const now = context.now;
-    upsertUser(tx, {
-      username: options.serviceUsername,
-      passwordHash: serviceHash!,
-      groups: [XQUEUE_GROUP],
-      now,
-    });
-    upsertUser(tx, {
-      username: options.staffUsername,
-      passwordHash: staffHash!,
-      isStaff: true,
-      now,
-    });
-    students.forEach((username, index) => {
-      upsertUser(tx, { username, passwordHash: studentHashes[index]!, now });
-    });
+    const keepPassword = options.resetPasswords !== true;
+    const account = (username: string, passwordHash: string, extra: AccountExtras = {}) =>
+      [
+        username,
+        saveUser(tx, { username, passwordHash, now: context.now, keepPassword, ...extra }),
+      ] as const;
+    return [
+      account(options.serviceUsername, serviceHash!, { groups: [XQUEUE_GROUP] }),
+      account(options.staffUsername, staffHash!, { isStaff: true }),
+      ...students.map((username, index) => account(username, studentHashes[index]!)),
+    ];
   });
+  const named = (keep: (user: SavedUser) => boolean) =>
+    saved.filter(([, user]) => keep(user)).map(([username]) => username);
   return {
     queues: [...options.queues],
     problems: allProblems.map((problem) => problem.id),
     serviceAccount: options.serviceUsername,
     staff: options.staffUsername,
     students,
+    passwordsSet: named((user) => user.passwordSet),
+    passwordsKept: named((user) => !user.passwordSet),
+    sessionsEnded: saved.reduce((total, [, user]) => total + user.sessionsEnded, 0),
   };
 }

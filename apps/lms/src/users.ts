@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
+import { endAllSessionsOf } from './auth/session-store.ts';
 import type { Db } from './db/client.ts';
 import { groups, profiles, userGroups, users } from './db/schema.ts';
 import { StoredDataError } from './ops/errors.ts';
@@ -57,14 +58,37 @@ export interface UpsertUserOptions {
   id?: string;
 }
 
+/** Options of {@link saveUser}: those of {@link upsertUser}, plus whether to keep a password. */
+export interface SaveUserOptions extends UpsertUserOptions {
+  /**
+   * Leave an existing user's password, sessions and staff flag as they are (`isStaff: true`
+   * still promotes): what `seed` does, so a restart never undoes an operator's change. Default
+   * false: the password is set and the user's sessions end.
+   */
+  keepPassword?: boolean;
+}
+
+/** What {@link saveUser} did. */
+export interface SavedUser {
+  id: string;
+  created: boolean;
+  /** Whether the password was written (always for a new user). */
+  passwordSet: boolean;
+  /** Sessions ended because an existing user's password was set (reason `password-change`). */
+  sessionsEnded: number;
+}
+
 /**
- * Creates a user, or updates the password, staff flag and groups (added, never removed) of an
- * existing one, with a profile row. Returns the user id.
+ * Creates a user, or updates an existing one: the password (ending every session of the user,
+ * as Django does when a password changes, so an old cookie stops working), the staff flag and
+ * the groups (added, never removed); with a profile row. With `keepPassword` an existing user's
+ * password, sessions and staff flag are kept and only missing groups are added.
  *
  * @example
- * upsertUser(db, { username: 'student1', passwordHash, groups: [], now: Date.now() });
+ * saveUser(db, { username: 'student4', passwordHash, now: Date.now() });
+ * // { id: '…', created: false, passwordSet: true, sessionsEnded: 2 }
  */
-export function upsertUser(db: Db, options: UpsertUserOptions): string {
+export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
   return db.transaction((tx) => {
     const existing = tx
       .select({ id: users.id })
@@ -72,12 +96,9 @@ export function upsertUser(db: Db, options: UpsertUserOptions): string {
       .where(eq(users.username, options.username))
       .get();
     const id = existing?.id ?? options.id ?? randomUUID();
-    if (existing) {
-      tx.update(users)
-        .set({ password: options.passwordHash, isStaff: options.isStaff ?? false })
-        .where(eq(users.id, id))
-        .run();
-    } else {
+    let passwordSet = true;
+    let sessionsEnded = 0;
+    if (!existing) {
       tx.insert(users)
         .values({
           id,
@@ -87,14 +108,36 @@ export function upsertUser(db: Db, options: UpsertUserOptions): string {
           dateJoined: options.now,
         })
         .run();
+    } else if (options.keepPassword) {
+      passwordSet = false;
+      if (options.isStaff) tx.update(users).set({ isStaff: true }).where(eq(users.id, id)).run();
+    } else {
+      tx.update(users)
+        .set({ password: options.passwordHash, isStaff: options.isStaff ?? false })
+        .where(eq(users.id, id))
+        .run();
+      // In the same transaction: no request can see the new password with an old session.
+      sessionsEnded = endAllSessionsOf(tx, id, 'password-change', options.now);
     }
     tx.insert(profiles).values({ userId: id }).onConflictDoNothing().run();
     for (const name of options.groups ?? []) {
       const groupId = ensureGroup(tx, name);
       tx.insert(userGroups).values({ userId: id, groupId }).onConflictDoNothing().run();
     }
-    return id;
+    return { id, created: !existing, passwordSet, sessionsEnded };
   });
+}
+
+/**
+ * Creates a user, or updates the password (ending the user's sessions), staff flag and groups
+ * (added, never removed) of an existing one, with a profile row. Returns the user id; see
+ * {@link saveUser} for what happened.
+ *
+ * @example
+ * upsertUser(db, { username: 'student1', passwordHash, groups: [], now: Date.now() });
+ */
+export function upsertUser(db: Db, options: UpsertUserOptions): string {
+  return saveUser(db, options).id;
 }
 
 /** The parsed JSON `meta` of a user's profile (`{}` when missing or unreadable). */

@@ -23,7 +23,7 @@ export const SESSION_END_HEADER = 'X-Session-End-Reason';
 /** Header a client may send to name itself for session-policy's instance scope. */
 export const CLIENT_INSTANCE_HEADER = 'X-Client-Instance';
 
-export type SessionEndReason = 'evicted' | 'expired' | 'logged-out';
+export type SessionEndReason = 'evicted' | 'expired' | 'logged-out' | 'password-change';
 
 /** The 403 body: `detail` as upstream, plus the machine-readable reason when one is known. */
 export interface NotAuthenticatedBody {

@@ -93,3 +93,21 @@ describe('re-login of a logged-in client', () => {
     });
   });
 });
+
+describe('one login, one transaction', () => {
+  it('leaves the user logged in elsewhere when a write of the login fails', async () => {
+    lms = await createTestLms();
+    const laptop = new TestClient(lms.fetcher);
+    expect((await laptop.webLogin('student1', 'student-pass')).status).toBe(200);
+    // The last write of a login fails, as a full disk would make it.
+    lms.database.sqlite.exec(`CREATE TRIGGER fail_last_login BEFORE UPDATE OF last_login ON users
+      BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
+    const phone = new TestClient(lms.fetcher);
+    expect((await phone.webLogin('student1', 'student-pass')).status).toBe(500);
+    // Nothing of the failed login stays: the laptop's session was not evicted.
+    expect((await laptop.get('/me')).status).toBe(200);
+    expect(lms.database.sqlite.prepare('SELECT count(*) AS n FROM sessions').get()).toEqual({
+      n: 1,
+    });
+  });
+});

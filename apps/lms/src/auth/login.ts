@@ -6,11 +6,12 @@ import {
 } from '@storm-lab/session-policy';
 import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { whenNotBusy } from '../db/busy-retry.ts';
 import type { Db } from '../db/client.ts';
 import { users } from '../db/schema.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
 import { findCredentials, groupsOf, type LmsUser } from '../users.ts';
-import { burnPasswordCheck, verifyPassword } from './password.ts';
+import { burnPasswordCheck, hashPassword, iterationsOf, verifyPassword } from './password.ts';
 import type { SessionStore } from './session-store.ts';
 import type { LoginThrottle } from './throttle.ts';
 import { newSessionToken, shortId } from './tokens.ts';
@@ -67,28 +68,53 @@ export interface LoginServiceDeps {
   passwords?: PasswordChecker;
 }
 
+/**
+ * Checks a password as Django's `check_password` does: an unknown user costs one hash at the
+ * configured count; a wrong password for a hash with fewer iterations costs the difference too
+ * (`harden_runtime`), so neither answer is faster; and a right password stored at another count
+ * is hashed again at the configured one (`must_update`), so timing cannot tell users apart for
+ * long.
+ */
 async function checkCredentials(deps: LoginServiceDeps, username: string, password: string) {
   const passwords = deps.passwords ?? PASSWORDS;
+  const configured = deps.passwordHashIterations;
   const row = findCredentials(deps.db, username);
-  if (!row) return passwords.burn(password, deps.passwordHashIterations);
+  if (!row) return passwords.burn(password, configured);
   const valid = await passwords.verify(password, row.password);
-  return valid && row.isActive ? row : false;
+  const stored = iterationsOf(row.password);
+  if (!valid) {
+    if (stored !== null && stored < configured) await passwords.burn(password, configured - stored);
+    return false;
+  }
+  if (stored !== configured) {
+    const rehashed = await hashPassword(password, configured);
+    await whenNotBusy(() =>
+      deps.db.update(users).set({ password: rehashed }).where(eq(users.id, row.id)).run(),
+    );
+  }
+  return row.isActive ? row : false;
 }
 
-/** Checks credentials unless the throttle holds this account or address; feeds the throttle. */
+/**
+ * Checks credentials unless the throttle holds this account or address. The check is reserved
+ * before the hash starts, so parallel attempts cannot get past the throttle's budget.
+ */
 async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
   const key = { account: attempt.username, address: attempt.address };
-  const verdict = deps.throttle?.check(key) ?? { allowed: true };
-  if (!verdict.allowed) {
+  const start = deps.throttle ? await deps.throttle.begin(key) : null;
+  if (start && !start.allowed) {
     deps.logger.info(
-      { event: 'login-throttled', by: verdict.by, retryAfterSeconds: verdict.retryAfterSeconds },
+      { event: 'login-throttled', by: start.by, retryAfterSeconds: start.retryAfterSeconds },
       'login throttled: too many failed attempts',
     );
-    return { throttled: true, retryAfterSeconds: verdict.retryAfterSeconds } as const;
+    return { throttled: true, retryAfterSeconds: start.retryAfterSeconds } as const;
   }
-  const row = await checkCredentials(deps, attempt.username, attempt.password);
-  if (row) deps.throttle?.recordSuccess(key);
-  else deps.throttle?.recordFailure(key);
+  let row: Awaited<ReturnType<typeof checkCredentials>> = false;
+  try {
+    row = await checkCredentials(deps, attempt.username, attempt.password);
+  } finally {
+    start?.finish(Boolean(row));
+  }
   return { throttled: false, row } as const;
 }
 
@@ -114,7 +140,10 @@ function report(
     );
   }
   if (result.evicted.length > 0 && !result.dryRun) {
-    deps.metrics.sessionsEvicted.inc({ account }, result.evicted.length);
+    deps.metrics.sessionsEvicted.inc(
+      { account: deps.metrics.accounts.of(user) },
+      result.evicted.length,
+    );
     deps.metrics.live.count('evictions', result.evicted.length);
   }
   const alerts = [
@@ -125,7 +154,7 @@ function report(
   ];
   for (const alert of alerts) {
     if (!alert) continue;
-    deps.metrics.stormAlerts.inc({ account });
+    deps.metrics.stormAlerts.inc({ account: deps.metrics.accounts.alerted(account) });
     deps.logger.warn(
       { event: 'storm-alert', ...alert },
       `login storm on account ${account}: try ${alert.suggestion}`,
@@ -163,9 +192,12 @@ export function createLoginService(deps: LoginServiceDeps) {
     const now = deps.now();
     const instanceId = attempt.instanceId;
     const policy = deps.policy();
+    // One transaction: admission, the replaced session's end and last_login.
     const result = await deps.store.admit({
       userId: user.id,
       session: { id, instanceId, createdAt: now },
+      replacing: attempt.replacing,
+      lastLoginAt: now,
       // The session being replaced does not count against the limit; it ends only once the new
       // one is admitted, so a denied login leaves the client logged in as before.
       decide: (live) =>
@@ -184,9 +216,7 @@ export function createLoginService(deps: LoginServiceDeps) {
       );
       return { ok: false, reason: 'denied', liveSessions: result.decision.liveSessions };
     }
-    if (attempt.replacing) await deps.store.remove(attempt.replacing);
-    deps.db.update(users).set({ lastLogin: now }).where(eq(users.id, user.id)).run();
-    deps.metrics.logins.inc({ account: user.username, path: attempt.path });
+    deps.metrics.logins.inc({ account: deps.metrics.accounts.of(user), path: attempt.path });
     deps.metrics.live.count('logins');
     report(deps, user, id, result, now);
     deps.store.prune();

@@ -55,6 +55,20 @@ export async function verifyPassword(password: string, encoded: string): Promise
 }
 
 /**
+ * The iteration count of a Django `pbkdf2_sha256` hash, or null when the hash is not one.
+ *
+ * @example
+ * iterationsOf('pbkdf2_sha256$1000000$salt$hash'); // 1000000
+ */
+export function iterationsOf(encoded: string): number | null {
+  const [algorithm, iterationsText] = encoded.split('$');
+  const iterations = Number(iterationsText);
+  return algorithm === ALGORITHM && Number.isInteger(iterations) && iterations > 0
+    ? iterations
+    : null;
+}
+
+/**
  * Spends the same time as a real check, for unknown usernames: answering them faster would tell
  * an attacker which usernames exist (Django does the same).
  */

@@ -7,7 +7,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
 import { profileMeta, upsertUser } from '../users.ts';
-import { createSessionStore, type SessionStore, TOMBSTONE_TTL_MS } from './session-store.ts';
+import {
+  createSessionStore,
+  endAllSessionsOf,
+  type SessionStore,
+  TOMBSTONE_TTL_MS,
+} from './session-store.ts';
 
 const CONFORMANCE_NOW = 1_700_000_000_000;
 const databases = new Map<SessionStore, LmsDatabase>();
@@ -107,5 +112,73 @@ describe('SQLite session store', () => {
       n: 0,
     });
     expect(database.sqlite.prepare('SELECT count(*) AS n FROM sessions').get()).toEqual({ n: 0 });
+  });
+});
+
+describe('endAllSessionsOf', () => {
+  let database: LmsDatabase;
+  afterEach(() => database.close());
+
+  function setup() {
+    database = openDatabase({ path: ':memory:' });
+    const clock = createTestClock();
+    const store = createSessionStore({ db: database.db, ttlMs: 60_000, now: clock.now });
+    const settings = parseSettings({ exemptUsernames: ['alice', 'bob'] });
+    const userIds = new Map<string, string>();
+    for (const username of ['alice', 'bob']) {
+      userIds.set(username, upsertUser(database.db, { username, passwordHash: 'x', now: 0 }));
+    }
+    const login = (username: string, id: string) =>
+      store.admit({
+        userId: userIds.get(username)!,
+        session: { id, instanceId: null, createdAt: clock.now() },
+        decide: (live) =>
+          decideLogin(
+            settings,
+            { username, groups: [] },
+            { sessionId: id, now: clock.now() },
+            live,
+          ),
+      });
+    return { store, clock, userIds, login };
+  }
+
+  it('ends every live session of one user, tells each why, and leaves other users alone', async () => {
+    const { store, clock, userIds, login } = setup();
+    await login('alice', 'phone');
+    await login('alice', 'laptop');
+    await login('bob', 'desk');
+    clock.advance(1000);
+    const alice = userIds.get('alice')!;
+    expect(endAllSessionsOf(database.db, alice, 'password-change', clock.now())).toBe(2);
+    for (const id of ['phone', 'laptop']) {
+      expect(store.lookup(id)).toEqual({
+        kind: 'ended',
+        end: { reason: 'password-change', at: clock.now() },
+      });
+    }
+    expect(store.lookup('desk')).toMatchObject({ kind: 'live' });
+    expect(await store.list(alice)).toEqual([]);
+    expect(endAllSessionsOf(database.db, alice, 'logged-out', clock.now())).toBe(0);
+  });
+
+  it('counts only live sessions: an expired one stays expired', async () => {
+    const { store, clock, userIds, login } = setup();
+    await login('alice', 'old');
+    clock.advance(60_000);
+    await login('alice', 'new');
+    expect(endAllSessionsOf(database.db, userIds.get('alice')!, 'logged-out', clock.now())).toBe(1);
+    expect(store.lookup('old')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
+    expect(store.lookup('new')).toMatchObject({ kind: 'ended', end: { reason: 'logged-out' } });
+  });
+
+  it('ends the sessions of a user whose password upsertUser sets, in the same transaction', async () => {
+    const { store, clock, login } = setup();
+    await login('alice', 'phone');
+    upsertUser(database.db, { username: 'alice', passwordHash: 'y', now: clock.now() });
+    expect(store.lookup('phone')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'password-change' },
+    });
   });
 });

@@ -8,14 +8,15 @@ import {
   type SessionRegistry,
 } from '@storm-lab/session-policy';
 import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
+import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
-import { profiles, sessionEnds, sessions } from '../db/schema.ts';
+import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { LmsUser } from '../users.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
 export interface SessionEnd {
-  reason: 'evicted' | 'logged-out' | 'expired';
+  reason: 'evicted' | 'logged-out' | 'expired' | 'password-change';
   /** Milliseconds since the epoch. */
   at: number;
 }
@@ -26,8 +27,20 @@ export type SessionLookup =
   | { kind: 'ended'; end: SessionEnd }
   | { kind: 'none' };
 
+/**
+ * A login's admission: besides the policy step, what the login writes in the same transaction,
+ * so that a failure anywhere leaves the user's sessions as they were.
+ */
+export interface LoginAdmitRequest extends AdmitRequest {
+  /** The session this client logs in from; it ends once the new one is admitted. */
+  replacing?: string | null;
+  /** Written to the user's `last_login` when admitted (milliseconds since the epoch). */
+  lastLoginAt?: number;
+}
+
 /** The session-policy registry on SQLite, plus what the request path needs. */
 export interface SessionStore extends SessionRegistry {
+  admit(request: LoginAdmitRequest): Promise<AdmitResult>;
   /**
    * Resolves a session id on every request, with its user and groups, in one prepared query;
    * refreshes `last_seen_at` at most once a minute.
@@ -98,8 +111,9 @@ function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
 
 /**
  * Creates the SQLite session store. `admit` runs in one IMMEDIATE transaction, so reading the
- * tracked sessions, deciding, deleting, recording and writing the profile slot are atomic even
- * when several processes share the database file.
+ * tracked sessions, deciding, deleting, recording, writing the profile slot and (for a login)
+ * ending the replaced session and writing `last_login` are atomic even when several processes
+ * share the database file.
  *
  * @example
  * const store = createSessionStore({ db, ttlMs: 14 * 86_400_000, now: Date.now });
@@ -138,7 +152,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       .run();
   }
 
-  function admitNow(request: AdmitRequest): AdmitResult {
+  function admitNow(request: LoginAdmitRequest): AdmitResult {
     return db.transaction(
       (tx) => {
         const at = request.session.createdAt;
@@ -173,6 +187,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           })
           .run();
         if (plan.track) recordSlot(tx, request.userId, request.session.id);
+        if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();
+        if (request.lastLoginAt !== undefined) {
+          tx.update(users)
+            .set({ lastLogin: request.lastLoginAt })
+            .where(eq(users.id, request.userId))
+            .run();
+        }
         return admitResult(decision, plan);
       },
       { behavior: 'immediate' },
@@ -197,7 +218,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   return {
     async admit(request) {
-      return admitNow(request);
+      // Another LMS process may hold the write lock: wait on timers, not on the event loop.
+      return whenNotBusy(() => admitNow(request));
     },
     async list(userId) {
       return db
@@ -242,10 +264,49 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       const at = now();
       if (lastPruneAt !== null && at - lastPruneAt < PRUNE_INTERVAL_MS) return;
       lastPruneAt = at;
-      db.delete(sessions).where(lte(sessions.expiresAt, at)).run();
-      db.delete(sessionEnds)
-        .where(lte(sessionEnds.at, at - TOMBSTONE_TTL_MS))
-        .run();
+      try {
+        db.transaction((tx) => {
+          tx.delete(sessions).where(lte(sessions.expiresAt, at)).run();
+          tx.delete(sessionEnds)
+            .where(lte(sessionEnds.at, at - TOMBSTONE_TTL_MS))
+            .run();
+        });
+      } catch (error) {
+        // Another process holds the write lock: pruning is housekeeping, the next one does it.
+        if (!isBusy(error)) throw error;
+        lastPruneAt = null;
+      }
     },
   };
+}
+
+/**
+ * Ends every live session of a user at once, remembering why so that each cookie's next request
+ * is told (`session_end.reason`), as {@link SessionStore.end} does for one session. Django ends
+ * them when a password changes (the session auth hash stops matching), so `password-change`;
+ * staff ending an account's sessions use `logged-out`. Tracked and exempt sessions alike; an
+ * expired one is left to say `expired`. Takes a transaction too, so a password and the sessions
+ * it let in change together. Returns how many sessions ended.
+ *
+ * @example
+ * endAllSessionsOf(tx, userId, 'password-change', Date.now()); // 2
+ */
+export function endAllSessionsOf(
+  db: Db,
+  userId: string,
+  reason: 'password-change' | 'logged-out',
+  at: number,
+): number {
+  return db.transaction((tx) => {
+    // Plain SQL: the schema's `reason` enum (a TypeScript type only; the column is TEXT) does
+    // not list 'password-change' yet.
+    tx.run(sql`
+      INSERT INTO session_ends (session_id, user_id, reason, at)
+      SELECT id, user_id, ${reason}, ${at} FROM sessions WHERE user_id = ${userId} AND expires_at > ${at}
+      ON CONFLICT (session_id) DO NOTHING`);
+    return tx
+      .delete(sessions)
+      .where(and(eq(sessions.userId, userId), gt(sessions.expiresAt, at)))
+      .run().changes;
+  });
 }

@@ -1,110 +1,217 @@
-import { describe, expect, it } from 'vitest';
-import { createTestClock } from '../testing/fixtures.ts';
-import { createLoginThrottle, type ThrottleKey, TRUST_MS } from './throttle.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type LmsDatabase, openDatabase } from '../db/client.ts';
+import { createTestClock, type TestClock } from '../testing/fixtures.ts';
+import {
+  ACCOUNT_DELAY_MAX_MS,
+  createLoginThrottle,
+  type LoginThrottle,
+  type ThrottleKey,
+  TRUST_MS,
+} from './throttle.ts';
 
 const WINDOW_MS = 60_000;
+const opened: LmsDatabase[] = [];
+const dirs: string[] = [];
 
-function setup(maxFailures = 3, maxKeys?: number) {
+afterEach(async () => {
+  for (const database of opened.splice(0)) database.close();
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+function throttleOn(
+  database: LmsDatabase,
+  clock: TestClock,
+  maxFailures: number,
+  windowMs = WINDOW_MS,
+) {
+  return createLoginThrottle({ client: database.sqlite, maxFailures, windowMs, now: clock.now });
+}
+
+function setup(maxFailures = 3, windowMs = WINDOW_MS) {
   const clock = createTestClock();
-  const throttle = createLoginThrottle({
-    maxFailures,
-    windowMs: WINDOW_MS,
-    now: clock.now,
-    maxKeys,
-  });
-  const fail = (key: ThrottleKey, times = 1) => {
-    for (let index = 0; index < times; index++) throttle.recordFailure(key);
-  };
-  return { clock, throttle, fail };
+  const database = openDatabase({ path: ':memory:' });
+  opened.push(database);
+  const throttle = throttleOn(database, clock, maxFailures, windowMs);
+  return { clock, throttle, database };
+}
+
+/** One whole attempt: reserve, then finish with the password check's outcome. */
+async function attempt(throttle: LoginThrottle, key: ThrottleKey, succeeds: boolean) {
+  const start = await throttle.begin(key);
+  if (start.allowed) start.finish(succeeds);
+  return start.allowed ? { allowed: true } : start;
+}
+
+async function fail(throttle: LoginThrottle, key: ThrottleKey, times = 1) {
+  for (let index = 0; index < times; index++) {
+    expect(await attempt(throttle, key, false)).toEqual({ allowed: true });
+  }
 }
 
 const alice = { account: 'alice', address: '10.0.0.1' };
 
 describe('login throttle', () => {
-  it('refuses the attempt after maxFailures failures, with the seconds until one expires', () => {
-    const { clock, throttle, fail } = setup();
-    fail(alice, 2);
-    expect(throttle.check(alice)).toEqual({ allowed: true });
+  it('refuses an address after maxFailures failures, with the seconds until one expires', async () => {
+    const { clock, throttle } = setup();
+    await fail(throttle, alice, 2);
     clock.advance(10_000);
-    fail(alice);
-    expect(throttle.check(alice)).toEqual({ allowed: false, by: 'address', retryAfterSeconds: 50 });
+    await fail(throttle, alice);
+    expect(await throttle.begin(alice)).toEqual({
+      allowed: false,
+      by: 'address',
+      retryAfterSeconds: 50,
+    });
     clock.advance(49_500);
-    expect(throttle.check(alice)).toMatchObject({ allowed: false, retryAfterSeconds: 1 });
+    expect(await throttle.begin(alice)).toMatchObject({ allowed: false, retryAfterSeconds: 1 });
     clock.advance(500);
-    expect(throttle.check(alice)).toEqual({ allowed: true });
+    expect(await attempt(throttle, alice, true)).toEqual({ allowed: true });
   });
 
-  it('slides the window: old failures stop counting one by one', () => {
-    const { clock, throttle, fail } = setup();
+  it('slides the window: old failures stop counting one by one', async () => {
+    const { clock, throttle } = setup();
     for (let index = 0; index < 3; index++) {
-      fail(alice);
+      await fail(throttle, alice);
       clock.advance(20_000);
     }
     // Failures at 0, 20 s and 40 s; now 60 s: the first has left the window.
-    expect(throttle.check(alice)).toEqual({ allowed: true });
-    fail(alice);
-    expect(throttle.check(alice)).toMatchObject({ allowed: false, retryAfterSeconds: 20 });
+    await fail(throttle, alice);
+    expect(await throttle.begin(alice)).toMatchObject({ allowed: false, retryAfterSeconds: 20 });
   });
 
-  it('never counts successful logins, however many', () => {
+  it('does not extend a block with refused attempts', async () => {
+    const { clock, throttle } = setup();
+    await fail(throttle, alice, 3);
+    for (let index = 0; index < 5; index++) {
+      clock.advance(10_000);
+      expect(await throttle.begin(alice)).toMatchObject({ allowed: false });
+    }
+    // 50 s later the block still ends when the first failure leaves the window, at 60 s.
+    clock.advance(10_000);
+    expect(await attempt(throttle, alice, true)).toEqual({ allowed: true });
+  });
+
+  it('never counts successful logins, however many', async () => {
     const { throttle } = setup(1);
-    for (let index = 0; index < 10_000; index++) throttle.recordSuccess(alice);
-    expect(throttle.check(alice)).toEqual({ allowed: true });
+    for (let index = 0; index < 1000; index++) {
+      expect(await attempt(throttle, alice, true)).toEqual({ allowed: true });
+    }
   });
 
-  it('throttles one address guessing across many accounts', () => {
-    const { throttle, fail } = setup();
-    for (const account of ['a', 'b', 'c']) fail({ account, address: '10.0.0.9' });
-    expect(throttle.check({ account: 'd', address: '10.0.0.9' })).toMatchObject({
+  it('throttles one address guessing across many accounts', async () => {
+    const { throttle } = setup();
+    for (const account of ['a', 'b', 'c']) await fail(throttle, { account, address: '10.0.0.9' });
+    expect(await throttle.begin({ account: 'd', address: '10.0.0.9' })).toMatchObject({
       allowed: false,
       by: 'address',
     });
-    expect(throttle.check({ account: 'd', address: '10.0.0.8' })).toEqual({ allowed: true });
   });
 
-  it('throttles many addresses guessing one account, known or not', () => {
-    const { throttle, fail } = setup();
-    for (const address of ['1.1.1.1', '2.2.2.2', '3.3.3.3']) {
-      fail({ account: 'alice', address });
-      fail({ account: 'no-such-user', address });
+  it('slows an account guessed from many addresses by a short growing delay, never a lockout', async () => {
+    const { clock, throttle } = setup(3, 60 * 60_000);
+    for (const address of ['10.0.1.1', '10.0.1.2', '10.0.1.3']) {
+      await fail(throttle, { account: 'xqueue_svc', address });
     }
-    for (const account of ['alice', 'no-such-user']) {
-      expect(throttle.check({ account, address: '4.4.4.4' })).toMatchObject({
-        allowed: false,
-        by: 'account',
-      });
-    }
-  });
-
-  it('lets an address that logged in successfully past its account block, for a day', () => {
-    const { clock, throttle, fail } = setup();
-    const worker = { account: 'svc', address: '10.0.0.2' };
-    throttle.recordSuccess(worker);
-    for (const address of ['6.6.6.1', '6.6.6.2', '6.6.6.3']) fail({ account: 'svc', address });
-    expect(throttle.check({ account: 'svc', address: '6.6.6.4' })).toMatchObject({
+    const replica = { account: 'xqueue_svc', address: '10.0.2.1' };
+    // Three failures: one check per second for a new address.
+    expect(await throttle.begin(replica)).toEqual({
       allowed: false,
+      by: 'account',
+      retryAfterSeconds: 1,
     });
-    expect(throttle.check(worker)).toEqual({ allowed: true });
-    clock.advance(TRUST_MS - 1000);
-    for (const address of ['6.6.6.1', '6.6.6.2', '6.6.6.3']) fail({ account: 'svc', address });
-    expect(throttle.check(worker)).toEqual({ allowed: true });
-    clock.advance(1000);
-    expect(throttle.check(worker)).toMatchObject({ allowed: false, by: 'account' });
+    clock.advance(1_000);
+    await fail(throttle, { account: 'xqueue_svc', address: '10.0.1.4' });
+    // Four failures: 2 s since the latest check.
+    clock.advance(1_000);
+    expect(await throttle.begin(replica)).toMatchObject({ by: 'account', retryAfterSeconds: 1 });
+    clock.advance(1_000);
+    expect(await attempt(throttle, replica, true)).toEqual({ allowed: true });
+    // However many failures, the delay stays at most ACCOUNT_DELAY_MAX_MS.
+    for (let index = 0; index < 20; index++) {
+      clock.advance(ACCOUNT_DELAY_MAX_MS);
+      await fail(throttle, { account: 'xqueue_svc', address: `10.0.3.${index}` });
+    }
+    const late = { account: 'xqueue_svc', address: '10.0.2.2' };
+    expect(await throttle.begin(late)).toMatchObject({
+      retryAfterSeconds: ACCOUNT_DELAY_MAX_MS / 1000,
+    });
   });
 
-  it('is off with maxFailures 0', () => {
-    const { throttle, fail } = setup(0);
-    fail(alice, 100);
-    expect(throttle.check(alice)).toEqual({ allowed: true });
+  it('lets a pair that logged in successfully past the account limits, for a day', async () => {
+    const { clock, throttle } = setup();
+    const fleet = { account: 'xqueue_svc', address: '10.0.0.5' };
+    await attempt(throttle, fleet, true);
+    const guess = async (prefix: string) => {
+      for (const address of ['1', '2', '3'].map((n) => `${prefix}.${n}`)) {
+        await fail(throttle, { account: 'xqueue_svc', address });
+      }
+    };
+    await guess('10.0.1');
+    expect(await attempt(throttle, fleet, true)).toEqual({ allowed: true });
+    expect(await attempt(throttle, fleet, true)).toEqual({ allowed: true });
+    clock.advance(TRUST_MS);
+    await guess('10.0.2');
+    expect(await throttle.begin(fleet)).toMatchObject({ allowed: false, by: 'account' });
   });
 
-  it('remembers at most maxKeys keys, forgetting the least recently failed', () => {
-    const { throttle, fail } = setup(1, 4);
-    fail({ account: 'a', address: 'x1' });
-    fail({ account: 'b', address: 'x2' });
-    fail({ account: 'c', address: 'x3' });
-    // Keys: account a, address x1, account b, address x2, ... only the last four remain.
-    expect(throttle.check({ account: 'a', address: 'y' })).toEqual({ allowed: true });
-    expect(throttle.check({ account: 'c', address: 'y' })).toMatchObject({ allowed: false });
+  it('counts an attempt when it starts: 30 at once get 10 password checks', async () => {
+    const { throttle } = setup(10);
+    let checks = 0;
+    const outcomes = await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const start = await throttle.begin(alice);
+        if (!start.allowed) return start.by;
+        checks++;
+        // The hash runs on the thread pool meanwhile.
+        await new Promise((resolve) => setImmediate(resolve));
+        start.finish(false);
+        return 'checked';
+      }),
+    );
+    expect(checks).toBe(10);
+    expect(outcomes.filter((outcome) => outcome === 'address')).toHaveLength(20);
+  });
+
+  it('lets every right password of a burst through, however many, once one succeeded', async () => {
+    const { throttle } = setup(3);
+    const starts = await Promise.all(
+      Array.from({ length: 40 }, async () => {
+        const start = await throttle.begin(alice);
+        if (start.allowed) {
+          await new Promise((resolve) => setImmediate(resolve));
+          start.finish(true);
+        }
+        return start.allowed;
+      }),
+    );
+    expect(starts.every(Boolean)).toBe(true);
+  });
+
+  it('is shared by every process on the file and survives a restart', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'throttle-'));
+    dirs.push(dir);
+    const path = join(dir, 'lms.sqlite');
+    const clock = createTestClock();
+    const first = openDatabase({ path });
+    const second = openDatabase({ path });
+    opened.push(first, second);
+    await fail(throttleOn(first, clock, 3), alice, 2);
+    await fail(throttleOn(second, clock, 3), alice, 1);
+    first.close();
+    const restarted = openDatabase({ path });
+    opened.push(restarted);
+    expect(await throttleOn(restarted, clock, 3).begin(alice)).toMatchObject({
+      allowed: false,
+      by: 'address',
+    });
+  });
+
+  it('is off with maxFailures 0', async () => {
+    const { throttle } = setup(0);
+    for (let index = 0; index < 50; index++) {
+      expect(await attempt(throttle, alice, false)).toEqual({ allowed: true });
+    }
   });
 });

@@ -1,12 +1,23 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { isBusy } from '../ops/errors.ts';
 
 /** Defaults of `LOGIN_THROTTLE_FAILURES` and `LOGIN_THROTTLE_WINDOW_SECONDS`. */
 export const DEFAULT_THROTTLE_FAILURES = 10;
 export const DEFAULT_THROTTLE_WINDOW_SECONDS = 300;
-/** How long a successful login lets its address past a per-account block. */
+/** How long a successful login lets its address past the account's limits. */
 export const TRUST_MS = 24 * 60 * 60 * 1000;
-// Hashed keys have a fixed size, so a flood of made-up usernames costs bounded memory.
-const DEFAULT_MAX_KEYS = 100_000;
+/**
+ * Once an account has `maxFailures` failures in the window, an untrusted address may check a
+ * password on it once per delay: 1 s, doubling with each further failure, at most 30 s. Failures
+ * from one place never lock the right password out of another for longer than that.
+ */
+export const ACCOUNT_DELAY_BASE_MS = 1_000;
+export const ACCOUNT_DELAY_MAX_MS = 30_000;
+/** A check still pending after this long belongs to a process that died; it stops counting. */
+const PENDING_TTL_MS = 60_000;
+/** How long an attempt waits for checks in flight to leave it room before it is refused. */
+const WAIT_LIMIT_MS = 10_000;
 
 /** Who is trying: the submitted username (known or not) and the client's address. */
 export interface ThrottleKey {
@@ -14,28 +25,40 @@ export interface ThrottleKey {
   address: string;
 }
 
-/** Whether an attempt may check a password now; when not, how long to wait and which key. */
-export type ThrottleVerdict =
-  | { allowed: true }
-  | { allowed: false; retryAfterSeconds: number; by: 'account' | 'address' };
+/** An attempt that may not check a password now: how long to wait, and which key holds it. */
+export interface ThrottleRefusal {
+  allowed: false;
+  retryAfterSeconds: number;
+  by: 'account' | 'address';
+}
+
+/** An attempt that may check a password: `finish` must be called with the check's outcome. */
+export interface ThrottlePass {
+  allowed: true;
+  finish(succeeded: boolean): void;
+}
+
+export type ThrottleStart = ThrottleRefusal | ThrottlePass;
 
 export interface LoginThrottleOptions {
-  /** Failed attempts per key within the window that throttle the key; 0 turns throttling off. */
+  /** The database the attempts are kept in (shared by every process on the file). */
+  client: Database.Database;
+  /** Password checks per key within the window; 0 turns throttling off. */
   maxFailures: number;
   windowMs: number;
   /** Milliseconds since the epoch. */
   now: () => number;
-  /** Keys remembered at most; the least recently failed are forgotten first. */
-  maxKeys?: number;
+  /** Waits between looks at the checks in flight; default a timer (tests pass their own). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** The login throttle {@link createLoginThrottle} returns. */
 export interface LoginThrottle {
-  check(key: ThrottleKey): ThrottleVerdict;
-  /** A wrong password, unknown or inactive account: counts against the account and the address. */
-  recordFailure(key: ThrottleKey): void;
-  /** A correct password: never counts, and lets this address past the account's block. */
-  recordSuccess(key: ThrottleKey): void;
+  /**
+   * Reserves one password check for `key`. Waits (briefly) while checks in flight fill the
+   * key's budget, refuses when failures do.
+   */
+  begin(key: ThrottleKey): Promise<ThrottleStart>;
 }
 
 function digest(kind: string, ...parts: string[]): string {
@@ -44,81 +67,183 @@ function digest(kind: string, ...parts: string[]): string {
     .digest('base64url');
 }
 
-/** A map that forgets its oldest entries beyond `maxKeys` (re-setting a key makes it newest). */
-function boundedMap<V>(maxKeys: number) {
-  const map = new Map<string, V>();
-  return {
-    get: (key: string) => map.get(key),
-    set(key: string, value: V) {
-      map.delete(key);
-      map.set(key, value);
-      while (map.size > maxKeys) {
-        const oldest = map.keys().next().value;
-        if (oldest === undefined) break;
-        map.delete(oldest);
-      }
-    },
-  };
-}
+const secondsUntil = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+
+type Decision =
+  | { kind: 'pass'; attempt: string }
+  | { kind: 'refuse'; refusal: ThrottleRefusal }
+  | { kind: 'wait'; by: 'account' | 'address' };
 
 /**
- * A login throttle over failed attempts only, per account and per client address, in a sliding
- * window. Once a key has `maxFailures` failures within `windowMs`, attempts on it are refused
- * (without checking the password) until the oldest of those failures leaves the window.
+ * A login throttle over password checks, per account and per client address, in a sliding
+ * window, kept in SQLite so that every LMS process shares it and a restart forgets nothing.
  *
- * It slows guessing without turning a login storm into a lockout: successful logins never
- * count, so a storm of correct logins is never throttled; refused attempts do not count either,
- * so a block ends by itself; and an address that logged in to the account successfully in the
- * last {@link TRUST_MS} is not held by that account's block (only by its own address's).
+ * - A check counts when it starts (`pending`) and stays counted only if it fails, so a burst of
+ *   parallel wrong passwords gets at most `maxFailures` checks per key, and successful logins,
+ *   however many, never count.
+ * - An address with `maxFailures` failures in the window is refused until the oldest of them
+ *   leaves it. An account with that many is not locked: an untrusted address may check a
+ *   password on it once per growing delay (see {@link ACCOUNT_DELAY_BASE_MS}).
+ * - An account and address pair that logged in successfully in the last {@link TRUST_MS} is
+ *   trusted: its checks neither wait nor are held by the account's limits (its failures still
+ *   count), so the grader fleet keeps logging in while someone guesses its password elsewhere.
+ * - Refused attempts record nothing, so a block ends by itself.
  *
  * @example
- * const throttle = createLoginThrottle({ maxFailures: 10, windowMs: 300_000, now: Date.now });
- * const verdict = throttle.check({ account: 'alice', address: '10.0.0.7' });
- * if (!verdict.allowed) return c.json({ detail: 'Too many failed logins' }, 429);
+ * const throttle = createLoginThrottle({ client: db.$client, maxFailures: 10, windowMs: 300_000, now: Date.now });
+ * const start = await throttle.begin({ account: 'alice', address: '10.0.0.7' });
+ * if (!start.allowed) return c.json({ detail: 'Too many failed logins' }, 429);
+ * const ok = await verify(); start.finish(ok);
  */
 export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottle {
-  const { maxFailures, windowMs, now } = options;
-  const maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS;
-  // Per key, the times of at most the last `maxFailures` failures, oldest first.
-  const failures = boundedMap<number[]>(maxKeys);
-  const trusted = boundedMap<number>(maxKeys);
+  const { client, maxFailures, windowMs, now } = options;
+  const sleep =
+    options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const statements = {
+    prune: client.prepare(
+      `DELETE FROM login_attempts WHERE (state = 'failed' AND at <= ?) OR (state = 'pending' AND at <= ?)`,
+    ),
+    failures: client.prepare(
+      `SELECT at FROM login_attempts WHERE key = ? AND state = 'failed' AND at > ? ORDER BY at DESC`,
+    ),
+    pending: client.prepare(
+      `SELECT count(*) AS n FROM login_attempts WHERE key = ? AND state = 'pending'`,
+    ),
+    latest: client.prepare(`SELECT max(at) AS at FROM login_attempts WHERE key = ?`),
+    trustedAt: client.prepare('SELECT at FROM login_trust WHERE pair = ?'),
+    insert: client.prepare(
+      'INSERT INTO login_attempts (key, attempt, state, at) VALUES (?, ?, ?, ?)',
+    ),
+    finish: client.prepare(`UPDATE login_attempts SET state = 'failed', at = ? WHERE attempt = ?`),
+    forget: client.prepare('DELETE FROM login_attempts WHERE attempt = ?'),
+    trust: client.prepare(
+      'INSERT INTO login_trust (pair, at) VALUES (?, ?) ON CONFLICT (pair) DO UPDATE SET at = excluded.at',
+    ),
+    pruneTrust: client.prepare('DELETE FROM login_trust WHERE at <= ?'),
+  };
+  const failuresOf = (key: string, at: number) =>
+    (statements.failures.all(key, at - windowMs) as { at: number }[]).map((row) => row.at);
+  const pendingOf = (key: string) => (statements.pending.get(key) as { n: number }).n;
+  // Local waiters wake as soon as a check of this process ends; other processes' are polled.
+  const waiters = new Set<() => void>();
+  const wake = () => {
+    for (const waiter of waiters) waiter();
+  };
 
-  function recent(key: string, at: number): number[] {
-    return (failures.get(key) ?? []).filter((time) => time > at - windowMs);
-  }
+  /** One look, in one write transaction: pass (and record the pending check), refuse or wait. */
+  const look = client.transaction(
+    (keys: { address: string; account: string; pair: string }): Decision => {
+      const at = now();
+      statements.prune.run(at - windowMs, at - PENDING_TTL_MS);
+      const addressFailures = failuresOf(keys.address, at);
+      if (addressFailures.length >= maxFailures) {
+        const oldest = addressFailures[maxFailures - 1] ?? at;
+        const refusal = {
+          allowed: false,
+          by: 'address',
+          retryAfterSeconds: secondsUntil(oldest + windowMs - at),
+        } as const;
+        return { kind: 'refuse', refusal };
+      }
+      const trustedAt = (statements.trustedAt.get(keys.pair) as { at: number } | undefined)?.at;
+      const trusted = trustedAt !== undefined && trustedAt > at - TRUST_MS;
+      if (!trusted) {
+        if (addressFailures.length + pendingOf(keys.address) >= maxFailures) {
+          return { kind: 'wait', by: 'address' };
+        }
+        const accountFailures = failuresOf(keys.account, at).length;
+        const accountPending = pendingOf(keys.account);
+        if (accountFailures >= maxFailures) {
+          // One check at a time, one per delay, growing with the failures.
+          const delay = Math.min(
+            ACCOUNT_DELAY_MAX_MS,
+            ACCOUNT_DELAY_BASE_MS * 2 ** (accountFailures - maxFailures),
+          );
+          const latest = (statements.latest.get(keys.account) as { at: number | null }).at ?? 0;
+          if (latest + delay > at) {
+            const refusal = {
+              allowed: false,
+              by: 'account',
+              retryAfterSeconds: secondsUntil(latest + delay - at),
+            } as const;
+            return { kind: 'refuse', refusal };
+          }
+          if (accountPending > 0) return { kind: 'wait', by: 'account' };
+        } else if (accountFailures + accountPending >= maxFailures) {
+          return { kind: 'wait', by: 'account' };
+        }
+      }
+      const attempt = randomUUID();
+      statements.insert.run(keys.address, attempt, 'pending', at);
+      statements.insert.run(keys.account, attempt, 'pending', at);
+      return { kind: 'pass', attempt };
+    },
+  );
 
-  function waitMs(key: string, at: number): number {
-    const times = recent(key, at);
-    if (times.length < maxFailures) return 0;
-    return (times[times.length - maxFailures] ?? at) + windowMs - at;
-  }
-
-  function blocked(by: 'account' | 'address', wait: number): ThrottleVerdict {
-    return { allowed: false, by, retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) };
-  }
+  const record = client.transaction((attempt: string, pair: string, succeeded: boolean) => {
+    const at = now();
+    if (succeeded) {
+      statements.forget.run(attempt);
+      statements.trust.run(pair, at);
+      statements.pruneTrust.run(at - TRUST_MS);
+    } else {
+      statements.finish.run(at, attempt);
+    }
+  });
+  /** Records a check's outcome; when another process holds the lock, again shortly after. */
+  const finish = (attempt: string, pair: string, succeeded: boolean, tries = 0) => {
+    try {
+      record.immediate(attempt, pair, succeeded);
+      wake();
+    } catch (error) {
+      // After about 5 s the pending row expires by itself (PENDING_TTL_MS covers a lost one).
+      if (!isBusy(error) || tries >= 200) throw error;
+      setTimeout(() => finish(attempt, pair, succeeded, tries + 1), 25).unref();
+    }
+  };
 
   return {
-    check({ account, address }) {
-      if (maxFailures <= 0) return { allowed: true };
-      const at = now();
-      const addressWait = waitMs(digest('address', address), at);
-      if (addressWait > 0) return blocked('address', addressWait);
-      const accountWait = waitMs(digest('account', account), at);
-      const trustedAt = trusted.get(digest('pair', account, address));
-      const isTrusted = trustedAt !== undefined && trustedAt > at - TRUST_MS;
-      if (accountWait > 0 && !isTrusted) return blocked('account', accountWait);
-      return { allowed: true };
-    },
-    recordFailure({ account, address }) {
-      if (maxFailures <= 0) return;
-      const at = now();
-      for (const key of [digest('account', account), digest('address', address)]) {
-        failures.set(key, [...recent(key, at), at].slice(-maxFailures));
+    async begin({ account, address }) {
+      if (maxFailures <= 0) return { allowed: true, finish: () => undefined };
+      const keys = {
+        address: digest('address', address),
+        account: digest('account', account),
+        pair: digest('pair', account, address),
+      };
+      const deadline = Date.now() + WAIT_LIMIT_MS;
+      for (let pause = 5; ; pause = Math.min(100, pause * 2)) {
+        let decision: Decision | undefined;
+        try {
+          decision = look.immediate(keys);
+        } catch (error) {
+          // Another process holds the write lock: look again shortly, without blocking.
+          if (!isBusy(error)) throw error;
+        }
+        if (decision?.kind === 'refuse') return decision.refusal;
+        if (decision?.kind === 'pass') {
+          const { attempt } = decision;
+          let done = false;
+          return {
+            allowed: true,
+            finish(succeeded) {
+              if (done) return;
+              done = true;
+              finish(attempt, keys.pair, succeeded);
+            },
+          };
+        }
+        if (Date.now() >= deadline) {
+          return { allowed: false, by: decision?.by ?? 'address', retryAfterSeconds: 1 };
+        }
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            waiters.delete(done);
+            resolve();
+          };
+          waiters.add(done);
+          void sleep(pause).then(done);
+        });
       }
-    },
-    recordSuccess({ account, address }) {
-      if (maxFailures <= 0) return;
-      trusted.set(digest('pair', account, address), now());
     },
   };
 }

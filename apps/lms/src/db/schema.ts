@@ -78,7 +78,7 @@ export const sessionEnds = sqliteTable(
   {
     sessionId: text('session_id').primaryKey(),
     userId: text('user_id').notNull(),
-    reason: text('reason', { enum: ['evicted', 'logged-out'] }).notNull(),
+    reason: text('reason', { enum: ['evicted', 'logged-out', 'password-change'] }).notNull(),
     at: integer('at').notNull(),
   },
   (table) => [index('session_ends_at_idx').on(table.at)],
@@ -159,6 +159,11 @@ export const policyOverrides = sqliteTable('policy_overrides', {
   settings: text('settings').notNull(),
   updatedAt: integer('updated_at').notNull(),
   updatedBy: text('updated_by').notNull(),
+  /**
+   * +1 on every change (a reset too, which keeps the row with `{}`): every LMS process on the
+   * file compares it at each login and reloads when it moved; a write checks the one it read.
+   */
+  version: integer('version').notNull().default(1),
 });
 
 /** Every policy change: who, when, why, and the effective settings before and after (JSON). */
@@ -176,3 +181,33 @@ export const policyAudit = sqliteTable(
   },
   (table) => [index('policy_audit_at_idx').on(table.at)],
 );
+
+/**
+ * Password checks of the login throttle, by hashed key (account or address): `pending` while a
+ * check runs (so parallel attempts count when they start), `failed` once it said no. Shared by
+ * every LMS process on the file and kept across restarts.
+ */
+export const loginAttempts = sqliteTable(
+  'login_attempts',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    key: text('key').notNull(),
+    /** Both rows (account and address) of one attempt share it. */
+    attempt: text('attempt').notNull(),
+    state: text('state', { enum: ['pending', 'failed'] }).notNull(),
+    /** Milliseconds since the epoch. */
+    at: integer('at').notNull(),
+  },
+  (table) => [
+    index('login_attempts_key_idx').on(table.key, table.state, table.at),
+    index('login_attempts_at_idx').on(table.at),
+    index('login_attempts_attempt_idx').on(table.attempt),
+  ],
+);
+
+/** Account and address pairs that logged in successfully, by hashed pair, with when. */
+export const loginTrust = sqliteTable('login_trust', {
+  pair: text('pair').primaryKey(),
+  /** Milliseconds since the epoch. */
+  at: integer('at').notNull(),
+});

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isBusy } from '../ops/errors.ts';
-import { createTickBatcher } from './tick-batch.ts';
+import { SERVER_BUSY_TIMEOUT_MS } from './client.ts';
+import { createTickBatcher, DatabaseBusyError } from './tick-batch.ts';
 
 let cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -12,8 +13,14 @@ afterEach(() => {
   cleanup = [];
 });
 
-function counterDb(path = ':memory:') {
-  const sqlite = new Database(path, { timeout: 50 });
+function tempPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tick-batch-'));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'db.sqlite');
+}
+
+function counterDb(path = ':memory:', timeout = 50) {
+  const sqlite = new Database(path, { timeout });
   sqlite.pragma('journal_mode = WAL');
   sqlite.exec('CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)');
   sqlite.exec('INSERT OR IGNORE INTO counter VALUES (1, 0)');
@@ -25,6 +32,48 @@ function counterDb(path = ':memory:') {
     return read.get()?.n;
   });
   return { sqlite, read: () => read.get()?.n, bump };
+}
+
+/** The server's connection and a second one on the same file holding the write lock. */
+function lockedCounter() {
+  const path = tempPath();
+  const mine = counterDb(path, SERVER_BUSY_TIMEOUT_MS);
+  const other = counterDb(path).sqlite;
+  other.exec('BEGIN IMMEDIATE');
+  other.exec('UPDATE counter SET n = n + 10 WHERE id = 1');
+  cleanup.push(() => {
+    if (other.inTransaction) other.exec('ROLLBACK');
+  });
+  return { ...mine, other };
+}
+
+/** Whether a promise has settled yet, without waiting for it. */
+function track<T>(promise: Promise<T>) {
+  const state = { settled: false };
+  promise.then(
+    () => {
+      state.settled = true;
+    },
+    () => {
+      state.settled = true;
+    },
+  );
+  return state;
+}
+
+/**
+ * Runs a 10 ms timer over and over for `durationMs` and returns how late it fired at worst:
+ * how long the event loop was kept from running anything else.
+ */
+async function worstTimerLag(durationMs: number): Promise<number> {
+  const end = performance.now() + durationMs;
+  let worst = 0;
+  while (performance.now() < end) {
+    const start = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    worst = Math.max(worst, performance.now() - start - 10);
+  }
+  return worst;
 }
 
 describe('createTickBatcher', () => {
@@ -67,22 +116,109 @@ describe('createTickBatcher', () => {
     expect(await pending).toBe(7);
   });
 
-  it('rejects the whole write batch while another connection holds the write lock', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tick-batch-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const path = join(dir, 'db.sqlite');
-    const { sqlite, bump, read } = counterDb(path);
-    const other = counterDb(path).sqlite;
-    other.exec('BEGIN IMMEDIATE');
+  it('commits nothing of a batch whose transaction SQLite aborted (disk full), rejects every op with the cause, and recovers', async () => {
+    const sqlite = new Database(tempPath(), { timeout: SERVER_BUSY_TIMEOUT_MS });
+    cleanup.push(() => sqlite.close());
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.exec('CREATE TABLE rows (name TEXT PRIMARY KEY, data BLOB NOT NULL)');
+    const insert = sqlite.transaction((name: string, bytes: number) => {
+      sqlite.prepare('INSERT INTO rows VALUES (?, ?)').run(name, Buffer.alloc(bytes));
+      return name;
+    });
+    const names = () => sqlite.prepare('SELECT name FROM rows ORDER BY name').pluck().all();
+    // A page cap stands in for a full disk: the small rows fit, B's 64 KiB of overflow pages not.
+    const pages = sqlite.pragma('page_count', { simple: true }) as number;
+    sqlite.pragma(`max_page_count = ${pages + 4}`);
     const batch = createTickBatcher(sqlite);
+
+    const outcomes = await Promise.allSettled([
+      batch.write(() => insert('A', 10)),
+      batch.write(() => insert('B', 65_536)),
+      batch.write(() => insert('C', 10)),
+    ]);
+
+    expect(names()).toEqual([]);
+    expect(
+      outcomes.map((outcome) => outcome.status === 'rejected' && String(outcome.reason)),
+    ).toEqual(Array(3).fill('SqliteError: database or disk is full'));
+    expect(sqlite.inTransaction).toBe(false);
+    sqlite.pragma('max_page_count = 1000000');
+    expect(await batch.write(() => insert('D', 65_536))).toBe('D');
+    expect(names()).toEqual(['D']);
+  });
+
+  it('rolls the whole batch back after disk full even when SQLite undid only the statement', async () => {
+    const sqlite = new Database(tempPath(), { timeout: SERVER_BUSY_TIMEOUT_MS });
+    cleanup.push(() => sqlite.close());
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.exec('CREATE TABLE rows (name TEXT PRIMARY KEY, data BLOB NOT NULL)');
+    const run = (sql: string) => sqlite.transaction(() => sqlite.prepare(sql).run().changes);
+    const pages = sqlite.pragma('page_count', { simple: true }) as number;
+    sqlite.pragma(`max_page_count = ${pages + 4}`);
+    const batch = createTickBatcher(sqlite);
+
+    const outcomes = await Promise.allSettled([
+      batch.write(run("INSERT INTO rows VALUES ('A', x'00')")),
+      // A multi-row statement runs in a statement journal: SQLite keeps the transaction open.
+      batch.write(
+        run("INSERT INTO rows SELECT 'B' || value, zeroblob(20000) FROM json_each('[1,2,3,4]')"),
+      ),
+      batch.write(run("INSERT INTO rows VALUES ('C', x'00')")),
+    ]);
+
+    expect(sqlite.prepare('SELECT name FROM rows').pluck().all()).toEqual([]);
+    expect(
+      outcomes.map((outcome) => outcome.status === 'rejected' && String(outcome.reason)),
+    ).toEqual(Array(3).fill('SqliteError: database or disk is full'));
+    expect(sqlite.inTransaction).toBe(false);
+  });
+
+  it('waits for another connection’s write lock without holding up the event loop, then commits', async () => {
+    const { sqlite, bump, read, other } = lockedCounter();
+    const batch = createTickBatcher(sqlite);
+    const write = batch.write(() => bump(false));
+    const waiting = track(write);
+
+    const lag = await worstTimerLag(300);
+    // Reads do not queue behind the waiting write: WAL readers see the last commit.
+    expect(await batch.read(read)).toBe(0);
+    expect(waiting.settled).toBe(false);
+    other.exec('COMMIT');
+
+    expect(await write).toBe(11);
+    expect(lag).toBeLessThan(100);
+  });
+
+  it('commits the writes queued during the wait together with the waiting ones, in order', async () => {
+    const { sqlite, bump, other } = lockedCounter();
+    const batch = createTickBatcher(sqlite);
+    const first = batch.write(() => bump(false));
+    await worstTimerLag(50);
+    const second = batch.write(() => bump(false));
+    await worstTimerLag(50);
+    other.exec('COMMIT');
+    expect(await Promise.all([first, second])).toEqual([11, 12]);
+  });
+
+  it('rejects the whole write batch with DatabaseBusyError once the lock outlasts the deadline', async () => {
+    const { sqlite, bump, read, other } = lockedCounter();
+    const batch = createTickBatcher(sqlite, { busyDeadlineMs: 200 });
+    const started = performance.now();
     const outcomes = await Promise.allSettled([
       batch.write(() => bump(false)),
       batch.write(() => bump(false)),
     ]);
+    const waited = performance.now() - started;
     other.exec('ROLLBACK');
+
     for (const outcome of outcomes) {
-      expect(outcome.status === 'rejected' && isBusy(outcome.reason)).toBe(true);
+      expect(outcome.status).toBe('rejected');
+      const reason = (outcome as PromiseRejectedResult).reason;
+      expect(reason).toBeInstanceOf(DatabaseBusyError);
+      expect(isBusy((reason as DatabaseBusyError).cause)).toBe(true);
     }
+    expect(waited).toBeGreaterThanOrEqual(190);
+    expect(waited).toBeLessThan(2_000);
     expect(read()).toBe(0);
     expect(await batch.write(() => bump(false))).toBe(1);
   });

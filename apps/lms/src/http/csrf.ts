@@ -1,6 +1,8 @@
 import type { Context } from 'hono';
 import { getCookie, setCookie } from 'hono/cookie';
+import { createMiddleware } from 'hono/factory';
 import { isCsrfToken, newCsrfToken, safeEqual } from '../auth/tokens.ts';
+import type { LmsEnv } from './context.ts';
 
 /** Django's cookie and header names; real xqueue clients send exactly these. */
 export const CSRF_COOKIE = 'csrftoken';
@@ -10,9 +12,167 @@ export const CSRF_FIELD = 'csrfmiddlewaretoken';
 
 const ONE_YEAR_SECONDS = 365 * 24 * 60 * 60;
 
-/** Whether the request arrived over TLS (directly or through a proxy that says so). */
+/** What the CSRF checks and cookies trust; the app sets it on every request ({@link csrfSettings}). */
+export interface CsrfSettings {
+  /** TRUST_PROXY: X-Forwarded-Proto and X-Forwarded-Host come from our own reverse proxy. */
+  trustProxy: boolean;
+  /** CSRF_TRUSTED_ORIGINS: other origins (`scheme://host[:port]`) that may post to us. */
+  trustedOrigins: readonly string[];
+}
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** Set by {@link csrfSettings}; unset means nothing is trusted. */
+    csrfSettings: CsrfSettings;
+  }
+}
+
+// A route mounted without csrfSettings (a unit test) trusts no proxy header and no other site.
+const TRUST_NOTHING: CsrfSettings = { trustProxy: false, trustedOrigins: [] };
+
+function settingsOf(c: Context): CsrfSettings {
+  return (c.get('csrfSettings') as CsrfSettings | undefined) ?? TRUST_NOTHING;
+}
+
+/**
+ * The origin `text` names, normalised (`https://LMS.example:443` is `https://lms.example`), or
+ * null when it is not exactly an http(s) origin: a path, query, fragment, credentials or a
+ * wildcard make it null.
+ *
+ * @example
+ * originOf('http://127.0.0.1:8000/'); // 'http://127.0.0.1:8000'
+ * originOf('https://lms.example/login'); // null
+ */
+export function originOf(text: string): string | null {
+  // Django allows `https://*.example.com`; we list origins exactly, so a `*` is a mistake.
+  if (text.includes('*')) return null;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  if (url.username || url.password || url.pathname !== '/' || url.search || url.hash) return null;
+  return url.origin;
+}
+
+/**
+ * Sets the settings the CSRF checks and cookie flags read, on every request. Throws when a
+ * trusted origin is not `scheme://host[:port]`.
+ *
+ * @example
+ * app.use('*', csrfSettings({ trustProxy: false, trustedOrigins: ['https://lms.example'] }));
+ */
+export function csrfSettings(settings: CsrfSettings) {
+  const trustedOrigins = settings.trustedOrigins.map((text) => {
+    const origin = originOf(text);
+    if (origin === null) {
+      throw new Error(
+        `csrfTrustedOrigins: ${JSON.stringify(text)} is not an origin (expected scheme://host[:port])`,
+      );
+    }
+    return origin;
+  });
+  const resolved: CsrfSettings = { trustProxy: settings.trustProxy, trustedOrigins };
+  return createMiddleware(async (c, next) => {
+    c.set('csrfSettings', resolved);
+    await next();
+  });
+}
+
+/** The last entry of a forwarded header: the one our own proxy set or appended. */
+function lastEntry(value: string | undefined): string | undefined {
+  const last = value?.split(',').at(-1)?.trim();
+  return last ? last : undefined;
+}
+
+/**
+ * Whether the request arrived over TLS: an https URL, or `X-Forwarded-Proto: https` from our
+ * proxy. Without TRUST_PROXY the header is the client's word and counts for nothing.
+ */
 export function isSecure(c: Context): boolean {
-  return c.req.url.startsWith('https:') || c.req.header('x-forwarded-proto') === 'https';
+  if (c.req.url.startsWith('https:')) return true;
+  if (!settingsOf(c).trustProxy) return false;
+  return lastEntry(c.req.header('x-forwarded-proto'))?.toLowerCase() === 'https';
+}
+
+/**
+ * The origin the client addressed, as Django's `request.get_host()` with the scheme: the Host
+ * header (X-Forwarded-Host from our proxy under TRUST_PROXY), null when it is not a host.
+ *
+ * @example
+ * requestOrigin(c); // 'http://127.0.0.1:8000'
+ */
+export function requestOrigin(c: Context): string | null {
+  const forwarded = settingsOf(c).trustProxy
+    ? lastEntry(c.req.header('x-forwarded-host'))
+    : undefined;
+  const host = forwarded ?? c.req.header('host') ?? new URL(c.req.url).host;
+  return originOf(`${isSecure(c) ? 'https' : 'http'}://${host}`);
+}
+
+/** The origin of a Referer URL (which has a path), or null when it is not an http(s) URL. */
+function refererOrigin(referer: string): string | null {
+  try {
+    const url = new URL(referer);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Django's Origin check (CsrfViewMiddleware, Django 4): an `Origin` other than the request's
+ * own and not in CSRF_TRUSTED_ORIGINS fails, even when the token matches. Without Origin, a
+ * `Referer` is checked the same way (Django does that over HTTPS only; we on both, as browsers
+ * that send no Origin still send a Referer). Neither header passes: non-browser clients such as
+ * xqueue-watcher send none. Returns the failure message, or null when it passes.
+ *
+ * @example
+ * originFailure(c); // 'CSRF Failed: Origin checking failed - https://evil.example does not ...'
+ */
+export function originFailure(c: Context): string | null {
+  const { trustedOrigins } = settingsOf(c);
+  const own = requestOrigin(c);
+  const trusted = (origin: string | null) =>
+    origin !== null && (origin === own || trustedOrigins.includes(origin));
+  const origin = c.req.header('origin');
+  if (origin !== undefined) {
+    if (trusted(originOf(origin))) return null;
+    return `CSRF Failed: Origin checking failed - ${origin} does not match any trusted origins.`;
+  }
+  const referer = c.req.header('referer')?.trim();
+  if (!referer) return null;
+  if (!URL.canParse(referer)) return 'CSRF Failed: Referer checking failed - Referer is malformed.';
+  if (trusted(refererOrigin(referer))) return null;
+  return `CSRF Failed: Referer checking failed - ${referer} does not match any trusted origins.`;
+}
+
+/**
+ * Refuses a request from another site ({@link originFailure}) with 403 in the route's own shape,
+ * before anything else runs: for the login and logout POSTs, which have no session token to
+ * check when anonymous.
+ *
+ * @example
+ * app.post('/logout', requireSameOrigin((c, message) => c.json({ detail: message }, 403)), logout);
+ */
+export function requireSameOrigin(refuse: (c: Context<LmsEnv>, message: string) => Response) {
+  return createMiddleware<LmsEnv>(async (c, next) => {
+    const failure = originFailure(c);
+    if (failure) return refuse(c, failure);
+    await next();
+  });
+}
+
+function setCsrfCookie(c: Context, token: string): string {
+  setCookie(c, CSRF_COOKIE, token, {
+    path: '/',
+    sameSite: 'Lax',
+    secure: isSecure(c),
+    maxAge: ONE_YEAR_SECONDS,
+  });
+  return token;
 }
 
 /**
@@ -25,14 +185,20 @@ export function isSecure(c: Context): boolean {
 export function ensureCsrfCookie(c: Context): string {
   const existing = getCookie(c, CSRF_COOKIE);
   if (isCsrfToken(existing)) return existing;
-  const token = newCsrfToken();
-  setCookie(c, CSRF_COOKIE, token, {
-    path: '/',
-    sameSite: 'Lax',
-    secure: isSecure(c),
-    maxAge: ONE_YEAR_SECONDS,
-  });
-  return token;
+  return setCsrfCookie(c, newCsrfToken());
+}
+
+/**
+ * Sets a new `csrftoken` cookie, as Django's `rotate_token` on login: a token known before the
+ * login (planted in the browser, or read by someone else) no longer passes afterwards. Clients
+ * read the new one from the login's answer, as xqueue-watcher does.
+ *
+ * @example
+ * setSessionCookie(c, outcome.token, ttl);
+ * rotateCsrfCookie(c);
+ */
+export function rotateCsrfCookie(c: Context): string {
+  return setCsrfCookie(c, newCsrfToken());
 }
 
 /**

@@ -58,17 +58,39 @@ describe('session and CSRF cookies', () => {
     },
   );
 
-  it.each(LOGINS)('marks both cookies Secure behind a TLS proxy (%s login)', async (_, login) => {
-    lms = await createTestLms();
-    const client = new TestClient(lms.fetcher);
-    const csrf = await client.request('/xqueue/login/', {
-      headers: { 'x-forwarded-proto': 'https' },
-    });
-    expect(cookieOf(csrf, 'csrftoken').flags.has('secure')).toBe(true);
-    client.cookies.clear();
-    const response = await login(client, { 'x-forwarded-proto': 'https' });
-    expect(cookieOf(response, 'sessionid').flags.has('secure')).toBe(true);
-  });
+  it.each(LOGINS)(
+    'marks every cookie Secure behind a TLS proxy with TRUST_PROXY (%s login)',
+    async (_, login) => {
+      lms = await createTestLms({ config: { trustProxy: true } });
+      const client = new TestClient(lms.fetcher);
+      const csrf = await client.request('/xqueue/login/', {
+        headers: { 'x-forwarded-proto': 'https' },
+      });
+      expect(cookieOf(csrf, 'csrftoken').flags.has('secure')).toBe(true);
+      client.cookies.clear();
+      const response = await login(client, { 'x-forwarded-proto': 'https' });
+      expect(cookieOf(response, 'sessionid').flags.has('secure')).toBe(true);
+      // The token rotated by the login, too.
+      expect(cookieOf(response, 'csrftoken').flags.has('secure')).toBe(true);
+    },
+  );
+
+  it.each(LOGINS)(
+    "ignores a client's X-Forwarded-Proto without TRUST_PROXY (%s login)",
+    async (_, login) => {
+      lms = await createTestLms();
+      const client = new TestClient(lms.fetcher);
+      const forged = { 'x-forwarded-proto': 'https' };
+      for (const path of ['/login', '/xqueue/login/', '/dashboard/login']) {
+        const page = await new TestClient(lms.fetcher).get(path, forged);
+        expect(cookieOf(page, 'csrftoken').flags.has('secure'), path).toBe(false);
+      }
+      const response = await login(client, forged);
+      expect(response.status).toBe(200);
+      expect(cookieOf(response, 'sessionid').flags.has('secure')).toBe(false);
+      expect(cookieOf(response, 'csrftoken').flags.has('secure')).toBe(false);
+    },
+  );
 
   it('marks cookies Secure when the request URL itself is https', async () => {
     lms = await createTestLms();

@@ -38,7 +38,10 @@ export function sessionMiddleware(services: Services) {
   });
 }
 
-/** Sets the session cookie: HttpOnly, SameSite=Lax, Secure behind TLS. */
+/**
+ * Sets the session cookie: HttpOnly, SameSite=Lax, Secure over TLS ({@link isSecure}: a client's
+ * own X-Forwarded-Proto counts only under TRUST_PROXY).
+ */
 export function setSessionCookie(c: Context, token: string, maxAgeSeconds: number): void {
   setCookie(c, SESSION_COOKIE, token, {
     path: '/',

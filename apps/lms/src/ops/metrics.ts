@@ -1,9 +1,63 @@
+import { findExemption, type PolicySettings, type PolicyUser } from '@storm-lab/session-policy';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { XQUEUE_GROUP } from '../users.ts';
 import type { LiveStats } from './live-stats.ts';
+
+/**
+ * The `account` label value that counts every person (student, staff) together. Parentheses
+ * cannot occur in a Django username (letters, digits and `@.+-_`), so no account is mistaken
+ * for it.
+ */
+export const PEOPLE_ACCOUNT = '(people)';
+
+/**
+ * Which `account` label a login, eviction or storm alert is counted under. Service accounts
+ * keep a series of their own: the storm runner and operators watch them. People share one
+ * series, so /metrics neither lists who logged in nor grows by a series per user.
+ */
+export interface AccountLabels {
+  /**
+   * The username of a service account, else {@link PEOPLE_ACCOUNT}. A service account is a
+   * member of the `xqueue` group, an account exempt by the current policy
+   * (SINGLE_LOGIN_EXEMPT_USERNAMES / _GROUPS, or staff's overrides), or one the storm detector
+   * has alerted on.
+   */
+  of(user: PolicyUser): string;
+  /** Records a storm alert on `account`, counted under its name from now on; returns the name. */
+  alerted(account: string): string;
+}
+
+/**
+ * Creates the account labeller. `policy` is read on every call, so an exemption staff add at
+ * run time names the account from its next login on.
+ *
+ * @example
+ * const accounts = createAccountLabels(() => policyStore.current());
+ * accounts.of({ username: 'student1', groups: [] }); // '(people)'
+ * accounts.of({ username: 'xqueue_svc', groups: ['xqueue'] }); // 'xqueue_svc'
+ */
+export function createAccountLabels(policy: () => PolicySettings): AccountLabels {
+  // Grows by one name per account the detector alerted on: a storm takes an account's valid
+  // credentials and evictions above the threshold, so this stays small.
+  const alerted = new Set<string>();
+  const isService = (user: PolicyUser) =>
+    user.groups.includes(XQUEUE_GROUP) ||
+    alerted.has(user.username) ||
+    findExemption(policy(), user) !== null;
+  return {
+    of: (user) => (isService(user) ? user.username : PEOPLE_ACCOUNT),
+    alerted(account) {
+      alerted.add(account);
+      return account;
+    },
+  };
+}
 
 /** The LMS's Prometheus metrics; names are read by the storm runner, keep them stable. */
 export interface LmsMetrics {
   registry: Registry;
+  /** The `account` label of `logins`, `sessionsEvicted` and `stormAlerts`: always go through it. */
+  accounts: AccountLabels;
   logins: Counter<'account' | 'path'>;
   loginFailures: Counter<'path'>;
   sessionsEvicted: Counter<'account'>;
@@ -20,23 +74,28 @@ export interface LmsMetrics {
 /**
  * Creates the metrics on a registry of their own, so tests can build many apps.
  * `queueLengths` is called at scrape time; the scrape also samples them into `live`.
+ * `policy` is the current session policy, for {@link AccountLabels}.
  *
  * @example
- * const metrics = createMetrics(() => [{ queue: 'test-queue', length: 3 }], createLiveStats({ now }));
+ * const metrics = createMetrics(
+ *   () => [{ queue: 'test-queue', length: 3 }], createLiveStats({ now }), policyStore.current,
+ * );
  * await metrics.registry.metrics();
  */
 export function createMetrics(
   queueLengths: () => { queue: string; length: number }[],
   live: LiveStats,
+  policy: () => PolicySettings,
 ): LmsMetrics {
   const registry = new Registry();
   const registers = [registry];
   return {
     registry,
+    accounts: createAccountLabels(policy),
     live,
     logins: new Counter({
       name: 'lms_logins_total',
-      help: 'Successful logins by account and path (xqueue or web).',
+      help: `Successful logins by account (people as ${PEOPLE_ACCOUNT}) and path (xqueue or web).`,
       labelNames: ['account', 'path'],
       registers,
     }),
@@ -48,13 +107,15 @@ export function createMetrics(
     }),
     sessionsEvicted: new Counter({
       name: 'lms_sessions_evicted_total',
-      help: 'Sessions ended by the single-login policy, by account (dry run included).',
+      help:
+        'Sessions ended by the single-login policy (dry run not counted), ' +
+        `by account (people as ${PEOPLE_ACCOUNT}).`,
       labelNames: ['account'],
       registers,
     }),
     stormAlerts: new Counter({
       name: 'lms_storm_alerts_total',
-      help: 'Login storm alerts raised, by account.',
+      help: 'Login storm alerts raised, by account (an alerted account is named from then on).',
       labelNames: ['account'],
       registers,
     }),

@@ -41,14 +41,19 @@ export type PolicyChangeResult =
 export interface PolicyStore {
   /** The settings the environment gave at start. */
   readonly defaults: PolicySettings;
-  /** The settings the next login is decided with; cheap, served from memory. */
+  /**
+   * The settings the next login is decided with, as last saved by any process on the database
+   * file: one indexed read of the version, and a reload only when it moved.
+   */
   current(): PolicySettings;
-  /** The fields staff set, which replace the defaults' (empty when none). */
+  /** The fields staff set, which replace the defaults' (empty when none); as fresh as current(). */
   overrides(): Readonly<Record<string, unknown>>;
+  /** Where current() comes from; `environment` whenever no override is saved. */
   source(): PolicySource;
   /**
-   * Sets the given fields (any of {@link PolicySettings}); fields left out keep their current
-   * value. The whole result is validated before anything is written.
+   * Sets the given fields (any of {@link PolicySettings}) on top of the latest saved overrides,
+   * whichever process saved them; fields left out keep their saved value. The whole result is
+   * validated before anything is written.
    */
   update(fields: Record<string, unknown>, change: PolicyChangeRequest): PolicyChangeResult;
   /** Drops every override: the environment's settings apply again. */
@@ -66,7 +71,19 @@ export interface PolicyStoreOptions {
 
 // The override row is a singleton: one policy per LMS.
 const OVERRIDE_ID = 1;
+// The version while no process has saved a change yet; a saved row starts at 1.
+const UNSAVED_VERSION = 0;
 const DEFAULT_AUDIT_LIMIT = 50;
+
+type OverrideRow = typeof policyOverrides.$inferSelect;
+
+/** The saved policy at one version, with the settings it gives on this process's defaults. */
+interface Loaded {
+  version: number;
+  overrides: Record<string, unknown>;
+  settings: PolicySettings;
+  source: PolicySource;
+}
 
 function readJson(text: string, what: string): Record<string, unknown> {
   let value: unknown;
@@ -97,9 +114,33 @@ function validate(
   }
 }
 
+function readRow(db: Db): OverrideRow | undefined {
+  return db.select().from(policyOverrides).where(eq(policyOverrides.id, OVERRIDE_ID)).get();
+}
+
+function load(defaults: PolicySettings, row: OverrideRow | undefined): Loaded {
+  const overrides = row ? readJson(row.settings, 'policy_overrides.settings') : {};
+  const loaded = validate(defaults, overrides);
+  if (!loaded.ok) throw new StoredDataError(`saved policy overrides are invalid: ${loaded.error}`);
+  // A reset keeps the row (so the version keeps counting) with no overrides left.
+  const source: PolicySource =
+    row && Object.keys(overrides).length > 0
+      ? { kind: 'database', updatedAt: row.updatedAt, updatedBy: row.updatedBy }
+      : { kind: 'environment' };
+  return {
+    version: row?.version ?? UNSAVED_VERSION,
+    overrides,
+    settings: loaded.settings,
+    source,
+  };
+}
+
 /**
- * Creates the policy store, loading any saved overrides. The login hook reads `current()` on
- * every login; a save updates it at once (one process: the cache is this object).
+ * Creates the policy store, loading any saved overrides. Every LMS process on the database file
+ * has one; the login hook reads `current()` on every login, which compares the saved version
+ * with the one in memory and reloads only when another process (or this one) saved a change.
+ * A change is read, merged and written in one write-locked transaction, so it is always applied
+ * to the latest saved overrides and never undoes another process's change.
  *
  * @example
  * const policy = createPolicyStore({ db, defaults: config.policy, now: Date.now });
@@ -107,61 +148,76 @@ function validate(
  */
 export function createPolicyStore(options: PolicyStoreOptions): PolicyStore {
   const { db, defaults, now } = options;
-  const row = db.select().from(policyOverrides).where(eq(policyOverrides.id, OVERRIDE_ID)).get();
-  let overrides = row ? readJson(row.settings, 'policy_overrides.settings') : {};
-  let source: PolicySource = row
-    ? { kind: 'database', updatedAt: row.updatedAt, updatedBy: row.updatedBy }
-    : { kind: 'environment' };
-  const loaded = validate(defaults, overrides);
-  if (!loaded.ok) throw new StoredDataError(`saved policy overrides are invalid: ${loaded.error}`);
-  let settings = loaded.settings;
+  const savedVersion = db
+    .select({ version: policyOverrides.version })
+    .from(policyOverrides)
+    .where(eq(policyOverrides.id, OVERRIDE_ID))
+    .prepare();
+  let cached = load(defaults, readRow(db));
+
+  /** The latest saved policy: one primary-key read while it is unchanged. */
+  function latest(): Loaded {
+    const version = savedVersion.get()?.version ?? UNSAVED_VERSION;
+    if (version !== cached.version) cached = load(defaults, readRow(db));
+    return cached;
+  }
 
   function record(
     action: 'update' | 'reset',
-    next: Record<string, unknown> | null,
+    apply: (saved: Readonly<Record<string, unknown>>) => Record<string, unknown>,
     change: PolicyChangeRequest,
   ): PolicyChangeResult {
-    const result = validate(defaults, next ?? {});
-    if (!result.ok) return result;
     const at = now();
-    db.transaction((tx) => {
-      if (next === null) {
-        tx.delete(policyOverrides).where(eq(policyOverrides.id, OVERRIDE_ID)).run();
-      } else {
+    // IMMEDIATE takes the write lock before the read: no other process can save between this
+    // read and the write, so the requested fields always land on the latest overrides.
+    const outcome = db.transaction(
+      (tx) => {
+        const saved = load(defaults, readRow(tx));
+        const next = apply(saved.overrides);
+        const result = validate(defaults, next);
+        if (!result.ok) return { result, saved: null };
+        const version = saved.version + 1;
         const values = { settings: JSON.stringify(next), updatedAt: at, updatedBy: change.actor };
-        tx.insert(policyOverrides)
-          .values({ id: OVERRIDE_ID, ...values })
-          .onConflictDoUpdate({ target: policyOverrides.id, set: values })
+        const written = tx
+          .insert(policyOverrides)
+          .values({ id: OVERRIDE_ID, ...values, version })
+          .onConflictDoUpdate({
+            target: policyOverrides.id,
+            set: { ...values, version },
+            setWhere: eq(policyOverrides.version, saved.version),
+          })
           .run();
-      }
-      tx.insert(policyAudit)
-        .values({
-          at,
-          actor: change.actor,
-          action,
-          reason: change.reason,
-          before: JSON.stringify(settings),
-          after: JSON.stringify(result.settings),
-        })
-        .run();
-    });
+        // The version check of the write: cannot fail under the lock, and must never pass
+        // silently if it did (that would be a lost update).
+        if (written.changes !== 1) {
+          throw new Error(`policy_overrides moved past version ${saved.version} during a change`);
+        }
+        tx.insert(policyAudit)
+          .values({
+            at,
+            actor: change.actor,
+            action,
+            reason: change.reason,
+            before: JSON.stringify(saved.settings),
+            after: JSON.stringify(result.settings),
+          })
+          .run();
+        return { result, saved: load(defaults, { id: OVERRIDE_ID, ...values, version }) };
+      },
+      { behavior: 'immediate' },
+    );
     // Only after the commit, so memory never runs ahead of the database.
-    overrides = next ?? {};
-    settings = result.settings;
-    source =
-      next === null
-        ? { kind: 'environment' }
-        : { kind: 'database', updatedAt: at, updatedBy: change.actor };
-    return result;
+    if (outcome.saved) cached = outcome.saved;
+    return outcome.result;
   }
 
   return {
     defaults,
-    current: () => settings,
-    overrides: () => overrides,
-    source: () => source,
-    update: (fields, change) => record('update', { ...overrides, ...fields }, change),
-    reset: (change) => record('reset', null, change),
+    current: () => latest().settings,
+    overrides: () => latest().overrides,
+    source: () => latest().source,
+    update: (fields, change) => record('update', (saved) => ({ ...saved, ...fields }), change),
+    reset: (change) => record('reset', () => ({}), change),
     audit(limit = DEFAULT_AUDIT_LIMIT) {
       return db
         .select()

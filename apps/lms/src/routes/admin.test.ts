@@ -136,6 +136,49 @@ describe('admin policy changes', () => {
     expect((await policyOf(staff)).audit).toEqual([]);
   });
 
+  // Raw JSON: an object literal's `__proto__` sets the prototype, and JSON.stringify drops it.
+  const SETTINGS = 'preventConcurrentLogins, exemptUsernames, exemptGroups, maxSessions';
+  it.each([
+    ['settings.__proto__', 'PUT', '{"settings":{"__proto__":{}},"reason":"r"}', SETTINGS],
+    [
+      'settings.__proto__',
+      'PUT',
+      '{"settings":{"__proto__":{"dryRun":true}},"reason":"r"}',
+      SETTINGS,
+    ],
+    ['settings.constructor', 'PUT', '{"settings":{"constructor":{}},"reason":"r"}', SETTINGS],
+    [
+      'settings.exemptUsername',
+      'PUT',
+      '{"settings":{"exemptUsername":["a"]},"reason":"r"}',
+      SETTINGS,
+    ],
+    [
+      '__proto__',
+      'PUT',
+      '{"__proto__":{},"settings":{"dryRun":true},"reason":"r"}',
+      'settings, reason',
+    ],
+    ['reasons', 'PUT', '{"settings":{"dryRun":true},"reasons":"r"}', 'settings, reason'],
+    ['__proto__', 'DELETE', '{"__proto__":{},"reason":"r"}', 'reason'],
+  ])(
+    'answers 400 naming the unknown field %s (%s %s), writes and audits nothing',
+    async (field, method, body, accepted) => {
+      const { staff } = await setup();
+      expect((await send(staff, 'PUT', '/api/admin/policy', EXEMPT_SVC)).status).toBe(200);
+      const before = await policyOf(staff);
+      const response = await staff.request('/api/admin/policy', {
+        method,
+        body,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(response.status).toBe(400);
+      const { detail } = (await response.json()) as { detail: string };
+      expect(detail).toContain(`${field}: unknown field; accepted: ${accepted}`);
+      expect(await policyOf(staff)).toEqual(before);
+    },
+  );
+
   it('applies a saved exemption to the next login without a restart', async () => {
     const { lms, staff } = await setup();
     const first = new TestClient(lms.fetcher);

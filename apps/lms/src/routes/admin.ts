@@ -18,6 +18,10 @@ const reason = z
   .min(1, 'reason is required: say why the policy changes')
   .max(MAX_REASON_LENGTH);
 
+/** The fields a policy change body may have; any other is refused by name before parsing. */
+const UPDATE_FIELDS = ['settings', 'reason'] as const;
+const RESET_FIELDS = ['reason'] as const;
+
 const updateSchema = z.strictObject({
   settings: z.record(z.string(), z.unknown(), { error: 'settings must be a JSON object' }),
   reason,
@@ -28,6 +32,32 @@ function describe(error: z.ZodError): string {
   return error.issues
     .map((issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`)
     .join('; ');
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Names each field of `value` that is not in `accepted`. Own keys from JSON.parse, so
+ * `__proto__` and `constructor` count as the fields they are: zod's record would drop
+ * `__proto__` (it becomes the copy's prototype) and the change would be saved without it.
+ */
+function unknownFields(value: unknown, accepted: readonly string[], prefix = ''): string[] {
+  if (!isPlainObject(value)) return [];
+  return Object.keys(value)
+    .filter((key) => !accepted.includes(key))
+    .map((key) => `${prefix}${key}: unknown field; accepted: ${accepted.join(', ')}`);
+}
+
+/** Unknown fields of a `PUT /policy` body, at the top level and inside `settings`. */
+function unknownUpdateFields(body: unknown, settingsFields: readonly string[]): string[] {
+  return [
+    ...unknownFields(body, UPDATE_FIELDS),
+    ...(isPlainObject(body) && Object.hasOwn(body, 'settings')
+      ? unknownFields(body.settings, settingsFields, 'settings.')
+      : []),
+  ];
 }
 
 async function readJson(
@@ -71,6 +101,8 @@ function policyView(services: Services) {
 export function adminRoutes(services: Services) {
   const app = new Hono<LmsEnv>();
   app.use('*', requireStaff);
+  // parseSettings fills in every field, so the defaults name each setting there is.
+  const settingsFields = Object.keys(services.policy.defaults);
 
   function answer(c: Context<LmsEnv>, result: PolicyChangeResult, why: string, action: string) {
     if (!result.ok) return c.json({ detail: result.error }, 400);
@@ -93,6 +125,8 @@ export function adminRoutes(services: Services) {
   app.put('/policy', async (c) => {
     const body = await readJson(c);
     if (!body.ok) return body.response;
+    const unknown = unknownUpdateFields(body.value, settingsFields);
+    if (unknown.length > 0) return c.json({ detail: unknown.join('; ') }, 400);
     const parsed = updateSchema.safeParse(body.value);
     if (!parsed.success) return c.json({ detail: describe(parsed.error) }, 400);
     const actor = c.get('auth')!.user.username;
@@ -103,6 +137,8 @@ export function adminRoutes(services: Services) {
   app.delete('/policy', async (c) => {
     const body = await readJson(c);
     if (!body.ok) return body.response;
+    const unknown = unknownFields(body.value, RESET_FIELDS);
+    if (unknown.length > 0) return c.json({ detail: unknown.join('; ') }, 400);
     const parsed = resetSchema.safeParse(body.value);
     if (!parsed.success) return c.json({ detail: describe(parsed.error) }, 400);
     const actor = c.get('auth')!.user.username;

@@ -121,3 +121,62 @@ describe('login refusals reveal nothing about accounts', () => {
     expect(median(timings.tooLong!)).toBeLessThan(wrong / 3);
   });
 });
+
+describe('hashes stored at another iteration count', () => {
+  /** An LMS whose password checks are recorded, with `carol` stored at `iterations`. */
+  async function countingLms(iterations: number) {
+    const base = await createTestLms();
+    lms = base;
+    const passwordHash = await hashPassword('carol-pass', iterations);
+    upsertUser(base.database.db, { username: 'carol', passwordHash, now: base.clock.now() });
+    const calls: { kind: 'verify' | 'burn'; iterations: number }[] = [];
+    const passwords: PasswordChecker = {
+      verify(password, encoded) {
+        calls.push({ kind: 'verify', iterations: Number(encoded.split('$')[1]) });
+        return verifyPassword(password, encoded);
+      },
+      burn(password, count) {
+        calls.push({ kind: 'burn', iterations: count });
+        return burnPasswordCheck(password, count);
+      },
+    };
+    const app = createApp({
+      db: base.database.db,
+      config: base.config,
+      logger: pino({ level: 'silent' }),
+      now: base.clock.now,
+      passwords,
+    });
+    const stored = () =>
+      (
+        base.database.sqlite
+          .prepare("SELECT password FROM users WHERE username = 'carol'")
+          .get() as {
+          password: string;
+        }
+      ).password;
+    // A new client per attempt: a logged-in one would need the CSRF token to log in again.
+    const client = () => new TestClient(appFetcher(app));
+    return { client, calls, stored };
+  }
+
+  it('hashes a right password again at the configured count, so later refusals cost the same', async () => {
+    const { client, calls, stored } = await countingLms(TEST_ITERATIONS * 5);
+    expect((await answer(client(), 'xqueue', 'carol', 'carol-pass')).status).toBe(200);
+    expect(stored().split('$')[1]).toBe(String(TEST_ITERATIONS));
+    calls.length = 0;
+    expect((await answer(client(), 'xqueue', 'carol', 'wrong')).status).toBe(401);
+    expect(calls).toEqual([{ kind: 'verify', iterations: TEST_ITERATIONS }]);
+    // The new hash still takes the same password.
+    expect((await answer(client(), 'xqueue', 'carol', 'carol-pass')).status).toBe(200);
+  });
+
+  it('spends the missing iterations on a wrong password for a cheaper hash', async () => {
+    const { client, calls } = await countingLms(TEST_ITERATIONS / 4);
+    expect((await answer(client(), 'xqueue', 'carol', 'wrong')).status).toBe(401);
+    expect(calls).toEqual([
+      { kind: 'verify', iterations: TEST_ITERATIONS / 4 },
+      { kind: 'burn', iterations: (TEST_ITERATIONS * 3) / 4 },
+    ]);
+  });
+});

@@ -1,5 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TestClient } from '../testing/client.ts';
+import { createApp } from '../app.ts';
+import { openDatabase } from '../db/client.ts';
+import { appFetcher, TestClient } from '../testing/client.ts';
 import { createTestLms, type TestLms, type TestLmsOptions } from '../testing/fixtures.ts';
 
 let lms: TestLms | undefined;
@@ -107,5 +113,74 @@ describe('login throttle over HTTP', () => {
       expect((await xqueueLogin(lms, 'student1', 'guess', address)).status).toBe(401);
     }
     expect((await xqueueLogin(lms, 'student3', 'guess', '10.9.0.4')).status).toBe(429);
+  });
+});
+
+describe('login throttle against parallel and distributed guessing', () => {
+  it('counts attempts when they start: 30 parallel wrong passwords get 10 checks', async () => {
+    lms = await createTestLms({ config: { loginThrottleFailures: 10 }, transport: 'socket' });
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, () => xqueueLogin(lms!, 'xqueue_svc', 'guess')),
+    );
+    const statuses = answers.map((response) => response.status).sort();
+    expect(statuses.filter((status) => status === 401)).toHaveLength(10);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(20);
+  });
+
+  it('holds the right password from a new address only a second, not the window', async () => {
+    const lms = await throttledLms({ trustProxy: true });
+    for (let index = 0; index < 3; index++) {
+      expect((await xqueueLogin(lms, 'xqueue_svc', 'guess', '10.5.0.9')).status).toBe(401);
+    }
+    const replica = await xqueueLogin(lms, 'xqueue_svc', 'xqueue-pass', '10.5.0.1');
+    expect(replica.status).toBe(429);
+    expect(replica.headers.get('retry-after')).toBe('1');
+    lms.clock.advance(1_000);
+    expect((await xqueueLogin(lms, 'xqueue_svc', 'xqueue-pass', '10.5.0.1')).status).toBe(200);
+  });
+
+  it('remembers failures and trusted addresses across a restart and a second process', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lms-throttle-'));
+    try {
+      const path = join(dir, 'lms.sqlite');
+      lms = await createTestLms({
+        path,
+        config: {
+          loginThrottleFailures: 3,
+          loginThrottleWindowSeconds: WINDOW_SECONDS,
+          trustProxy: true,
+        },
+      });
+      const first = lms;
+      expect((await xqueueLogin(first, 'xqueue_svc', 'xqueue-pass', '10.6.0.1')).status).toBe(200);
+      for (const address of ['10.6.0.7', '10.6.0.8', '10.6.0.9']) {
+        expect((await xqueueLogin(first, 'xqueue_svc', 'guess', address)).status).toBe(401);
+      }
+      // Another LMS process on the same file (or this one, restarted).
+      const database = openDatabase({ path });
+      try {
+        const second = createApp({
+          db: database.db,
+          config: first.config,
+          logger: pino({ level: 'silent' }),
+          now: first.clock.now,
+        });
+        const login = (address: string, password: string) =>
+          new TestClient(appFetcher(second)).postForm(
+            '/xqueue/login/',
+            { username: 'xqueue_svc', password },
+            { 'x-forwarded-for': `203.0.113.9, ${address}` },
+          );
+        expect((await login('10.6.0.1', 'xqueue-pass')).status).toBe(200);
+        expect((await login('10.6.0.2', 'xqueue-pass')).status).toBe(429);
+        expect((await login('10.6.0.7', 'guess')).status).toBe(429);
+      } finally {
+        database.close();
+      }
+    } finally {
+      await lms?.close();
+      lms = undefined;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,8 +1,17 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hashPassword } from '../auth/password.ts';
+import { PEOPLE_ACCOUNT } from '../ops/metrics.ts';
 import { TestClient } from '../testing/client.ts';
-import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+import {
+  createTestLms,
+  TEST_ITERATIONS,
+  type TestLms,
+  type TestLmsOptions,
+  TRANSPORTS,
+} from '../testing/fixtures.ts';
 import { createGradingSetup } from '../testing/flows.ts';
+import { upsertUser } from '../users.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
@@ -100,5 +109,149 @@ describe('operations endpoints', () => {
       { numRuns: 150 },
     );
     expect(snapshot(setup.lms).submissions).toEqual(before.submissions);
+  });
+});
+
+async function scrape(lms: TestLms): Promise<string> {
+  return (await new TestClient(lms.fetcher).get('/metrics')).text();
+}
+
+/** The sample lines of one metric, e.g. `lms_logins_total{account="x",path="web"} 2`. */
+function samples(text: string, name: string): string[] {
+  return text.split('\n').filter((line) => line.startsWith(`${name}{`));
+}
+
+async function webLogin(lms: TestLms, username: string, password: string) {
+  const response = await new TestClient(lms.fetcher).webLogin(username, password);
+  expect(response.status).toBe(200);
+}
+
+describe.each(TRANSPORTS)('/metrics account labels over %s', (transport) => {
+  const create = (options: TestLmsOptions = {}) => createTestLms({ ...options, transport });
+  const people = `account="${PEOPLE_ACCOUNT}"`;
+
+  it("counts students' and staff's logins and evictions in one series, naming nobody", async () => {
+    lms = await create();
+    await webLogin(lms, 'student1', 'student-pass');
+    await webLogin(lms, 'student1', 'student-pass'); // evicts the first session
+    await webLogin(lms, 'student2', 'student-pass');
+    await webLogin(lms, 'staff', 'staff-pass');
+    const text = await scrape(lms);
+    expect(text).not.toMatch(/account="(student\d|staff)"/);
+    expect(samples(text, 'lms_logins_total')).toEqual([`lms_logins_total{${people},path="web"} 4`]);
+    expect(samples(text, 'lms_sessions_evicted_total')).toEqual([
+      `lms_sessions_evicted_total{${people}} 1`,
+    ]);
+  });
+
+  it('keeps its own series for the xqueue service account', async () => {
+    lms = await create();
+    await new TestClient(lms.fetcher).xqueueLogin('xqueue_svc', 'xqueue-pass');
+    await new TestClient(lms.fetcher).xqueueLogin('xqueue_svc', 'xqueue-pass');
+    await webLogin(lms, 'student1', 'student-pass');
+    const text = await scrape(lms);
+    expect(samples(text, 'lms_logins_total')).toEqual([
+      'lms_logins_total{account="xqueue_svc",path="xqueue"} 2',
+      `lms_logins_total{${people},path="web"} 1`,
+    ]);
+    expect(samples(text, 'lms_sessions_evicted_total')).toEqual([
+      'lms_sessions_evicted_total{account="xqueue_svc"} 1',
+    ]);
+  });
+
+  it('gives an account exempt by username or by group its own series', async () => {
+    lms = await create({ policy: { exemptUsernames: ['student2'], exemptGroups: ['graders'] } });
+    upsertUser(lms.database.db, {
+      username: 'grader_bot',
+      passwordHash: await hashPassword('grader-pass', TEST_ITERATIONS),
+      groups: ['graders'],
+      now: lms.clock.now(),
+    });
+    await webLogin(lms, 'student2', 'student-pass');
+    await webLogin(lms, 'grader_bot', 'grader-pass');
+    await webLogin(lms, 'student1', 'student-pass');
+    expect(samples(await scrape(lms), 'lms_logins_total')).toEqual([
+      'lms_logins_total{account="student2",path="web"} 1',
+      'lms_logins_total{account="grader_bot",path="web"} 1',
+      `lms_logins_total{${people},path="web"} 1`,
+    ]);
+  });
+
+  it('names an account once staff exempt it at run time', async () => {
+    lms = await create();
+    await webLogin(lms, 'student3', 'student-pass');
+    const staff = new TestClient(lms.fetcher);
+    await staff.webLogin('staff', 'staff-pass');
+    const update = await staff.request('/api/admin/policy', {
+      method: 'PUT',
+      body: JSON.stringify({ settings: { exemptUsernames: ['student3'] }, reason: 'test' }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(update.status).toBe(200);
+    await webLogin(lms, 'student3', 'student-pass');
+    expect(samples(await scrape(lms), 'lms_logins_total')).toEqual([
+      `lms_logins_total{${people},path="web"} 2`,
+      'lms_logins_total{account="student3",path="web"} 1',
+    ]);
+  });
+
+  it('names an account the storm detector alerted on, from the alert on', async () => {
+    lms = await create({ config: { stormAlertEvictionsPerMinute: 2 } });
+    for (let index = 0; index < 4; index++) await webLogin(lms, 'student4', 'student-pass');
+    const text = await scrape(lms);
+    // Logins 1-3 come before the alert (raised by login 3's eviction); login 4 comes after.
+    expect(samples(text, 'lms_storm_alerts_total')).toEqual([
+      'lms_storm_alerts_total{account="student4"} 1',
+    ]);
+    expect(samples(text, 'lms_logins_total')).toEqual([
+      `lms_logins_total{${people},path="web"} 3`,
+      'lms_logins_total{account="student4",path="web"} 1',
+    ]);
+    expect(samples(text, 'lms_sessions_evicted_total')).toEqual([
+      `lms_sessions_evicted_total{${people}} 2`,
+      'lms_sessions_evicted_total{account="student4"} 1',
+    ]);
+  });
+});
+
+describe.each(TRANSPORTS)('METRICS_TOKEN over %s', (transport) => {
+  const TOKEN = 'metrics-token-0123456789';
+  const create = (metricsToken?: string) => createTestLms({ transport, config: { metricsToken } });
+  const get = (lms: TestLms, headers: Record<string, string> = {}) =>
+    new TestClient(lms.fetcher).get('/metrics', headers);
+
+  it.each([
+    ['no Authorization header', {}],
+    ['a wrong token', { Authorization: 'Bearer metrics-token-0123456780' }],
+    ['a prefix of the token', { Authorization: 'Bearer metrics-token' }],
+    ['the token under another scheme', { Authorization: `Basic ${TOKEN}` }],
+    ['the token without a scheme', { Authorization: TOKEN }],
+  ])('answers 401 with a Bearer challenge to %s', async (_, headers) => {
+    lms = await create(TOKEN);
+    const response = await get(lms, headers);
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer\b/);
+    expect(await response.text()).not.toContain('lms_logins_total');
+  });
+
+  it('serves the metrics to the right token, whatever the scheme case', async () => {
+    lms = await create(TOKEN);
+    for (const scheme of ['Bearer', 'bearer']) {
+      const response = await get(lms, { Authorization: `${scheme} ${TOKEN}` });
+      expect(response.status).toBe(200);
+      expect(await response.text()).toContain('# TYPE lms_logins_total counter');
+    }
+  });
+
+  it('is open when no token is set, as before', async () => {
+    lms = await create();
+    const response = await get(lms);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('# TYPE lms_logins_total counter');
+  });
+
+  it('leaves /healthz open when a token is set', async () => {
+    lms = await create(TOKEN);
+    expect((await new TestClient(lms.fetcher).get('/healthz')).status).toBe(200);
   });
 });

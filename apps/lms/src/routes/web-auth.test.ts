@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { TestClient } from '../testing/client.ts';
-import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+import { TestClient, urlFetcher } from '../testing/client.ts';
+import { createTestLms, listen, type TestLms } from '../testing/fixtures.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
@@ -99,5 +99,32 @@ describe('human login', () => {
     const me = await browser.get('/me');
     expect(me.status).toBe(401);
     expect(me.headers.get('X-Session-End-Reason')).toBe('logged-out');
+  });
+});
+
+describe('human login from a browser over real HTTP', () => {
+  it("accepts the browser's own Origin (the Host it addressed) and refuses another site's", async () => {
+    lms = await createTestLms();
+    const server = await listen(lms.app);
+    try {
+      const login = async (origin: string) => {
+        const browser = new TestClient(urlFetcher(server.url));
+        await browser.get('/login');
+        const token = browser.cookies.get('csrftoken')!;
+        const fields = { username: 'student1', password: 'student-pass' };
+        return browser.postForm('/login', { ...fields, csrfmiddlewaretoken: token }, { origin });
+      };
+      expect((await login(server.url)).status).toBe(200);
+      const foreign = await login('https://evil.example');
+      expect([foreign.status, await foreign.json()]).toEqual([
+        403,
+        {
+          detail:
+            'CSRF Failed: Origin checking failed - https://evil.example does not match any trusted origins.',
+        },
+      ]);
+    } finally {
+      await server.close();
+    }
   });
 });

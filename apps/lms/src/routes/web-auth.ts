@@ -2,7 +2,13 @@ import { Hono } from 'hono';
 import { html } from 'hono/html';
 import { clientAddress } from '../http/client-address.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
-import { CSRF_FIELD, csrfFailure, ensureCsrfCookie } from '../http/csrf.ts';
+import {
+  CSRF_FIELD,
+  csrfFailure,
+  ensureCsrfCookie,
+  requireSameOrigin,
+  rotateCsrfCookie,
+} from '../http/csrf.ts';
 import { readFields } from '../http/fields.ts';
 import { clearSessionCookie, notAuthenticated, setSessionCookie } from '../http/session.ts';
 import { clientInstance, MAX_CREDENTIAL_LENGTH, throttledMessage } from './xqueue.ts';
@@ -24,17 +30,20 @@ function loginForm(csrfToken: string) {
 }
 
 /**
- * Human login and logout with Django's CSRF scheme, and `GET /me`.
+ * Human login and logout with Django's CSRF scheme (Origin/Referer check, then the token; a new
+ * token on login), and `GET /me`.
  *
  * @example
  * app.route('/', webAuthRoutes(services));
  */
 export function webAuthRoutes(services: Services) {
   const app = new Hono<LmsEnv>();
+  // Another site may neither log a browser in (login CSRF) nor out, with or without a session.
+  const sameOrigin = requireSameOrigin((c, message) => c.json({ detail: message }, 403));
 
   app.get('/login', (c) => c.html(loginForm(ensureCsrfCookie(c))));
 
-  app.post('/login', async (c) => {
+  app.post('/login', sameOrigin, async (c) => {
     const read = await readFields(c);
     if (!read.ok) return c.json({ detail: read.error }, 400);
     // Django's login view checks CSRF even for anonymous users (login CSRF).
@@ -66,10 +75,11 @@ export function webAuthRoutes(services: Services) {
       return c.json({ detail: 'Invalid username or password.' }, 401);
     }
     setSessionCookie(c, outcome.token, services.sessionTtlSeconds);
+    rotateCsrfCookie(c);
     return c.json({ detail: 'Logged in', username: outcome.user.username });
   });
 
-  app.post('/logout', (c) => {
+  app.post('/logout', sameOrigin, (c) => {
     const auth = c.get('auth');
     if (auth) {
       const csrf = csrfFailure(c);

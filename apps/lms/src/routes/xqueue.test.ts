@@ -1,7 +1,8 @@
+import { decodeSubmission } from '@storm-lab/xqueue-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findSubmission } from '../queue/submissions.ts';
 import { TestClient } from '../testing/client.ts';
-import { createTestLms, type TestLms, TRANSPORTS } from '../testing/fixtures.ts';
+import { createTestLms, listen, type TestLms, TRANSPORTS } from '../testing/fixtures.ts';
 import { createGradingSetup, resultFields } from '../testing/flows.ts';
 
 let lms: TestLms | undefined;
@@ -32,7 +33,7 @@ describe.each(TRANSPORTS)('xqueue login and CSRF over %s', (transport) => {
   });
 
   it('marks cookies Secure behind a TLS proxy', async () => {
-    lms = await createTestLms({ transport });
+    lms = await createTestLms({ transport, config: { trustProxy: true } });
     const response = await lms.fetcher('/xqueue/login/', {
       headers: { 'x-forwarded-proto': 'https' },
     });
@@ -288,5 +289,114 @@ describe.each(TRANSPORTS)('xqueue queue endpoints over %s', (transport) => {
     expect(await denied.json()).toEqual({
       detail: 'You do not have permission to perform this action.',
     });
+  });
+});
+
+/**
+ * xqueue-watcher's `_login` and `_request` (client.py) over a real socket: a cookie jar, GET the
+ * login URL, POST the form with `X-CSRFToken` and `Referer: <login URL>`, then the token read
+ * again from the jar and `Referer: <server URL>` on every later request. Node's fetch, like
+ * requests, sends no Origin.
+ */
+function realWatcher(server: string) {
+  const jar = new Map<string, string>();
+  const headers: Record<string, string> = {};
+  const send = async (path: string, init: RequestInit = {}) => {
+    const cookie = [...jar].map(([name, value]) => `${name}=${value}`).join('; ');
+    const sent = { ...headers, ...(init.headers as Record<string, string>), cookie };
+    const response = await fetch(`${server}${path}`, { ...init, headers: sent });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair = ''] = line.split(';');
+      const at = pair.indexOf('=');
+      jar.set(pair.slice(0, at), pair.slice(at + 1));
+    }
+    return response;
+  };
+  return {
+    jar,
+    headers,
+    send,
+    async login(username: string, password: string) {
+      const url = `${server}/xqueue/login/`;
+      await (await send('/xqueue/login/')).text();
+      const response = await send('/xqueue/login/', {
+        method: 'POST',
+        body: new URLSearchParams({ username, password }),
+        headers: { 'X-CSRFToken': jar.get('csrftoken') ?? '', Referer: url },
+      });
+      headers['X-CSRFToken'] = jar.get('csrftoken') ?? '';
+      headers.Referer = server;
+      return response;
+    },
+  };
+}
+
+describe('the real xqueue-watcher handshake over real HTTP', () => {
+  it('logs in, re-reads the rotated csrftoken and grades, exactly as client.py does', async () => {
+    lms = await createTestLms();
+    const student = new TestClient(lms.fetcher);
+    await student.webLogin('student1', 'student-pass');
+    const submission = {
+      queue_name: 'test-queue',
+      problem_id: 'test-queue-p1',
+      student_response: 'x',
+    };
+    expect((await student.postJson('/api/submissions', submission)).status).toBe(201);
+    const server = await listen(lms.app);
+    try {
+      const watcher = realWatcher(server.url);
+      await (await watcher.send('/xqueue/login/')).text();
+      const first = watcher.jar.get('csrftoken');
+      const login = await watcher.login('xqueue_svc', 'xqueue-pass');
+      expect([login.status, await login.json()]).toEqual([
+        200,
+        { return_code: 0, content: 'Logged in' },
+      ]);
+      expect(watcher.headers['X-CSRFToken']).toMatch(/^[A-Za-z0-9]{32}$/);
+      expect(watcher.headers['X-CSRFToken']).not.toBe(first);
+      const pulled = await watcher.send(SUBMISSIONS);
+      const envelope = (await pulled.json()) as { return_code: number; content: unknown };
+      expect(envelope.return_code).toBe(0);
+      const decoded = decodeSubmission(envelope.content);
+      if (!decoded.ok) throw new Error(decoded.error);
+      const fields = new URLSearchParams(resultFields(decoded.value));
+      const stale = await watcher.send('/xqueue/put_result/', {
+        method: 'POST',
+        body: fields,
+        headers: { 'X-CSRFToken': first ?? '' },
+      });
+      expect([stale.status, await stale.json()]).toEqual([
+        403,
+        { detail: 'CSRF Failed: CSRF token incorrect.' },
+      ]);
+      const put = await watcher.send('/xqueue/put_result/', { method: 'POST', body: fields });
+      expect([put.status, await put.json()]).toEqual([200, { return_code: 0, content: '' }]);
+      expect(rowOf(lms, decoded.value.header.submission_id)?.state).toBe('graded');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses the same login from a page on another site, in the envelope', async () => {
+    lms = await createTestLms();
+    const server = await listen(lms.app);
+    try {
+      const response = await fetch(`${server.url}/xqueue/login/`, {
+        method: 'POST',
+        body: new URLSearchParams({ username: 'xqueue_svc', password: 'xqueue-pass' }),
+        headers: { Origin: 'https://evil.example' },
+      });
+      expect([response.status, await response.json()]).toEqual([
+        403,
+        {
+          return_code: 1,
+          content:
+            'CSRF Failed: Origin checking failed - https://evil.example does not match any trusted origins.',
+        },
+      ]);
+      expect(response.headers.getSetCookie()).toEqual([]);
+    } finally {
+      await server.close();
+    }
   });
 });

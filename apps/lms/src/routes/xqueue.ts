@@ -8,9 +8,10 @@ import {
 } from '@storm-lab/xqueue-protocol';
 import { type Context, Hono } from 'hono';
 import { newPullKey } from '../auth/tokens.ts';
+import { DatabaseBusyError } from '../db/tick-batch.ts';
 import { clientAddress } from '../http/client-address.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
-import { ensureCsrfCookie } from '../http/csrf.ts';
+import { ensureCsrfCookie, requireSameOrigin, rotateCsrfCookie } from '../http/csrf.ts';
 import { readFields } from '../http/fields.ts';
 import {
   clearSessionCookie,
@@ -53,7 +54,10 @@ function loginRoutes(services: Services) {
     ensureCsrfCookie(c);
     return c.json(success(''));
   });
-  app.post('/login/', csrfWhenLoggedIn, async (c) => {
+  // A page on another site must not log a browser in (login CSRF); the anonymous login needs no
+  // token (DRF's rule, and non-browser clients send no Origin or Referer to refuse).
+  const sameOrigin = requireSameOrigin((c, message) => c.json(failure(message), 403));
+  app.post('/login/', sameOrigin, csrfWhenLoggedIn, async (c) => {
     const read = await readFields(c);
     if (!read.ok) return c.json(failure(read.error), 400);
     const { username, password } = read.fields;
@@ -80,6 +84,8 @@ function loginRoutes(services: Services) {
       return c.json(failure('Incorrect login credentials'), 401);
     }
     setSessionCookie(c, outcome.token, services.sessionTtlSeconds);
+    // Django's login() rotates the token; xqueue-watcher reads the new one from its jar.
+    rotateCsrfCookie(c);
     return c.json(success('Logged in'));
   });
   app.post('/logout/', requireUser({ group: XQUEUE_GROUP }), (c) => {
@@ -156,8 +162,11 @@ async function putResult(c: Context<LmsEnv>, services: Services): Promise<Respon
   try {
     outcome = await services.batch.write(() => services.queue.putResult(input));
   } catch (error) {
-    // Another process holds the write lock past the busy timeout: upstream's nowait lock error.
-    if (isBusy(error)) return c.json(failure(CONCURRENT_UPDATE), 409);
+    // Another process holds the write lock past the batcher's deadline: upstream's nowait lock
+    // error. Nothing was written; the grader sends the result again.
+    if (isBusy(error) || error instanceof DatabaseBusyError) {
+      return c.json(failure(CONCURRENT_UPDATE), 409);
+    }
     throw error;
   }
   switch (outcome.kind) {

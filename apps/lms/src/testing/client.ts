@@ -65,7 +65,9 @@ export class TestClient {
     await this.get('/xqueue/login/');
     const csrf = this.cookies.get('csrftoken');
     if (csrf) this.headers['X-CSRFToken'] = csrf;
-    return this.postForm('/xqueue/login/', { username, password }, headers);
+    const response = await this.postForm('/xqueue/login/', { username, password }, headers);
+    this.rereadCsrfToken();
+    return response;
   }
 
   /** The browser login sequence: GET /login for the cookie, POST the form with the token. */
@@ -73,6 +75,18 @@ export class TestClient {
     await this.get('/login');
     const csrf = this.cookies.get('csrftoken') ?? '';
     this.headers['X-CSRFToken'] = csrf;
-    return this.postForm('/login', { username, password, csrfmiddlewaretoken: csrf });
+    const response = await this.postForm('/login', {
+      username,
+      password,
+      csrfmiddlewaretoken: csrf,
+    });
+    this.rereadCsrfToken();
+    return response;
+  }
+
+  // A login rotates the token (as Django's); xqueue-watcher and page scripts read the new one.
+  private rereadCsrfToken() {
+    const csrf = this.cookies.get('csrftoken');
+    if (csrf) this.headers['X-CSRFToken'] = csrf;
   }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE `policy_overrides` ADD `version` integer DEFAULT 1 NOT NULL;

@@ -1,0 +1,125 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLms } from '@storm-lab/harness';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient, urlFetcher } from '../testing/client.ts';
+import { createGradingSetup, resultFields } from '../testing/flows.ts';
+import { SERVER_BUSY_TIMEOUT_MS } from './client.ts';
+
+const PULL = '/xqueue/get_submission/?queue_name=test-queue';
+
+let cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  cleanups = [];
+});
+
+/** A second connection on the database file that holds the write lock, as another process. */
+function holdWriteLock(path: string): Database.Database {
+  const other = new Database(path);
+  other.exec('BEGIN IMMEDIATE');
+  cleanups.push(() => {
+    if (other.inTransaction) other.exec('ROLLBACK');
+    other.close();
+  });
+  return other;
+}
+
+/** Whether a promise has settled yet, without waiting for it. */
+function track(promise: Promise<unknown>) {
+  const state = { settled: false };
+  const done = () => {
+    state.settled = true;
+  };
+  promise.then(done, done);
+  return state;
+}
+
+/** Sends `GET /healthz` one after another for `durationMs`; the slowest answer's time. */
+async function slowestHealthz(baseUrl: string, durationMs: number): Promise<number> {
+  const end = performance.now() + durationMs;
+  let slowest = 0;
+  while (performance.now() < end) {
+    const start = performance.now();
+    const response = await fetch(new URL('/healthz', baseUrl));
+    expect(response.status).toBe(200);
+    slowest = Math.max(slowest, performance.now() - start);
+  }
+  return slowest;
+}
+
+/** Runs a 10 ms timer over and over for `durationMs`; how late it fired at worst. */
+async function worstTimerLag(durationMs: number): Promise<number> {
+  const end = performance.now() + durationMs;
+  let worst = 0;
+  while (performance.now() < end) {
+    const start = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    worst = Math.max(worst, performance.now() - start - 10);
+  }
+  return worst;
+}
+
+describe('a database write-locked by another connection', { timeout: 60_000 }, () => {
+  it('keeps the server process answering while a pull waits for the lock, then serves the pull', async () => {
+    const lms = await startLms({ env: { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' } });
+    cleanups.push(() => lms.stop());
+    const grader = new TestClient(urlFetcher(lms.url));
+    expect((await grader.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    const other = holdWriteLock(lms.databasePath);
+
+    const pull = grader.get(PULL);
+    const pulled = track(pull);
+    const slowest = await slowestHealthz(lms.url, 500);
+    expect(slowest).toBeLessThan(200);
+    expect(pulled.settled).toBe(false);
+    other.exec('COMMIT');
+
+    const response = await pull;
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({
+      return_code: 1,
+      content: "Queue 'test-queue' is empty",
+    });
+  });
+
+  it('answers 503 with Retry-After once the lock outlasts the deadline: the envelope on /xqueue/, detail elsewhere; put_result keeps its 409', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lms-busy-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'lms.db');
+    const setup = await createGradingSetup({
+      path,
+      busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
+      transport: 'socket',
+      config: { databaseBusyDeadlineMs: 300 },
+    });
+    cleanups.push(() => setup.lms.close());
+    await setup.submit(1);
+    const pulled = (await setup.pull())!;
+    holdWriteLock(path);
+
+    const body = { queue_name: 'test-queue', problem_id: 'test-queue-p1', student_response: 'x' };
+    const [lag, pull, submit, put] = await Promise.all([
+      worstTimerLag(500),
+      setup.grader.get(PULL),
+      setup.student.postJson('/api/submissions', body),
+      setup.putResult(resultFields(pulled)),
+    ]);
+
+    expect(pull.status).toBe(503);
+    expect(pull.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(await pull.json()).toEqual({ return_code: 1, content: expect.any(String) });
+    expect(submit.status).toBe(503);
+    expect(submit.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(await submit.json()).toEqual({ detail: expect.any(String) });
+    // As edx-submissions' nowait row lock: the grader sends the result again.
+    expect(put.status).toBe(409);
+    expect(await put.json()).toEqual({
+      return_code: 1,
+      content: 'Submission is currently being processed',
+    });
+    expect(lag).toBeLessThan(100);
+  });
+});
