@@ -67,7 +67,12 @@ function digest(kind: string, ...parts: string[]): string {
     .digest('base64url');
 }
 
-const secondsUntil = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+/** A refusal by `by`, to be tried again in `waitMs` (whole seconds, at least 1). */
+const refuse = (by: ThrottleRefusal['by'], waitMs: number) =>
+  ({
+    kind: 'refuse',
+    refusal: { allowed: false, by, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
+  }) as const;
 
 type Decision =
   | { kind: 'pass'; attempt: string }
@@ -138,12 +143,7 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
       const addressFailures = failuresOf(keys.address, at);
       if (addressFailures.length >= maxFailures) {
         const oldest = addressFailures[maxFailures - 1] ?? at;
-        const refusal = {
-          allowed: false,
-          by: 'address',
-          retryAfterSeconds: secondsUntil(oldest + windowMs - at),
-        } as const;
-        return { kind: 'refuse', refusal };
+        return refuse('address', oldest + windowMs - at);
       }
       const trustedAt = (statements.trustedAt.get(keys.pair) as { at: number } | undefined)?.at;
       const trusted = trustedAt !== undefined && trustedAt > at - TRUST_MS;
@@ -160,14 +160,7 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
             ACCOUNT_DELAY_BASE_MS * 2 ** (accountFailures - maxFailures),
           );
           const latest = (statements.latest.get(keys.account) as { at: number | null }).at ?? 0;
-          if (latest + delay > at) {
-            const refusal = {
-              allowed: false,
-              by: 'account',
-              retryAfterSeconds: secondsUntil(latest + delay - at),
-            } as const;
-            return { kind: 'refuse', refusal };
-          }
+          if (latest + delay > at) return refuse('account', latest + delay - at);
           if (accountPending > 0) return { kind: 'wait', by: 'account' };
         } else if (accountFailures + accountPending >= maxFailures) {
           return { kind: 'wait', by: 'account' };

@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, urlFetcher } from '../testing/client.ts';
 import { createGradingSetup, resultFields } from '../testing/flows.ts';
+import { worstTimerLag } from '../testing/timers.ts';
 import { SERVER_BUSY_TIMEOUT_MS } from './client.ts';
 
 const PULL = '/xqueue/get_submission/?queue_name=test-queue';
@@ -48,18 +49,6 @@ async function slowestHealthz(baseUrl: string, durationMs: number): Promise<numb
     slowest = Math.max(slowest, performance.now() - start);
   }
   return slowest;
-}
-
-/** Runs a 10 ms timer over and over for `durationMs`; how late it fired at worst. */
-async function worstTimerLag(durationMs: number): Promise<number> {
-  const end = performance.now() + durationMs;
-  let worst = 0;
-  while (performance.now() < end) {
-    const start = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    worst = Math.max(worst, performance.now() - start - 10);
-  }
-  return worst;
 }
 
 describe('a database write-locked by another connection', { timeout: 60_000 }, () => {

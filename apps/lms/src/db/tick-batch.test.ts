@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isBusy } from '../ops/errors.ts';
+import { worstTimerLag } from '../testing/timers.ts';
 import { SERVER_BUSY_TIMEOUT_MS } from './client.ts';
 import { createTickBatcher, DatabaseBusyError } from './tick-batch.ts';
 
@@ -59,21 +60,6 @@ function track<T>(promise: Promise<T>) {
     },
   );
   return state;
-}
-
-/**
- * Runs a 10 ms timer over and over for `durationMs` and returns how late it fired at worst:
- * how long the event loop was kept from running anything else.
- */
-async function worstTimerLag(durationMs: number): Promise<number> {
-  const end = performance.now() + durationMs;
-  let worst = 0;
-  while (performance.now() < end) {
-    const start = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    worst = Math.max(worst, performance.now() - start - 10);
-  }
-  return worst;
 }
 
 describe('createTickBatcher', () => {

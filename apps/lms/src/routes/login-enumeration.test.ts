@@ -53,6 +53,22 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
+/** The real password checks, each recorded with its kind and iteration count. */
+function countingPasswords() {
+  const calls: { kind: 'verify' | 'burn'; iterations: number }[] = [];
+  const passwords: PasswordChecker = {
+    verify(password, encoded) {
+      calls.push({ kind: 'verify', iterations: Number(encoded.split('$')[1]) });
+      return verifyPassword(password, encoded);
+    },
+    burn(password, iterations) {
+      calls.push({ kind: 'burn', iterations });
+      return burnPasswordCheck(password, iterations);
+    },
+  };
+  return { calls, passwords };
+}
+
 describe('login refusals reveal nothing about accounts', () => {
   it.each(['xqueue', 'web'] as const)(
     'answers an unknown user, a wrong password and an inactive user alike (%s login)',
@@ -70,17 +86,7 @@ describe('login refusals reveal nothing about accounts', () => {
 
   it('spends exactly one password hash of the same cost on every refusal', async () => {
     const base = await refusingLms();
-    const calls: { kind: 'verify' | 'burn'; iterations: number }[] = [];
-    const passwords: PasswordChecker = {
-      verify(password, encoded) {
-        calls.push({ kind: 'verify', iterations: Number(encoded.split('$')[1]) });
-        return verifyPassword(password, encoded);
-      },
-      burn(password, iterations) {
-        calls.push({ kind: 'burn', iterations });
-        return burnPasswordCheck(password, iterations);
-      },
-    };
+    const { calls, passwords } = countingPasswords();
     const app = createApp({
       db: base.database.db,
       config: base.config,
@@ -129,17 +135,7 @@ describe('hashes stored at another iteration count', () => {
     lms = base;
     const passwordHash = await hashPassword('carol-pass', iterations);
     upsertUser(base.database.db, { username: 'carol', passwordHash, now: base.clock.now() });
-    const calls: { kind: 'verify' | 'burn'; iterations: number }[] = [];
-    const passwords: PasswordChecker = {
-      verify(password, encoded) {
-        calls.push({ kind: 'verify', iterations: Number(encoded.split('$')[1]) });
-        return verifyPassword(password, encoded);
-      },
-      burn(password, count) {
-        calls.push({ kind: 'burn', iterations: count });
-        return burnPasswordCheck(password, count);
-      },
-    };
+    const { calls, passwords } = countingPasswords();
     const app = createApp({
       db: base.database.db,
       config: base.config,
