@@ -45,6 +45,10 @@ describe('session and pull keys', () => {
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     expect(id).toBe(sessionIdOf(token));
     expect(id).not.toContain(token);
+    // FIPS 180-2's test vector, so the hash is SHA-256 and not merely what the code computes.
+    expect(sessionIdOf('abc')).toBe(
+      'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+    );
   });
 
   it('draws pull keys of 128 random bits and CSRF tokens of 190 bits, all distinct', () => {
