@@ -139,12 +139,11 @@ function report(
       result.dryRun ? 'session would be evicted (dry run)' : 'session evicted',
     );
   }
-  if (result.evicted.length > 0 && !result.dryRun) {
-    deps.metrics.sessionsEvicted.inc(
-      { account: deps.metrics.accounts.of(user) },
-      result.evicted.length,
-    );
-    deps.metrics.live.count('evictions', result.evicted.length);
+  if (result.evicted.length > 0) {
+    // A dry run counts what it would have ended apart from what was ended.
+    const counter = result.dryRun ? deps.metrics.dryRunEvictions : deps.metrics.sessionsEvicted;
+    counter.inc({ account: deps.metrics.accounts.of(user) }, result.evicted.length);
+    if (!result.dryRun) deps.metrics.live.count('evictions', result.evicted.length);
   }
   const alerts = [
     deps.detector.recordLogin(account, at),

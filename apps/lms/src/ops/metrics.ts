@@ -61,6 +61,8 @@ export interface LmsMetrics {
   logins: Counter<'account' | 'path'>;
   loginFailures: Counter<'path'>;
   sessionsEvicted: Counter<'account'>;
+  /** Sessions a dry run would have ended (none was). */
+  dryRunEvictions: Counter<'account'>;
   stormAlerts: Counter<'account'>;
   httpResponses: Counter<'route' | 'status'>;
   queueLength: Gauge<'queue'>;
@@ -110,6 +112,14 @@ export function createMetrics(
       help:
         'Sessions ended by the single-login policy (dry run not counted), ' +
         `by account (people as ${PEOPLE_ACCOUNT}).`,
+      labelNames: ['account'],
+      registers,
+    }),
+    dryRunEvictions: new Counter({
+      name: 'lms_dry_run_evictions_total',
+      help:
+        'Sessions the single-login policy would have ended under SINGLE_LOGIN_DRY_RUN (none ' +
+        `was), by account (people as ${PEOPLE_ACCOUNT}).`,
       labelNames: ['account'],
       registers,
     }),

@@ -122,6 +122,10 @@ describe.each(TRANSPORTS)('single-login hook over %s', (transport) => {
     const { lms, first } = await twoGraders({ policy: { dryRun: true } });
     expect((await first.get(QUEUELEN)).status).toBe(200);
     expect(lms.logs.filter((line) => line.event === 'eviction-dry-run')).toHaveLength(1);
+    // Counted as a would-be eviction, and not as an eviction.
+    const metrics = await (await first.get('/metrics')).text();
+    expect(metrics).toContain('lms_dry_run_evictions_total{account="xqueue_svc"} 1');
+    expect(metrics).not.toMatch(/lms_sessions_evicted_total\{[^}]*\} [1-9]/);
   });
 
   it('raises a storm alert naming the account and the fix', async () => {
