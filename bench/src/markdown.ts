@@ -103,18 +103,28 @@ function curveSection(stormCurve: FleetRun[]): string[] {
     entry[run.exempt ? 'cure' : 'storm'] = run;
     byConnections.set(run.connections, entry);
   }
+  // A run that emptied its queue graded all there was: its rate is a floor, marked ">=".
+  const graded = (run?: FleetRun) =>
+    run ? `${run.queueRanDry ? '>=' : ''}${run.gradedPerMinute}` : '-';
   for (const [connections, { storm, cure }] of byConnections) {
     lines.push(
       row([
         connections,
         storm?.loginsPerHour ?? '-',
         cure?.loginsPerHour ?? '-',
-        storm?.gradedPerMinute ?? '-',
-        cure?.gradedPerMinute ?? '-',
+        graded(storm),
+        graded(cure),
       ]),
     );
   }
-  return [...lines, ''];
+  const dry = stormCurve.some((run) => run.queueRanDry);
+  return [
+    ...lines,
+    ...(dry
+      ? ['', '">=": the prefilled queue ran dry, so the graders could do more than this.']
+      : []),
+    '',
+  ];
 }
 
 const TARGETS: Record<string, [string, (actual: number, target: number) => boolean]> = {

@@ -14,6 +14,11 @@ export interface FleetRun {
   lmsCpuSeconds: number;
   loginsPerHour: number;
   gradedPerMinute: number;
+  /**
+   * The prefilled queue was empty at the end: the graders were faster than the queue was
+   * deep, so `gradedPerMinute` is a lower bound of what they can do, not their limit.
+   */
+  queueRanDry: boolean;
   lmsCpuSecondsPerHour: number;
 }
 
@@ -77,6 +82,7 @@ export async function fleetRun(options: {
         (await counter(lms.url, 'lms_logins_total', { path: 'xqueue' })) - loginsBefore;
       const graded = (await counter(lms.url, 'lms_submissions_graded_total')) - gradedBefore;
       const cpu = (await cpuSeconds(pid)) - cpuBefore;
+      const left = await counter(lms.url, 'lms_queue_length', { queue: QUEUE });
       const productionHours = (options.seconds * options.compression) / 3600;
       return {
         connections: options.connections,
@@ -88,6 +94,7 @@ export async function fleetRun(options: {
         lmsCpuSeconds: Math.round(cpu * 100) / 100,
         loginsPerHour: Math.round(logins / productionHours),
         gradedPerMinute: Math.round((graded / (productionHours * 60)) * 10) / 10,
+        queueRanDry: left === 0,
         lmsCpuSecondsPerHour: Math.round(cpu / productionHours),
       };
     } finally {
