@@ -157,6 +157,7 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(figures.logins, figures.name).toBe(figures.totalConnections);
     expect(figures.forbidden, figures.name).toBe(0);
     expect(figures.evictions, figures.name).toBe(0);
+    expect(figures.stormAlerts, figures.name).toBe(0);
     expect(figures.connectionDeaths, figures.name).toBe(0);
     expect(figures.replicaRestarts, figures.name).toBe(0);
     expect(figures.graded, figures.name).toBe(figures.submitted);
@@ -181,6 +182,8 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(storm.forbiddenPerLogin).toBeGreaterThan(0.5);
     expect(storm.forbiddenPerLogin).toBeLessThan(2);
     expect(storm.evictions).toBeGreaterThan(storm.totalConnections);
+    // The LMS's storm detector saw it too (evictions far above STORM_ALERT_EVICTIONS_PER_MINUTE).
+    expect(storm.stormAlerts).toBeGreaterThanOrEqual(1);
     // Before a00741d: one login per connection, refused connections that never recover.
     const legacy = byName['storm-legacy-watcher']!;
     expect(legacy.verdict).toBe('STALL');
