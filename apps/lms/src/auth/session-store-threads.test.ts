@@ -1,0 +1,108 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { PolicySettingsInput } from '@storm-lab/session-policy';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openDatabase } from '../db/client.ts';
+import type { AdmitWorkerData } from '../testing/admit-worker.ts';
+import { upsertUser } from '../users.ts';
+
+const WORKERS = 4;
+const PER_ROUND = 4;
+const ROUNDS = 40;
+const WORKER_FILE = new URL('../testing/admit-worker.ts', import.meta.url);
+
+let cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const cleanup of cleanups.reverse()) cleanup();
+  cleanups = [];
+});
+
+/** Live tracked sessions of the user after each round, `WORKERS` threads admitting at once. */
+async function race(policy: PolicySettingsInput) {
+  const dir = mkdtempSync(join(tmpdir(), 'lms-threads-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'lms.db');
+  const database = openDatabase({ path });
+  cleanups.push(() => database.close());
+  const userId = upsertUser(database.db, {
+    username: 'racer',
+    passwordHash: 'pbkdf2_sha256$1$s$x',
+    now: Date.now(),
+  });
+  const control = new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT);
+  const counters = new Int32Array(control);
+  const workerData: AdmitWorkerData = {
+    path,
+    userId,
+    username: 'racer',
+    rounds: ROUNDS,
+    perRound: PER_ROUND,
+    policy,
+    control,
+  };
+  // Workers get no module hooks from `--import tsx`: each registers tsx, then loads the file.
+  const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(WORKER_FILE.href)}); });`;
+  let failure: unknown = null;
+  const workers = Array.from(
+    { length: WORKERS },
+    () => new Worker(boot, { eval: true, workerData }),
+  );
+  const exited = workers.map(
+    (worker) =>
+      new Promise<void>((resolve) => {
+        worker.once('error', (error) => {
+          failure = error;
+          resolve();
+        });
+        worker.once('exit', () => resolve());
+      }),
+  );
+  cleanups.push(() => {
+    for (const worker of workers) void worker.terminate();
+  });
+  const live = database.sqlite.prepare<[string], { n: number }>(
+    'SELECT count(*) AS n FROM sessions WHERE user_id = ? AND tracked = 1',
+  );
+  const perRound: { live: number; admitted: number }[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    Atomics.store(counters, 1, 0);
+    Atomics.store(counters, 2, 0);
+    Atomics.store(counters, 0, round);
+    Atomics.notify(counters, 0);
+    // Poll (a few ms at a time) until every worker finished the round; a worker that failed
+    // fails the test at once.
+    const deadline = Date.now() + 30_000;
+    while (Atomics.load(counters, 1) < WORKERS) {
+      if (failure) throw failure;
+      if (Date.now() > deadline) throw new Error(`round ${round} did not finish in 30 s`);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    perRound.push({ live: live.get(userId)?.n ?? 0, admitted: Atomics.load(counters, 2) });
+  }
+  await Promise.all(exited);
+  return perRound;
+}
+
+// Threads on one file really run the read-decide-write of admission at the same time, which
+// Promise.all on one synchronous connection never does: take the transaction out of `admit`
+// and these fail.
+describe('admission from several threads on one database file', { timeout: 120_000 }, () => {
+  it(`keeps exactly one session of a single-session user, ${ROUNDS} rounds of ${WORKERS} threads`, async () => {
+    const rounds = await race({});
+    expect(rounds.map((round) => round.live)).toEqual(Array(ROUNDS).fill(1));
+  });
+
+  it('keeps exactly N sessions under maxSessions = N', async () => {
+    const rounds = await race({ maxSessions: 3 });
+    expect(rounds.map((round) => round.live)).toEqual(Array(ROUNDS).fill(3));
+  });
+
+  it('admits exactly one login per free slot under deny-new', async () => {
+    const rounds = await race({ maxSessions: 2, onLimit: 'deny-new' });
+    // The first round fills both slots; every later login is denied.
+    expect(rounds.map((round) => round.live)).toEqual(Array(ROUNDS).fill(2));
+    expect(rounds.map((round) => round.admitted)).toEqual([2, ...Array(ROUNDS - 1).fill(0)]);
+  });
+});
