@@ -53,8 +53,11 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-/** The real password checks, each recorded with its kind and iteration count. */
-function countingPasswords() {
+/**
+ * A second app on `base`'s database whose password checks (the real ones) are each recorded
+ * with their kind and iteration count.
+ */
+function countingApp(base: TestLms) {
   const calls: { kind: 'verify' | 'burn'; iterations: number }[] = [];
   const passwords: PasswordChecker = {
     verify(password, encoded) {
@@ -66,7 +69,14 @@ function countingPasswords() {
       return burnPasswordCheck(password, iterations);
     },
   };
-  return { calls, passwords };
+  const app = createApp({
+    db: base.database.db,
+    config: base.config,
+    logger: pino({ level: 'silent' }),
+    now: base.clock.now,
+    passwords,
+  });
+  return { calls, app };
 }
 
 describe('login refusals reveal nothing about accounts', () => {
@@ -85,15 +95,7 @@ describe('login refusals reveal nothing about accounts', () => {
   );
 
   it('spends exactly one password hash of the same cost on every refusal', async () => {
-    const base = await refusingLms();
-    const { calls, passwords } = countingPasswords();
-    const app = createApp({
-      db: base.database.db,
-      config: base.config,
-      logger: pino({ level: 'silent' }),
-      now: base.clock.now,
-      passwords,
-    });
+    const { calls, app } = countingApp(await refusingLms());
     const client = new TestClient(appFetcher(app));
     for (const [, username, password] of REFUSED) {
       calls.length = 0;
@@ -135,14 +137,7 @@ describe('hashes stored at another iteration count', () => {
     lms = base;
     const passwordHash = await hashPassword('carol-pass', iterations);
     upsertUser(base.database.db, { username: 'carol', passwordHash, now: base.clock.now() });
-    const { calls, passwords } = countingPasswords();
-    const app = createApp({
-      db: base.database.db,
-      config: base.config,
-      logger: pino({ level: 'silent' }),
-      now: base.clock.now,
-      passwords,
-    });
+    const { calls, app } = countingApp(base);
     const stored = () =>
       (
         base.database.sqlite
