@@ -116,7 +116,15 @@ async function serve(
 export async function startLms(options: StartLmsOptions = {}): Promise<LocalLms> {
   const tempDir = options.databasePath ? null : await mkdtemp(join(tmpdir(), 'storm-lms-'));
   const databasePath = options.databasePath ?? join(tempDir as string, 'lms.db');
-  const env = { PORT: '0', HOST: '127.0.0.1', ...options.env, DATABASE_PATH: databasePath };
+  // A METRICS_TOKEN exported in the caller's shell would lock the lab's own scrapers (the
+  // storm sampler, the bench) out of this LMS: it takes one only when `env` gives it.
+  const env = {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    METRICS_TOKEN: '',
+    ...options.env,
+    DATABASE_PATH: databasePath,
+  };
   const timeoutMs = options.timeoutMs ?? 60_000;
   const cleanup = async () => {
     if (tempDir) await rm(tempDir, { recursive: true, force: true });
