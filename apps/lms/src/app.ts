@@ -13,8 +13,9 @@ import {
   DEFAULT_THROTTLE_FAILURES,
   DEFAULT_THROTTLE_WINDOW_SECONDS,
 } from './auth/throttle.ts';
+import { DatabaseBusyError } from './db/busy-retry.ts';
 import type { ClientDb } from './db/client.ts';
-import { createTickBatcher, DatabaseBusyError } from './db/tick-batch.ts';
+import { createTickBatcher } from './db/tick-batch.ts';
 import type { LmsEnv, Services } from './http/context.ts';
 import { csrfSettings } from './http/csrf.ts';
 import { sessionMiddleware } from './http/session.ts';

@@ -113,7 +113,7 @@ async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
   try {
     row = await checkCredentials(deps, attempt.username, attempt.password);
   } finally {
-    start?.finish(Boolean(row));
+    await start?.finish(Boolean(row));
   }
   return { throttled: false, row } as const;
 }

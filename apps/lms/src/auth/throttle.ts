@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { isBusy } from '../ops/errors.ts';
+import { DatabaseBusyError, whenNotBusy } from '../db/busy-retry.ts';
 
 /** Defaults of `LOGIN_THROTTLE_FAILURES` and `LOGIN_THROTTLE_WINDOW_SECONDS`. */
 export const DEFAULT_THROTTLE_FAILURES = 10;
@@ -35,7 +35,8 @@ export interface ThrottleRefusal {
 /** An attempt that may check a password: `finish` must be called with the check's outcome. */
 export interface ThrottlePass {
   allowed: true;
-  finish(succeeded: boolean): void;
+  /** Records the outcome (at once, unless another process holds the lock). */
+  finish(succeeded: boolean): Promise<void>;
 }
 
 export type ThrottleStart = ThrottleRefusal | ThrottlePass;
@@ -183,21 +184,16 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
       statements.finish.run(at, attempt);
     }
   });
-  /** Records a check's outcome; when another process holds the lock, again shortly after. */
-  const finish = (attempt: string, pair: string, succeeded: boolean, tries = 0) => {
-    try {
+  /** Records a check's outcome, waiting on timers while another process holds the lock. */
+  const finish = (attempt: string, pair: string, succeeded: boolean) =>
+    whenNotBusy(() => {
       record.immediate(attempt, pair, succeeded);
       wake();
-    } catch (error) {
-      // After about 5 s the pending row expires by itself (PENDING_TTL_MS covers a lost one).
-      if (!isBusy(error) || tries >= 200) throw error;
-      setTimeout(() => finish(attempt, pair, succeeded, tries + 1), 25).unref();
-    }
-  };
+    });
 
   return {
     async begin({ account, address }) {
-      if (maxFailures <= 0) return { allowed: true, finish: () => undefined };
+      if (maxFailures <= 0) return { allowed: true, finish: async () => undefined };
       const keys = {
         address: digest('address', address),
         account: digest('account', account),
@@ -207,10 +203,10 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
       for (let pause = 5; ; pause = Math.min(100, pause * 2)) {
         let decision: Decision | undefined;
         try {
-          decision = look.immediate(keys);
+          // While another process holds the write lock, this waits on timers, not the loop.
+          decision = await whenNotBusy(() => look.immediate(keys), deadline - Date.now());
         } catch (error) {
-          // Another process holds the write lock: look again shortly, without blocking.
-          if (!isBusy(error)) throw error;
+          if (!(error instanceof DatabaseBusyError)) throw error;
         }
         if (decision?.kind === 'refuse') return decision.refusal;
         if (decision?.kind === 'pass') {
@@ -218,10 +214,10 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
           let done = false;
           return {
             allowed: true,
-            finish(succeeded) {
+            async finish(succeeded) {
               if (done) return;
               done = true;
-              finish(attempt, keys.pair, succeeded);
+              await finish(attempt, keys.pair, succeeded);
             },
           };
         }

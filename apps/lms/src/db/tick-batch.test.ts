@@ -5,8 +5,9 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isBusy } from '../ops/errors.ts';
 import { worstTimerLag } from '../testing/timers.ts';
+import { DatabaseBusyError } from './busy-retry.ts';
 import { SERVER_BUSY_TIMEOUT_MS } from './client.ts';
-import { createTickBatcher, DatabaseBusyError } from './tick-batch.ts';
+import { createTickBatcher } from './tick-batch.ts';
 
 let cleanup: (() => void)[] = [];
 afterEach(() => {

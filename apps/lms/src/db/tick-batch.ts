@@ -1,5 +1,12 @@
 import Database from 'better-sqlite3';
 import { isBusy } from '../ops/errors.ts';
+import {
+  DatabaseBusyError,
+  DEFAULT_BUSY_DEADLINE_MS,
+  FIRST_BUSY_RETRY_MS,
+  jittered,
+  nextBusyBackoff,
+} from './busy-retry.ts';
 
 /**
  * Runs the database work of concurrent requests in shared transactions, one per event-loop turn.
@@ -38,28 +45,6 @@ export interface TickBatcherOptions {
    */
   busyDeadlineMs?: number;
 }
-
-/**
- * Another connection (another process) held the database lock past the deadline. The
- * operation did not run; `cause` is SQLite's last SQLITE_BUSY. Routes answer 503 with
- * Retry-After: the request can be repeated as it is.
- */
-export class DatabaseBusyError extends Error {
-  override readonly name = 'DatabaseBusyError';
-
-  constructor(waitedMs: number, cause: unknown) {
-    super(`database locked by another connection: gave up after ${Math.round(waitedMs)} ms`, {
-      cause,
-    });
-  }
-}
-
-/** Default of {@link TickBatcherOptions.busyDeadlineMs}. */
-export const DEFAULT_BUSY_DEADLINE_MS = 5_000;
-// The first retry after SQLITE_BUSY; each further one waits twice as long, up to the cap. A
-// lock held for a few ms is retried within a few ms; a long one costs a retry per 100 ms.
-const FIRST_RETRY_MS = 5;
-const MAX_RETRY_MS = 100;
 
 interface Queued {
   op: () => unknown;
@@ -113,11 +98,6 @@ function attempt(op: () => unknown): Outcome {
   }
 }
 
-/** A delay between half and all of `backoffMs`, so that waiting processes spread out. */
-function jittered(backoffMs: number): number {
-  return backoffMs / 2 + (Math.random() * backoffMs) / 2;
-}
-
 /**
  * Creates the batcher of one connection. Operations are synchronous better-sqlite3 calls.
  *
@@ -161,7 +141,7 @@ export function createTickBatcher(
   const lane = (transact: Lane['transact']): Lane => ({
     pending: [],
     retry: null,
-    backoffMs: FIRST_RETRY_MS,
+    backoffMs: FIRST_BUSY_RETRY_MS,
     transact,
   });
   const reads = lane((batch) => readAll.deferred(batch));
@@ -200,7 +180,7 @@ export function createTickBatcher(
       else waiting.push(queued);
     }
     if (waiting.length === 0) {
-      target.backoffMs = FIRST_RETRY_MS;
+      target.backoffMs = FIRST_BUSY_RETRY_MS;
       return;
     }
     // Older ops first: they were queued before anything that arrived during the wait.
@@ -208,7 +188,7 @@ export function createTickBatcher(
     const oldest = waiting.reduce((at, queued) => Math.min(at, queued.queuedAt), now);
     const untilDeadline = oldest + deadlineMs - now;
     const delay = Math.min(jittered(target.backoffMs), untilDeadline);
-    target.backoffMs = Math.min(target.backoffMs * 2, MAX_RETRY_MS);
+    target.backoffMs = nextBusyBackoff(target.backoffMs);
     target.retry = setTimeout(() => {
       target.retry = null;
       runLane(target);
@@ -221,7 +201,7 @@ export function createTickBatcher(
     target.pending = [];
     const result = transact(target, batch);
     if (!result.failed) {
-      target.backoffMs = FIRST_RETRY_MS;
+      target.backoffMs = FIRST_BUSY_RETRY_MS;
     } else if (isBusy(result.error)) {
       // Rolled back: nothing of the batch is committed, so running it again is safe.
       waitAndRetry(target, batch, result.error);

@@ -8,7 +8,7 @@ import {
 } from '@storm-lab/xqueue-protocol';
 import { type Context, Hono } from 'hono';
 import { newPullKey } from '../auth/tokens.ts';
-import { DatabaseBusyError } from '../db/tick-batch.ts';
+import { DatabaseBusyError } from '../db/busy-retry.ts';
 import { clientAddress } from '../http/client-address.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import { ensureCsrfCookie, requireSameOrigin, rotateCsrfCookie } from '../http/csrf.ts';
