@@ -121,6 +121,7 @@ async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
 function report(
   deps: LoginServiceDeps,
   user: LmsUser,
+  label: string,
   sessionId: string,
   result: AdmitResult,
   at: number,
@@ -142,7 +143,7 @@ function report(
   if (result.evicted.length > 0) {
     // A dry run counts what it would have ended apart from what was ended.
     const counter = result.dryRun ? deps.metrics.dryRunEvictions : deps.metrics.sessionsEvicted;
-    counter.inc({ account: deps.metrics.accounts.of(user) }, result.evicted.length);
+    counter.inc({ account: label }, result.evicted.length);
     if (!result.dryRun) deps.metrics.live.count('evictions', result.evicted.length);
   }
   const alerts = [
@@ -215,9 +216,11 @@ export function createLoginService(deps: LoginServiceDeps) {
       );
       return { ok: false, reason: 'denied', liveSessions: result.decision.liveSessions };
     }
-    deps.metrics.logins.inc({ account: deps.metrics.accounts.of(user), path: attempt.path });
+    // The metrics' account label: the name for a service account, "(people)" for the others.
+    const label = deps.metrics.accounts.of(user);
+    deps.metrics.logins.inc({ account: label, path: attempt.path });
     deps.metrics.live.count('logins');
-    report(deps, user, id, result, now);
+    report(deps, user, label, id, result, now);
     deps.store.prune();
     return { ok: true, token, sessionId: id, user, admitted: result };
   };

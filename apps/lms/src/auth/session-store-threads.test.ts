@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import type { PolicySettingsInput } from '@storm-lab/session-policy';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../db/client.ts';
 import type { AdmitWorkerData } from '../testing/admit-worker.ts';
+import { tsWorker } from '../testing/ts-worker.ts';
 import { upsertUser } from '../users.ts';
 
 const WORKERS = 4;
@@ -42,13 +42,8 @@ async function race(policy: PolicySettingsInput) {
     policy,
     control,
   };
-  // Workers get no module hooks from `--import tsx`: each registers tsx, then loads the file.
-  const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(WORKER_FILE.href)}); });`;
   let failure: unknown = null;
-  const workers = Array.from(
-    { length: WORKERS },
-    () => new Worker(boot, { eval: true, workerData }),
-  );
+  const workers = Array.from({ length: WORKERS }, () => tsWorker(WORKER_FILE, workerData));
   const exited = workers.map(
     (worker) =>
       new Promise<void>((resolve) => {

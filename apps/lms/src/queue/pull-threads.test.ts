@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../db/client.ts';
 import { SEED_DEFAULTS, seed } from '../seed.ts';
 import type { PullWorkerData } from '../testing/pull-worker.ts';
+import { tsWorker } from '../testing/ts-worker.ts';
 import { findCredentials } from '../users.ts';
 import { createSubmission } from './submissions.ts';
 
@@ -53,11 +53,9 @@ async function pullInThreads(through: PullWorkerData['through']): Promise<number
     through,
     control,
   };
-  // Workers get no module hooks from `--import tsx`: each registers tsx, then loads the file.
-  const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(WORKER_FILE.href)}); });`;
   let failure: unknown = null;
   const results = Array.from({ length: WORKERS }, () => {
-    const worker = new Worker(boot, { eval: true, workerData });
+    const worker = tsWorker(WORKER_FILE, workerData);
     cleanups.push(() => void worker.terminate());
     return new Promise<number[]>((resolve, reject) => {
       worker.once('message', (ids: number[]) => resolve(ids));
