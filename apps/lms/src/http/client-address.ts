@@ -14,10 +14,17 @@ function socketAddress(c: Context): string | undefined {
   }
 }
 
+/**
+ * The last entry of a forwarded header (`X-Forwarded-For`, `-Proto`, `-Host`): the one our own
+ * proxy set or appended; earlier ones are whatever the client sent. Undefined when empty.
+ */
+export function lastForwarded(c: Context, header: string): string | undefined {
+  const last = c.req.header(header)?.split(',').at(-1)?.trim();
+  return last ? last : undefined;
+}
+
 function forwardedAddress(c: Context): string | undefined {
-  // The last entry is the one our own proxy appended; earlier ones are whatever the client sent.
-  const entries = c.req.header('x-forwarded-for')?.split(',') ?? [];
-  const last = entries.at(-1)?.trim();
+  const last = lastForwarded(c, 'x-forwarded-for');
   return last && last.length <= MAX_ADDRESS_LENGTH ? last : undefined;
 }
 

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { isCsrfToken, newCsrfToken, safeEqual } from '../auth/tokens.ts';
+import { lastForwarded } from './client-address.ts';
 import type { LmsEnv } from './context.ts';
 
 /** Django's cookie and header names; real xqueue clients send exactly these. */
@@ -81,12 +82,6 @@ export function csrfSettings(settings: CsrfSettings) {
   });
 }
 
-/** The last entry of a forwarded header: the one our own proxy set or appended. */
-function lastEntry(value: string | undefined): string | undefined {
-  const last = value?.split(',').at(-1)?.trim();
-  return last ? last : undefined;
-}
-
 /**
  * Whether the request arrived over TLS: an https URL, or `X-Forwarded-Proto: https` from our
  * proxy. Without TRUST_PROXY the header is the client's word and counts for nothing.
@@ -94,7 +89,7 @@ function lastEntry(value: string | undefined): string | undefined {
 export function isSecure(c: Context): boolean {
   if (c.req.url.startsWith('https:')) return true;
   if (!settingsOf(c).trustProxy) return false;
-  return lastEntry(c.req.header('x-forwarded-proto'))?.toLowerCase() === 'https';
+  return lastForwarded(c, 'x-forwarded-proto')?.toLowerCase() === 'https';
 }
 
 /**
@@ -105,9 +100,7 @@ export function isSecure(c: Context): boolean {
  * requestOrigin(c); // 'http://127.0.0.1:8000'
  */
 export function requestOrigin(c: Context): string | null {
-  const forwarded = settingsOf(c).trustProxy
-    ? lastEntry(c.req.header('x-forwarded-host'))
-    : undefined;
+  const forwarded = settingsOf(c).trustProxy ? lastForwarded(c, 'x-forwarded-host') : undefined;
   const host = forwarded ?? c.req.header('host') ?? new URL(c.req.url).host;
   return originOf(`${isSecure(c) ? 'https' : 'http'}://${host}`);
 }
