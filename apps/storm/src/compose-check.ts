@@ -102,6 +102,9 @@ function verdictLine(figures: WindowFigures, settings: string): string {
   );
 }
 
+/** Whether Ctrl-C (or SIGTERM) began the clean-up, which then exits the process itself. */
+let interrupted = () => false;
+
 async function main(argv: string[]): Promise<number> {
   const options = parse(argv);
   if (options.help) {
@@ -111,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
   const started = Date.now();
   const step = (line: string) => say(`${line} (at ${Math.round((Date.now() - started) / 1000)} s)`);
   const cleanup = new CleanupStack();
-  const interrupted = exitOnSignal(
+  interrupted = exitOnSignal(
     'removing what the compose check started...',
     () => cleanup.run(),
     130,
@@ -142,17 +145,14 @@ async function main(argv: string[]): Promise<number> {
     if (interrupted()) return 130;
 
     step('[2/5] Base images');
-    const created = await ensureBaseImages({
-      localBaseImages: options.localBaseImages,
-      work,
-      log,
-      say,
+    const created: string[] = [];
+    cleanup.add(async () => {
+      if (options.keepImages || created.length === 0) return;
+      // The project's images are gone by now (down --rmi local), so nothing uses these.
+      await run('docker', ['rmi', '--force', ...created]);
+      say(`Removed the stand-in base images: ${created.join(', ')}.`);
     });
-    if (!options.keepImages && created.length > 0)
-      cleanup.add(async () => {
-        await run('docker', ['rmi', ...created]);
-        say(`Removed the stand-in base images: ${created.join(', ')}.`);
-      });
+    await ensureBaseImages({ localBaseImages: options.localBaseImages, work, log, say, created });
 
     const project = `stormcheck${randomBytes(3).toString('hex')}`;
     const lmsPort = await freePort();
@@ -252,8 +252,12 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    if (!interrupted()) process.exit(code);
+  },
   (error: unknown) => {
+    // A command that Ctrl-C interrupted fails; the clean-up that the signal began exits.
+    if (interrupted()) return;
     const usage =
       error instanceof UsageError ||
       (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');

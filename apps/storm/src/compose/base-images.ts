@@ -144,14 +144,17 @@ export interface BaseImageOptions {
   work: string;
   log: string;
   say: Say;
+  /** Filled with the stand-ins as they are made: the clean-up's list to remove. */
+  created: string[];
 }
 
 /**
  * Makes the base images available: present ones are used, missing ones are pulled, and where
  * a pull fails (no registry access), `localBaseImages` builds stand-ins from Debian's packages.
- * Returns the images it created, for the clean-up to remove.
+ * Adds each image to `created` before it builds it, so a clean-up (Ctrl-C included) removes
+ * even a half-made one.
  */
-export async function ensureBaseImages(options: BaseImageOptions): Promise<string[]> {
+export async function ensureBaseImages(options: BaseImageOptions): Promise<void> {
   const { say } = options;
   const missing: string[] = [];
   for (const image of Object.values(BASE_IMAGES)) {
@@ -163,7 +166,7 @@ export async function ensureBaseImages(options: BaseImageOptions): Promise<strin
     say(`  cannot pull ${image}: ${why}`);
     missing.push(image);
   }
-  if (missing.length === 0) return [];
+  if (missing.length === 0) return;
   if (!options.localBaseImages)
     throw new CheckError(
       `Cannot pull ${missing.join(' or ')}: no image registry answers from here. ` +
@@ -171,18 +174,17 @@ export async function ensureBaseImages(options: BaseImageOptions): Promise<strin
         '(debootstrap and the host\'s Node.js; about 2 min; see "Compose" in the README).',
     );
   say(`No registry: building stand-ins for ${missing.join(', ')} (--local-base-images)...`);
-  const created: string[] = [];
-  await bookwormImage(options.work, say, options.log);
+  const { created } = options;
   created.push(BOOKWORM);
+  await bookwormImage(options.work, say, options.log);
   if (missing.includes(BASE_IMAGES.node)) {
     say(`  ${BASE_IMAGES.node}: bookworm + this host's Node.js ${process.version}...`);
-    await nodeImage(options.work, options.log);
     created.push(BASE_IMAGES.node);
+    await nodeImage(options.work, options.log);
   }
   if (missing.includes(BASE_IMAGES.redis)) {
     say(`  ${BASE_IMAGES.redis}: bookworm + Debian's redis-server...`);
-    await redisImage(options.work, options.log);
     created.push(BASE_IMAGES.redis);
+    await redisImage(options.work, options.log);
   }
-  return created;
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { installed, must, run } from './command.ts';
 
@@ -136,6 +136,7 @@ export interface Engine {
 }
 
 const DOCKERD_PID = '/var/run/docker.pid';
+const RUNTIME_DIR = '/run/docker';
 
 /**
  * Uses the running engine, or starts `dockerd` when none answers (root only), logging to
@@ -151,15 +152,20 @@ export async function useEngine(dir: string, wasRunning: boolean, say: Say): Pro
   if (!isRoot())
     throw new CheckError('No container engine is running, and starting one needs root.');
   const network = await hostNetwork();
+  const hadRuntimeDir = existsSync(RUNTIME_DIR);
   let pid: number;
   if (runningNow) {
     pid = Number(readFileSync(DOCKERD_PID, 'utf8').trim());
     say(`Container engine: started by the package install (pid ${pid}); stopped at the end.`);
   } else {
     const log = join(dir, 'dockerd.log');
+    // Its own process group: Ctrl-C in the terminal must not stop the engine before the
+    // clean-up has used it to remove the containers and images.
     const child = spawn('dockerd', [], {
+      detached: true,
       stdio: ['ignore', openSync(log, 'a'), openSync(log, 'a')],
     });
+    child.unref();
     let exited = false;
     child.on('exit', () => {
       exited = true;
@@ -179,6 +185,8 @@ export async function useEngine(dir: string, wasRunning: boolean, say: Say): Pro
     owned: true,
     stop: async () => {
       await stopPid(pid);
+      // dockerd leaves its runtime state (sockets of its containerd, empty task folders).
+      if (!hadRuntimeDir) await rm(RUNTIME_DIR, { recursive: true, force: true });
       say(`Container engine stopped (dockerd pid ${pid}).`);
       await restoreNetwork(network, say);
     },
