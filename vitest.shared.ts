@@ -4,10 +4,13 @@ import { defineConfig } from 'vitest/config';
  * Shared vitest settings. Every package also writes its JSON report to test-results/ (a turbo
  * output, so cached runs restore it) and .ci/run adds them up into one "N passed, N failed" line.
  */
-export function sharedConfig(overrides: { testTimeout?: number; hookTimeout?: number } = {}) {
+export function sharedConfig(
+  overrides: { testTimeout?: number; hookTimeout?: number; exclude?: string[] } = {},
+) {
   return defineConfig({
     test: {
       include: ['src/**/*.test.ts'],
+      exclude: ['**/node_modules/**', ...(overrides.exclude ?? [])],
       testTimeout: overrides.testTimeout ?? 20_000,
       hookTimeout: overrides.hookTimeout ?? 60_000,
       reporters: ['default', 'json'],

@@ -154,3 +154,39 @@ describe('resolveRule', () => {
     });
   });
 });
+
+describe('decideLogin: which sessions are evicted', () => {
+  const evictedIds = (decision: ReturnType<typeof decide>) =>
+    decision.outcome === 'allow' ? decision.evict.map((session) => session.id) : decision.outcome;
+
+  it('evicts the oldest first, whatever order the store lists them in', () => {
+    const live: LiveSession[] = [
+      { id: 'mid', createdAt: NOW - 2000, instanceId: null },
+      { id: 'newest', createdAt: NOW - 1000, instanceId: null },
+      { id: 'oldest', createdAt: NOW - 3000, instanceId: null },
+    ];
+    expect(evictedIds(decide({ maxSessions: 2 }, student, live))).toEqual(['oldest', 'mid']);
+  });
+
+  it('breaks a tie in creation time by session id, so every store evicts the same sessions', () => {
+    const orders = [
+      ['a', 'b', 'c'],
+      ['a', 'c', 'b'],
+      ['b', 'a', 'c'],
+      ['b', 'c', 'a'],
+      ['c', 'a', 'b'],
+      ['c', 'b', 'a'],
+    ];
+    for (const ids of orders) {
+      const tied = ids.map((id) => ({ id, createdAt: NOW - 1000, instanceId: null }));
+      expect(evictedIds(decide({ maxSessions: 2 }, student, tied)), ids.join()).toEqual(['a', 'b']);
+      expect(evictedIds(decide({ maxSessions: 3 }, student, tied)), ids.join()).toEqual(['a']);
+    }
+  });
+
+  it('account scope counts the sessions of every instance', () => {
+    const live: LiveSession[] = [{ id: 'b1', createdAt: NOW - 1000, instanceId: 'b' }];
+    expect(decide({}, svc, live, 'a')).toMatchObject({ outcome: 'allow', evict: [{ id: 'b1' }] });
+    expect(decide({}, svc, live, null)).toMatchObject({ outcome: 'allow', evict: [{ id: 'b1' }] });
+  });
+});

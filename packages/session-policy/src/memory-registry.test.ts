@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createMemorySessionRegistry } from './memory-registry.ts';
 import {
   createRacySessionRegistry,
+  createTestUser,
+  loginThrough,
   parallelLogins,
   runSessionRegistryConformance,
 } from './testing/index.ts';
@@ -17,5 +19,102 @@ describe('the conformance concurrency check', () => {
   it('catches an upstream-style read-modify-write registry', async () => {
     const { live } = await parallelLogins(createRacySessionRegistry(), 50);
     expect(live.length).toBeGreaterThan(1);
+  });
+});
+
+describe('in-memory registry: order and results', () => {
+  const unlimited = { preventConcurrentLogins: false };
+
+  it('lists sessions oldest first, whatever order they were admitted in', async () => {
+    const registry = createMemorySessionRegistry();
+    for (const [sessionId, at] of [
+      ['mid', 2000],
+      ['newest', 3000],
+      ['oldest', 1000],
+    ] as const) {
+      await loginThrough(registry, { settings: unlimited, sessionId, at });
+    }
+    const ids = (await registry.list('alice')).map((session) => session.id);
+    expect(ids).toEqual(['oldest', 'mid', 'newest']);
+  });
+
+  it('lists sessions created in the same millisecond by id', async () => {
+    const registry = createMemorySessionRegistry();
+    for (const sessionId of ['c', 'a', 'b', 'e', 'd']) {
+      await loginThrough(registry, { settings: unlimited, sessionId, at: 5000 });
+    }
+    const ids = (await registry.list('alice')).map((session) => session.id);
+    expect(ids).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('reports an unrestricted login exactly: untracked, nothing evicted, not a dry run', async () => {
+    const registry = createMemorySessionRegistry();
+    await loginThrough(registry, { sessionId: 'a' });
+    const result = await loginThrough(registry, { settings: unlimited, sessionId: 'b' });
+    expect(result).toEqual({
+      admitted: true,
+      decision: { outcome: 'unrestricted' },
+      tracked: false,
+      evicted: [],
+      dryRun: false,
+    });
+    expect(await registry.list('alice')).toEqual([
+      { id: 'a', createdAt: expect.any(Number), instanceId: null, userId: 'alice', tracked: true },
+      { id: 'b', createdAt: expect.any(Number), instanceId: null, userId: 'alice', tracked: false },
+    ]);
+  });
+
+  it('reports an exempt login exactly', async () => {
+    const registry = createMemorySessionRegistry();
+    const user = createTestUser({ username: 'svc', groups: ['xqueue'] });
+    const result = await loginThrough(registry, { user, settings: { exemptGroups: ['xqueue'] } });
+    expect(result).toEqual({
+      admitted: true,
+      decision: { outcome: 'exempt', match: { by: 'group', group: 'xqueue' } },
+      tracked: false,
+      evicted: [],
+      dryRun: false,
+    });
+  });
+
+  it('reports a denial without admission details and stores nothing', async () => {
+    const registry = createMemorySessionRegistry();
+    const settings = { onLimit: 'deny-new' as const };
+    await loginThrough(registry, { settings, sessionId: 'a' });
+    const result = await loginThrough(registry, { settings, sessionId: 'b' });
+    expect(result).toEqual({
+      admitted: false,
+      decision: {
+        outcome: 'deny',
+        liveSessions: 1,
+        rule: {
+          maxSessions: 1,
+          onLimit: 'deny-new',
+          scope: 'account',
+          source: { kind: 'default' },
+        },
+      },
+    });
+    expect((await registry.list('alice')).map((session) => session.id)).toEqual(['a']);
+  });
+
+  it('reports several evictions oldest first and deletes them all', async () => {
+    const registry = createMemorySessionRegistry();
+    const roomy = { maxSessions: 3 };
+    await loginThrough(registry, { settings: roomy, sessionId: 'x', at: 3000 });
+    await loginThrough(registry, { settings: roomy, sessionId: 'y', at: 1000 });
+    await loginThrough(registry, { settings: roomy, sessionId: 'z', at: 2000 });
+    const result = await loginThrough(registry, { sessionId: 'new', at: 4000 });
+    expect(result).toMatchObject({
+      admitted: true,
+      tracked: true,
+      dryRun: false,
+      evicted: [
+        { id: 'y', createdAt: 1000, instanceId: null },
+        { id: 'z', createdAt: 2000, instanceId: null },
+        { id: 'x', createdAt: 3000, instanceId: null },
+      ],
+    });
+    expect((await registry.list('alice')).map((session) => session.id)).toEqual(['new']);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PolicySettingsError, parseSettings, settingsFromEnv } from './settings.ts';
+import { POLICY_ENV, PolicySettingsError, parseSettings, settingsFromEnv } from './settings.ts';
 
 describe('parseSettings', () => {
   it('defaults to upstream: enforcing, single session, nothing exempt', () => {
@@ -88,5 +88,117 @@ describe('settingsFromEnv', () => {
     expect(() => settingsFromEnv({ SINGLE_LOGIN_RULES: '[{"match":{"team":"x"}}]' })).toThrow(
       /SINGLE_LOGIN_RULES at 0\.match/,
     );
+  });
+});
+
+/** The message a settings call throws, so a test can compare it whole. */
+function thrown(read: () => unknown): string {
+  try {
+    read();
+  } catch (error) {
+    expect(error).toBeInstanceOf(PolicySettingsError);
+    return (error as Error).message;
+  }
+  throw new Error('expected the settings to be rejected');
+}
+
+describe('parseSettings: names and messages', () => {
+  it('trims names and rejects a blank one by its position', () => {
+    expect(parseSettings({ exemptUsernames: [' xqueue_svc '] }).exemptUsernames).toEqual([
+      'xqueue_svc',
+    ]);
+    expect(thrown(() => parseSettings({ exemptGroups: ['staff', ' '] }))).toBe(
+      'Invalid session policy settings:\n  - exemptGroups at 1: must not be empty (got " ")',
+    );
+  });
+
+  it('accepts every documented value of onLimit and scope', () => {
+    expect(parseSettings({ onLimit: 'evict-oldest', scope: 'instance' })).toMatchObject({
+      onLimit: 'evict-oldest',
+      scope: 'instance',
+    });
+    expect(parseSettings({ onLimit: 'deny-new', scope: 'account' })).toMatchObject({
+      onLimit: 'deny-new',
+      scope: 'account',
+    });
+  });
+
+  it('lists every issue, one per line, in a PolicySettingsError', () => {
+    let error: unknown;
+    try {
+      parseSettings({ maxSessions: 0, onLimit: 'kick' as never });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(PolicySettingsError);
+    expect(error).toMatchObject({
+      name: 'PolicySettingsError',
+      issues: [
+        'maxSessions: Too small: expected number to be >=1 (got 0)',
+        'onLimit: Invalid option: expected one of "evict-oldest"|"deny-new" (got "kick")',
+      ],
+      message:
+        'Invalid session policy settings:\n' +
+        '  - maxSessions: Too small: expected number to be >=1 (got 0)\n' +
+        '  - onLimit: Invalid option: expected one of "evict-oldest"|"deny-new" (got "kick")',
+    });
+  });
+
+  it('labels an issue with the whole settings object as (settings)', () => {
+    expect(thrown(() => parseSettings({ exemptUsername: ['x'] } as never))).toBe(
+      'Invalid session policy settings:\n' +
+        '  - (settings): Unrecognized key: "exemptUsername" (got {"exemptUsername":["x"]})',
+    );
+  });
+
+  it('shows no value for a setting that is missing', () => {
+    expect(thrown(() => parseSettings({ rules: [{ maxSessions: 2 }] } as never))).toBe(
+      'Invalid session policy settings:\n  - rules at 0.match: Invalid input',
+    );
+  });
+});
+
+describe('settingsFromEnv: reading strings', () => {
+  it('reads each documented boolean word, in any case and with blanks around it', () => {
+    for (const word of ['1', 'true', 'yes', 'on', ' TRUE ', 'On']) {
+      expect(settingsFromEnv({ SINGLE_LOGIN_DRY_RUN: word }).dryRun, word).toBe(true);
+    }
+    for (const word of ['0', 'false', 'no', 'off', ' FALSE ', 'Off']) {
+      expect(
+        settingsFromEnv({ PREVENT_CONCURRENT_LOGINS: word }).preventConcurrentLogins,
+        word,
+      ).toBe(false);
+    }
+  });
+
+  it('treats a variable holding only blanks as unset', () => {
+    const blank = Object.fromEntries(Object.keys(POLICY_ENV).map((variable) => [variable, '  ']));
+    expect(settingsFromEnv(blank)).toEqual(parseSettings());
+  });
+
+  it('drops list items that are only blanks', () => {
+    expect(
+      settingsFromEnv({ SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue, ,graders' }).exemptGroups,
+    ).toEqual(['xqueue', 'graders']);
+  });
+
+  it('reads numbers with several digits and blanks around them', () => {
+    expect(settingsFromEnv({ SINGLE_LOGIN_MAX_SESSIONS: ' 3 ' }).maxSessions).toBe(3);
+    expect(settingsFromEnv({ SINGLE_LOGIN_MAX_SESSIONS: '12' }).maxSessions).toBe(12);
+  });
+
+  it('rejects a number with anything before or after it, showing what was set', () => {
+    for (const raw of ['x3', '3x', '1.5']) {
+      expect(thrown(() => settingsFromEnv({ SINGLE_LOGIN_MAX_SESSIONS: raw }))).toBe(
+        'Invalid session policy settings:\n' +
+          `  - SINGLE_LOGIN_MAX_SESSIONS: Invalid input: expected number, received string (got "${raw}")`,
+      );
+    }
+  });
+
+  it('trims the words of onLimit and scope', () => {
+    expect(
+      settingsFromEnv({ SINGLE_LOGIN_ON_LIMIT: ' deny-new ', SINGLE_LOGIN_SCOPE: ' instance ' }),
+    ).toMatchObject({ onLimit: 'deny-new', scope: 'instance' });
   });
 });

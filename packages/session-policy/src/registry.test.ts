@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { type LiveSession, type LoginDecision, resolveRule } from './decide.ts';
+import { admitResult, planAdmission } from './registry.ts';
+import { parseSettings } from './settings.ts';
+import { createTestUser } from './testing/fixtures.ts';
+
+const rule = resolveRule(parseSettings(), createTestUser());
+const old: LiveSession[] = [
+  { id: 'a', createdAt: 1, instanceId: null },
+  { id: 'b', createdAt: 2, instanceId: null },
+];
+const nothing = { deleteIds: [], evicted: [], dryRun: false };
+
+describe('planAdmission: the writes every registry performs for a decision', () => {
+  it('admits an unrestricted login untracked and deletes nothing', () => {
+    expect(planAdmission({ outcome: 'unrestricted' })).toEqual({
+      admit: true,
+      track: false,
+      ...nothing,
+    });
+  });
+
+  it('admits an exempt login untracked and deletes nothing', () => {
+    const decision: LoginDecision = { outcome: 'exempt', match: { by: 'group', group: 'xqueue' } };
+    expect(planAdmission(decision)).toEqual({ admit: true, track: false, ...nothing });
+  });
+
+  it('stores and deletes nothing for a denied login', () => {
+    const decision: LoginDecision = { outcome: 'deny', rule, liveSessions: 2 };
+    expect(planAdmission(decision)).toEqual({ admit: false, track: false, ...nothing });
+  });
+
+  it('tracks an allowed login and deletes exactly the evicted sessions', () => {
+    const decision: LoginDecision = { outcome: 'allow', rule, evict: old, dryRun: false };
+    expect(planAdmission(decision)).toEqual({
+      admit: true,
+      track: true,
+      deleteIds: ['a', 'b'],
+      evicted: old,
+      dryRun: false,
+    });
+  });
+
+  it('in dry run reports the evictions but deletes nothing', () => {
+    const decision: LoginDecision = { outcome: 'allow', rule, evict: old, dryRun: true };
+    expect(planAdmission(decision)).toEqual({
+      admit: true,
+      track: true,
+      deleteIds: [],
+      evicted: old,
+      dryRun: true,
+    });
+  });
+});
+
+describe('admitResult', () => {
+  it('reports a denial without admission details', () => {
+    const decision: LoginDecision = { outcome: 'deny', rule, liveSessions: 1 };
+    expect(admitResult(decision, planAdmission(decision))).toEqual({ admitted: false, decision });
+  });
+
+  it('reports an admission with what was tracked and evicted', () => {
+    const decision: LoginDecision = { outcome: 'allow', rule, evict: old, dryRun: true };
+    expect(admitResult(decision, planAdmission(decision))).toEqual({
+      admitted: true,
+      decision,
+      tracked: true,
+      evicted: old,
+      dryRun: true,
+    });
+  });
+});
