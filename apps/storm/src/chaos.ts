@@ -8,9 +8,11 @@ import {
   startLms,
   startRedis,
   startWatchers,
+  type WatcherFleet,
 } from '@storm-lab/harness';
 import Database from 'better-sqlite3';
 import type { CleanupStack } from './cleanup.ts';
+import { type AcceptedResult, type ReplicaKill, submissionsGradedTwice } from './graded-twice.ts';
 import {
   lmsEnv,
   queueNames,
@@ -27,7 +29,12 @@ export interface ChaosFigures {
   graded: number;
   /** Submitted but never graded before the deadline. */
   lost: number;
-  /** More than one accepted result that changed a submission's state. */
+  /**
+   * Submissions graded twice: two accepted results counted across the replicas'
+   * `result-accepted` events, except a repeat after the first poster was SIGKILLed (at-least-once
+   * redelivery; see {@link submissionsGradedTwice}), together with any the LMS itself recorded
+   * twice (`result_posts > 1`, which its guard should keep from ever happening).
+   */
   gradedTwice: number;
   wrongScores: number;
   faults: string[];
@@ -116,11 +123,18 @@ export async function runChaos(
   cleanup.add(() => redis.stop());
   let lms: LocalLms = await startTheLms();
   cleanup.add(() => lms.stop('SIGKILL'));
+  const accepted: AcceptedResult[] = [];
+  const kills: ReplicaKill[] = [];
   const fleet = await startWatchers({
     replicas: settings.replicas,
     env: watcherEnv(settings, scenario, lms.url, redis.url, `chaos-${process.pid}`),
     // Replicas the run kills stay down until it restarts them; any other exit is restarted.
     supervise: restartBackoff(settings),
+    onEvent: ({ event, pid, atMs, fields }) => {
+      if (event === 'result-accepted' && typeof fields.submissionId === 'number') {
+        accepted.push({ submissionId: fields.submissionId, pid, atMs });
+      }
+    },
   });
   cleanup.add(() => fleet.stopAll('SIGKILL'));
 
@@ -177,7 +191,7 @@ export async function runChaos(
       continue;
     }
     const victim = Math.floor(next() * settings.replicas);
-    await fleet.kill(victim, 'SIGKILL');
+    kills.push(await killReplica(fleet, victim));
     note(`watcher ${victim + 1} killed (SIGKILL)`);
     await sleep(200 + next() * 500);
     await fleet.restart(victim);
@@ -205,13 +219,10 @@ export async function runChaos(
   const outcomes = await Promise.all(
     load.submitted.map((submission) => retrying(() => load.outcome(submission), deadline + 10_000)),
   );
-  const db = new Database(databasePath, { readonly: true, fileMustExist: true });
-  const gradedTwice = (
-    db.prepare('select count(*) as n from submissions where result_posts > 1').get() as {
-      n: number;
-    }
-  ).n;
-  db.close();
+  const gradedTwice = new Set([
+    ...submissionsGradedTwice(accepted, kills),
+    ...recordedTwiceByLms(databasePath),
+  ]).size;
   const graded = outcomes.filter((outcome) => outcome.graded).length;
   const wrongScores = load.submitted.filter((submission, index) => {
     const outcome = outcomes[index];
@@ -226,4 +237,35 @@ export async function runChaos(
     faults,
     durationSeconds: Math.round((Date.now() - started) / 100) / 10,
   };
+}
+
+/**
+ * SIGKILLs replica `index` and notes the incarnation's pid once its stdout is closed: every
+ * `result-accepted` line it printed has then been read, so each has an earlier time than the
+ * kill (a line still in the pipe would otherwise look posted after the kill).
+ */
+async function killReplica(fleet: WatcherFleet, index: number): Promise<ReplicaKill> {
+  const victim = fleet.replicas[index];
+  if (!victim) throw new Error(`no replica ${index}`);
+  const stdout = victim.child.stdout;
+  const closed =
+    !stdout || stdout.closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => stdout.once('close', () => resolve()));
+  await fleet.kill(index, 'SIGKILL');
+  await closed;
+  return { pid: victim.pid, atMs: Date.now() };
+}
+
+/** Submissions the LMS recorded more than one result for (its guard should make this none). */
+function recordedTwiceByLms(databasePath: string): number[] {
+  const db = new Database(databasePath, { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare('select id from submissions where result_posts > 1').all() as {
+      id: number;
+    }[];
+    return rows.map((row) => row.id);
+  } finally {
+    db.close();
+  }
 }

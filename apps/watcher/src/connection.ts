@@ -87,6 +87,9 @@ export async function processOne(options: ConnectionOptions): Promise<boolean> {
       );
       return false;
     }
+    // The connection's logger names its queue and connection index (replica.ts).
+    const fields = { submissionId: job.value.data.submissionId, jobId: job.value.jobId };
+    logEvent(logger, 'info', 'result-accepted', fields, 'result accepted');
     metrics.graded.inc({ queue: client.queue, outcome: graded.outcome });
     metrics.jobLatency.observe(Math.max(0, options.now() - pulledAtMs) / 1000);
     return true;

@@ -3,8 +3,17 @@ import type { Logger } from 'pino';
 /**
  * Events a supervisor counts from a replica's stdout: each is one JSON line with an `event`
  * field, printed whatever LOG_LEVEL says (the storm runner and the harness read them).
+ * `result-accepted` (fields `submissionId`, `jobId`; in upstream's serial loop also the
+ * connection's `queue` and `connection` index, from its logger) is a put_result the LMS answered with success. Counted across replicas, they
+ * show a submission graded or posted twice, which the LMS's own counters cannot: it answers a
+ * repeat with success and changes nothing.
  */
-export type WatcherEvent = 'first-login' | 'login-timeout' | 'connection-died' | 'replica-exit';
+export type WatcherEvent =
+  | 'first-login'
+  | 'login-timeout'
+  | 'connection-died'
+  | 'replica-exit'
+  | 'result-accepted';
 
 /**
  * Logs one {@link WatcherEvent} line.

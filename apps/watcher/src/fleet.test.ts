@@ -1,4 +1,4 @@
-import { sumMetric, waitFor } from '@storm-lab/harness';
+import { sumMetric, type WatcherFleet, waitFor } from '@storm-lab/harness';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Lab,
@@ -84,6 +84,14 @@ describe('watcher fleet with the service account exempt', () => {
     expect(views.map((view) => view.correct)).toEqual(expected.map((one) => one.correct));
     const lms = await current.lmsMetrics();
     expect(sumMetric(lms, 'lms_submissions_graded_total')).toBe(50);
+    // The LMS counts a submission once however often it is posted (a repeat is a no-op 200), so
+    // count the posts it accepted where they are made.
+    const posts = acceptedPosts(current.fleet);
+    expect(gradedTwice(posts), 'submissions graded twice').toEqual([]);
+    // The victim may have died between a post and its event line, one per connection at most.
+    expect(new Set(posts.map((post) => post.submissionId)).size).toBeGreaterThanOrEqual(
+      50 - QUEUES.length * CONNECTIONS,
+    );
 
     // The replaced replica comes back under the same id and logs its connections in again.
     await current.fleet.restart(0);
@@ -106,4 +114,63 @@ async function waitForGradedOn(metricsUrl: string, count: number): Promise<void>
       sumMetric(await scrape(metricsUrl), 'watcher_graded_total') >= count ? true : undefined,
     { timeoutMs: 20_000, what: `replica graded ${count}` },
   );
+}
+
+/** A put_result the LMS accepted, from a replica's `result-accepted` line. */
+interface AcceptedPost {
+  submissionId: number;
+  jobId: string;
+  /** The replica process and its connection that posted. */
+  by: string;
+}
+
+/**
+ * The `result-accepted` lines of every replica's current incarnation (call it before
+ * restarting one: a replaced incarnation's output is gone).
+ */
+function acceptedPosts(fleet: WatcherFleet): AcceptedPost[] {
+  const posts: AcceptedPost[] = [];
+  for (const replica of fleet.replicas) {
+    for (const line of replica.output().split('\n')) {
+      const entry = parseJson(line);
+      if (entry?.event !== 'result-accepted') continue;
+      const { submissionId, jobId, queue, connection } = entry;
+      if (typeof submissionId !== 'number' || typeof jobId !== 'string') continue;
+      posts.push({
+        submissionId,
+        jobId,
+        by: `${replica.pid}/${String(queue)}/${String(connection)}`,
+      });
+    }
+  }
+  return posts;
+}
+
+/**
+ * Submissions graded by more than one job, or posted twice by one connection. Two connections
+ * may both post a submission's one job: the LMS served it again, with the same key, when its
+ * lock expired while the first waited on the job, and each connection answers what it was
+ * served. But the LMS never serves a graded submission again, so one connection posts it once.
+ */
+function gradedTwice(posts: readonly AcceptedPost[]): number[] {
+  const twice = new Set<number>();
+  const jobsOf = new Map<number, Set<string>>();
+  const postedBy = new Set<string>();
+  for (const { submissionId, jobId, by } of posts) {
+    const jobs = jobsOf.get(submissionId) ?? new Set<string>();
+    jobsOf.set(submissionId, jobs.add(jobId));
+    const poster = `${by} ${submissionId}`;
+    if (jobs.size > 1 || postedBy.has(poster)) twice.add(submissionId);
+    postedBy.add(poster);
+  }
+  return [...twice].sort((a, b) => a - b);
+}
+
+function parseJson(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,6 +1,7 @@
 import { decodeSubmission, type GradeResult } from '@storm-lab/xqueue-protocol';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
+import { logEvent } from './events.ts';
 import { type Grader, MalformedSubmissionError } from './graders.ts';
 import type { GradeJobData, GradeJobResult } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
@@ -92,6 +93,15 @@ async function post(
     const message = `put_result ${put.reason}: ${put.message}`;
     throw put.retry ? new Error(message) : new UnrecoverableError(message);
   }
+  // Before BullMQ marks the job done: a replica killed in between leaves the job to be
+  // delivered again, and its second post is answered success too (a harmless repeat).
+  logEvent(
+    deps.logger,
+    'info',
+    'result-accepted',
+    { queue, submissionId, jobId: job.id },
+    'result accepted',
+  );
   deps.metrics.graded.inc({ queue, outcome });
   deps.metrics.jobLatency.observe(Math.max(0, deps.now() - pulledAtMs) / 1000);
   log.info({ outcome, score: result.score }, 'graded');

@@ -228,7 +228,7 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
   const stopLoops = new AbortController();
   const ends: ConnectionEnd[] = [];
   const loops = groups.flatMap(({ queue, clients }) =>
-    clients.map(async (client) => {
+    clients.map(async (client, index) => {
       const bull = bulls.get(queue.sentName)!;
       const shared = {
         client,
@@ -243,7 +243,8 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
         sleep,
         now,
         metrics,
-        logger: logger.child({ queue: queue.sentName }),
+        // The connection's index names it in its lines (e.g. `result-accepted`).
+        logger: logger.child({ queue: queue.sentName, connection: index }),
         signal: stopLoops.signal,
       };
       metrics.connectionsAlive.inc({ queue: queue.sentName });

@@ -14,5 +14,10 @@ export type {
   SupervisorTimers,
 } from './supervisor.ts';
 export { CrashLoopBackoff, SupervisedProcess } from './supervisor.ts';
-export type { StartedReplica, StartWatchersOptions, WatcherFleet } from './watcher.ts';
+export type {
+  StartedReplica,
+  StartWatchersOptions,
+  WatcherEventLine,
+  WatcherFleet,
+} from './watcher.ts';
 export { startWatchers } from './watcher.ts';

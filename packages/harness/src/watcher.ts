@@ -26,6 +26,23 @@ export interface StartWatchersOptions {
    * are done). Default: all at once.
    */
   oneByOne?: { settle(replica: StartedReplica): Promise<void> };
+  /**
+   * Called with every `event` line a replica prints, with the line's other fields (e.g.
+   * `submissionId` of a `result-accepted`), as it arrives; the counting in `events` goes on.
+   */
+  onEvent?: (event: WatcherEventLine) => void;
+}
+
+/** One `event` line of a replica, as {@link StartWatchersOptions.onEvent} receives it. */
+export interface WatcherEventLine {
+  event: string;
+  replicaId: string;
+  /** The process of the incarnation that printed it. */
+  pid: number;
+  /** When the harness read it (`Date.now()`). */
+  atMs: number;
+  /** The line's JSON fields other than `event`. */
+  fields: Record<string, unknown>;
 }
 
 /** What `oneByOne.settle` knows of the replica that just started. */
@@ -64,6 +81,7 @@ interface LogLine {
   msg?: unknown;
   url?: unknown;
   event?: unknown;
+  [field: string]: unknown;
 }
 
 function parseLine(line: string): LogLine | undefined {
@@ -97,20 +115,28 @@ function launchReplica(
     WATCHER_REPLICA_ID: replicaId,
   };
   // `node --import tsx` keeps the replica a single process: a signal reaches the watcher itself.
-  const child = spawnManaged(process.execPath, ['--import', 'tsx', options.entry ?? WATCHER_MAIN], {
-    cwd: WATCHER_DIR,
-    env,
-    onLine: (line) => {
-      const entry = parseLine(line);
-      if (!entry) return;
-      if (typeof entry.event === 'string') {
-        events[entry.event] = (events[entry.event] ?? 0) + 1;
-        own[entry.event] = (own[entry.event] ?? 0) + 1;
-        if (entry.event === 'replica-exit') saidReplicaExit = true;
-      }
-      if (entry.msg === 'metrics listening' && typeof entry.url === 'string') announce(entry.url);
+  const child: ManagedProcess = spawnManaged(
+    process.execPath,
+    ['--import', 'tsx', options.entry ?? WATCHER_MAIN],
+    {
+      cwd: WATCHER_DIR,
+      env,
+      onLine: (line) => {
+        const entry = parseLine(line);
+        if (!entry) return;
+        if (typeof entry.event === 'string') {
+          events[entry.event] = (events[entry.event] ?? 0) + 1;
+          own[entry.event] = (own[entry.event] ?? 0) + 1;
+          if (entry.event === 'replica-exit') saidReplicaExit = true;
+          const { event, ...fields } = entry;
+          options.onEvent?.({ event, replicaId, pid: child.pid, atMs: Date.now(), fields });
+        }
+        if (entry.msg === 'metrics listening' && typeof entry.url === 'string') {
+          announce(entry.url);
+        }
+      },
     },
-  });
+  );
   // 'close' comes after the last stdout line, so the lines are counted when this settles.
   const closed = new Promise<void>((resolve) => child.child.once('close', () => resolve()));
   const exitedEarly = closed.then(async () => {
@@ -146,6 +172,7 @@ function launchReplica(
  *   replicas: 3,
  *   env: { REDIS_URL, LMS_URL, ... },
  *   supervise: { backoffBaseMs: 10_000, backoffMaxMs: 300_000 },
+ *   onEvent: ({ event, pid, fields }) => { if (event === 'result-accepted') ... },
  * });
  * try { ... fleet.restarts, fleet.events['connection-died'] ... } finally { await fleet.stopAll(); }
  */
