@@ -5,11 +5,16 @@ import { defineConfig } from 'vitest/config';
  * output, so cached runs restore it) and .ci/run adds them up into one "N passed, N failed" line.
  */
 export function sharedConfig(
-  overrides: { testTimeout?: number; hookTimeout?: number; exclude?: string[] } = {},
+  overrides: {
+    testTimeout?: number;
+    hookTimeout?: number;
+    include?: string[];
+    exclude?: string[];
+  } = {},
 ) {
   return defineConfig({
     test: {
-      include: ['src/**/*.test.ts'],
+      include: overrides.include ?? ['src/**/*.test.ts'],
       exclude: ['**/node_modules/**', ...(overrides.exclude ?? [])],
       testTimeout: overrides.testTimeout ?? 20_000,
       hookTimeout: overrides.hookTimeout ?? 60_000,
