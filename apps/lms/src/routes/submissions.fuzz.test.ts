@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient } from '../testing/client.ts';
-import type { TestLms } from '../testing/fixtures.ts';
+import { listen, type TestLms } from '../testing/fixtures.ts';
 import { createGradingSetup, resultFields } from '../testing/flows.ts';
 import { storedState } from '../testing/hostile.ts';
 import {
@@ -15,7 +15,12 @@ import {
 } from '../testing/hostile-request.ts';
 
 let lms: TestLms | undefined;
-afterEach(() => lms?.close());
+let server: { url: string; close: () => Promise<void> } | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+  await lms?.close();
+});
 
 const FIELDS = ['queue_name', 'problem_id', 'student_response'] as const;
 
@@ -49,17 +54,21 @@ describe('student API under hostile input', { timeout: 120_000 }, () => {
     const { lms, student } = await studentsWithSubmissions();
     const endpoint: Endpoint = { method: 'POST', path: '/api/submissions', fields: FIELDS };
     const plausible = fc
-      .record(realField, { requiredKeys: ['queue_name', 'problem_id'] })
-      .map((record) => {
+      .tuple(fc.record(realField, { requiredKeys: ['queue_name', 'problem_id'] }), fc.boolean())
+      .map(([record, overSocket]) => {
         const text = JSON.stringify(record);
         const body = { body: text, bytes: Buffer.byteLength(text), kind: 'plausible' };
-        return { query: '', headers: {}, contentType: 'application/json', body };
+        return { query: '', headers: {}, contentType: 'application/json', body, overSocket };
       });
     let created = 0;
+    // About half the cases go over a real socket, as production receives them.
+    server = await listen(lms.app);
+    const { url } = server;
     await fc.assert(
       fc.asyncProperty(fc.oneof(hostileRequest(endpoint), plausible), async (request) => {
         const before = storedState(lms.database.sqlite);
-        const { status, body, sentBytes } = await sendHostile(lms, student, endpoint, request);
+        const answer = await sendHostile(lms, student, endpoint, request, url);
+        const { status, body, sentBytes } = answer;
         expect(status).toBeLessThan(500);
         if (expectBodyLimit(status, sentBytes)) return;
         expect([201, 400, 403, 404, 415]).toContain(status);
@@ -98,7 +107,13 @@ describe('student API under hostile input', { timeout: 120_000 }, () => {
       fc.asyncProperty(id, headers, async (param, extra) => {
         const before = storedState(lms.database.sqlite);
         const endpoint: Endpoint = { method: 'GET', path: `/api/submissions/${param}` };
-        const request = { query: '', headers: extra, contentType: undefined, body: noBody };
+        const request = {
+          query: '',
+          headers: extra,
+          contentType: undefined,
+          body: noBody,
+          overSocket: false,
+        };
         const { status, body } = await sendHostile(lms, student, endpoint, request);
         expect([200, 403, 404]).toContain(status);
         if (status === 200) {

@@ -134,9 +134,15 @@ describe('xqueue endpoints under hostile input', { timeout: 120_000 }, () => {
     const endpoint: Endpoint = { method: 'POST', path: '/xqueue/put_result/' };
     const ids = pulled.map((submission) => submission.header.submission_id);
     const arbitrary = fc
-      .record({ index: fc.nat(2), key: nearMiss, grade, id: fc.option(fc.integer({ min: 1 })) })
+      .record({
+        index: fc.nat(2),
+        key: nearMiss,
+        grade,
+        id: fc.option(fc.integer({ min: 1 })),
+        overSocket: fc.boolean(),
+      })
       .filter(({ index, key, id }) => key !== keys[index] || (id !== null && id !== ids[index]))
-      .map(({ index, key, grade, id }) => {
+      .map(({ index, key, grade, id, overSocket }) => {
         const fields = resultFields(
           { header: { submission_id: id ?? ids[index]!, submission_key: key } },
           { ...grade, msg: '<p>forged</p>' },
@@ -147,6 +153,7 @@ describe('xqueue endpoints under hostile input', { timeout: 120_000 }, () => {
           headers: {},
           contentType: 'application/x-www-form-urlencoded',
           body: { body: text, bytes: Buffer.byteLength(text), kind: 'form' },
+          overSocket,
         };
       });
     await fuzzEndpoint({

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { expect } from 'vitest';
 import { PERMISSION_DENIED_DETAIL } from '../http/session.ts';
 import type { TestClient } from './client.ts';
-import type { TestLms } from './fixtures.ts';
+import { listen, type TestLms } from './fixtures.ts';
 import {
   contentType,
   type HostileBody,
@@ -31,6 +31,12 @@ export interface HostileRequest {
   headers: Record<string, string>;
   contentType: string | undefined;
   body: HostileBody;
+  /**
+   * Sent over a real socket to the app served on loopback, as production receives it (fetch
+   * declares a Content-Length, so the server's declared-length limit runs), instead of through
+   * `app.request` (no Content-Length: the streamed limit runs).
+   */
+  overSocket: boolean;
 }
 
 /** Hostile requests for an endpoint: query, header overrides, content type and body. */
@@ -40,18 +46,21 @@ export function hostileRequest(endpoint: Endpoint): fc.Arbitrary<HostileRequest>
     headers: hostileHeaders,
     contentType,
     body: hostileBody(endpoint.fields ?? ['x'], FUZZ_MAX_BODY_BYTES),
+    overSocket: fc.boolean(),
   });
 }
 
 /**
  * Sends a hostile request as `client` would (its cookies and CSRF header), with the generated
- * overrides on top; GET sends no body.
+ * overrides on top; GET sends no body. With `socketUrl` (the app served by {@link listen}), a
+ * request marked `overSocket` goes there over HTTP.
  */
 export async function sendHostile(
   lms: TestLms,
   client: TestClient,
   endpoint: Endpoint,
   request: HostileRequest,
+  socketUrl?: string,
 ): Promise<{ status: number; body: unknown; sentBytes: number }> {
   const cookie = [...client.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
   const headers = new Headers({ ...client.headers, cookie, ...request.headers });
@@ -59,11 +68,11 @@ export async function sendHostile(
   if (type !== undefined) headers.set('content-type', type);
   const withBody = endpoint.method !== 'GET';
   const path = request.query ? `${endpoint.path}?${request.query}` : endpoint.path;
-  const response = await lms.app.request(path, {
-    method: endpoint.method,
-    headers,
-    body: withBody ? request.body.body : undefined,
-  });
+  const init = { method: endpoint.method, headers, body: withBody ? request.body.body : undefined };
+  const response =
+    request.overSocket && socketUrl
+      ? await fetch(`${socketUrl}${path}`, init)
+      : await lms.app.request(path, init);
   const text = await response.text();
   let body: unknown;
   try {
@@ -129,14 +138,20 @@ export async function fuzzEndpoint(options: {
   check: (answer: { status: number; body: unknown; sentBytes: number }) => void;
 }): Promise<void> {
   const { lms, client, endpoint } = options;
-  await fc.assert(
-    fc.asyncProperty(options.arbitrary ?? hostileRequest(endpoint), async (request) => {
-      const before = storedState(lms.database.sqlite);
-      const answer = await sendHostile(lms, client, endpoint, request);
-      expect(answer.status).toBeLessThan(500);
-      options.check(answer);
-      expect(storedState(lms.database.sqlite)).toEqual(before);
-    }),
-    { numRuns: FUZZ_RUNS },
-  );
+  // About half the cases go over a real socket (see HostileRequest.overSocket).
+  const server = await listen(lms.app);
+  try {
+    await fc.assert(
+      fc.asyncProperty(options.arbitrary ?? hostileRequest(endpoint), async (request) => {
+        const before = storedState(lms.database.sqlite);
+        const answer = await sendHostile(lms, client, endpoint, request, server.url);
+        expect(answer.status).toBeLessThan(500);
+        options.check(answer);
+        expect(storedState(lms.database.sqlite)).toEqual(before);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  } finally {
+    await server.close();
+  }
 }
