@@ -1,4 +1,4 @@
-import { sumMetric, type WatcherFleet, waitFor } from '@storm-lab/harness';
+import { sumMetric, type WatcherEventLine, waitFor } from '@storm-lab/harness';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Lab,
@@ -59,6 +59,7 @@ describe('watcher fleet with the service account exempt', () => {
   }, 90_000);
 
   it('loses no submission and grades none twice when a replica is SIGKILLed mid-run', async () => {
+    const posts: AcceptedPost[] = [];
     lab = await startLab({
       queues: QUEUES,
       replicas: REPLICAS,
@@ -70,6 +71,10 @@ describe('watcher fleet with the service account exempt', () => {
       confD: {
         'fa.json': { fa: { HANDLERS: [{ HANDLER: 'slow-flaky', KWARGS: { latency_ms: 400 } }] } },
         'fb.json': { fb: { HANDLERS: [{ HANDLER: 'slow-flaky', KWARGS: { latency_ms: 400 } }] } },
+      },
+      onEvent: (line) => {
+        const post = acceptedPost(line);
+        if (post) posts.push(post);
       },
     });
     const current = lab;
@@ -86,7 +91,6 @@ describe('watcher fleet with the service account exempt', () => {
     expect(sumMetric(lms, 'lms_submissions_graded_total')).toBe(50);
     // The LMS counts a submission once however often it is posted (a repeat is a no-op 200), so
     // count the posts it accepted where they are made.
-    const posts = acceptedPosts(current.fleet);
     expect(gradedTwice(posts), 'submissions graded twice').toEqual([]);
     // The victim may have died between a post and its event line, one per connection at most.
     expect(new Set(posts.map((post) => post.submissionId)).size).toBeGreaterThanOrEqual(
@@ -124,26 +128,12 @@ interface AcceptedPost {
   by: string;
 }
 
-/**
- * The `result-accepted` lines of every replica's current incarnation (call it before
- * restarting one: a replaced incarnation's output is gone).
- */
-function acceptedPosts(fleet: WatcherFleet): AcceptedPost[] {
-  const posts: AcceptedPost[] = [];
-  for (const replica of fleet.replicas) {
-    for (const line of replica.output().split('\n')) {
-      const entry = parseJson(line);
-      if (entry?.event !== 'result-accepted') continue;
-      const { submissionId, jobId, queue, connection } = entry;
-      if (typeof submissionId !== 'number' || typeof jobId !== 'string') continue;
-      posts.push({
-        submissionId,
-        jobId,
-        by: `${replica.pid}/${String(queue)}/${String(connection)}`,
-      });
-    }
-  }
-  return posts;
+/** The post a `result-accepted` line reports, or undefined for any other line. */
+function acceptedPost({ event, pid, fields }: WatcherEventLine): AcceptedPost | undefined {
+  const { submissionId, jobId, queue, connection } = fields;
+  if (event !== 'result-accepted') return undefined;
+  if (typeof submissionId !== 'number' || typeof jobId !== 'string') return undefined;
+  return { submissionId, jobId, by: `${pid}/${String(queue)}/${String(connection)}` };
 }
 
 /**
@@ -164,13 +154,4 @@ function gradedTwice(posts: readonly AcceptedPost[]): number[] {
     postedBy.add(poster);
   }
   return [...twice].sort((a, b) => a - b);
-}
-
-function parseJson(line: string): Record<string, unknown> | undefined {
-  if (!line.startsWith('{')) return undefined;
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { must, run } from './command.ts';
 import { CheckError, type Say } from './engine.ts';
 
@@ -36,6 +36,11 @@ async function debianMirror(): Promise<string> {
   }
   return 'http://deb.debian.org/debian';
 }
+
+/** A Dockerfile's first lines: the bookworm image with Debian's `packages` installed. */
+const fromBookwormWith = (packages: string) => `FROM ${BOOKWORM}
+RUN apt-get update && apt-get install -y --no-install-recommends ${packages} \\
+ && rm -rf /var/lib/apt/lists/*`;
 
 /** Builds `tag` from a Dockerfile text and the files beside it in `context`. */
 async function buildImage(context: string, tag: string, dockerfile: string, log: string) {
@@ -93,16 +98,13 @@ async function nodeImage(work: string, log: string): Promise<void> {
   if (existsSync(caDir))
     for (const name of readdirSync(caDir).filter((file) => file.endsWith('.crt')))
       await copyFile(join(caDir, name), join(context, 'ca', name));
-  const into = `/${relative('/', prefix)}`;
   await buildImage(
     context,
     BASE_IMAGES.node,
-    `FROM ${BOOKWORM}
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \\
- && rm -rf /var/lib/apt/lists/*
+    `${fromBookwormWith('ca-certificates')}
 COPY ca/ /usr/local/share/ca-certificates/
 RUN update-ca-certificates && groupadd -g 1000 node && useradd -u 1000 -g node -m node
-ADD node.tar ${into}/
+ADD node.tar ${prefix}/
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 CMD ["node"]
 `,
@@ -125,9 +127,7 @@ async function redisImage(work: string, log: string): Promise<void> {
   await buildImage(
     context,
     BASE_IMAGES.redis,
-    `FROM ${BOOKWORM}
-RUN apt-get update && apt-get install -y --no-install-recommends redis-server \\
- && rm -rf /var/lib/apt/lists/*
+    `${fromBookwormWith('redis-server')}
 COPY entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 USER redis
 WORKDIR /var/lib/redis

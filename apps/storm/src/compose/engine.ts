@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { installed, must, run } from './command.ts';
 
 /** Prints one line of the check's progress. */
@@ -9,8 +10,6 @@ export type Say = (line: string) => void;
 
 /** Raised for what the operator has to do something about (install, re-run with a flag). */
 export class CheckError extends Error {}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const isRoot = () => process.getuid?.() === 0;
 

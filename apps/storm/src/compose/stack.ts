@@ -1,12 +1,14 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Verdict, verdictOf } from '../figures.ts';
 import { type Counters, readConnectionsAlive, readCounters, since } from '../sampler.ts';
 import { type CommandOptions, must, run } from './command.ts';
 import { CheckError, type Say } from './engine.ts';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** The label docker-compose puts on each container: which service it belongs to. */
 const SERVICE_LABEL = 'com.docker.compose.service';
+
+/** The label of the Dockerfiles' build stage (`LABEL dev.storm-lab.stage=build`). */
+const BUILD_LABEL = 'dev.storm-lab.stage=build';
 
 export interface StackOptions {
   /** docker-compose.yml of the repository. */
@@ -54,21 +56,60 @@ export interface WindowFigures {
 }
 
 /**
+ * One progress line: rewritten in place on a terminal, otherwise printed as a plain line at
+ * most every `plainEveryMs`.
+ */
+class LiveLine {
+  private shown = 0;
+
+  constructor(
+    private readonly tty: boolean,
+    private readonly say: Say,
+    private readonly plainEveryMs: number,
+  ) {}
+
+  show(line: string): void {
+    if (this.tty) process.stdout.write(`\r\x1b[2K${line}`);
+    else if (Date.now() - this.shown >= this.plainEveryMs) {
+      this.shown = Date.now();
+      this.say(line);
+    }
+  }
+
+  /** Clears the terminal line, so the next output starts on an empty one. */
+  done(): void {
+    if (this.tty) process.stdout.write('\r\x1b[2K');
+  }
+}
+
+const secondsSince = (started: number) => Math.round((Date.now() - started) / 1000);
+
+/**
  * The stack of docker-compose.yml as one compose project: built, started, scaled, measured and
  * taken down by the compose check.
  */
 export class ComposeStack {
   constructor(private readonly options: StackOptions) {}
 
+  /** docker-compose's arguments for this project. */
+  private args(args: readonly string[]): string[] {
+    return ['-f', this.options.file, '-p', this.options.project, ...args];
+  }
+
+  /** The process's variables, the check's on top, then `extra`. */
+  private env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    return { ...process.env, ...this.options.env, ...extra };
+  }
+
+  /** Runs docker-compose for this project, its output to the log; fails on a non-zero exit. */
   private compose(
     args: readonly string[],
     extra: Record<string, string> = {},
     more: CommandOptions = {},
   ) {
-    const { file, project, env, log } = this.options;
-    return must('docker-compose', ['-f', file, '-p', project, ...args], {
-      env: { ...process.env, ...env, ...extra },
-      logFile: log,
+    return must('docker-compose', this.args(args), {
+      env: this.env(extra),
+      logFile: this.options.log,
       timeoutMs: 600_000,
       ...more,
     });
@@ -77,19 +118,16 @@ export class ComposeStack {
   /** Builds both images, with a line that shows the build step it is at. */
   async build(): Promise<void> {
     const started = Date.now();
+    const line = new LiveLine(this.options.tty, this.options.say, 15_000);
     let step = 'starting';
     let service = '';
-    let shown = 0;
-    const show = (force = false) => {
-      const seconds = Math.round((Date.now() - started) / 1000);
-      const line = `  building ${service || 'images'} ${seconds}s  ${step}`.slice(0, 110);
-      if (this.options.tty) process.stdout.write(`\r\x1b[2K${line}`);
-      else if (force || Date.now() - shown > 15_000) {
-        shown = Date.now();
-        this.options.say(line);
-      }
-    };
-    const timer = setInterval(() => show(), 1000);
+    const timer = setInterval(
+      () =>
+        line.show(
+          `  building ${service || 'images'} ${secondsSince(started)}s  ${step}`.slice(0, 110),
+        ),
+      1000,
+    );
     try {
       await this.compose(
         ['build'],
@@ -104,9 +142,9 @@ export class ComposeStack {
       );
     } finally {
       clearInterval(timer);
-      if (this.options.tty) process.stdout.write('\r\x1b[2K');
+      line.done();
     }
-    this.options.say(`Images built in ${Math.round((Date.now() - started) / 1000)} s.`);
+    this.options.say(`Images built in ${secondsSince(started)} s.`);
   }
 
   /** `up -d` with `replicas` watchers and the given LMS settings; waits until all are healthy. */
@@ -115,9 +153,14 @@ export class ComposeStack {
     await this.waitHealthy(replicas, 240_000);
   }
 
-  /** Stops and removes the project's containers, network, volumes and built images. */
-  async down(): Promise<void> {
-    await this.compose(['down', '-v', '--rmi', 'local', '--remove-orphans', '-t', '10']);
+  /**
+   * Stops and removes the project's containers, network and volumes and, with `images`, the
+   * images it built (the project's and the build stage's, by their label).
+   */
+  async down(images: boolean): Promise<void> {
+    const rmi = images ? ['--rmi', 'local'] : [];
+    await this.compose(['down', '-v', ...rmi, '--remove-orphans', '-t', '10']);
+    if (images) await run('docker', ['image', 'prune', '-f', '--filter', `label=${BUILD_LABEL}`]);
   }
 
   private async containers(): Promise<ContainerState[]> {
@@ -156,18 +199,9 @@ export class ComposeStack {
       if (Date.now() > deadline) {
         const logs = await run(
           'docker-compose',
-          [
-            '-f',
-            this.options.file,
-            '-p',
-            this.options.project,
-            'logs',
-            '--tail',
-            '15',
-            '--no-color',
-          ],
+          this.args(['logs', '--tail', '15', '--no-color']),
           {
-            env: { ...process.env, ...this.options.env },
+            env: this.env(),
           },
         );
         throw new CheckError(
@@ -204,7 +238,7 @@ export class ComposeStack {
     const base = await readCounters(lmsUrl, user);
     const before = await this.watchers();
     const started = Date.now();
-    let shown = 0;
+    const line = new LiveLine(this.options.tty, this.options.say, 5000);
     let figures: WindowFigures | null = null;
     for (;;) {
       const elapsed = (Date.now() - started) / 1000;
@@ -222,19 +256,15 @@ export class ComposeStack {
         restarts: now.restarts - before.restarts,
         verdict: verdictOf({ ...counters, totalConnections: connections, graded: 0, submitted: 0 }),
       };
-      const line =
+      line.show(
         `  ${label} ${String(Math.round(elapsed)).padStart(3)}s/${seconds}s  logins ${counters.logins}` +
-        `  403s ${counters.forbidden}  evictions ${counters.evictions}  alive ${alive}/${connections}` +
-        `  replica restarts ${figures.restarts}`;
-      if (this.options.tty) process.stdout.write(`\r\x1b[2K${line}`);
-      else if (Date.now() - shown >= 5000) {
-        shown = Date.now();
-        this.options.say(line);
-      }
+          `  403s ${counters.forbidden}  evictions ${counters.evictions}  alive ${alive}/${connections}` +
+          `  replica restarts ${figures.restarts}`,
+      );
       if (elapsed >= seconds) break;
       await sleep(1000);
     }
-    if (this.options.tty) process.stdout.write('\r\x1b[2K');
+    line.done();
     return figures;
   }
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type LocalLms,
+  type StartWatchersOptions,
   startLms,
   startWatchers,
   type WatcherFleet,
@@ -83,6 +84,8 @@ export interface LabOptions {
   watcherEnv?: Record<string, string>;
   /** conf.d files, name to JSON; the queues then come from there (env still overrides). */
   confD?: Record<string, unknown>;
+  /** Every replica's event lines, with their fields (see `startWatchers`). */
+  onEvent?: StartWatchersOptions['onEvent'];
 }
 
 /** Redis, a seeded LMS and a watcher fleet, all real processes, with one `stop()`. */
@@ -133,6 +136,7 @@ export async function startLab(options: LabOptions): Promise<Lab> {
     const fleet = await startWatchers({
       replicas: options.replicas,
       configDir,
+      onEvent: options.onEvent,
       env: {
         REDIS_URL: redisUrl,
         LMS_URL: lms.url,
