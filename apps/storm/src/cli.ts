@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runChaos } from './chaos.ts';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
-import { compressionNote } from './compression.ts';
+import { compressionNote, PRODUCTION } from './compression.ts';
 import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
 import { ProgressDisplay } from './progress.ts';
 import { buildReport, renderTable } from './report.ts';
@@ -40,6 +40,8 @@ Options:
   --compression X     production seconds per run second     (default 2)
   --preset production compression 1 and longer defaults (see above)
   --drain S           longest wait for grading after load  (default 3)
+  --grading-seconds S production seconds one grading takes (default 1, a jailed
+                      grader's run; chaos 0: instant), compressed like the rest
   --parallel N        scenarios run at the same time        (default 1; more is faster
                       but a storm's hashing then slows its neighbour's logins)
   --seed N            chaos: seed of the fault schedule       (default: from the clock)
@@ -97,6 +99,18 @@ function positiveInt(
   return value;
 }
 
+/** A number of seconds from 0 to 600, fractions allowed. */
+function seconds(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(value) || value < 0 || value > 600) {
+    throw new UsageError(
+      `--${name} must be a number of seconds from 0 to 600 (got ${JSON.stringify(raw)})`,
+    );
+  }
+  return value;
+}
+
 /** True for `--preset production`, which runs uncompressed and so takes no --compression. */
 function presetOf(preset: string | undefined, compression: string | undefined): boolean {
   if (preset === undefined) return false;
@@ -125,6 +139,7 @@ function parse(argv: string[]) {
       compression: { type: 'string' },
       preset: { type: 'string' },
       drain: { type: 'string' },
+      'grading-seconds': { type: 'string' },
       parallel: { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
@@ -165,6 +180,12 @@ function parse(argv: string[]) {
     students: positiveInt('students', values.students, 4, 1000),
     compression: production ? 1 : positiveInt('compression', values.compression, 2, 1000),
     drainSeconds: positiveInt('drain', values.drain, production ? 15 : 3, 600),
+    // Chaos measures faults at thousands of submissions: its graders answer at once unless told.
+    gradingSeconds: seconds(
+      'grading-seconds',
+      values['grading-seconds'],
+      chaos ? 0 : PRODUCTION.gradingSeconds,
+    ),
     redisUrl: process.env.REDIS_URL || undefined,
     serviceUsername: 'xqueue_svc',
     servicePassword: 'storm-lab-service',
@@ -241,7 +262,11 @@ async function main(argv: string[]): Promise<number> {
 
   const report = buildReport(results, {
     compression: settings.compression,
-    compressionNote: compressionNote(settings.compression, settings.durationSeconds),
+    compressionNote: compressionNote(
+      settings.compression,
+      settings.durationSeconds,
+      settings.gradingSeconds,
+    ),
     cpus: cpus().length,
     run: {
       replicas: settings.replicas,
@@ -251,6 +276,7 @@ async function main(argv: string[]): Promise<number> {
       submissions: settings.submissions,
       students: settings.students,
       drainSeconds: settings.drainSeconds,
+      gradingSeconds: settings.gradingSeconds,
     },
   });
   const page = await writeReport(options.outDir, report, results);
@@ -260,7 +286,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`\n${renderTable(results)}\n\n`);
     process.stdout.write(`Verdict rule: ${VERDICT_RULE}.\n`);
     process.stdout.write(
-      `Time compression: ${compressionNote(settings.compression, settings.durationSeconds)}\n`,
+      `Time compression: ${compressionNote(settings.compression, settings.durationSeconds, settings.gradingSeconds)}\n`,
     );
     process.stdout.write(
       `Report: ${page} (report.md, report.json and the charts as SVG beside it)\n`,

@@ -12,6 +12,7 @@ describe('compress', () => {
       lockSeconds: 60,
       restartBackoffBaseMs: 2_000,
       restartBackoffMaxMs: 60_000,
+      gradingMs: 200,
     });
   });
 
@@ -25,6 +26,7 @@ describe('compress', () => {
       lockSeconds: 300,
       restartBackoffBaseMs: 10_000,
       restartBackoffMaxMs: 300_000,
+      gradingMs: 1_000,
     });
   });
 });
@@ -42,6 +44,7 @@ describe('compressionNote', () => {
       'POLL_TIME 10 s -> 2 s',
       'XQUEUE_LOCK_SECONDS 300 -> 60',
       'replica restart backoff 10 s doubling to 5 min -> 2 s doubling to 60 s',
+      'one grading 1 s -> 200 ms',
       '6 s of load stand for 30 s of production',
     ]) {
       expect(note).toContain(value);
@@ -53,5 +56,11 @@ describe('compressionNote', () => {
     expect(note).toMatch(/^none \(1x\): the production values/);
     expect(note).toContain('REQUESTS_TIMEOUT 1 s,');
     expect(note).not.toContain('->');
+  });
+
+  it('says when grading is instant', () => {
+    expect(compress(2, 0).gradingMs).toBe(0);
+    expect(compressionNote(2, 6, 0)).toContain('one grading instant -> instant');
+    expect(compressionNote(2, 6, 3)).toContain('one grading 3 s -> 1.5 s');
   });
 });

@@ -19,6 +19,12 @@ export const PRODUCTION = {
   /** Kubernetes' CrashLoopBackOff: 10 s, doubling, capped at 5 minutes. */
   restartBackoffBaseSeconds: 10,
   restartBackoffMaxSeconds: 300,
+  /**
+   * One grading, pull to result: a course's Python grader running the student's code in a jail
+   * takes about a second. The lab's mock grader sleeps for it (`--grading-seconds`); an instant
+   * grader leaves the window between a pull and its `put_result` too short for an eviction.
+   */
+  gradingSeconds: 1,
 } as const;
 
 /** The compressed values one run uses. */
@@ -31,6 +37,7 @@ export interface CompressedTimes {
   lockSeconds: number;
   restartBackoffBaseMs: number;
   restartBackoffMaxMs: number;
+  gradingMs: number;
 }
 
 /**
@@ -39,7 +46,10 @@ export interface CompressedTimes {
  * @example
  * compress(5).requestsTimeoutSeconds; // 0.2
  */
-export function compress(compression: number): CompressedTimes {
+export function compress(
+  compression: number,
+  gradingSeconds: number = PRODUCTION.gradingSeconds,
+): CompressedTimes {
   const c = compression;
   return {
     hashIterations: Math.max(1, Math.round(PRODUCTION.hashIterations / c)),
@@ -50,6 +60,7 @@ export function compress(compression: number): CompressedTimes {
     lockSeconds: PRODUCTION.lockSeconds / c,
     restartBackoffBaseMs: (PRODUCTION.restartBackoffBaseSeconds * 1000) / c,
     restartBackoffMaxMs: (PRODUCTION.restartBackoffMaxSeconds * 1000) / c,
+    gradingMs: (gradingSeconds * 1000) / c,
   };
 }
 
@@ -61,8 +72,8 @@ function duration(seconds: number): string {
 }
 
 /** Each compressed value as `[name, production, this run]`, for the note. */
-function valuesOf(compression: number): Array<[string, string, string]> {
-  const run = compress(compression);
+function valuesOf(compression: number, gradingSeconds: number): Array<[string, string, string]> {
+  const run = compress(compression, gradingSeconds);
   return [
     ['PBKDF2 iterations', '1,000,000', run.hashIterations.toLocaleString('en-US')],
     ['POLL_INTERVAL', '1 s', duration(run.pollIntervalSeconds)],
@@ -74,6 +85,11 @@ function valuesOf(compression: number): Array<[string, string, string]> {
       'replica restart backoff',
       '10 s doubling to 5 min',
       `${duration(run.restartBackoffBaseMs / 1000)} doubling to ${duration(run.restartBackoffMaxMs / 1000)}`,
+    ],
+    [
+      'one grading',
+      gradingSeconds === 0 ? 'instant' : duration(gradingSeconds),
+      gradingSeconds === 0 ? 'instant' : duration(run.gradingMs / 1000),
     ],
   ];
 }
@@ -91,8 +107,12 @@ const ARRANGEMENT =
  * compressionNote(5, 6);
  * // "5x: every production time and cost is divided by 5 (...): PBKDF2 iterations 1,000,000 -> 200,000, ..." (default 2x)"
  */
-export function compressionNote(compression: number, loadSeconds: number): string {
-  const values = valuesOf(compression);
+export function compressionNote(
+  compression: number,
+  loadSeconds: number,
+  gradingSeconds: number = PRODUCTION.gradingSeconds,
+): string {
+  const values = valuesOf(compression, gradingSeconds);
   if (compression === 1) {
     const list = values.map(([name, production]) => `${name} ${production}`).join(', ');
     return `none (1x): the production values, ${list}; ${loadSeconds} s of load are ${duration(loadSeconds)} of production. ${ARRANGEMENT}`;

@@ -1,5 +1,6 @@
 import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
+import { PRODUCTION } from './compression.ts';
 import { readCounters } from './sampler.ts';
 import {
   lmsEnv,
@@ -11,6 +12,15 @@ import {
   studentLoad,
   watcherEnv,
 } from './settings.ts';
+
+/** DEV_GRADING_SECONDS: production seconds one grading takes (0 is instant). */
+function gradingSeconds(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return PRODUCTION.gradingSeconds;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0 || value > 600)
+    throw new Error(`DEV_GRADING_SECONDS must be a number of seconds from 0 to 600 (got ${raw})`);
+  return value;
+}
 
 /**
  * `pnpm dev`: the full stack for a person to watch, until Ctrl-C. Policy settings come from the
@@ -35,6 +45,7 @@ async function main() {
     students: 3,
     compression: number('DEV_COMPRESSION', 2),
     drainSeconds: 0,
+    gradingSeconds: gradingSeconds(env.DEV_GRADING_SECONDS),
     redisUrl: env.REDIS_URL || undefined,
     serviceUsername: 'xqueue_svc',
     servicePassword: 'storm-lab-service',

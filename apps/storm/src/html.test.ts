@@ -71,6 +71,7 @@ const report = buildReport(scenarios, {
     submissions: 24,
     students: 4,
     drainSeconds: 3,
+    gradingSeconds: 1,
   },
 });
 

@@ -102,7 +102,7 @@ export function renderHtml(
 <h1>Storm report</h1>
 <p class="meta">Generated ${escapeHtml(report.generatedAt)} on ${report.machine.cpus} cores, Node ${escapeHtml(report.machine.node)}.
 Each scenario: ${run.replicas} watcher replicas x ${run.queues} queues x ${run.connections} connections = ${total} connections of one service account;
-${run.submissions} submissions by ${run.students} students over ${run.loadSeconds} s of run, then up to ${run.drainSeconds} s to finish grading.
+${run.submissions} submissions by ${run.students} students over ${run.loadSeconds} s of run, then up to ${run.drainSeconds} s to finish grading; one grading takes ${run.gradingSeconds} s of production.
 Time is compressed ${report.compression}x (see the end of the page).</p>
 
 <div class="glance">

@@ -23,6 +23,8 @@ export interface RunShape {
   submissions: number;
   students: number;
   drainSeconds: number;
+  /** Production seconds one grading takes. */
+  gradingSeconds: number;
 }
 
 type Row = [label: string, cell: (figures: ScenarioFigures) => string];

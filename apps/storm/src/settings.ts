@@ -13,6 +13,8 @@ export interface RunSettings {
   students: number;
   /** Production seconds per run second; every production time and cost is divided by it. */
   compression: number;
+  /** Production seconds one grading takes (the mock grader sleeps them, compressed). */
+  gradingSeconds: number;
   /** Longest wait after the load for submissions still being graded. */
   drainSeconds: number;
   /** Use this Redis instead of starting a private one. */
@@ -45,7 +47,8 @@ export function lmsEnv(settings: RunSettings, scenario: Scenario): Record<string
 
 /**
  * The watcher fleet's environment for a run: the service account, the fleet's shape, upstream's
- * current client (`WATCHER_MODE=current`) with compressed manager settings, then the scenario's.
+ * current client (`WATCHER_MODE=current`) with compressed manager settings, graders that take the
+ * compressed grading time, then the scenario's.
  */
 export function watcherEnv(
   settings: RunSettings,
@@ -54,7 +57,11 @@ export function watcherEnv(
   redisUrl: string,
   prefix: string,
 ): Record<string, string> {
-  const times = compress(settings.compression);
+  const times = compress(settings.compression, settings.gradingSeconds);
+  const handler =
+    times.gradingMs > 0
+      ? { HANDLER: 'slow-flaky', KWARGS: { latency_ms: Math.round(times.gradingMs) } }
+      : { HANDLER: 'exact-answer' };
   return {
     LOG_LEVEL: 'warn',
     LMS_URL: lmsUrl,
@@ -72,6 +79,7 @@ export function watcherEnv(
     WATCHER_QUEUE_PREFIX: prefix,
     WATCHER_METRICS_PORT: '0',
     WATCHER_JOB_LOCK_MS: '5000',
+    WATCHER_DEFAULT_HANDLER: JSON.stringify(handler),
     ...scenario.watcher,
   };
 }

@@ -35,11 +35,14 @@ Environment (overrides the config files):
   LMS_URL                   SERVER for every queue
   XQUEUE_USERNAME/PASSWORD  AUTH for every queue
   WATCHER_QUEUES            comma list of conf.d keys to watch (one not in conf.d is built
-                            from the three above, with the exact-answer grader)
+                            from the three above, with the default handler)
   WATCHER_CONNECTIONS       CONNECTIONS for every queue
   WATCHER_MODE              current (default) | legacy | hardened: which watcher to behave like
   WATCHER_PYTHON_HANDLER    mock grader standing in for a Python HANDLER path: exact-answer
                             (default) | slow-flaky | test-report
+  WATCHER_DEFAULT_HANDLER   handler of a queue that names none, one HANDLERS entry as JSON:
+                            {"HANDLER": "slow-flaky", "KWARGS": {"latency_ms": 500}}
+                            (default {"HANDLER": "exact-answer"})
   WATCHER_SEND_INSTANCE_ID  false (default) | true: send X-Client-Instance on login
   WATCHER_CONCURRENCY       BullMQ worker concurrency per queue (4)
   WATCHER_METRICS_PORT      9100, replica i gets port+i-1; 0 = any free port

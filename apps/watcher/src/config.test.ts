@@ -115,6 +115,54 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('gives queues that name no handler WATCHER_DEFAULT_HANDLER, and keeps a named one', async () => {
+    const dir = await createTestConfigDir({
+      'conf.d/a.json': { a: queueA, b: { ...queueA, HANDLERS: undefined } },
+    });
+    const handler = '{"HANDLER": "slow-flaky", "KWARGS": {"latency_ms": 500}}';
+    const config = await loadDir(dir, { WATCHER_DEFAULT_HANDLER: handler });
+    expect(config.queues.map((q) => [q.name, q.handlers])).toEqual([
+      [
+        'a',
+        [
+          expect.objectContaining({
+            name: 'slow-flaky',
+            kwargs: expect.objectContaining({ latency_ms: 10 }),
+          }),
+        ],
+      ],
+      [
+        'b',
+        [
+          expect.objectContaining({
+            name: 'slow-flaky',
+            kwargs: expect.objectContaining({ latency_ms: 500 }),
+          }),
+        ],
+      ],
+    ]);
+  });
+
+  it('refuses a WATCHER_DEFAULT_HANDLER that is not a valid HANDLERS entry, saying why', () => {
+    for (const [value, why] of [
+      ['slow-flaky', /WATCHER_DEFAULT_HANDLER=.*: expected JSON/],
+      [
+        '{"HANDLER": "x.Grader"}',
+        /WATCHER_DEFAULT_HANDLER=.*: unknown HANDLER "x.Grader"; accepted: exact-answer/,
+      ],
+      [
+        '{"HANDLER": "slow-flaky", "KWARGS": {"latency_ms": -1}}',
+        /WATCHER_DEFAULT_HANDLER=.*: HANDLER "slow-flaky": KWARGS.latency_ms/,
+      ],
+      [
+        '{"HANDLER": "slow-flaky", "KWARG": {}}',
+        /WATCHER_DEFAULT_HANDLER=.*: expected an object with HANDLER/,
+      ],
+    ] as const) {
+      expect(() => parseEnv({ WATCHER_DEFAULT_HANDLER: value }), value).toThrow(why);
+    }
+  });
+
   it('says what to set when there are no queues at all', async () => {
     await expect(loadConfig(parseEnv({}))).rejects.toThrow(
       /pass --config-dir DIR .*or set WATCHER_QUEUES/,

@@ -68,6 +68,7 @@ const MANAGER_DEFAULTS_SECONDS = {
   LOGIN_POLL_INTERVAL: 5,
 };
 
+/** The handler of a queue that names none, unless `WATCHER_DEFAULT_HANDLER` says otherwise. */
 const DEFAULT_HANDLER: HandlerSpec = {
   name: 'exact-answer',
   kwargs: { trim: true, case_sensitive: true },
@@ -118,7 +119,7 @@ function handlersOf(entry: QueueEntry, ctx: ResolveContext): HandlerSpec[] {
     );
     return { ...spec.value, codejail: raw.CODEJAIL };
   });
-  return handlers.length > 0 ? handlers : [DEFAULT_HANDLER];
+  return handlers.length > 0 ? handlers : [ctx.env.WATCHER_DEFAULT_HANDLER ?? DEFAULT_HANDLER];
 }
 
 function resolveQueue(entry: QueueEntry, ctx: ResolveContext): QueueConfig {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HANDLER_NAMES, type HandlerName } from './graders.ts';
+import { HANDLER_NAMES, type HandlerName, type HandlerSpec, parseHandler } from './graders.ts';
 
 const WATCHER_MODES = ['current', 'legacy', 'hardened'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -117,6 +117,49 @@ const queueList = z
     return [...new Set(names)];
   });
 
+/**
+ * One `HANDLERS` entry in conf.d's form, `{"HANDLER": name, "KWARGS": {...}}`, validated like one
+ * read from a file (only this watcher's mock graders: no Python path stands in for nothing).
+ */
+const handlerEntry = z
+  .string()
+  .optional()
+  .transform((value, ctx): HandlerSpec | undefined => {
+    if (value === undefined || value.trim() === '') return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(value);
+    } catch {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected JSON such as {"HANDLER": "slow-flaky", "KWARGS": {"latency_ms": 500}}',
+      });
+      return z.NEVER;
+    }
+    const entry = z
+      .strictObject({ HANDLER: z.string(), KWARGS: z.unknown().optional() })
+      .safeParse(json);
+    if (!entry.success) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected an object with HANDLER and, optionally, KWARGS',
+      });
+      return z.NEVER;
+    }
+    const { HANDLER, KWARGS } = entry.data;
+    const spec = (HANDLER_NAMES as string[]).includes(HANDLER)
+      ? parseHandler(HANDLER, KWARGS)
+      : {
+          ok: false as const,
+          error: `unknown HANDLER "${HANDLER}"; accepted: ${HANDLER_NAMES.join(', ')}`,
+        };
+    if (!spec.ok) {
+      ctx.addIssue({ code: 'custom', message: spec.error });
+      return z.NEVER;
+    }
+    return spec.value;
+  });
+
 const envSchema = z
   .object({
     REDIS_URL: z
@@ -140,6 +183,7 @@ const envSchema = z
         error: `expected one of ${HANDLER_NAMES.join(', ')}`,
       })
       .default('exact-answer'),
+    WATCHER_DEFAULT_HANDLER: handlerEntry,
     WATCHER_SEND_INSTANCE_ID: flag(false),
     WATCHER_CONCURRENCY: integer(1, 1000).transform((value) => value ?? 4),
     WATCHER_METRICS_PORT: integer(0, 65535).transform((value) => value ?? 9100),
