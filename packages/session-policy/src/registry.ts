@@ -12,8 +12,11 @@ export interface AdmitRequest {
   userId: string;
   session: { id: string; instanceId: string | null; createdAt: number };
   /**
-   * Called once, inside the registry's atomic step, with the user's live tracked sessions.
-   * Usually `(live) => decideLogin(settings, user, context, live)`.
+   * Called inside the registry's atomic step with the user's live tracked sessions; only the
+   * decision of the step that commits takes effect. Usually
+   * `(live) => decideLogin(settings, user, context, live)`. A registry with optimistic
+   * concurrency (the Redis one) calls it again after a conflicting write, so it may run more
+   * than once per admission: keep it pure, with no side effects of its own.
    */
   decide: (live: readonly LiveSession[]) => LoginDecision;
 }

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SessionRegistry } from '../registry.ts';
+import { type CrossProcessOptions, declareCrossProcessTests } from './cross-process.ts';
 import { createTestUser, loginThrough, parallelLogins } from './fixtures.ts';
 
 export interface ConformanceOptions {
@@ -13,6 +14,12 @@ export interface ConformanceOptions {
   parallelLogins?: number;
   /** How many times the concurrency test repeats. Default 5. */
   rounds?: number;
+  /**
+   * For a registry shared between processes: also log the same user in from several OS
+   * processes at once (one test per policy shape). Leave out for in-process registries; the
+   * suite then declares no such tests at all.
+   */
+  processes?: CrossProcessOptions;
 }
 
 /**
@@ -165,5 +172,7 @@ export function runSessionRegistryConformance(options: ConformanceOptions): void
       const { live } = await parallelLogins(registry, count, { settings: { maxSessions: 4 } });
       expect(live).toHaveLength(4);
     });
+
+    if (options.processes) declareCrossProcessTests(options.processes, fresh);
   });
 }

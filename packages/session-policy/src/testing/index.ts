@@ -1,5 +1,6 @@
 export type { ConformanceOptions } from './conformance.ts';
 export { CONFORMANCE_USERNAMES, runSessionRegistryConformance } from './conformance.ts';
+export type { CrossProcessOptions } from './cross-process.ts';
 export type { LoginOptions } from './fixtures.ts';
 export { createTestUser, loginThrough, nextSessionId, parallelLogins } from './fixtures.ts';
 export { createRacySessionRegistry } from './racy-registry.ts';

@@ -1,0 +1,253 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import type { LiveSession } from './decide.ts';
+import { commitAdmission, INDEX_SUFFIX, liveSessions, removeSession } from './redis-scripts.ts';
+import {
+  type AdmissionPlan,
+  type AdmitRequest,
+  type AdmitResult,
+  admitResult,
+  planAdmission,
+  type SessionRecord,
+  type SessionRegistry,
+} from './registry.ts';
+
+/** Django's SESSION_COOKIE_AGE: two weeks. */
+export const DEFAULT_SESSION_TTL_MS = 14 * 24 * 60 * 60 * 1000;
+export const DEFAULT_EVICTION_RECORD_TTL_MS = 60 * 60 * 1000;
+export const DEFAULT_MAX_ATTEMPTS = 50;
+const RETRY_BASE_MS = 1;
+const RETRY_CAP_MS = 50;
+
+export interface RedisSessionRegistryOptions {
+  /** Put before every key. No `{` or `}`: they would change the Cluster hash tag. Default `sp:`. */
+  prefix?: string;
+  /** How long a session (and its id lookup) lives after its admission. Default 14 days. */
+  sessionTtlMs?: number;
+  /** How long `evictionOf` can still explain an eviction. Default 1 hour. */
+  evictionRecordTtlMs?: number;
+  /** Commits tried before `admit` throws {@link AdmissionConflictError}. Default 50. */
+  maxAttempts?: number;
+  /**
+   * Pause after the failed attempt `attempt` (1-based). Default: full jitter, random up to
+   * 2 ms, doubling per attempt, at most 50 ms.
+   */
+  retryDelayMs?: (attempt: number) => number;
+  /** The clock of eviction records, in milliseconds since the epoch. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Why a session ended, for telling its client. */
+export interface EvictionRecord {
+  /** When it was evicted, in milliseconds since the epoch. */
+  at: number;
+  /** The instance of the login that evicted it; null when that login had none. */
+  byInstanceId: string | null;
+  bySessionId: string;
+  reason: 'evicted';
+}
+
+/** A {@link SessionRegistry} in Redis that can also say why a session was evicted. */
+export interface RedisSessionRegistry extends SessionRegistry {
+  /** The eviction record of a session; null when it was not evicted or the record expired. */
+  evictionOf(sessionId: string): Promise<EvictionRecord | null>;
+}
+
+/** `admit` kept losing the race for one user's sessions and gave up. */
+export class AdmissionConflictError extends Error {
+  override name = 'AdmissionConflictError';
+  constructor(
+    readonly userId: string,
+    readonly attempts: number,
+  ) {
+    super(
+      `admission for user "${userId}" gave up after ${attempts} attempts: the user's sessions ` +
+        'changed between every read and commit (too many concurrent logins of one user)',
+    );
+  }
+}
+
+interface Snapshot {
+  version: string;
+  sessions: SessionRecord[];
+}
+
+/** The new session's id lookup: written once before its first commit, dropped if not admitted. */
+interface Lookup {
+  key: string;
+  written: boolean;
+  /** The id is already a live session of the user (a re-admission): never drop its lookup. */
+  keep: boolean;
+}
+
+/** Full jitter, as in AWS's "Exponential Backoff And Jitter" (2015). */
+function jitteredDelayMs(attempt: number): number {
+  return Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** attempt);
+}
+
+function redisKeys(prefix: string) {
+  // One hash tag per user: all keys a script touches live in one Cluster slot.
+  const user = (userId: string) => `${prefix}{u:${userId}}:`;
+  return {
+    index: (userId: string) => `${user(userId)}${INDEX_SUFFIX}`,
+    version: (userId: string) => `${user(userId)}version`,
+    session: (userId: string, id: string) => `${user(userId)}s:${id}`,
+    eviction: (userId: string, id: string) => `${user(userId)}evicted:${id}`,
+    sid: (id: string) => `${prefix}sid:${id}`,
+  };
+}
+
+function toLive({ id, createdAt, instanceId }: SessionRecord): LiveSession {
+  return { id, createdAt, instanceId };
+}
+
+/** Reads the reply of `LIVE_SESSIONS`: [version, then id, createdAt, tracked, instanceId...]. */
+function toSnapshot(userId: string, reply: readonly (string | null)[]): Snapshot {
+  const sessions: SessionRecord[] = [];
+  for (let at = 1; at < reply.length; at += 4) {
+    sessions.push({
+      id: String(reply[at]),
+      userId,
+      createdAt: Number(reply[at + 1]),
+      tracked: reply[at + 2] === '1',
+      instanceId: reply[at + 3] ?? null,
+    });
+  }
+  return { version: String(reply[0]), sessions };
+}
+
+/**
+ * A {@link SessionRegistry} in Redis, atomic per user across any number of processes by
+ * optimistic concurrency: `admit` reads the user's live sessions and their version, runs
+ * `decide` in JavaScript, then commits the plan with one Lua script that applies it only if the
+ * version is unchanged. On a conflict it reads and decides again after a short random pause,
+ * up to `maxAttempts`, then throws {@link AdmissionConflictError}; so `decide` may run more
+ * than once per admission, and only the committed decision takes effect.
+ *
+ * Evicted sessions leave a record that {@link RedisSessionRegistry.evictionOf} reads; their id
+ * lookup is kept exactly as long as the record. `remove` (a logout) leaves none.
+ *
+ * @example
+ * const registry = createRedisSessionRegistry(new Redis(url), { prefix: 'lms:' });
+ * const result = await registry.admit({ userId, session, decide: (live) => decideLogin(...) });
+ * const why = await registry.evictionOf(oldSessionId); // { at, bySessionId, ... } | null
+ */
+export function createRedisSessionRegistry(
+  redis: Redis,
+  options: RedisSessionRegistryOptions = {},
+): RedisSessionRegistry {
+  const prefix = options.prefix ?? 'sp:';
+  if (/[{}]/.test(prefix)) throw new Error(`prefix must not contain "{" or "}": ${prefix}`);
+  const sessionTtlMs = options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS;
+  const recordTtlMs = options.evictionRecordTtlMs ?? DEFAULT_EVICTION_RECORD_TTL_MS;
+  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+    throw new Error(`maxAttempts must be a positive integer: ${maxAttempts}`);
+  }
+  const retryDelayMs = options.retryDelayMs ?? jitteredDelayMs;
+  const now = options.now ?? Date.now;
+  const keys = redisKeys(prefix);
+
+  async function read(userId: string): Promise<Snapshot> {
+    const reply = await liveSessions(redis, [keys.index(userId), keys.version(userId)], []);
+    return toSnapshot(userId, reply as (string | null)[]);
+  }
+
+  function commit(request: AdmitRequest, version: string, plan: AdmissionPlan): Promise<unknown> {
+    const { userId, session } = request;
+    return commitAdmission(
+      redis,
+      [
+        keys.index(userId),
+        keys.version(userId),
+        keys.session(userId, session.id),
+        ...plan.deleteIds.flatMap((id) => [keys.session(userId, id), keys.eviction(userId, id)]),
+      ],
+      [
+        version,
+        session.id,
+        session.createdAt,
+        plan.track ? '1' : '0',
+        session.instanceId ?? '',
+        session.instanceId === null ? '0' : '1',
+        sessionTtlMs,
+        recordTtlMs,
+        now(),
+        ...plan.deleteIds,
+      ],
+    );
+  }
+
+  async function forget(lookup: Lookup): Promise<void> {
+    if (lookup.written && !lookup.keep) await redis.del(lookup.key);
+  }
+
+  /** One read-decide-commit; null when another write got in between. */
+  async function attempt(request: AdmitRequest, lookup: Lookup): Promise<AdmitResult | null> {
+    const snapshot = await read(request.userId);
+    lookup.keep = snapshot.sessions.some((session) => session.id === request.session.id);
+    const decision = request.decide(snapshot.sessions.filter((s) => s.tracked).map(toLive));
+    const plan = planAdmission(decision);
+    if (!plan.admit) return admitResult(decision, plan);
+    // Sent on the same connection before the commit, so the lookup exists once the session does.
+    const writing = lookup.written
+      ? null
+      : redis.set(lookup.key, request.userId, 'PX', sessionTtlMs);
+    lookup.written = true;
+    const [, reply] = await Promise.all([writing, commit(request, snapshot.version, plan)]);
+    if (reply !== 'OK') return null;
+    // An evicted session's lookup now only serves `evictionOf`: keep it as long as the record.
+    await Promise.all(plan.deleteIds.map((id) => redis.pexpire(keys.sid(id), recordTtlMs)));
+    return admitResult(decision, plan);
+  }
+
+  return {
+    async admit(request) {
+      const lookup: Lookup = { key: keys.sid(request.session.id), written: false, keep: false };
+      try {
+        for (let attempts = 1; ; attempts++) {
+          const result = await attempt(request, lookup);
+          if (result !== null) {
+            if (!result.admitted) await forget(lookup);
+            return result;
+          }
+          if (attempts === maxAttempts) throw new AdmissionConflictError(request.userId, attempts);
+          await sleep(retryDelayMs(attempts));
+        }
+      } catch (error) {
+        await forget(lookup).catch(() => undefined);
+        throw error;
+      }
+    },
+
+    async list(userId) {
+      return (await read(userId)).sessions;
+    },
+
+    async remove(sessionId) {
+      const userId = await redis.get(keys.sid(sessionId));
+      if (userId === null) return false;
+      const removed = await removeSession(
+        redis,
+        [keys.index(userId), keys.version(userId), keys.session(userId, sessionId)],
+        [sessionId, sessionTtlMs],
+      );
+      // The lookup goes last, so a failure above leaves the session removable.
+      if (removed === 1) await redis.del(keys.sid(sessionId));
+      return removed === 1;
+    },
+
+    async evictionOf(sessionId) {
+      const userId = await redis.get(keys.sid(sessionId));
+      if (userId === null) return null;
+      const record = await redis.hgetall(keys.eviction(userId, sessionId));
+      if (record.bySession === undefined) return null;
+      return {
+        at: Number(record.at),
+        byInstanceId: record.byInstance || null,
+        bySessionId: record.bySession,
+        reason: 'evicted',
+      };
+    },
+  };
+}
