@@ -54,6 +54,8 @@ export interface AppConfig {
   metricsToken?: string | null;
   /** How long a request's batched queries wait for another process's lock before 503. Default 5000. */
   databaseBusyDeadlineMs?: number;
+  /** SINGLE_LOGIN_ENFORCEMENT. Default `atomic`. */
+  enforcement?: 'atomic' | 'upstream';
 }
 
 export interface AppDeps {
@@ -98,7 +100,13 @@ function buildServices(deps: AppDeps): Services {
     maxFailures: config.xqueueMaxFailures,
   });
   const store =
-    deps.store ?? createSessionStore({ db, ttlMs: config.sessionTtlSeconds * 1000, now });
+    deps.store ??
+    createSessionStore({
+      db,
+      ttlMs: config.sessionTtlSeconds * 1000,
+      now,
+      enforcement: config.enforcement ?? 'atomic',
+    });
   const throttle = createLoginThrottle({
     client: db.$client,
     maxFailures: config.loginThrottleFailures ?? DEFAULT_THROTTLE_FAILURES,

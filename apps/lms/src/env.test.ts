@@ -87,6 +87,30 @@ describe('parseEnv', () => {
     expect((error as Error).message).not.toContain(token);
   });
 
+  it('reads SINGLE_LOGIN_ENFORCEMENT, atomic unless set; upstream takes no rule beyond upstream', () => {
+    expect(parseEnv({}, '/').enforcement).toBe('atomic');
+    expect(parseEnv({ SINGLE_LOGIN_ENFORCEMENT: 'upstream' }, '/').enforcement).toBe('upstream');
+    expect(
+      parseEnv({ SINGLE_LOGIN_ENFORCEMENT: 'upstream', SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue' }, '/')
+        .policy.exemptGroups,
+    ).toEqual(['xqueue']);
+    expect(() =>
+      parseEnv(
+        {
+          SINGLE_LOGIN_ENFORCEMENT: 'upstream',
+          SINGLE_LOGIN_MAX_SESSIONS: '2',
+          SINGLE_LOGIN_DRY_RUN: 'true',
+        },
+        '/',
+      ),
+    ).toThrow(
+      /upstream runs edx-platform's single slot only: unset SINGLE_LOGIN_MAX_SESSIONS, SINGLE_LOGIN_DRY_RUN/,
+    );
+    expect(() => parseEnv({ SINGLE_LOGIN_ENFORCEMENT: 'django' }, '/')).toThrow(
+      /SINGLE_LOGIN_ENFORCEMENT="django" is invalid: expected atomic \(one transaction\) or upstream/,
+    );
+  });
+
   it('reads SQLITE_SYNCHRONOUS, full unless set', () => {
     expect(parseEnv({}, '/').sqliteSynchronous).toBe('full');
     expect(parseEnv({ SQLITE_SYNCHRONOUS: 'normal' }, '/').sqliteSynchronous).toBe('normal');

@@ -33,6 +33,11 @@ export interface LmsConfig {
   sqliteSynchronous: SynchronousMode;
   /** METRICS_TOKEN: when set, `/metrics` requires `Authorization: Bearer <token>`; null: open. */
   metricsToken: string | null;
+  /**
+   * SINGLE_LOGIN_ENFORCEMENT: `atomic` admits a login in one transaction; `upstream` runs
+   * edx-platform's set_login_session step by step, without a lock, to show its race.
+   */
+  enforcement: 'atomic' | 'upstream';
   policy: PolicySettings;
 }
 
@@ -131,6 +136,12 @@ const VARIABLES = {
       '(then /metrics needs Authorization: Bearer <token>)',
     secret: true,
   },
+  SINGLE_LOGIN_ENFORCEMENT: {
+    schema: z.enum(['atomic', 'upstream']).default('atomic'),
+    accepts:
+      "atomic (one transaction) or upstream (edx-platform's set_login_session: read the " +
+      'slot, delete that session, write the new id, no lock; single session only)',
+  },
 } as const;
 
 type Source = Readonly<Record<string, string | undefined>>;
@@ -166,6 +177,22 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
     if (error instanceof PolicySettingsError) throw new EnvError(error.message);
     throw error;
   }
+  const enforcement = readVariable(source, 'SINGLE_LOGIN_ENFORCEMENT');
+  if (enforcement === 'upstream') {
+    // Upstream has one session slot and two exemption lists; the rules beyond it are not run.
+    const beyond = [
+      'SINGLE_LOGIN_MAX_SESSIONS',
+      'SINGLE_LOGIN_ON_LIMIT',
+      'SINGLE_LOGIN_SCOPE',
+      'SINGLE_LOGIN_RULES',
+      'SINGLE_LOGIN_DRY_RUN',
+    ].filter((variable) => (source[variable] ?? '').trim() !== '');
+    if (beyond.length > 0) {
+      throw new EnvError(
+        `SINGLE_LOGIN_ENFORCEMENT=upstream runs edx-platform's single slot only: unset ${beyond.join(', ')}`,
+      );
+    }
+  }
   const databasePath = readVariable(source, 'DATABASE_PATH');
   const base = source.INIT_CWD && source.INIT_CWD !== '' ? source.INIT_CWD : cwd;
   return {
@@ -188,6 +215,7 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
     csrfTrustedOrigins: readVariable(source, 'CSRF_TRUSTED_ORIGINS'),
     sqliteSynchronous: readVariable(source, 'SQLITE_SYNCHRONOUS'),
     metricsToken: readVariable(source, 'METRICS_TOKEN'),
+    enforcement,
     policy,
   };
 }

@@ -257,6 +257,25 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(faults).toContain('lms restarted (SIGKILL)');
   });
 
+  // edx-platform UserProfile.set_login_session, unlocked, against the atomic admission.
+  it('races one account under both enforcements: atomic keeps one session, upstream several', async () => {
+    const out = join(dir, 'race');
+    const run = runCli(['--race', '--rounds', '4', '--logins', '6', '--out', out]);
+    const { code } = await run.exited;
+    expect(code, run.output()).toBe(0);
+    expect(run.output()).toMatch(/rounds with exactly 1 live session +4\/4 +\d\/4/);
+    const report = JSON.parse(await readFile(join(out, 'race.json'), 'utf8')) as {
+      figures: { mode: string; roundsSingle: number; maxLive: number }[];
+    };
+    const [atomic, upstream] = report.figures;
+    expect(atomic).toMatchObject({ mode: 'atomic', roundsSingle: 4, maxLive: 1 });
+    expect(upstream?.mode).toBe('upstream');
+    expect(upstream?.maxLive).toBeGreaterThan(1);
+    const mixed = runCli(['--race', '--scenario', 'storm']);
+    expect((await mixed.exited).code).toBe(2);
+    expect(mixed.output()).toContain('--race runs on its own');
+  });
+
   it('leaves no process and no temporary directory behind on Ctrl-C', async () => {
     const marker = `m${process.pid}${Date.now()}`;
     const scratch = await mkdtemp(join(tmpdir(), 'storm-sigint-'));

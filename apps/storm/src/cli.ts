@@ -9,6 +9,7 @@ import { CleanupStack, exitOnSignal } from './cleanup.ts';
 import { compressionNote, PRODUCTION } from './compression.ts';
 import { type ScenarioFigures, VERDICT_RULE } from './figures.ts';
 import { ProgressDisplay } from './progress.ts';
+import { type RaceFigures, renderRace, runRace } from './race.ts';
 import { buildReport, renderTable } from './report.ts';
 import { runScenario } from './run-scenario.ts';
 import { DEFAULT_COMPARISON, listScenarios, loadScenario, ScenarioError } from './scenarios.ts';
@@ -25,6 +26,10 @@ Usage:
   pnpm storm --scenario chaos         faults while the account is exempt: replicas killed
                                       (SIGKILL) and restarted, Redis and the LMS restarted;
                                       counts lost, double-graded and wrong submissions
+  pnpm storm --race                   one single-session account logged in --logins times at
+                                      once, --rounds times, under SINGLE_LOGIN_ENFORCEMENT
+                                      atomic and upstream (edx-platform's unlocked steps):
+                                      live sessions per round, side by side
   pnpm storm --preset production      uncompressed: production values throughout (1,000,000
                                       PBKDF2 iterations, 1 s polls, 1 s request timeout,
                                       10 s POLL_TIME, 300 s lock, restarts 10 s..5 min);
@@ -45,6 +50,8 @@ Options:
   --parallel N        scenarios run at the same time        (default 1; more is faster
                       but a storm's hashing then slows its neighbour's logins)
   --seed N            chaos: seed of the fault schedule       (default: from the clock)
+  --logins K          race: logins sent at the same moment    (default 8)
+  --rounds N          race: rounds                            (default 20)
   --out DIR           report folder                         (default ./storm-report)
   --json              print report.json to stdout instead of the table
   --open              at the end, open the report page (index.html) in the desktop's
@@ -142,6 +149,9 @@ function parse(argv: string[]) {
       'grading-seconds': { type: 'string' },
       parallel: { type: 'string' },
       seed: { type: 'string' },
+      race: { type: 'boolean' },
+      logins: { type: 'string' },
+      rounds: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
       open: { type: 'boolean' },
@@ -151,6 +161,8 @@ function parse(argv: string[]) {
   });
   if (values.scenario && values.compare)
     throw new UsageError('give --scenario or --compare, not both');
+  if (values.race && (values.scenario || values.compare))
+    throw new UsageError('--race runs on its own: leave out --scenario and --compare');
   const names = values.scenario
     ? [values.scenario]
     : values.compare
@@ -204,6 +216,9 @@ function parse(argv: string[]) {
     parallel: positiveInt('parallel', values.parallel, 1, 16),
     chaos,
     seed: positiveInt('seed', values.seed, Date.now() % 1_000_000, 2 ** 31),
+    race: values.race ?? false,
+    logins: positiveInt('logins', values.logins, 8, 64),
+    rounds: positiveInt('rounds', values.rounds, 20, 1000),
   };
 }
 
@@ -220,6 +235,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const { settings } = options;
   if (options.chaos) return chaosMain(settings, options);
+  if (options.race) return raceMain(settings, options);
   const variables = {
     serviceUsername: settings.serviceUsername,
     totalConnections: settings.replicas * settings.queues * settings.connections,
@@ -340,6 +356,50 @@ async function chaosMain(
     );
   }
   return figures.lost === 0 && figures.gradedTwice === 0 && figures.wrongScores === 0 ? 0 : 1;
+}
+
+async function raceMain(settings: RunSettings, options: ReturnType<typeof parse>): Promise<number> {
+  const cleanup = new CleanupStack();
+  const interrupted = exitOnSignal(STOPPING, () => cleanup.run(), 130);
+  const out = options.json ? process.stderr : process.stdout;
+  out.write(
+    `race: ${options.logins} logins at once of one single-session account, ${options.rounds} rounds, ` +
+      `under each SINGLE_LOGIN_ENFORCEMENT (PBKDF2 at ${settings.compression}x)\n`,
+  );
+  let figures: RaceFigures[];
+  try {
+    figures = await runRace(
+      {
+        logins: options.logins,
+        rounds: options.rounds,
+        compression: settings.compression,
+        onRound: (mode, round) =>
+          out.write(
+            `${mode.padEnd(8)} round ${String(round.round).padStart(3)}  live ${round.liveTotal} ` +
+              `(${round.liveOfRound} of this round's ${options.logins})\n`,
+          ),
+      },
+      cleanup,
+    );
+  } finally {
+    if (!interrupted()) await cleanup.run();
+  }
+  if (interrupted()) return new Promise(() => undefined); // the signal handler exits
+  const report = { generatedAt: new Date().toISOString(), logins: options.logins, figures };
+  await mkdir(options.outDir, { recursive: true });
+  await writeFile(join(options.outDir, 'race.json'), `${JSON.stringify(report, null, 2)}\n`);
+  if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else {
+    process.stdout.write(
+      `\n${renderRace(figures, options.rounds)}\n\n` +
+        'atomic: read, decide, evict and record in one transaction. upstream: ' +
+        "edx-platform's set_login_session, each step its own statement with no lock: logins " +
+        'that overlap all read the same slot, all survive, and all but the last are never ' +
+        `tracked again.\nReport: ${options.outDir}/race.json\n`,
+    );
+  }
+  const atomic = figures.find((f) => f.mode === 'atomic');
+  return atomic && atomic.roundsSingle === options.rounds ? 0 : 1;
 }
 
 main(process.argv.slice(2)).then(

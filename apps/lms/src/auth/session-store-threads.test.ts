@@ -20,7 +20,10 @@ afterEach(() => {
 });
 
 /** Live tracked sessions of the user after each round, `WORKERS` threads admitting at once. */
-async function race(policy: PolicySettingsInput) {
+async function race(
+  policy: PolicySettingsInput,
+  instanceOf: (worker: number) => string | null = () => null,
+) {
   const dir = mkdtempSync(join(tmpdir(), 'lms-threads-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'lms.db');
@@ -33,17 +36,20 @@ async function race(policy: PolicySettingsInput) {
   });
   const control = new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT);
   const counters = new Int32Array(control);
-  const workerData: AdmitWorkerData = {
+  const workerData = (worker: number): AdmitWorkerData => ({
     path,
     userId,
     username: 'racer',
     rounds: ROUNDS,
     perRound: PER_ROUND,
     policy,
+    instanceId: instanceOf(worker),
     control,
-  };
+  });
   let failure: unknown = null;
-  const workers = Array.from({ length: WORKERS }, () => tsWorker(WORKER_FILE, workerData));
+  const workers = Array.from({ length: WORKERS }, (_, worker) =>
+    tsWorker(WORKER_FILE, workerData(worker)),
+  );
   const exited = workers.map(
     (worker) =>
       new Promise<void>((resolve) => {
@@ -60,7 +66,10 @@ async function race(policy: PolicySettingsInput) {
   const live = database.sqlite.prepare<[string], { n: number }>(
     'SELECT count(*) AS n FROM sessions WHERE user_id = ? AND tracked = 1',
   );
-  const perRound: { live: number; admitted: number }[] = [];
+  const instances = database.sqlite.prepare<[string], { n: number }>(
+    'SELECT count(DISTINCT instance_id) AS n FROM sessions WHERE user_id = ? AND tracked = 1',
+  );
+  const perRound: { live: number; admitted: number; instances: number }[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     Atomics.store(counters, 1, 0);
     Atomics.store(counters, 2, 0);
@@ -74,7 +83,11 @@ async function race(policy: PolicySettingsInput) {
       if (Date.now() > deadline) throw new Error(`round ${round} did not finish in 30 s`);
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
-    perRound.push({ live: live.get(userId)?.n ?? 0, admitted: Atomics.load(counters, 2) });
+    perRound.push({
+      live: live.get(userId)?.n ?? 0,
+      admitted: Atomics.load(counters, 2),
+      instances: instances.get(userId)?.n ?? 0,
+    });
   }
   await Promise.all(exited);
   return perRound;
@@ -99,5 +112,14 @@ describe('admission from several threads on one database file', { timeout: 120_0
     // The first round fills both slots; every later login is denied.
     expect(rounds.map((round) => round.live)).toEqual(Array(ROUNDS).fill(2));
     expect(rounds.map((round) => round.admitted)).toEqual([2, ...Array(ROUNDS - 1).fill(0)]);
+  });
+
+  it('keeps exactly one session per client instance under instance scope', async () => {
+    // Two threads per instance: each pair races for its instance's one slot, and neither pair
+    // may evict the other's session.
+    const rounds = await race({ scope: 'instance' }, (worker) => `replica-${worker % 2}`);
+    expect(rounds.map((round) => [round.live, round.instances])).toEqual(
+      Array(ROUNDS).fill([2, 2]),
+    );
   });
 });

@@ -13,6 +13,7 @@ import type { ClientDb, Db } from '../db/client.ts';
 import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { LmsUser } from '../users.ts';
+import { createUpstreamAdmission } from './upstream-admission.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
 export interface SessionEnd {
@@ -56,6 +57,11 @@ export interface SessionStoreOptions {
   db: ClientDb;
   ttlMs: number;
   now: () => number;
+  /**
+   * `atomic` (default): one IMMEDIATE transaction per admission. `upstream`: edx-platform's
+   * unlocked steps (see {@link createUpstreamAdmission}), to show its race.
+   */
+  enforcement?: 'atomic' | 'upstream';
 }
 
 /** How long the reason a session ended is remembered. */
@@ -121,6 +127,8 @@ function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
  */
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const { db, ttlMs, now } = options;
+  const admitUpstream =
+    options.enforcement === 'upstream' ? createUpstreamAdmission({ db, ttlMs }) : null;
   let lastPruneAt: number | null = null;
   const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
   const tombstoneRow = db.$client.prepare<[string], { reason: SessionEnd['reason']; at: number }>(
@@ -218,6 +226,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   return {
     async admit(request) {
+      if (admitUpstream) return admitUpstream(request);
       // Another LMS process may hold the write lock: wait on timers, not on the event loop.
       return whenNotBusy(() => admitNow(request));
     },

@@ -18,6 +18,8 @@ export interface AdmitWorkerData {
   /** Admissions per round, one after another on this worker's connection. */
   perRound: number;
   policy: PolicySettingsInput;
+  /** The client instance this worker logs in as (`X-Client-Instance`); null for none. */
+  instanceId: string | null;
   /** [round started, workers done with it, admitted this round]. */
   control: SharedArrayBuffer;
 }
@@ -37,8 +39,9 @@ for (let round = 1; round <= data.rounds; round++) {
     const at = Date.now();
     const result = await store.admit({
       userId: user.id,
-      session: { id: sessionId, instanceId: null, createdAt: at },
-      decide: (live) => decideLogin(policy, user, { sessionId, instanceId: null, now: at }, live),
+      session: { id: sessionId, instanceId: data.instanceId, createdAt: at },
+      decide: (live) =>
+        decideLogin(policy, user, { sessionId, instanceId: data.instanceId, now: at }, live),
     });
     if (result.admitted) Atomics.add(control, 2, 1);
   }

@@ -1,0 +1,120 @@
+import {
+  type AdmitResult,
+  admitResult,
+  type LiveSession,
+  planAdmission,
+} from '@storm-lab/session-policy';
+import { eq } from 'drizzle-orm';
+import { whenNotBusy } from '../db/busy-retry.ts';
+import type { ClientDb, Db } from '../db/client.ts';
+import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
+import type { LoginAdmitRequest } from './session-store.ts';
+
+/**
+ * One database round trip of a Django request: each ORM call of `set_login_session` is its own
+ * query, so other logins run between them (in other gunicorn workers; here, other requests of
+ * this process).
+ */
+const roundTrip = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * One step: its own transaction (so a retry after another process's lock repeats all of it or
+ * none), waiting out that lock as the other writes do. Nothing holds across steps.
+ */
+const step = <T>(db: ClientDb, run: (tx: Db) => T) =>
+  whenNotBusy(() => db.transaction((tx) => run(tx), { behavior: 'immediate' }));
+
+function metaOf(text: string | undefined): Record<string, unknown> {
+  if (!text) return {};
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * `SINGLE_LOGIN_ENFORCEMENT=upstream`: a login as edx-platform admits it, step by step, with no
+ * lock and no transaction around the steps, so that its race can be watched. Django's `login()`
+ * first saves the new session (dropping this client's old one) and `last_login`; then, unless
+ * the user is exempt or the flag is off, the `user_logged_in` receiver runs
+ * `UserProfile.set_login_session`: read the profile's `meta`, delete the one session its
+ * `session_id` names, write `meta` back with the new id. Logins that overlap read the same id,
+ * so every one of them survives, and all but the last are never tracked again.
+ *
+ * Only the flag and the exemptions apply, as upstream has only those: `decide` sees no live
+ * sessions, so limits, deny-new, instance scope and dry run change nothing here.
+ *
+ * @example
+ * const admit = createUpstreamAdmission({ db, ttlMs });
+ * const result = await admit({ userId, session, decide }); // evicted: the slot's old session
+ */
+export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }) {
+  const { db, ttlMs } = options;
+  return async function admitUpstream(request: LoginAdmitRequest): Promise<AdmitResult> {
+    const { userId, session } = request;
+    const at = session.createdAt;
+    const decision = request.decide([]);
+    const plan = planAdmission(decision);
+    if (!plan.admit) return admitResult(decision, plan);
+    // django.contrib.auth.login: cycle_key() saves the new session and deletes the old one of
+    // this client; update_last_login saves last_login.
+    await step(db, (tx) => {
+      tx.insert(sessions)
+        .values({
+          id: session.id,
+          userId,
+          createdAt: at,
+          expiresAt: at + ttlMs,
+          lastSeenAt: at,
+          instanceId: session.instanceId,
+          tracked: plan.track,
+        })
+        .run();
+      if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();
+      if (request.lastLoginAt !== undefined) {
+        tx.update(users).set({ lastLogin: request.lastLoginAt }).where(eq(users.id, userId)).run();
+      }
+    });
+    // The receiver returns early for an exempt user or with the flag off.
+    if (!plan.track) return admitResult(decision, plan);
+    await roundTrip();
+    // UserProfile.set_login_session: meta = self.get_meta(); old_login = meta.get('session_id')
+    // A plain read, as Django's: under WAL it waits for no one.
+    const meta = metaOf(
+      db.select({ meta: profiles.meta }).from(profiles).where(eq(profiles.userId, userId)).get()
+        ?.meta,
+    );
+    const old = typeof meta.session_id === 'string' ? meta.session_id : null;
+    await roundTrip();
+    // if old_login: SessionStore(session_key=old_login).delete()
+    const evicted: LiveSession[] = [];
+    if (old !== null && old !== session.id) {
+      const row = await step(db, (tx) => {
+        const deleted = tx.delete(sessions).where(eq(sessions.id, old)).returning().get();
+        if (deleted) {
+          tx.insert(sessionEnds)
+            .values({ sessionId: old, userId, reason: 'evicted', at })
+            .onConflictDoNothing()
+            .run();
+        }
+        return deleted;
+      });
+      if (row) evicted.push({ id: row.id, createdAt: row.createdAt, instanceId: row.instanceId });
+    }
+    await roundTrip();
+    // meta['session_id'] = session_id; self.set_meta(meta); self.save(): the whole meta as read.
+    const written = JSON.stringify({ ...meta, session_id: session.id });
+    await step(db, (tx) =>
+      tx
+        .insert(profiles)
+        .values({ userId, meta: written })
+        .onConflictDoUpdate({ target: profiles.userId, set: { meta: written } })
+        .run(),
+    );
+    return admitResult(decision, { ...plan, evicted, dryRun: false });
+  };
+}
