@@ -81,6 +81,23 @@ describe('decideLogin: beyond upstream', () => {
     expect(decision).toMatchObject({ outcome: 'allow', evict: [{ id: 's0' }, { id: 's1' }] });
   });
 
+  it('evicts the sessions used least recently under evict-least-recent', () => {
+    const live: LiveSession[] = [
+      { id: 'old-busy', createdAt: NOW - 3000, instanceId: null, lastSeenAt: NOW - 10 },
+      { id: 'mid-idle', createdAt: NOW - 2000, instanceId: null, lastSeenAt: NOW - 1900 },
+      // No lastSeenAt: its creation stands in, the same as mid-idle's use; created later.
+      { id: 'new-unseen', createdAt: NOW - 1900, instanceId: null },
+    ];
+    expect(decide({ maxSessions: 2, onLimit: 'evict-least-recent' }, student, live)).toMatchObject({
+      outcome: 'allow',
+      evict: [{ id: 'mid-idle' }, { id: 'new-unseen' }],
+    });
+    // The same sessions by age: the busy one goes first.
+    expect(decide({ maxSessions: 2 }, student, live)).toMatchObject({
+      evict: [{ id: 'old-busy' }, { id: 'mid-idle' }],
+    });
+  });
+
   it('denies a new login at the limit under deny-new', () => {
     expect(decide({ maxSessions: 2, onLimit: 'deny-new' }, student, sessions(2))).toMatchObject({
       outcome: 'deny',

@@ -12,6 +12,11 @@ export interface LiveSession {
   /** Milliseconds since the epoch. */
   createdAt: number;
   instanceId: string | null;
+  /**
+   * When the session was last used, in milliseconds since the epoch, for `evict-least-recent`;
+   * a registry that does not record use leaves it out and `createdAt` stands in.
+   */
+  lastSeenAt?: number | undefined;
 }
 
 /** The login being decided. */
@@ -101,6 +106,10 @@ function oldestFirst(a: LiveSession, b: LiveSession): number {
   return a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
+function leastRecentFirst(a: LiveSession, b: LiveSession): number {
+  return (a.lastSeenAt ?? a.createdAt) - (b.lastSeenAt ?? b.createdAt) || oldestFirst(a, b);
+}
+
 /**
  * Decides one login: which of the user's live sessions must end, or that the login is denied,
  * or that the user is exempt. Pure: the caller supplies the live sessions and applies the result
@@ -133,7 +142,8 @@ export function decideLogin(
   if (rule.onLimit === 'deny-new') {
     return { outcome: 'deny', rule, liveSessions: competing.length };
   }
-  const evict = [...competing].sort(oldestFirst).slice(0, excess);
+  const order = rule.onLimit === 'evict-least-recent' ? leastRecentFirst : oldestFirst;
+  const evict = [...competing].sort(order).slice(0, excess);
   return { outcome: 'allow', rule, evict, dryRun: settings.dryRun };
 }
 

@@ -121,6 +121,9 @@ describe('parseSettings: names and messages', () => {
       onLimit: 'deny-new',
       scope: 'account',
     });
+    expect(settingsFromEnv({ SINGLE_LOGIN_ON_LIMIT: 'evict-least-recent' })).toMatchObject({
+      onLimit: 'evict-least-recent',
+    });
   });
 
   it('lists every issue, one per line, in a PolicySettingsError', () => {
@@ -135,12 +138,12 @@ describe('parseSettings: names and messages', () => {
       name: 'PolicySettingsError',
       issues: [
         'maxSessions: Too small: expected number to be >=1 (got 0)',
-        'onLimit: Invalid option: expected one of "evict-oldest"|"deny-new" (got "kick")',
+        'onLimit: Invalid option: expected one of "evict-oldest"|"evict-least-recent"|"deny-new" (got "kick")',
       ],
       message:
         'Invalid session policy settings:\n' +
         '  - maxSessions: Too small: expected number to be >=1 (got 0)\n' +
-        '  - onLimit: Invalid option: expected one of "evict-oldest"|"deny-new" (got "kick")',
+        '  - onLimit: Invalid option: expected one of "evict-oldest"|"evict-least-recent"|"deny-new" (got "kick")',
     });
   });
 

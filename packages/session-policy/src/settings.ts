@@ -1,7 +1,10 @@
 import { z } from 'zod';
 
-/** What happens when a login would exceed the account's session limit. */
-export type OnLimit = 'evict-oldest' | 'deny-new';
+/**
+ * What happens when a login would exceed the account's session limit: end the sessions created
+ * first, end the sessions used least recently (by `lastSeenAt`), or refuse the new login.
+ */
+export type OnLimit = 'evict-oldest' | 'evict-least-recent' | 'deny-new';
 
 /**
  * Which sessions compete for the limit. `account`: all of the user's sessions (upstream).
@@ -37,7 +40,7 @@ export interface PolicySettings {
 }
 
 const name = z.string().trim().min(1, 'must not be empty');
-const onLimit = z.enum(['evict-oldest', 'deny-new']);
+const onLimit = z.enum(['evict-oldest', 'evict-least-recent', 'deny-new']);
 const scope = z.enum(['account', 'instance']);
 const maxSessions = z.number().int().min(1).max(10_000);
 

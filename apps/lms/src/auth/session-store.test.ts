@@ -92,6 +92,33 @@ describe('SQLite session store', () => {
     expect(store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'logged-out' } });
   });
 
+  it('evicts the session used least recently under evict-least-recent', async () => {
+    const { store, clock, userId } = setup(10 * TOMBSTONE_TTL_MS);
+    const settings = parseSettings({ maxSessions: 2, onLimit: 'evict-least-recent' });
+    const login = (id: string) =>
+      store.admit({
+        userId,
+        session: { id, instanceId: null, createdAt: clock.now() },
+        decide: (live) =>
+          decideLogin(
+            settings,
+            { username: 'alice', groups: [] },
+            { sessionId: id, now: clock.now() },
+            live,
+          ),
+      });
+    await login('first');
+    clock.advance(1000);
+    await login('second');
+    // The first session is used a few minutes later (a request refreshes last_seen_at at most
+    // once a minute); the second sits idle.
+    clock.advance(5 * 60_000);
+    expect(store.lookup('first')).toMatchObject({ kind: 'live' });
+    const result = await login('third');
+    expect(result).toMatchObject({ admitted: true, evicted: [{ id: 'second' }] });
+    expect((await store.list(userId)).map((session) => session.id)).toEqual(['first', 'third']);
+  });
+
   it('neither authenticates nor counts an expired session', async () => {
     const { store, clock, login } = setup(60_000);
     await login('one');

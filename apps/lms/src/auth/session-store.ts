@@ -140,7 +140,12 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   function liveTracked(tx: Db, userId: string, at: number): LiveSession[] {
     return tx
-      .select({ id: sessions.id, createdAt: sessions.createdAt, instanceId: sessions.instanceId })
+      .select({
+        id: sessions.id,
+        createdAt: sessions.createdAt,
+        instanceId: sessions.instanceId,
+        lastSeenAt: sessions.lastSeenAt,
+      })
       .from(sessions)
       .where(
         and(eq(sessions.userId, userId), eq(sessions.tracked, true), gt(sessions.expiresAt, at)),
