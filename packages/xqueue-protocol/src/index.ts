@@ -2,6 +2,7 @@ export type { GraderReply } from './grader-reply.ts';
 export { parseGraderReply } from './grader-reply.ts';
 export type {
   Envelope,
+  EvictionDetail,
   GradeResult,
   NotAuthenticatedBody,
   Parsed,

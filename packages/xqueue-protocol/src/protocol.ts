@@ -25,10 +25,27 @@ export const CLIENT_INSTANCE_HEADER = 'X-Client-Instance';
 
 export type SessionEndReason = 'evicted' | 'expired' | 'logged-out' | 'password-change';
 
-/** The 403 body: `detail` as upstream, plus the machine-readable reason when one is known. */
+/** Which login ended an evicted session, and the limit it was enforcing. */
+export interface EvictionDetail {
+  /** The evicting login's `X-Client-Instance`, or null when it sent none. */
+  by_instance: string | null;
+  /** The first 8 hex digits of the evicting session's id, as the LMS logs name it. */
+  by_session: string;
+  /**
+   * The pool the evicted session was counted in, right after the eviction: `used` live sessions
+   * of `max` allowed; `scope` `account` (all of the account's sessions) or `instance` (those of
+   * one client instance).
+   */
+  quota: { used: number; max: number; scope: 'account' | 'instance' } | null;
+}
+
+/**
+ * The 403 body: `detail` as upstream, plus the machine-readable reason when one is known and,
+ * for an eviction, which login evicted the session and the quota it was enforcing.
+ */
 export interface NotAuthenticatedBody {
   detail: string;
-  session_end?: { reason: SessionEndReason; at: string };
+  session_end?: { reason: SessionEndReason; at: string } & Partial<EvictionDetail>;
 }
 
 /** Every xqueue answer: `return_code` 0 for success, 1 for failure with a message. */

@@ -77,7 +77,15 @@ describe('SQLite session store', () => {
     await login('two');
     expect(store.lookup('one')).toEqual({
       kind: 'ended',
-      end: { reason: 'evicted', at: clock.now() },
+      end: {
+        reason: 'evicted',
+        at: clock.now(),
+        eviction: {
+          byInstance: null,
+          bySession: 'two',
+          quota: { used: 1, max: 1, scope: 'account' },
+        },
+      },
     });
     expect(store.lookup('two')).toMatchObject({ kind: 'live', sessionId: 'two' });
     clock.advance(TOMBSTONE_TTL_MS);

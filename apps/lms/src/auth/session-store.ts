@@ -3,6 +3,7 @@ import {
   type AdmitResult,
   admitResult,
   type LiveSession,
+  type LoginDecision,
   planAdmission,
   type SessionRecord,
   type SessionRegistry,
@@ -13,6 +14,7 @@ import type { ClientDb, Db } from '../db/client.ts';
 import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { LmsUser } from '../users.ts';
+import { shortId } from './tokens.ts';
 import { createUpstreamAdmission } from './upstream-admission.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
@@ -20,6 +22,13 @@ export interface SessionEnd {
   reason: 'evicted' | 'logged-out' | 'expired' | 'password-change';
   /** Milliseconds since the epoch. */
   at: number;
+  /** For an eviction: which login ended it and the quota it enforced (see EvictionDetail). */
+  eviction?: {
+    byInstance: string | null;
+    /** The evicting session's short id (8 hex digits). */
+    bySession: string;
+    quota: { used: number; max: number; scope: 'account' | 'instance' } | null;
+  };
 }
 
 /** What a cookie's session id resolves to: a live session (with its user), a known end, or nothing. */
@@ -105,6 +114,27 @@ function toUser(id: string, row: LookupRow): LmsUser {
   };
 }
 
+/** A `session_ends` row as the lookup reads it. */
+interface TombstoneRow {
+  reason: SessionEnd['reason'];
+  at: number;
+  byInstance: string | null;
+  bySession: string | null;
+  quotaUsed: number | null;
+  quotaMax: number | null;
+  quotaScope: 'account' | 'instance' | null;
+}
+
+function toSessionEnd(row: TombstoneRow): SessionEnd {
+  const end: SessionEnd = { reason: row.reason, at: row.at };
+  if (row.reason !== 'evicted' || row.bySession === null) return end;
+  const quota =
+    row.quotaUsed !== null && row.quotaMax !== null && row.quotaScope !== null
+      ? { used: row.quotaUsed, max: row.quotaMax, scope: row.quotaScope }
+      : null;
+  return { ...end, eviction: { byInstance: row.byInstance, bySession: row.bySession, quota } };
+}
+
 function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
   return {
     id: row.id,
@@ -113,6 +143,27 @@ function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
     instanceId: row.instanceId,
     tracked: row.tracked,
   };
+}
+
+/**
+ * The evicting login's pool right after its evictions: the sessions its rule counts (all of the
+ * account's, or one instance's) and the rule's limit.
+ */
+function quotaAfter(
+  decision: LoginDecision,
+  live: readonly LiveSession[],
+  evicted: number,
+  request: LoginAdmitRequest,
+): { used: number; max: number; scope: 'account' | 'instance' } | null {
+  if (decision.outcome !== 'allow') return null;
+  const { scope, maxSessions } = decision.rule;
+  // The session this client logs in from ends with the login and is not counted (see login.ts).
+  const pool = live.filter(
+    (session) =>
+      session.id !== request.replacing &&
+      (scope === 'account' || session.instanceId === request.session.instanceId),
+  );
+  return { used: pool.length - evicted + 1, max: maxSessions, scope };
 }
 
 /**
@@ -131,8 +182,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     options.enforcement === 'upstream' ? createUpstreamAdmission({ db, ttlMs }) : null;
   let lastPruneAt: number | null = null;
   const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
-  const tombstoneRow = db.$client.prepare<[string], { reason: SessionEnd['reason']; at: number }>(
-    'SELECT reason, at FROM session_ends WHERE session_id = ?',
+  const tombstoneRow = db.$client.prepare<[string], TombstoneRow>(
+    `SELECT reason, at, by_instance AS byInstance, by_session AS bySession,
+            quota_used AS quotaUsed, quota_max AS quotaMax, quota_scope AS quotaScope
+     FROM session_ends WHERE session_id = ?`,
   );
   const touch = db.$client.prepare<[number, string]>(
     'UPDATE sessions SET last_seen_at = ? WHERE id = ?',
@@ -169,13 +222,15 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     return db.transaction(
       (tx) => {
         const at = request.session.createdAt;
-        const decision = request.decide(liveTracked(tx, request.userId, at));
+        const live = liveTracked(tx, request.userId, at);
+        const decision = request.decide(live);
         const plan = planAdmission(decision);
         if (!plan.admit) return admitResult(decision, plan);
         if (plan.deleteIds.length > 0) {
           tx.delete(sessions)
             .where(inArray(sessions.id, [...plan.deleteIds]))
             .run();
+          const quota = quotaAfter(decision, live, plan.deleteIds.length, request);
           tx.insert(sessionEnds)
             .values(
               plan.deleteIds.map((id) => ({
@@ -183,6 +238,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
                 userId: request.userId,
                 reason: 'evicted' as const,
                 at,
+                byInstance: request.session.instanceId,
+                bySession: shortId(request.session.id),
+                quotaUsed: quota?.used ?? null,
+                quotaMax: quota?.max ?? null,
+                quotaScope: quota?.scope ?? null,
               })),
             )
             .onConflictDoNothing()
@@ -226,7 +286,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   function endedReason(sessionId: string, at: number): SessionLookup {
     const tombstone = tombstoneRow.get(sessionId);
     if (!tombstone || tombstone.at <= at - TOMBSTONE_TTL_MS) return { kind: 'none' };
-    return { kind: 'ended', end: { reason: tombstone.reason, at: tombstone.at } };
+    return { kind: 'ended', end: toSessionEnd(tombstone) };
   }
 
   return {

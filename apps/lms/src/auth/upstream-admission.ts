@@ -9,6 +9,7 @@ import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
 import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
 import type { LoginAdmitRequest } from './session-store.ts';
+import { shortId } from './tokens.ts';
 
 /**
  * One database round trip of a Django request: each ORM call of `set_login_session` is its own
@@ -97,7 +98,14 @@ export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }
         const deleted = tx.delete(sessions).where(eq(sessions.id, old)).returning().get();
         if (deleted) {
           tx.insert(sessionEnds)
-            .values({ sessionId: old, userId, reason: 'evicted', at })
+            .values({
+              sessionId: old,
+              userId,
+              reason: 'evicted',
+              at,
+              byInstance: session.instanceId,
+              bySession: shortId(session.id),
+            })
             .onConflictDoNothing()
             .run();
         }

@@ -80,6 +80,12 @@ export const sessionEnds = sqliteTable(
     userId: text('user_id').notNull(),
     reason: text('reason', { enum: ['evicted', 'logged-out', 'password-change'] }).notNull(),
     at: integer('at').notNull(),
+    /** For an eviction: the evicting login's client instance, its session id, the quota. */
+    byInstance: text('by_instance'),
+    bySession: text('by_session'),
+    quotaUsed: integer('quota_used'),
+    quotaMax: integer('quota_max'),
+    quotaScope: text('quota_scope', { enum: ['account', 'instance'] }),
   },
   (table) => [index('session_ends_at_idx').on(table.at)],
 );

@@ -66,6 +66,11 @@ export function notAuthenticated(c: Context<LmsEnv>, status: 401 | 403 = 403): R
   const body: NotAuthenticatedBody = { detail: NOT_AUTHENTICATED_DETAIL };
   if (end) {
     body.session_end = { reason: end.reason, at: new Date(end.at).toISOString() };
+    if (end.eviction) {
+      body.session_end.by_instance = end.eviction.byInstance;
+      body.session_end.by_session = end.eviction.bySession;
+      body.session_end.quota = end.eviction.quota;
+    }
     c.header(SESSION_END_HEADER, end.reason);
   }
   return c.json(body, status);

@@ -53,6 +53,36 @@ describe.each(TRANSPORTS)('single-login hook over %s', (transport) => {
     expect((await second.get(QUEUELEN)).status).toBe(200);
   });
 
+  it('tells the evicted client which login evicted it and the quota it enforced', async () => {
+    const { lms, first } = await twoGraders();
+    const body = (await (await first.get(QUEUELEN)).json()) as {
+      session_end: Record<string, unknown>;
+    };
+    const [eviction] = lms.logs.filter((line) => line.event === 'eviction');
+    expect(body.session_end).toMatchObject({
+      reason: 'evicted',
+      by_instance: null,
+      // the evicting session, by the short id the LMS's log names it with
+      by_session: eviction?.session,
+      quota: { used: 1, max: 1, scope: 'account' },
+    });
+  });
+
+  it('counts the quota per instance under instance scope, and the limit of the rule', async () => {
+    lms = await create({ policy: { scope: 'instance', maxSessions: 2 } });
+    const workers = [0, 1, 2].map(() => new TestClient(lms!.fetcher));
+    for (const worker of workers) {
+      await worker.xqueueLogin('xqueue_svc', 'xqueue-pass', { 'X-Client-Instance': 'worker-a' });
+    }
+    // One of the first two is evicted (they may share a creation time on the test clock).
+    const responses = await Promise.all(workers.map((worker) => worker.get(QUEUELEN)));
+    expect(responses.map((response) => response.status).sort()).toEqual([200, 200, 403]);
+    const response = responses.find((candidate) => candidate.status === 403)!;
+    expect(await response.json()).toMatchObject({
+      session_end: { by_instance: 'worker-a', quota: { used: 2, max: 2, scope: 'instance' } },
+    });
+  });
+
   it('logs one line per eviction and counts logins and evictions by account', async () => {
     const { lms, second } = await twoGraders();
     const evictions = lms.logs.filter((line) => line.event === 'eviction');
