@@ -27,6 +27,7 @@ import { createSubmissionQueue } from './queue/submission-queue.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { opsRoutes } from './routes/ops.ts';
+import { sessionRoutes } from './routes/sessions.ts';
 import { submissionRoutes } from './routes/submissions.ts';
 import { webAuthRoutes } from './routes/web-auth.ts';
 import { xqueueRoutes } from './routes/xqueue.ts';
@@ -201,6 +202,7 @@ export function createApp(deps: AppDeps): Hono<LmsEnv> {
   app.route('/', webAuthRoutes(services));
   app.route('/xqueue', xqueueRoutes(services));
   app.route('/api/submissions', submissionRoutes(services));
+  app.route('/api/sessions', sessionRoutes(services));
   app.route('/api/admin', adminRoutes(services));
   app.route('/dashboard', dashboardRoutes());
 

@@ -9,6 +9,7 @@ import { runCli } from './cli.ts';
 import { openDatabase } from './db/client.ts';
 import { ENV_VARIABLES } from './env.ts';
 import { TestClient, urlFetcher } from './testing/client.ts';
+import { currentShortId } from './testing/sessions.ts';
 import { findCredentials } from './users.ts';
 
 const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
@@ -92,7 +93,7 @@ describe('lms CLI', { timeout: 90_000 }, () => {
       code: 2,
       output: expect.stringContaining('expected: user add NAME'),
     });
-    expect(await cli(['sessions', 'end', 'nobody'])).toEqual({
+    expect(await cli(['sessions', 'end', 'nobody', '--all'])).toEqual({
       code: 2,
       output: 'error: sessions end: no user named "nobody"\n\nRun "pnpm lms --help" for usage.\n',
     });
@@ -195,6 +196,9 @@ describe('ending sessions from the CLI', { timeout: 90_000 }, () => {
   /** Two live browser sessions of USERNAME (exempt from single login, so both stay). */
   async function twoSessions(url: string, username: string) {
     const clients = [new TestClient(urlFetcher(url)), new TestClient(urlFetcher(url))];
+    clients.forEach((client, index) => {
+      client.headers['User-Agent'] = `device ${index + 1}`;
+    });
     for (const client of clients) {
       expect((await client.webLogin(username, 'student-pass')).status).toBe(200);
       expect((await client.get('/me')).status).toBe(200);
@@ -231,32 +235,99 @@ describe('ending sessions from the CLI', { timeout: 90_000 }, () => {
     expect((await fresh.webLogin('student4', 'new')).status).toBe(200);
   });
 
-  it('ends all sessions of an account with `sessions end USER` and prints how many', async () => {
+  /** The reason and who, of the tombstone of the session with this short id. */
+  function tombstoneOf(databasePath: string, short: string) {
+    const database = openDatabase({ path: databasePath });
+    try {
+      return database.sqlite
+        .prepare(
+          'SELECT reason, ended_by AS endedBy FROM session_ends WHERE substr(session_id, 1, 8) = ?',
+        )
+        .get(short);
+    } finally {
+      database.close();
+    }
+  }
+
+  it('lists the live sessions of a user with `sessions list USER`, one line each', async () => {
     lms = await startLms({ env: { ...FAST, ...EXEMPT } });
     const databasePath = lms.databasePath;
     const [phone, laptop] = await twoSessions(lms.url, 'student3');
-    expect(await lmsCli(['sessions', 'end', 'student3'], databasePath)).toEqual({
+    const ids = [await currentShortId(phone!), await currentShortId(laptop!)];
+    const { code, output } = await lmsCli(['sessions', 'list', 'student3'], databasePath);
+    expect(code).toBe(0);
+    const time = '\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z';
+    const line = (id: string, device: number) =>
+      new RegExp(
+        `^${id} created=${time} last_seen=${time} instance=null address="127.0.0.1" ` +
+          `user_agent="device ${device}" tracked=no$`,
+      );
+    // Oldest first: the phone logged in first.
+    expect(output.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(line(ids[0]!, 1)),
+      expect.stringMatching(line(ids[1]!, 2)),
+    ]);
+    expect(await lmsCli(['sessions', 'list', 'student1'], databasePath)).toEqual({
       code: 0,
-      output: 'Ended 2 sessions of student3\n',
+      output: 'student1 has no live sessions\n',
     });
-    await expectEnded(phone!, 'logged-out');
-    await expectEnded(laptop!, 'logged-out');
-    expect(await lmsCli(['sessions', 'end', 'student3'], databasePath)).toEqual({
+    expect(await lmsCli(['sessions', 'list', 'nobody'], databasePath)).toMatchObject({
+      code: 2,
+      output: expect.stringContaining('sessions list: no user named "nobody"'),
+    });
+  });
+
+  it('ends one session by its short id, or all with --all, as staff "(cli)"', async () => {
+    lms = await startLms({ env: { ...FAST, ...EXEMPT } });
+    const databasePath = lms.databasePath;
+    const [phone, laptop] = await twoSessions(lms.url, 'student3');
+    const [phoneId, laptopId] = [await currentShortId(phone!), await currentShortId(laptop!)];
+    expect(await lmsCli(['sessions', 'end', 'student3', phoneId], databasePath)).toEqual({
+      code: 0,
+      output: `Ended session ${phoneId} of student3\n`,
+    });
+    await expectEnded(phone!, 'staff');
+    expect((await laptop!.get('/me')).status).toBe(200);
+    expect(tombstoneOf(databasePath, phoneId)).toEqual({ reason: 'staff', endedBy: '(cli)' });
+    expect(await lmsCli(['sessions', 'end', 'student3', phoneId], databasePath)).toMatchObject({
+      code: 2,
+      output: expect.stringContaining(`student3 has no live session ${phoneId}`),
+    });
+
+    expect(await lmsCli(['sessions', 'end', 'student3', '--all'], databasePath)).toEqual({
+      code: 0,
+      output: 'Ended 1 session of student3\n',
+    });
+    await expectEnded(laptop!, 'staff');
+    expect(tombstoneOf(databasePath, laptopId)).toEqual({ reason: 'staff', endedBy: '(cli)' });
+    expect(await lmsCli(['sessions', 'end', 'student3', '--all'], databasePath)).toEqual({
       code: 0,
       output: 'Ended 0 sessions of student3\n',
     });
-    expect(await lmsCli(['sessions', 'end', 'nobody'], databasePath)).toMatchObject({
-      code: 2,
-      output: expect.stringContaining('sessions end: no user named "nobody"'),
-    });
-    expect(await lmsCli(['sessions', 'end'], databasePath)).toMatchObject({
-      code: 2,
-      output: expect.stringContaining('expected: sessions end USER'),
-    });
-    expect(await lmsCli(['sessions', '--help'], databasePath)).toMatchObject({
-      code: 0,
-      output: expect.stringContaining('Usage: pnpm lms sessions end USER'),
-    });
+  });
+
+  it('requires a short id or --all to end sessions, and names the commands in its help', async () => {
+    const databasePath = ':memory:';
+    for (const args of [
+      ['sessions', 'end', 'student3'],
+      ['sessions', 'end', 'student3', 'abcdef01', '--all'],
+      ['sessions', 'end'],
+      ['sessions', 'list', 'student3', '--all'],
+      ['sessions', 'list'],
+    ]) {
+      expect(await lmsCli(args, databasePath), args.join(' ')).toEqual({
+        code: 2,
+        output:
+          'error: expected: sessions list USER, sessions end USER ID or sessions end USER --all\n' +
+          '\nRun "pnpm lms --help" for usage.\n',
+      });
+    }
+    const help = await lmsCli(['sessions', '--help'], databasePath);
+    expect(help.code).toBe(0);
+    for (const usage of ['sessions list USER', 'sessions end USER ID', 'sessions end USER --all']) {
+      expect(help.output).toContain(`pnpm lms ${usage}\n`);
+    }
+    expect((await lmsCli(['--help'], databasePath)).output).toContain('sessions list USER');
   });
 });
 

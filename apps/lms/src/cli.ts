@@ -9,8 +9,15 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
 import { hashPassword } from './auth/password.ts';
-import { endAllSessionsOf } from './auth/session-store.ts';
-import { openDatabase } from './db/client.ts';
+import {
+  endAllSessionsOf,
+  endSessionOf,
+  findLiveSession,
+  liveSessionsOf,
+  type SessionDetails,
+} from './auth/session-admin.ts';
+import { shortId } from './auth/tokens.ts';
+import { type Db, openDatabase } from './db/client.ts';
 import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
 import { SEED_DEFAULTS, type SeedSummary, seed } from './seed.ts';
@@ -39,7 +46,8 @@ Commands:
   seed                  create queues, problems, the xqueue service account, staff and students
   user add NAME         create or update a user (a new password ends the user's sessions)
   group add NAME        create a group
-  sessions end USER     end every session of a user and print how many
+  sessions list USER    list a user's live sessions
+  sessions end USER ID  end one session of a user (ID: its short id); --all ends every one
 
 Run "pnpm lms <command> --help" for a command's options.
 ${ENV_HELP}`,
@@ -68,11 +76,18 @@ Creates the user, or updates the password and staff flag and adds the groups. Se
 password of an existing user ends all of that user's sessions (their next request is told
 session_end.reason "password-change"), as Django does when a password changes.`,
   group: 'Usage: pnpm lms group add NAME',
-  sessions: `Usage: pnpm lms sessions end USER
+  sessions: `Usage: pnpm lms sessions list USER
+       pnpm lms sessions end USER ID
+       pnpm lms sessions end USER --all
 
-Ends every live session of USER at once (a stolen cookie, a departing account) and prints how
-many ended; each one's next request gets 401/403 with session_end.reason "logged-out".
-USER can log in again: change the password too (pnpm lms user add USER --password P).`,
+list: one line per live session of USER, oldest first: its short id (8 hex digits, as the logs
+  name it), created, last seen (refreshed at most once a minute), the client instance, the
+  address, the user agent (those three as JSON: null when unknown) and whether it counts toward
+  the session limit (tracked).
+end: ends the session whose short id is ID, or with --all every live session of USER (a stolen
+  cookie, a departing account), and prints how many ended. Each one's next request gets 401/403
+  with session_end.reason "staff"; the record names "(cli)" as who ended it. USER can log in
+  again: change the password too (pnpm lms user add USER --password P).`,
 };
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -369,18 +384,71 @@ function groupCommand(args: string[], config: LmsConfig, io: CliIo) {
   }
 }
 
+/**
+ * Who ended a session from the command line, in `session_ends.ended_by`: parentheses cannot
+ * occur in a Django username, so it never names an account.
+ */
+const CLI_ACTOR = '(cli)';
+
+/** One line of `sessions list`: free text (instance, address, user agent) as JSON. */
+function sessionLine(session: SessionDetails): string {
+  return [
+    shortId(session.id),
+    `created=${new Date(session.createdAt).toISOString()}`,
+    `last_seen=${new Date(session.lastSeenAt).toISOString()}`,
+    `instance=${JSON.stringify(session.instanceId)}`,
+    `address=${JSON.stringify(session.address)}`,
+    `user_agent=${JSON.stringify(session.userAgent)}`,
+    `tracked=${session.tracked ? 'yes' : 'no'}`,
+  ].join(' ');
+}
+
+function endOneSession(db: Db, user: { id: string; username: string }, short: string): string {
+  const match = findLiveSession(db, user.id, short, Date.now());
+  if (match.kind === 'ambiguous') {
+    throw new UsageError(`sessions end: ${short} names more than one session; use --all`);
+  }
+  const ended =
+    match.kind === 'found' &&
+    endSessionOf(db, user.id, match.sessionId, 'staff', Date.now(), { endedBy: CLI_ACTOR });
+  if (!ended) {
+    throw new UsageError(`sessions end: ${user.username} has no live session ${short}`);
+  }
+  return `Ended session ${short} of ${user.username}`;
+}
+
 function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
-  const { values, positionals } = parse(args);
+  const { values, positionals } = parse(args, { all: { type: 'boolean' } });
   if (values.help) return io.out(HELP.sessions!);
-  const [action, username, ...extra] = positionals;
-  if (action !== 'end' || !username || extra.length > 0) {
-    throw new UsageError('expected: sessions end USER');
+  const [action, username, id, ...extra] = positionals;
+  const all = values.all === true;
+  const valid =
+    username !== undefined &&
+    extra.length === 0 &&
+    ((action === 'list' && id === undefined && !all) ||
+      // end: a short id or --all, not both.
+      (action === 'end' && (id === undefined) === all));
+  if (!valid) {
+    throw new UsageError(
+      'expected: sessions list USER, sessions end USER ID or sessions end USER --all',
+    );
   }
   const database = openDatabase({ path: config.databasePath });
   try {
     const user = findCredentials(database.db, username);
-    if (!user) throw new UsageError(`sessions end: no user named ${JSON.stringify(username)}`);
-    const ended = endAllSessionsOf(database.db, user.id, 'logged-out', Date.now());
+    if (!user) {
+      throw new UsageError(`sessions ${action}: no user named ${JSON.stringify(username)}`);
+    }
+    if (action === 'list') {
+      const sessions = liveSessionsOf(database.db, user.id, Date.now());
+      if (sessions.length === 0) return io.out(`${username} has no live sessions`);
+      for (const session of sessions) io.out(sessionLine(session));
+      return;
+    }
+    if (id !== undefined) return io.out(endOneSession(database.db, user, id));
+    const ended = endAllSessionsOf(database.db, user.id, 'staff', Date.now(), {
+      endedBy: CLI_ACTOR,
+    });
     io.out(`Ended ${ended} session${ended === 1 ? '' : 's'} of ${username}`);
   } finally {
     database.close();
@@ -420,7 +488,7 @@ async function run(argv: string[], io: CliIo): Promise<void> {
  * process with their own environment and output.
  *
  * @example
- * const code = await runCli(['sessions', 'end', 'student4']); // prints "Ended 2 sessions of student4"
+ * const code = await runCli(['sessions', 'end', 'student4', '--all']); // "Ended 2 sessions of student4"
  */
 export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
   try {

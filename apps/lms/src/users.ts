@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
-import { endAllSessionsOf } from './auth/session-store.ts';
+import { endAllSessionsOf } from './auth/session-admin.ts';
 import type { Db } from './db/client.ts';
 import { groups, profiles, userGroups, users } from './db/schema.ts';
 import { StoredDataError } from './ops/errors.ts';

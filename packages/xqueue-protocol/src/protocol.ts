@@ -15,15 +15,22 @@ export const NOT_AUTHENTICATED_DETAIL = 'Authentication credentials were not pro
 
 /**
  * Header on a 403 that tells a client why its session ended (beyond upstream): `evicted`
- * (another login took the slot), `expired`, or `logged-out`. The body carries the same value
- * in `session_end.reason`, so clients that only read `detail` keep working.
+ * (another login took the slot), `expired`, `logged-out`, `password-change`, `staff` (a staff
+ * member ended it) or `user` (its user ended it from another session). The body carries the
+ * same value in `session_end.reason`, so clients that only read `detail` keep working.
  */
 export const SESSION_END_HEADER = 'X-Session-End-Reason';
 
 /** Header a client may send to name itself for session-policy's instance scope. */
 export const CLIENT_INSTANCE_HEADER = 'X-Client-Instance';
 
-export type SessionEndReason = 'evicted' | 'expired' | 'logged-out' | 'password-change';
+export type SessionEndReason =
+  | 'evicted'
+  | 'expired'
+  | 'logged-out'
+  | 'password-change'
+  | 'staff'
+  | 'user';
 
 /** Which login ended an evicted session, and the limit it was enforcing. */
 export interface EvictionDetail {

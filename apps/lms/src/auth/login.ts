@@ -27,8 +27,10 @@ export interface LoginAttempt {
   instanceId: string | null;
   /** The session this request already carries; a new login replaces it, as Django's does. */
   replacing: string | null;
-  /** The client's address, for the login throttle (see clientAddress). */
+  /** The client's address, for the login throttle (see clientAddress); the session records it. */
   address: string;
+  /** The `User-Agent` header, if any; the session records its first 256 characters. */
+  userAgent: string | null;
 }
 
 /** A login's outcome; wrong credentials and a denied login are expected "no"s. */
@@ -50,6 +52,9 @@ export interface PasswordChecker {
   /** Spends one check's time for an unknown username and says no. */
   burn(password: string, iterations: number): Promise<false>;
 }
+
+/** Longer user agents are cut: the session lists show who logged in, not a client's essay. */
+export const MAX_USER_AGENT_LENGTH = 256;
 
 const PASSWORDS: PasswordChecker = { verify: verifyPassword, burn: burnPasswordCheck };
 
@@ -170,6 +175,7 @@ function report(
  * const login = createLoginService(deps);
  * const outcome = await login({
  *   username, password, path: 'xqueue', instanceId: null, replacing: null, address: '127.0.0.1',
+ *   userAgent: 'python-requests/2.32.3',
  * });
  */
 export function createLoginService(deps: LoginServiceDeps) {
@@ -198,6 +204,10 @@ export function createLoginService(deps: LoginServiceDeps) {
       session: { id, instanceId, createdAt: now },
       replacing: attempt.replacing,
       lastLoginAt: now,
+      client: {
+        userAgent: attempt.userAgent?.slice(0, MAX_USER_AGENT_LENGTH) || null,
+        address: attempt.address,
+      },
       // The session being replaced does not count against the limit; it ends only once the new
       // one is admitted, so a denied login leaves the client logged in as before.
       decide: (live) =>

@@ -7,12 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
 import { profileMeta, upsertUser } from '../users.ts';
-import {
-  createSessionStore,
-  endAllSessionsOf,
-  type SessionStore,
-  TOMBSTONE_TTL_MS,
-} from './session-store.ts';
+import { endAllSessionsOf } from './session-admin.ts';
+import { createSessionStore, type SessionStore, TOMBSTONE_TTL_MS } from './session-store.ts';
 
 const CONFORMANCE_NOW = 1_700_000_000_000;
 const databases = new Map<SessionStore, LmsDatabase>();

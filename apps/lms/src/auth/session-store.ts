@@ -11,7 +11,7 @@ import {
 import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
-import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
+import { profiles, type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { LmsUser } from '../users.ts';
 import { shortId } from './tokens.ts';
@@ -19,7 +19,7 @@ import { createUpstreamAdmission } from './upstream-admission.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
 export interface SessionEnd {
-  reason: 'evicted' | 'logged-out' | 'expired' | 'password-change';
+  reason: StoredEndReason | 'expired';
   /** Milliseconds since the epoch. */
   at: number;
   /** For an eviction: which login ended it and the quota it enforced (see EvictionDetail). */
@@ -30,6 +30,9 @@ export interface SessionEnd {
     quota: { used: number; max: number; scope: 'account' | 'instance' } | null;
   };
 }
+
+/** Why a session ended, as its tombstone keeps it (see SESSION_END_REASONS). */
+export type StoredEndReason = (typeof SESSION_END_REASONS)[number];
 
 /** What a cookie's session id resolves to: a live session (with its user), a known end, or nothing. */
 export type SessionLookup =
@@ -46,6 +49,16 @@ export interface LoginAdmitRequest extends AdmitRequest {
   replacing?: string | null;
   /** Written to the user's `last_login` when admitted (milliseconds since the epoch). */
   lastLoginAt?: number;
+  /** Recorded with the new session, for its user's and staff's session lists. */
+  client?: LoginClient;
+}
+
+/** Where a login came from, as its session records it. */
+export interface LoginClient {
+  /** `User-Agent`, already cut to 256 characters; null when none was sent. */
+  userAgent: string | null;
+  /** The client address as the login throttle reads it (see clientAddress). */
+  address: string | null;
 }
 
 /** The session-policy registry on SQLite, plus what the request path needs. */
@@ -56,7 +69,10 @@ export interface SessionStore extends SessionRegistry {
    * refreshes `last_seen_at` at most once a minute.
    */
   lookup(sessionId: string): SessionLookup;
-  /** Ends a session for a reason (logout) and remembers why. False when it was not there. */
+  /**
+   * Ends a session for a reason (logout) and remembers why, and for a logout that its own user
+   * ended it (`ended_by`). False when it was not there.
+   */
   end(sessionId: string, reason: 'evicted' | 'logged-out'): boolean;
   /** Deletes expired sessions and day-old tombstones; does nothing if it ran in the last minute. */
   prune(): void;
@@ -257,6 +273,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             lastSeenAt: at,
             instanceId: request.session.instanceId,
             tracked: plan.track,
+            userAgent: request.client?.userAgent ?? null,
+            address: request.client?.address ?? null,
           })
           .run();
         if (plan.track) recordSlot(tx, request.userId, request.session.id);
@@ -291,7 +309,17 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   return {
     async admit(request) {
-      if (admitUpstream) return admitUpstream(request);
+      if (admitUpstream) {
+        const result = await admitUpstream(request);
+        // Upstream's steps know nothing of these: one more step after them, as unlocked.
+        const { client } = request;
+        if (result.admitted && client) {
+          await whenNotBusy(() =>
+            db.update(sessions).set(client).where(eq(sessions.id, request.session.id)).run(),
+          );
+        }
+        return result;
+      }
       // Another LMS process may hold the write lock: wait on timers, not on the event loop.
       return whenNotBusy(() => admitNow(request));
     },
@@ -327,8 +355,17 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       return db.transaction((tx) => {
         const row = tx.delete(sessions).where(eq(sessions.id, sessionId)).returning().get();
         if (!row) return false;
+        // A logout is its own user's doing; an eviction is the system's.
+        const endedBy =
+          reason === 'logged-out'
+            ? (tx
+                .select({ username: users.username })
+                .from(users)
+                .where(eq(users.id, row.userId))
+                .get()?.username ?? null)
+            : null;
         tx.insert(sessionEnds)
-          .values({ sessionId, userId: row.userId, reason, at: now() })
+          .values({ sessionId, userId: row.userId, reason, at: now(), endedBy })
           .onConflictDoNothing()
           .run();
         return true;
@@ -352,35 +389,4 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       }
     },
   };
-}
-
-/**
- * Ends every live session of a user at once, remembering why so that each cookie's next request
- * is told (`session_end.reason`), as {@link SessionStore.end} does for one session. Django ends
- * them when a password changes (the session auth hash stops matching), so `password-change`;
- * staff ending an account's sessions use `logged-out`. Tracked and exempt sessions alike; an
- * expired one is left to say `expired`. Takes a transaction too, so a password and the sessions
- * it let in change together. Returns how many sessions ended.
- *
- * @example
- * endAllSessionsOf(tx, userId, 'password-change', Date.now()); // 2
- */
-export function endAllSessionsOf(
-  db: Db,
-  userId: string,
-  reason: 'password-change' | 'logged-out',
-  at: number,
-): number {
-  return db.transaction((tx) => {
-    // Plain SQL: the schema's `reason` enum (a TypeScript type only; the column is TEXT) does
-    // not list 'password-change' yet.
-    tx.run(sql`
-      INSERT INTO session_ends (session_id, user_id, reason, at)
-      SELECT id, user_id, ${reason}, ${at} FROM sessions WHERE user_id = ${userId} AND expires_at > ${at}
-      ON CONFLICT (session_id) DO NOTHING`);
-    return tx
-      .delete(sessions)
-      .where(and(eq(sessions.userId, userId), gt(sessions.expiresAt, at)))
-      .run().changes;
-  });
 }

@@ -68,9 +68,25 @@ export const sessions = sqliteTable(
     instanceId: text('instance_id'),
     /** False for exempt or unrestricted logins: they never count toward a limit. */
     tracked: integer('tracked', { mode: 'boolean' }).notNull(),
+    /** The login's `User-Agent`, at most 256 characters; null when it sent none (or before 0007). */
+    userAgent: text('user_agent'),
+    /** The login's client address, as the login throttle reads it (see clientAddress). */
+    address: text('address'),
   },
   (table) => [index('sessions_user_idx').on(table.userId, table.tracked, table.expiresAt)],
 );
+
+/**
+ * Why a stored session ended: another login evicted it, its user logged out, its password
+ * changed, staff ended it (`staff`), or its user ended it from another session (`user`).
+ */
+export const SESSION_END_REASONS = [
+  'evicted',
+  'logged-out',
+  'password-change',
+  'staff',
+  'user',
+] as const;
 
 /** Why a session ended, kept for a day so the next request with its cookie can be told. */
 export const sessionEnds = sqliteTable(
@@ -78,8 +94,13 @@ export const sessionEnds = sqliteTable(
   {
     sessionId: text('session_id').primaryKey(),
     userId: text('user_id').notNull(),
-    reason: text('reason', { enum: ['evicted', 'logged-out', 'password-change'] }).notNull(),
+    reason: text('reason', { enum: SESSION_END_REASONS }).notNull(),
     at: integer('at').notNull(),
+    /**
+     * The username that ended it: the user (a logout, or one of their own sessions), a staff
+     * member, or `(cli)`. Null when the system did (eviction, password change).
+     */
+    endedBy: text('ended_by'),
     /** For an eviction: the evicting login's client instance, its session id, the quota. */
     byInstance: text('by_instance'),
     bySession: text('by_session'),

@@ -4,6 +4,7 @@ import { dashboardStats } from '../dashboard/stats.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import { requireStaff } from '../http/staff.ts';
 import type { PolicyChangeResult } from '../policy/policy-store.ts';
+import { staffSessionRoutes } from './sessions.ts';
 
 /** Audit entries `GET /api/admin/policy` lists, newest first. */
 export const AUDIT_LIST_LENGTH = 50;
@@ -93,7 +94,8 @@ function policyView(services: Services) {
 
 /**
  * The staff-only admin API: read and change the session policy at run time (kept in the
- * database with an audit trail), and the live stats the dashboard draws.
+ * database with an audit trail), the live stats the dashboard draws, and any account's
+ * sessions (`/users/:username/sessions`, see {@link staffSessionRoutes}).
  *
  * @example
  * app.route('/api/admin', adminRoutes(services));
@@ -155,5 +157,6 @@ export function adminRoutes(services: Services) {
     return c.json(dashboardStats(services, seconds));
   });
 
+  app.route('/users', staffSessionRoutes(services));
   return app;
 }

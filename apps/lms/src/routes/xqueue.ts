@@ -72,6 +72,7 @@ function loginRoutes(services: Services) {
       instanceId: clientInstance(c),
       replacing: c.get('auth')?.sessionId ?? null,
       address: clientAddress(c, services.trustProxy),
+      userAgent: c.req.header('user-agent') ?? null,
     });
     if (!outcome.ok) {
       if (outcome.reason === 'denied') {
