@@ -139,6 +139,8 @@ describe('Redis session registry', () => {
     });
     expect(await redis.pttl(`${prefix}{u:alice}:s:brief`)).toBeGreaterThan(0);
     expect(await redis.pttl(`${prefix}{u:alice}:s:brief`)).toBeLessThanOrEqual(800);
+    // Django's SESSION_COOKIE_AGE, two weeks, as a known figure rather than the constant.
+    expect(DEFAULT_SESSION_TTL_MS).toBe(1_209_600_000);
     expect(await redis.pttl(`${prefix}{u:alice}:s:kept`)).toBeGreaterThan(
       DEFAULT_SESSION_TTL_MS - MINUTE_MS,
     );
@@ -177,6 +179,7 @@ describe('Redis session registry', () => {
       reason: 'evicted',
     });
     for (const key of [`${prefix}{u:alice}:evicted:a`, `${prefix}sid:a`]) {
+      expect(DEFAULT_EVICTION_RECORD_TTL_MS).toBe(3_600_000);
       expect(await redis.pttl(key)).toBeGreaterThan(DEFAULT_EVICTION_RECORD_TTL_MS - MINUTE_MS);
       expect(await redis.pttl(key)).toBeLessThanOrEqual(DEFAULT_EVICTION_RECORD_TTL_MS);
     }
