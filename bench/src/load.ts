@@ -1,5 +1,5 @@
+import { WebClient } from '@storm-lab/lms-client';
 import autocannon from 'autocannon';
-import { Agent, request } from 'undici';
 import type { XQueueSession } from './xqueue-session.ts';
 
 /** Requests per second and latency of one measured load. */
@@ -93,57 +93,24 @@ export async function prefillSubmissions(options: {
   count: number;
   parallel?: number;
 }): Promise<void> {
-  const agent = new Agent({ connections: options.parallel ?? 16 });
-  try {
-    const url = (path: string) => new URL(path, options.lmsUrl);
-    const first = await request(url('/login'), { dispatcher: agent });
-    await first.body.dump();
-    const setCookie = [first.headers['set-cookie'] ?? []].flat().join(';');
-    const csrf = /csrftoken=([^;]+)/.exec(setCookie)?.[1] ?? '';
-    const login = await request(url('/login'), {
-      method: 'POST',
-      dispatcher: agent,
-      headers: {
-        'content-type': 'application/json',
-        cookie: `csrftoken=${csrf}`,
-        'x-csrftoken': csrf,
-      },
-      body: JSON.stringify({ username: options.username, password: options.password }),
-    });
-    const loginCookies = [login.headers['set-cookie'] ?? []].flat().join(';');
-    await login.body.dump();
-    const session = /sessionid=([^;]+)/.exec(loginCookies)?.[1];
-    if (login.statusCode !== 200 || !session)
-      throw new Error(`student login failed: ${login.statusCode}`);
-    const headers = {
-      'content-type': 'application/json',
-      cookie: `csrftoken=${csrf}; sessionid=${session}`,
-      'x-csrftoken': csrf,
-    };
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: options.parallel ?? 16 }, async () => {
-        while (next < options.count) {
-          next++;
-          const response = await request(url('/api/submissions'), {
-            method: 'POST',
-            dispatcher: agent,
-            headers,
-            body: JSON.stringify({
-              queue_name: options.queue,
-              problem_id: `${options.queue}-p1`,
-              student_response: 'x',
-            }),
-          });
-          await response.body.dump();
-          if (response.statusCode !== 201)
-            throw new Error(`prefill failed: ${response.statusCode}`);
-        }
-      }),
-    );
-  } finally {
-    await agent.close();
-  }
+  // The student's web client the storm runner uses: same login handshake, same CSRF rules.
+  const student = new WebClient(options.lmsUrl);
+  await student.login(options.username, options.password);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: options.parallel ?? 16 }, async () => {
+      while (next < options.count) {
+        next++;
+        const response = await student.request('POST', '/api/submissions', {
+          queue_name: options.queue,
+          problem_id: `${options.queue}-p1`,
+          student_response: 'x',
+        });
+        await response.arrayBuffer();
+        if (response.status !== 201) throw new Error(`prefill failed: ${response.status}`);
+      }
+    }),
+  );
 }
 
 export type { XQueueSession };

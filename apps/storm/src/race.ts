@@ -1,7 +1,7 @@
 import { startLms } from '@storm-lab/harness';
+import { WebClient } from '@storm-lab/lms-client';
 import type { CleanupStack } from './cleanup.ts';
 import { compress } from './compression.ts';
-import { WebClient } from './web-client.ts';
 
 /** `SINGLE_LOGIN_ENFORCEMENT`: this project's atomic admission, or edx-platform's steps. */
 export const ENFORCEMENTS = ['atomic', 'upstream'] as const;

@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { startLms, startWatchers, useRedis, type WatcherFleet } from '@storm-lab/harness';
+import { WebClient } from '@storm-lab/lms-client';
 import { percentile, perHour, perMinute, type ScenarioFigures, verdictOf } from './figures.ts';
 import { type Counters, readConnectionsAlive, readCounters, since } from './sampler.ts';
 import { perSecond, type Sample } from './samples.ts';
@@ -15,7 +16,6 @@ import {
   watcherEnv,
 } from './settings.ts';
 import type { Outcome, StudentLoad } from './student-load.ts';
-import { WebClient } from './web-client.ts';
 
 /** Live numbers, reported at every sample (about four times a second). */
 export interface Progress {

@@ -1,4 +1,4 @@
-import { WebClient } from './web-client.ts';
+import { WebClient } from '@storm-lab/lms-client';
 
 /** One submission the load made, and what its grade must be. */
 export interface Submitted {

@@ -6,6 +6,7 @@ import {
   type WatcherFleet,
   waitFor,
 } from '@storm-lab/harness';
+import type { XQueueClient } from '@storm-lab/lms-client';
 import { type Job, Queue, QueueEvents, Worker } from 'bullmq';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +19,6 @@ import { startReplica } from './replica.ts';
 import { counterValue, createTestClient, createTestConfig } from './testing/clients.ts';
 import { loginStudent, SERVICE_PASSWORD, SERVICE_USERNAME, scrape } from './testing/lab.ts';
 import { testRedis } from './testing/redis.ts';
-import type { XQueueClient } from './xqueue-client.ts';
 
 const QUEUE = 'cq';
 const seedArgs = (students: number) => [

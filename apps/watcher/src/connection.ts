@@ -1,9 +1,9 @@
+import { type XQueueClient, XQueueTimeoutError } from '@storm-lab/lms-client';
 import type { Logger } from 'pino';
 import { logEvent } from './events.ts';
 import { type GradeJobData, type GradeJobResult, toGradeJob } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { Sleep } from './puller.ts';
-import { type XQueueClient, XQueueTimeoutError } from './xqueue-client.ts';
 
 /** Grades one pull through BullMQ and resolves with the finished job's result. */
 export type GradeViaJob = (jobId: string, data: GradeJobData) => Promise<GradeJobResult>;

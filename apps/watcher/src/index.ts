@@ -1,8 +1,9 @@
+export type { WatcherClientOptions } from './client.ts';
+export { createWatcherClient } from './client.ts';
 export type { ManagerSettings, QueueConfig, WatcherConfig } from './config.ts';
 export { ConfigError, loadConfig } from './config.ts';
 export type { ConnectionEnd, ConnectionOptions, GradeViaJob } from './connection.ts';
 export { processOne, runConnection } from './connection.ts';
-export { CookieJar } from './cookie-jar.ts';
 export type { WatcherEnv, WatcherMode } from './env.ts';
 export { EnvError, parseEnv } from './env.ts';
 export type { WatcherEvent } from './events.ts';
@@ -22,4 +23,3 @@ export { createMetrics, serveMetrics } from './metrics.ts';
 export { createGradeProcessor } from './processor.ts';
 export type { Replica, ReplicaOptions } from './replica.ts';
 export { startReplica } from './replica.ts';
-export { XQueueClient, XQueueConnectionError, XQueueTimeoutError } from './xqueue-client.ts';

@@ -1,4 +1,5 @@
 import { type LocalLms, startLms } from '@storm-lab/harness';
+import type { XQueueClient } from '@storm-lab/lms-client';
 import { type Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -10,7 +11,6 @@ import { createGradeProcessor } from './processor.ts';
 import { counterValue, createTestClient } from './testing/clients.ts';
 import { loginStudent, SERVICE_PASSWORD, type Student } from './testing/lab.ts';
 import { testRedis } from './testing/redis.ts';
-import type { XQueueClient } from './xqueue-client.ts';
 
 const QUEUE = 'pq';
 

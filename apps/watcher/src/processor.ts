@@ -1,3 +1,4 @@
+import type { XQueueClient } from '@storm-lab/lms-client';
 import { decodeSubmission, type GradeResult } from '@storm-lab/xqueue-protocol';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
@@ -5,7 +6,6 @@ import { logEvent } from './events.ts';
 import { type Grader, MalformedSubmissionError } from './graders.ts';
 import type { GradeJobData, GradeJobResult } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
-import type { XQueueClient } from './xqueue-client.ts';
 
 export interface GradeProcessorDeps {
   /** The grader for a job's handler list (built once per distinct list). */

@@ -1,8 +1,8 @@
+import type { XQueueClient } from '@storm-lab/lms-client';
 import type { Logger } from 'pino';
 import type { AddedJob, GradeJobData } from './jobs.ts';
 import { toGradeJob } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
-import type { XQueueClient } from './xqueue-client.ts';
 
 /** Waits `ms`, or less if `signal` aborts; never rejects. */
 export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;

@@ -1,7 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import type { XQueueClient } from '@storm-lab/lms-client';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { createWatcherClient } from './client.ts';
 import type { QueueConfig, WatcherConfig } from './config.ts';
 import { type ConnectionEnd, type GradeViaJob, reportDeath, runConnection } from './connection.ts';
 import type { WatcherMode } from './env.ts';
@@ -10,7 +12,6 @@ import { addGradeJob, type GradeJobData, type GradeJobResult, gradeQueueName } f
 import type { WatcherMetrics } from './metrics.ts';
 import { createGradeProcessor } from './processor.ts';
 import { runHardenedPuller, type Sleep } from './puller.ts';
-import { XQueueClient } from './xqueue-client.ts';
 
 export interface ReplicaOptions {
   config: WatcherConfig;
@@ -64,7 +65,7 @@ function createGroups(options: ReplicaOptions): Group[] {
     queue,
     clients: Array.from({ length: queue.connections }, () => {
       const index = ordinal++;
-      return new XQueueClient({
+      return createWatcherClient({
         serverUrl: queue.serverUrl,
         queue: queue.sentName,
         username: queue.username,

@@ -1,8 +1,9 @@
+import type { XQueueClient } from '@storm-lab/lms-client';
 import { pino } from 'pino';
+import { createWatcherClient, type WatcherClientOptions } from '../client.ts';
 import type { WatcherConfig } from '../config.ts';
 import { parseHandler } from '../graders.ts';
 import { createMetrics, type WatcherMetrics } from '../metrics.ts';
-import { XQueueClient, type XQueueClientOptions } from '../xqueue-client.ts';
 import { SERVICE_PASSWORD, SERVICE_USERNAME } from './lab.ts';
 
 /**
@@ -12,9 +13,9 @@ import { SERVICE_PASSWORD, SERVICE_USERNAME } from './lab.ts';
  * const client = createTestClient({ serverUrl: lms.url, queue: 'a' });
  */
 export function createTestClient(
-  overrides: Partial<XQueueClientOptions> & { serverUrl: string; queue: string },
+  overrides: Partial<WatcherClientOptions> & { serverUrl: string; queue: string },
 ): XQueueClient {
-  return new XQueueClient({
+  return createWatcherClient({
     username: SERVICE_USERNAME,
     password: SERVICE_PASSWORD,
     mode: 'current',

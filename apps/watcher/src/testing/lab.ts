@@ -9,7 +9,7 @@ import {
   type WatcherFleet,
   waitFor,
 } from '@storm-lab/harness';
-import { CookieJar } from '../cookie-jar.ts';
+import { CookieJar } from '@storm-lab/lms-client';
 import { testRedis } from './redis.ts';
 
 export const SERVICE_USERNAME = 'xqueue_svc';

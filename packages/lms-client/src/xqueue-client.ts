@@ -8,9 +8,31 @@ import {
 import type { Logger } from 'pino';
 import { Agent, fetch, type Response } from 'undici';
 import { CookieJar } from './cookie-jar.ts';
-import type { WatcherMode } from './env.ts';
-import { logEvent } from './events.ts';
-import type { Endpoint, WatcherMetrics } from './metrics.ts';
+
+/** Which xqueue-watcher the client behaves like; see {@link XQueueClient}. */
+export type ClientMode = 'current' | 'legacy' | 'hardened';
+
+/** An xqueue endpoint, as it appears in metric labels. */
+export type XQueueEndpoint = 'login' | 'get_submission' | 'put_result';
+
+/**
+ * What a client tells its owner as it works: the watcher turns these into Prometheus counters
+ * and event lines, the probe into its report. Every method is optional.
+ */
+export interface XQueueClientObserver {
+  /** A login succeeded after `seconds` (both requests of the handshake). */
+  loggedIn?(seconds: number): void;
+  /** A login got no answer within its timeout. */
+  loginTimedOut?(message: string): void;
+  /** The client's first login attempt ended, however it ended (once per client). */
+  firstLoginEnded?(ok: boolean): void;
+  /** An answer (301/302/401/403) that makes the client log in again. */
+  authFailed?(endpoint: XQueueEndpoint, status: number): void;
+  /** A request was given up: it failed again after a re-login, or the login failed. */
+  gaveUp?(endpoint: XQueueEndpoint, reason: string): void;
+  /** Called before every HTTP request the client sends; a rate bound can wait here. */
+  beforeRequest?(): Promise<void>;
+}
 
 export interface XQueueClientOptions {
   serverUrl: string;
@@ -18,7 +40,7 @@ export interface XQueueClientOptions {
   queue: string;
   username: string;
   password: string;
-  mode: WatcherMode;
+  mode: ClientMode;
   /** Sent as `X-Client-Instance` on login when set; upstream sends none. */
   instanceId: string | null;
   requestsTimeoutMs: number;
@@ -26,7 +48,7 @@ export interface XQueueClientOptions {
   httpBasicAuth?: { username: string; password: string } | null;
   /** Upstream's XQWATCHER_VERIFY_TLS; false accepts any certificate. */
   verifyTls?: boolean;
-  metrics: WatcherMetrics;
+  observer?: XQueueClientObserver;
   logger: Logger;
   now: () => number;
 }
@@ -126,8 +148,7 @@ export class XQueueClient {
     } catch (error) {
       this.firstLoginEnded(false);
       if (error instanceof XQueueTimeoutError) {
-        this.options.metrics.loginTimeouts.inc({ queue: this.options.queue });
-        logEvent(this.options.logger, 'warn', 'login-timeout', {}, error.message);
+        this.observer.loginTimedOut?.(error.message);
       } else {
         this.options.logger.warn({ reason: (error as Error).message }, 'login request failed');
       }
@@ -136,12 +157,14 @@ export class XQueueClient {
     }
   }
 
-  // One line per connection when its first login attempt ends, however it ended: a supervisor
-  // that starts replicas one by one waits for these instead of polling the replica's metrics.
   private firstLoginEnded(ok: boolean) {
     if (this.triedLogin) return;
     this.triedLogin = true;
-    logEvent(this.options.logger, 'info', 'first-login', { ok }, 'first login attempt ended');
+    this.observer.firstLoginEnded?.(ok);
+  }
+
+  private get observer(): XQueueClientObserver {
+    return this.options.observer ?? {};
   }
 
   // As upstream's `_login` since 398c45f: forget the old session, GET for the CSRF cookie,
@@ -175,9 +198,7 @@ export class XQueueClient {
     if (rotated) this.headers['X-CSRFToken'] = rotated;
     this.headers.Referer = this.options.serverUrl;
     this.generation += 1;
-    this.options.metrics.logins.inc({ queue: this.options.queue });
-    const seconds = (this.options.now() - startedMs) / 1000;
-    this.options.metrics.loginSeconds.observe({ queue: this.options.queue }, seconds);
+    this.observer.loggedIn?.((this.options.now() - startedMs) / 1000);
     return true;
   }
 
@@ -205,12 +226,12 @@ export class XQueueClient {
 
   // As upstream's `_request`: the re-login rule depends on the mode (see the class comment).
   private async request(
-    endpoint: Endpoint,
+    endpoint: XQueueEndpoint,
     method: 'GET' | 'POST',
     path: string,
     form?: Record<string, string>,
   ): Promise<Reply> {
-    const { mode, metrics, logger } = this.options;
+    const { mode, logger } = this.options;
     let reauthenticated = false;
     for (;;) {
       const generation = this.generation;
@@ -246,7 +267,7 @@ export class XQueueClient {
           status,
         };
       }
-      metrics.authFailures.inc({ endpoint, status: String(status) });
+      this.observer.authFailed?.(endpoint, status);
       logger.debug(
         { endpoint, status, sessionEnd: response.headers.get(SESSION_END_HEADER) },
         'not authenticated',
@@ -259,8 +280,8 @@ export class XQueueClient {
     }
   }
 
-  private giveUp(endpoint: Endpoint, reason: string, status: number): Reply {
-    this.options.metrics.reloginGiveups.inc({ endpoint });
+  private giveUp(endpoint: XQueueEndpoint, reason: string, status: number): Reply {
+    this.observer.gaveUp?.(endpoint, reason);
     this.options.logger.warn({ endpoint, reason }, 'request given up');
     return { kind: 'failed', reason, status };
   }
@@ -284,6 +305,7 @@ export class XQueueClient {
     if (basic) {
       headers.Authorization = `Basic ${Buffer.from(`${basic.username}:${basic.password}`).toString('base64')}`;
     }
+    await this.observer.beforeRequest?.();
     let response: Response;
     try {
       response = await fetch(url, {

@@ -1,0 +1,13 @@
+export { CookieJar } from './cookie-jar.ts';
+export { WebClient } from './web-client.ts';
+export {
+  type ClientMode,
+  type PullOutcome,
+  type PutOutcome,
+  XQueueClient,
+  type XQueueClientObserver,
+  type XQueueClientOptions,
+  XQueueConnectionError,
+  type XQueueEndpoint,
+  XQueueTimeoutError,
+} from './xqueue-client.ts';
