@@ -20,6 +20,7 @@ const FILES: Record<string, { path: () => string; contentType: string }> = {
   'uplot.css': { path: () => require.resolve('uplot/dist/uPlot.min.css'), contentType: CSS },
   'dashboard.js': { path: () => own('dashboard.js'), contentType: JS },
   'dashboard-view.js': { path: () => own('dashboard-view.js'), contentType: JS },
+  'dashboard-sessions.js': { path: () => own('dashboard-sessions.js'), contentType: JS },
   'dashboard-login.js': { path: () => own('dashboard-login.js'), contentType: JS },
   'dashboard.css': { path: () => own('dashboard.css'), contentType: CSS },
 };

@@ -13,6 +13,7 @@ import {
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient, urlFetcher } from '../testing/client.ts';
+import { currentShortId, endedReason } from '../testing/sessions.ts';
 
 const RESULTS_DIR = fileURLToPath(new URL('../../test-results/', import.meta.url));
 const QUEUE = 'dash-queue';
@@ -21,6 +22,9 @@ const STAFF = { username: 'staff', password: 'dash-staff-pass' };
 const STUDENT_PASSWORD = 'dash-student-pass';
 const SUBMIT_EVERY_MS = 300;
 const UI_TIMEOUT_MS = 20_000;
+/** Logs in from several client instances in the sessions test: one session per instance. */
+const MULTI = 'student2';
+const XSS_AGENT = '<img src=x onerror="document.body.dataset.pwned=1">';
 
 let redis: LocalRedis | undefined;
 let lms: LocalLms | undefined;
@@ -38,6 +42,8 @@ beforeAll(async () => {
       STORM_ALERT_EVICTIONS_PER_MINUTE: '6',
       // A result given up in the storm is served again soon, as production does after 5 min.
       XQUEUE_LOCK_SECONDS: '2',
+      // Instance scope: each client instance of MULTI keeps its own session.
+      SINGLE_LOGIN_RULES: JSON.stringify([{ match: { username: MULTI }, scope: 'instance' }]),
     },
     seed: [
       ...['--queues', QUEUE, '--students', '2'],
@@ -98,23 +104,36 @@ async function tile(page: Page, key: string): Promise<string> {
   return (await page.locator(`#rate-${key}`).textContent()) ?? '';
 }
 
+/** MULTI logged in through the LMS's own `/login`, naming itself with `X-Client-Instance`. */
+async function loginFrom(instance: string, userAgent: string) {
+  const client = new TestClient(urlFetcher(lms!.url));
+  Object.assign(client.headers, { 'X-Client-Instance': instance, 'User-Agent': userAgent });
+  expect((await client.webLogin(MULTI, STUDENT_PASSWORD)).status).toBe(200);
+  return { client, id: await currentShortId(client) };
+}
+
+/** A fresh browser logged in to the dashboard as staff, recording console errors. */
+async function openDashboard() {
+  const context = await browser!.newContext({ viewport: { width: 1366, height: 768 } });
+  const page = await context.newPage();
+  const consoleErrors: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') consoleErrors.push(message.text());
+  });
+  page.on('pageerror', (error) => consoleErrors.push(error.message));
+  await page.goto(`${lms!.url}/dashboard`);
+  expect(new URL(page.url()).pathname).toBe('/dashboard/login');
+  await page.fill('input[name=username]', STAFF.username);
+  await page.fill('input[name=password]', STAFF.password);
+  await Promise.all([page.waitForURL(/\/dashboard$/), page.click('button[type=submit]')]);
+  return { context, page, consoleErrors };
+}
+
 describe('the storm dashboard in a browser', () => {
   it('shows the storm, takes the exemption through the form, and shows the storm end', async () => {
     const trickle = await startTrickle(lms!.url);
-    const context = await browser!.newContext({ viewport: { width: 1366, height: 768 } });
-    const page = await context.newPage();
-    const consoleErrors: string[] = [];
-    page.on('console', (message) => {
-      if (message.type() === 'error') consoleErrors.push(message.text());
-    });
-    page.on('pageerror', (error) => consoleErrors.push(error.message));
+    const { context, page, consoleErrors } = await openDashboard();
     try {
-      await page.goto(`${lms!.url}/dashboard`);
-      expect(new URL(page.url()).pathname).toBe('/dashboard/login');
-      await page.fill('input[name=username]', STAFF.username);
-      await page.fill('input[name=password]', STAFF.password);
-      await Promise.all([page.waitForURL(/\/dashboard$/), page.click('button[type=submit]')]);
-
       const alert = page.locator(`.alert.storm[data-account="${SERVICE.username}"]`);
       await alert.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
       expect(await alert.textContent()).toContain(
@@ -154,6 +173,64 @@ describe('the storm dashboard in a browser', () => {
       expect(consoleErrors).toEqual([]);
     } finally {
       trickle.stop();
+      await context.close();
+    }
+  }, 60_000);
+
+  it("lists an account's sessions by client instance, as text, and ends them from the panel", async () => {
+    // Created b before a: the table sorts by instance, not by age.
+    const b = await loginFrom('replica-b/conn-1', 'dash-test/1.0');
+    const a = await loginFrom('replica-a/conn-0', XSS_AGENT);
+    const { context, page, consoleErrors } = await openDashboard();
+    const rows = page.locator('#sessions tbody tr');
+    const rowOf = (id: string) => page.locator(`#sessions tbody tr[data-id="${id}"]`);
+    try {
+      // By default the xqueue service account, whose watcher (as upstream's) names no instance.
+      await page.locator('#sessions-summary', { hasText: SERVICE.username }).waitFor();
+      expect(await page.inputValue('#sessions-form input[name=username]')).toBe(SERVICE.username);
+      await rows
+        .filter({ has: page.locator('td.instance', { hasText: '—' }) })
+        .first()
+        .waitFor();
+
+      await page.fill('#sessions-form input[name=username]', MULTI);
+      await page.click('#sessions-form button[type=submit]');
+      await rowOf(b.id).waitFor({ timeout: UI_TIMEOUT_MS });
+      expect(await page.locator('#sessions tbody td.instance').allTextContents()).toEqual([
+        'replica-a/conn-0',
+        'replica-b/conn-1',
+      ]);
+      expect(await rowOf(b.id).locator('td.agent').textContent()).toBe('dash-test/1.0');
+      // The markup in the user agent is text: no element made of it, no handler run.
+      expect(await rowOf(a.id).locator('td.agent').textContent()).toBe(XSS_AGENT);
+      expect(await page.locator('#sessions img').count()).toBe(0);
+      expect(await page.locator('body').getAttribute('data-pwned')).toBeNull();
+      await mkdir(RESULTS_DIR, { recursive: true });
+      await page.screenshot({ path: `${RESULTS_DIR}dashboard-sessions.png`, fullPage: true });
+
+      const kept = await rowOf(a.id).elementHandle();
+      await rowOf(b.id).getByRole('button', { name: 'End' }).click();
+      await rowOf(b.id).waitFor({ state: 'detached', timeout: UI_TIMEOUT_MS });
+      await page.locator('#sessions-status', { hasText: `Ended session ${b.id}` }).waitFor();
+      expect(await endedReason(b.client)).toEqual({
+        status: 403,
+        header: 'staff',
+        reason: 'staff',
+      });
+      expect((await a.client.get('/api/sessions')).status).toBe(200);
+      // Refreshed in place: the other row is the same element, not redrawn.
+      expect(await kept!.evaluate((row) => row.isConnected)).toBe(true);
+
+      page.once('dialog', (dialog) => void dialog.accept());
+      await page.click('#sessions-end-all');
+      await rows.filter({ hasText: 'No live sessions.' }).waitFor({ timeout: UI_TIMEOUT_MS });
+      expect(await endedReason(a.client)).toEqual({
+        status: 403,
+        header: 'staff',
+        reason: 'staff',
+      });
+      expect(consoleErrors).toEqual([]);
+    } finally {
       await context.close();
     }
   }, 60_000);

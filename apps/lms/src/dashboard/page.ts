@@ -79,6 +79,27 @@ function policyForm() {
 </form>`;
 }
 
+function sessionsPanel() {
+  return html`<section class="panel" aria-labelledby="sessions-title">
+    <div class="panel-head">
+      <h2 id="sessions-title">Sessions</h2>
+      <form id="sessions-form" class="sessions-form" autocomplete="off">
+        <label>Account <input name="username" class="account" required maxlength="150" list="service-accounts"
+          placeholder="username, e.g. xqueue_svc" spellcheck="false"></label>
+        <datalist id="service-accounts"></datalist>
+        <button type="submit" class="secondary">Show</button>
+        <button type="button" id="sessions-end-all" class="danger" disabled>End all</button>
+      </form>
+      <span id="sessions-summary" class="muted"></span>
+    </div>
+    <p id="sessions-status" class="form-status" role="status"></p>
+    <table id="sessions" class="grid sessions">
+      <thead><tr><th>Session</th><th>Client instance</th><th>User agent</th><th>Address</th><th>Created</th><th>Last seen</th><th></th></tr></thead>
+      <tbody><tr><td colspan="7" class="muted">loading…</td></tr></tbody>
+    </table>
+  </section>`;
+}
+
 /**
  * The dashboard for a staff user: the skeleton the browser module fills from the admin API.
  *
@@ -131,6 +152,7 @@ export function dashboardPage(username: string) {
       ${policyForm()}
     </section>
   </div>
+  ${sessionsPanel()}
   <section class="panel">
     <h2>Policy changes</h2>
     <table id="audit" class="grid">

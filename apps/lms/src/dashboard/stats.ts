@@ -6,12 +6,13 @@ import {
   resolveRule,
   suggestExemption,
 } from '@storm-lab/session-policy';
-import { count, eq, gt, inArray } from 'drizzle-orm';
+import { asc, count, eq, gt, inArray } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { groups, sessions, userGroups, users } from '../db/schema.ts';
 import type { Services } from '../http/context.ts';
 import type { LiveSeries } from '../ops/live-stats.ts';
 import type { PolicySource } from '../policy/policy-store.ts';
+import { XQUEUE_GROUP } from '../users.ts';
 
 /** One row of the accounts table. */
 export interface AccountView {
@@ -48,10 +49,14 @@ export interface DashboardStats {
   accounts: AccountView[];
   alerts: StormAlertView[];
   policy: { settings: PolicySettings; source: PolicySource };
+  /** Members of the `xqueue` group, by name: the sessions panel shows the first by default. */
+  serviceAccounts: string[];
 }
 
 /** The table shows the busiest accounts; a campus of students would not fit a screen. */
 export const MAX_ACCOUNT_ROWS = 50;
+/** Service accounts the sessions panel offers; a deployment has one or a few. */
+export const MAX_SERVICE_ACCOUNTS = 20;
 
 function liveSessionCounts(db: Db, at: number): Map<string, number> {
   const rows = db
@@ -76,6 +81,19 @@ function groupsByUsername(db: Db, usernames: string[]): Map<string, string[]> {
     .all();
   for (const row of rows) found.set(row.username, [...(found.get(row.username) ?? []), row.group]);
   return found;
+}
+
+function serviceAccounts(db: Db): string[] {
+  return db
+    .select({ username: users.username })
+    .from(userGroups)
+    .innerJoin(users, eq(users.id, userGroups.userId))
+    .innerJoin(groups, eq(groups.id, userGroups.groupId))
+    .where(eq(groups.name, XQUEUE_GROUP))
+    .orderBy(asc(users.username))
+    .limit(MAX_SERVICE_ACCOUNTS)
+    .all()
+    .map((row) => row.username);
 }
 
 type AccountActivity = Omit<AccountView, 'exemption' | 'rule'>;
@@ -117,7 +135,7 @@ function accountViews(services: Services, settings: PolicySettings, at: number):
 
 /**
  * Builds the dashboard's data from the ring of per-second counters, the storm detector's rates,
- * the live sessions in the database and the current policy. Samples the queue lengths too, so
+ * the live sessions in the database, the current policy and the service accounts. Samples the queue lengths too, so
  * the queue chart moves while someone watches.
  *
  * @example
@@ -147,5 +165,6 @@ export function dashboardStats(services: Services, seconds: number): DashboardSt
     accounts,
     alerts,
     policy: { settings, source: services.policy.source() },
+    serviceAccounts: serviceAccounts(services.db),
   };
 }

@@ -1,6 +1,8 @@
 // The storm dashboard's behaviour: polls the staff-only admin API, redraws, and sends policy
 // changes with Django's CSRF header. Plain ES module, served by the LMS; uPlot is a global
 // from the classic script the page loads first.
+
+import { createSessionsPanel } from './dashboard-sessions.js';
 import {
   createCharts,
   policySummary,
@@ -21,6 +23,8 @@ const charts = createCharts(globalThis.uPlot);
 const windowSelect = document.getElementById('window');
 let stopped = false;
 let current = null;
+// The server's clock minus ours, from the last stats answer: "last seen" is told in its time.
+let clockOffsetMs = 0;
 
 function csrfToken() {
   const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -104,9 +108,17 @@ async function refreshStats() {
   renderAlerts(document.getElementById('alerts'), json.alerts, prefillExemption);
   renderAccounts(document.querySelector('#accounts tbody'), json.accounts, json.policy.settings);
   current = json.policy.settings;
+  clockOffsetMs = json.at - Date.now();
+  sessions.offer(json.serviceAccounts);
   document.getElementById('policy-summary').textContent = policySummary(json.policy.settings);
   setStatus(connection, `live · ${new Date(json.at).toLocaleTimeString()}`, 'ok');
 }
+
+const sessions = createSessionsPanel({
+  api,
+  ended: sessionEnded,
+  now: () => Date.now() + clockOffsetMs,
+});
 
 async function refreshPolicy() {
   const { ok, status, json } = await api('GET', '/api/admin/policy');
@@ -187,5 +199,9 @@ document.getElementById('logout').addEventListener('click', async () => {
   window.location.assign('/dashboard/login');
 });
 
-every(STATS_INTERVAL_MS, refreshStats);
+// The sessions panel follows the stats, which name its default account.
+every(STATS_INTERVAL_MS, async () => {
+  await refreshStats();
+  if (!stopped) await sessions.refresh();
+});
 every(POLICY_INTERVAL_MS, refreshPolicy);
