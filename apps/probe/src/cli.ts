@@ -1,0 +1,118 @@
+import { type CliOptions, HELP, isLoopback, parseCli, UsageError } from './args.ts';
+import { readPassword } from './password.ts';
+import { type ProbeFigures, ProbeLoginRefusedError, type ProbeReport, runProbe } from './probe.ts';
+
+function liveLine(figures: ProbeFigures, durationMs: number): string {
+  const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
+  return (
+    `probe ${secs(figures.elapsedMs)}/${secs(durationMs)}` +
+    `  connections ${figures.connectionsAlive}/${figures.connections}` +
+    `  logins ${figures.logins}  403s ${figures.forbidden}` +
+    `  give-ups ${figures.reloginGiveups}  timeouts ${figures.loginTimeouts + figures.pollTimeouts}`
+  );
+}
+
+function summary(report: ProbeReport): string {
+  const timeouts = `${report.loginTimeouts} at login, ${report.pollTimeouts} polling`;
+  const latency = report.loginLatencyMs;
+  const lines = [
+    `${report.verdict}  ${report.username} at ${report.target}, ${report.connections} connections, ${report.durationSeconds} s`,
+    `  logins ${report.logins} (${report.connections} would be healthy), 403s ${report.forbidden}, re-login give-ups ${report.reloginGiveups}`,
+    `  timeouts ${timeouts}; connections alive at the end ${report.connectionsAlive}/${report.connections}`,
+    `  login latency p50 ${latency.p50 ?? '-'} ms, p95 ${latency.p95 ?? '-'} ms; polls ${report.polls} on queue ${report.queue}`,
+  ];
+  if (report.connectionsAlive < report.connections) {
+    lines.push(
+      `  ${report.connections - report.connectionsAlive} connection(s) died on a login timeout: upstream's Manager would have exited the whole replica.`,
+    );
+  }
+  if (report.verdict === 'INCONCLUSIVE') {
+    lines.push(
+      `  fewer than two connections got to poll, so none could evict another; a longer --request-timeout lets slow logins finish (upstream's default is 1 s).`,
+    );
+  }
+  if (report.suggestion) lines.push(`  cure: ${report.suggestion}`);
+  return lines.join('\n');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let options: CliOptions | 'help';
+  try {
+    options = parseCli(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`pnpm probe: ${error.message}\nTry: pnpm probe --help\n`);
+    return 2;
+  }
+  if (options === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const remote = !isLoopback(options.lmsUrl);
+  if (remote && !options.yes) {
+    process.stderr.write(
+      `pnpm probe: ${options.lmsUrl.host} is not on this machine; the probe logs in ${options.connections} times as ${options.username} and may evict that account's live sessions. Add --yes to go ahead.\n`,
+    );
+    return 2;
+  }
+  const password = await readPassword(process.env.PROBE_PASSWORD, options.username);
+  if (password === null) {
+    process.stderr.write('pnpm probe: set PROBE_PASSWORD, or run it on a terminal to be asked\n');
+    return 2;
+  }
+  const tty = Boolean(process.stderr.isTTY);
+  let lastPlainMs = 0;
+  const progress = (figures: ProbeFigures) => {
+    const line = liveLine(figures, options.durationMs);
+    if (tty) process.stderr.write(`\r\x1b[2K${line}`);
+    else if (figures.elapsedMs - lastPlainMs >= 5000) {
+      lastPlainMs = figures.elapsedMs;
+      process.stderr.write(`${line}\n`);
+    }
+  };
+  // Ctrl-C ends the probe early; the report covers what ran.
+  const interrupted = new AbortController();
+  process.once('SIGINT', () => interrupted.abort());
+  let report: ProbeReport;
+  try {
+    report = await runProbe(
+      {
+        lmsUrl: options.lmsUrl.href.replace(/\/+$/, ''),
+        username: options.username,
+        password,
+        connections: options.connections,
+        durationMs: options.durationMs,
+        requestTimeoutMs: options.requestTimeoutMs,
+        pollIntervalMs: options.pollIntervalMs,
+        loginPollIntervalMs: options.loginPollIntervalMs,
+        rateBound: remote,
+        signal: interrupted.signal,
+      },
+      progress,
+    );
+  } catch (error) {
+    if (tty) process.stderr.write('\n');
+    if (!(error instanceof ProbeLoginRefusedError)) throw error;
+    process.stderr.write(`pnpm probe: ${error.message}\n`);
+    return 2;
+  }
+  if (tty) process.stderr.write('\n');
+  if (report.pulledSubmission) {
+    process.stderr.write(
+      `pnpm probe: STOPPED: the LMS served a submission on queue ${report.queue} (header ${report.pulledSubmission.header ?? 'unreadable'}). The probe posted nothing; the LMS serves it again when its lock expires.\n`,
+    );
+  }
+  process.stdout.write(`${options.json ? JSON.stringify(report) : summary(report)}\n`);
+  if (report.pulledSubmission) return 3;
+  return { HEALTHY: 0, STORM: 1, INCONCLUSIVE: 4 }[report.verdict];
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`pnpm probe: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 2;
+  },
+);
