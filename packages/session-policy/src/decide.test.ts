@@ -151,6 +151,7 @@ describe('resolveRule', () => {
       onLimit: 'deny-new',
       scope: 'account',
       source: { kind: 'username', username: 'xqueue_svc' },
+      pool: 'default',
     });
   });
 
@@ -205,5 +206,184 @@ describe('decideLogin: which sessions are evicted', () => {
     const live: LiveSession[] = [{ id: 'b1', createdAt: NOW - 1000, instanceId: 'b' }];
     expect(decide({}, svc, live, 'a')).toMatchObject({ outcome: 'allow', evict: [{ id: 'b1' }] });
     expect(decide({}, svc, live, null)).toMatchObject({ outcome: 'allow', evict: [{ id: 'b1' }] });
+  });
+});
+
+const API_PATH = '/xqueue/login/';
+const BROWSER_PATH = '/login/';
+const grader = createTestUser({ username: 'grader2', groups: ['xqueue'] });
+const USERS = { svc, grader, student };
+const PATHS = { api: API_PATH, browser: BROWSER_PATH, no: undefined };
+
+describe('resolveRule: login paths', () => {
+  const xqueueRule = parseSettings({ rules: [{ match: { path: 'xqueue' }, maxSessions: 4 }] });
+
+  it.each([
+    ['/xqueue/login/', true],
+    ['/xqueue', true],
+    ['xqueue', true],
+    ['/api/xqueue/submit/', true],
+    ['//xqueue//', true],
+    ['/xqueue/login/?next=/', true],
+    ['/xqueuex/login', false],
+    ['/pre-xqueue/login', false],
+    ['/xqueue.json', false],
+    ['/XQueue/login', false],
+    ['/x%71ueue/login', false],
+    ['/login?next=/xqueue/', false],
+    ['/login#/xqueue/', false],
+    ['/', false],
+    ['', false],
+    [undefined, false],
+  ])('login path %j has "xqueue" as a whole segment: %s', (path, matches) => {
+    expect(resolveRule(xqueueRule, student, path)).toMatchObject(
+      matches
+        ? { maxSessions: 4, source: { kind: 'path', path: 'xqueue' }, pool: 'path:xqueue' }
+        : { maxSessions: 1, source: { kind: 'default' }, pool: 'default' },
+    );
+  });
+
+  const svcOnXqueue = { username: 'xqueue_svc', path: 'xqueue' };
+  const graderOnXqueue = { group: 'xqueue', path: 'xqueue' };
+
+  it.each([
+    [svcOnXqueue, 'svc', 'api', true],
+    [svcOnXqueue, 'svc', 'browser', false],
+    [svcOnXqueue, 'student', 'api', false],
+    [graderOnXqueue, 'grader', 'api', true],
+    [graderOnXqueue, 'grader', 'browser', false],
+    [graderOnXqueue, 'grader', 'no', false],
+    [graderOnXqueue, 'student', 'api', false],
+  ] as const)(
+    'a rule on %j applies to %s on %s path only when both match: %s',
+    (match, user, path, applies) => {
+      const settings = parseSettings({ rules: [{ match, maxSessions: 3 }] });
+      const rule = resolveRule(settings, USERS[user], PATHS[path]);
+      expect([rule.maxSessions, rule.pool]).toEqual(applies ? [3, 'path:xqueue'] : [1, 'default']);
+    },
+  );
+
+  // Least specific first, so that list order cannot explain a winner. svc matches all five.
+  const byPrecedence = [
+    { match: { group: 'xqueue' }, maxSessions: 5 },
+    { match: { username: 'xqueue_svc' }, maxSessions: 4 },
+    { match: { path: 'xqueue' }, maxSessions: 3 },
+    { match: graderOnXqueue, maxSessions: 2 },
+    { match: svcOnXqueue, maxSessions: 6 },
+  ];
+  const svcPath = { kind: 'username', username: 'xqueue_svc', path: 'xqueue' } as const;
+  const graderPath = { kind: 'group', group: 'xqueue', path: 'xqueue' } as const;
+  const svcOnly = { kind: 'username', username: 'xqueue_svc' } as const;
+
+  it.each([
+    // Each row drops the rule that won the row before: every step of the order is checked.
+    [5, 'svc', 'api', 6, svcPath],
+    [4, 'svc', 'api', 2, graderPath],
+    [3, 'svc', 'api', 3, { kind: 'path', path: 'xqueue' }],
+    [2, 'svc', 'api', 4, svcOnly],
+    [1, 'svc', 'api', 5, { kind: 'group', group: 'xqueue' }],
+    [0, 'svc', 'api', 1, { kind: 'default' }],
+    [5, 'grader', 'api', 2, graderPath],
+    [5, 'student', 'api', 3, { kind: 'path', path: 'xqueue' }],
+    [5, 'svc', 'browser', 4, svcOnly],
+    [5, 'grader', 'browser', 5, { kind: 'group', group: 'xqueue' }],
+    [5, 'student', 'browser', 1, { kind: 'default' }],
+  ] as const)(
+    'precedence: of the %i least specific rules, for %s on %s path the one of limit %i wins (%j)',
+    (count, user, path, maxSessions, source) => {
+      const settings = parseSettings({ rules: byPrecedence.slice(0, count) });
+      const rule = resolveRule(settings, USERS[user], PATHS[path]);
+      expect(rule.source).toEqual(source);
+      expect(rule.maxSessions).toBe(maxSessions);
+    },
+  );
+
+  it.each([
+    [['xqueue', 'api'], 'path:xqueue'],
+    [['api', 'xqueue'], 'path:api'],
+  ])('between two path rules that both apply, the first listed wins (%j)', (paths, pool) => {
+    const rules = paths.map((path) => ({ match: { path } }));
+    expect(resolveRule(parseSettings({ rules }), student, '/api/xqueue/').pool).toBe(pool);
+  });
+
+  it.each([
+    [[], 'default'],
+    [[{ match: { username: 'student1' } }], 'default'],
+    [[{ match: { group: 'students' } }], 'default'],
+    [[{ match: { path: 'xqueue' } }], 'path:xqueue'],
+    [[{ match: { username: 'student1', path: 'grader-api' } }], 'path:grader-api'],
+    [[{ match: { group: 'students', path: 'xqueue' } }], 'path:xqueue'],
+  ])('names the pool after the path of the rule that applies: %j -> %s', (rules, pool) => {
+    const path = '/grader-api/xqueue/login/';
+    expect(resolveRule(parseSettings({ rules }), student, path).pool).toBe(pool);
+  });
+});
+
+describe('decideLogin: login-path pools', () => {
+  const LIVE = {
+    // Recorded before pools (no `pool`): in the default pool.
+    browser: { id: 'browser', createdAt: NOW - 3000, instanceId: 'a' },
+    'api-a': { id: 'api-a', createdAt: NOW - 2000, instanceId: 'a', pool: 'path:xqueue' },
+    'api-b': { id: 'api-b', createdAt: NOW - 1000, instanceId: 'b', pool: 'path:xqueue' },
+  } satisfies Record<string, LiveSession>;
+  const xqueue = { path: 'xqueue' };
+  const SETTINGS = {
+    pooled: { rules: [{ match: xqueue }] },
+    'no rule': {},
+    'roomy API': { rules: [{ match: xqueue, maxSessions: 3 }] },
+    'API by instance': { rules: [{ match: xqueue, scope: 'instance' }] },
+    'deny-new': { onLimit: 'deny-new', rules: [{ match: xqueue }] },
+    'API deny-new': { rules: [{ match: xqueue, onLimit: 'deny-new' }] },
+    'dry run': { dryRun: true, rules: [{ match: xqueue }] },
+    'svc exempt': { exemptUsernames: ['xqueue_svc'], rules: [{ match: xqueue }] },
+  } satisfies Record<string, PolicySettingsInput>;
+
+  /** What a user would see of a decision: its pool, and what it ends or that it denies. */
+  function outcome(
+    settings: keyof typeof SETTINGS,
+    path: keyof typeof PATHS,
+    live: readonly (keyof typeof LIVE)[],
+    user = student,
+  ): string {
+    const context = { sessionId: 'new', instanceId: 'a', now: NOW, path: PATHS[path] };
+    const sessions = live.map((id) => LIVE[id]);
+    const decision = decideLogin(parseSettings(SETTINGS[settings]), user, context, sessions);
+    if (decision.outcome === 'deny') {
+      return `${decision.rule.pool}: denied (${decision.liveSessions} live)`;
+    }
+    if (decision.outcome !== 'allow') return decision.outcome;
+    const ends = decision.evict.map((session) => session.id).join(' ') || 'nothing';
+    return `${decision.rule.pool}: ${decision.dryRun ? 'would end' : 'ends'} ${ends}`;
+  }
+
+  it.each([
+    ['pooled', 'api', ['browser', 'api-b'], 'path:xqueue: ends api-b'],
+    ['pooled', 'browser', ['browser', 'api-b'], 'default: ends browser'],
+    ['pooled', 'api', ['browser'], 'path:xqueue: ends nothing'],
+    ['pooled', 'browser', ['api-a', 'api-b'], 'default: ends nothing'],
+    ['pooled', 'no', ['browser', 'api-b'], 'default: ends browser'],
+    ['no rule', 'api', ['api-b'], 'default: ends nothing'],
+    ['roomy API', 'api', ['browser', 'api-a', 'api-b'], 'path:xqueue: ends nothing'],
+    ['roomy API', 'browser', ['browser', 'api-a', 'api-b'], 'default: ends browser'],
+    ['API by instance', 'api', ['browser', 'api-a', 'api-b'], 'path:xqueue: ends api-a'],
+    ['API by instance', 'browser', ['browser', 'api-a', 'api-b'], 'default: ends browser'],
+    ['deny-new', 'api', ['browser'], 'path:xqueue: ends nothing'],
+    ['deny-new', 'api', ['browser', 'api-b'], 'path:xqueue: denied (1 live)'],
+    ['deny-new', 'browser', ['api-a', 'api-b'], 'default: ends nothing'],
+    ['deny-new', 'browser', ['browser', 'api-a'], 'default: denied (1 live)'],
+    ['API deny-new', 'api', ['browser', 'api-b'], 'path:xqueue: denied (1 live)'],
+    ['API deny-new', 'browser', ['browser', 'api-b'], 'default: ends browser'],
+    ['dry run', 'api', ['browser', 'api-b'], 'path:xqueue: would end api-b'],
+    ['dry run', 'browser', ['browser', 'api-b'], 'default: would end browser'],
+  ] as const)(
+    '%s: a login (instance a) on %s path beside %j: %s',
+    (settings, path, live, expected) => {
+      expect(outcome(settings, path, live)).toBe(expected);
+    },
+  );
+
+  it('an exemption still wins on every path, as upstream', () => {
+    expect(outcome('svc exempt', 'api', ['browser', 'api-b'], svc)).toBe('exempt');
+    expect(outcome('svc exempt', 'browser', ['browser', 'api-b'], svc)).toBe('exempt');
   });
 });

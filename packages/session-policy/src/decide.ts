@@ -1,4 +1,13 @@
-import type { OnLimit, PolicySettings, SessionScope } from './settings.ts';
+import type {
+  AccountMatch,
+  AccountRule,
+  OnLimit,
+  PolicySettings,
+  SessionScope,
+} from './settings.ts';
+
+/** The pool of sessions admitted under a rule without a path, and of untracked sessions. */
+export const DEFAULT_POOL = 'default';
 
 /** The user who is logging in, as the policy sees them. */
 export interface PolicyUser {
@@ -17,6 +26,12 @@ export interface LiveSession {
    * a registry that does not record use leaves it out and `createdAt` stands in.
    */
   lastSeenAt?: number | undefined;
+  /**
+   * The pool the session was admitted in ({@link EffectiveRule.pool}); only sessions of the
+   * login's pool compete. Absent means {@link DEFAULT_POOL}, so a store that predates pools
+   * keeps all its sessions in one pool.
+   */
+  pool?: string | undefined;
 }
 
 /** The login being decided. */
@@ -24,6 +39,11 @@ export interface LoginContext {
   sessionId: string;
   /** A stable id the client gives itself; only used by `instance` scope. */
   instanceId?: string | null | undefined;
+  /**
+   * The login request's URL path (`/xqueue/login/`), for rules with a `path`; a query or
+   * fragment after it is ignored. Without it, no path rule applies.
+   */
+  path?: string | undefined;
   /** Milliseconds since the epoch. */
   now: number;
 }
@@ -31,15 +51,22 @@ export interface LoginContext {
 /** Where the limit that applies to a user came from. */
 export type RuleSource =
   | { kind: 'default' }
-  | { kind: 'username'; username: string }
-  | { kind: 'group'; group: string };
+  | { kind: 'username'; username: string; path?: string }
+  | { kind: 'group'; group: string; path?: string }
+  | { kind: 'path'; path: string };
 
-/** The limit that applies to one user after per-account rules are resolved. */
+/** The limit that applies to one login after per-account and per-path rules are resolved. */
 export interface EffectiveRule {
   maxSessions: number;
   onLimit: OnLimit;
   scope: SessionScope;
   source: RuleSource;
+  /**
+   * The sessions that compete for `maxSessions`: {@link DEFAULT_POOL} under a rule without a
+   * path (or no rule), `path:<text>` under a rule with `path: <text>`. A login never evicts,
+   * nor is denied because of, a session of another pool.
+   */
+  pool: string;
 }
 
 /** Why an exempt user is exempt. */
@@ -51,7 +78,8 @@ export type ExemptionMatch = { by: 'username'; username: string } | { by: 'group
  * - `exempt`: matched an exemption; nothing is evicted and the slot is not recorded (upstream).
  * - `allow`: the session is recorded and `evict` lists the sessions that must end
  *   (in `dryRun` they are reported and kept).
- * - `deny`: the account is at its limit and its rule says `deny-new`.
+ * - `deny`: the login's pool is at its limit and its rule says `deny-new`; `liveSessions`
+ *   counts the competing sessions of that pool.
  */
 export type LoginDecision =
   | { outcome: 'unrestricted' }
@@ -75,30 +103,61 @@ export function findExemption(settings: PolicySettings, user: PolicyUser): Exemp
   return group === undefined ? null : { by: 'group', group };
 }
 
+/** The segments of a login path, without its query or fragment. */
+function segmentsOf(path: string | undefined): ReadonlySet<string> {
+  if (path === undefined) return new Set();
+  return new Set(path.split(/[?#]/, 1)[0]?.split('/'));
+}
+
+function appliesTo(match: AccountMatch, user: PolicyUser, segments: ReadonlySet<string>): boolean {
+  if (match.path !== undefined && !segments.has(match.path)) return false;
+  if ('username' in match) return match.username === user.username;
+  if ('group' in match) return user.groups.includes(match.group);
+  return true;
+}
+
+/** Precedence, most specific first: a path rule beats an account rule, a username a group. */
+function rank(match: AccountMatch): number {
+  const account = 'username' in match ? 0 : 'group' in match ? 1 : 2;
+  return match.path === undefined ? 3 + account : account;
+}
+
+function sourceOf(match: AccountMatch): RuleSource {
+  const where = match.path === undefined ? {} : { path: match.path };
+  if ('username' in match) return { kind: 'username', username: match.username, ...where };
+  if ('group' in match) return { kind: 'group', group: match.group, ...where };
+  return { kind: 'path', path: match.path };
+}
+
 /**
- * Resolves the limit for a user: the first rule for their exact username, else the first rule
- * for a group they belong to, else the defaults. Fields a rule leaves out keep the defaults.
+ * Resolves the limit for a login. A rule applies when its username is the user's (exact) or
+ * its group is one of theirs, and when its `path`, if any, is a whole segment of the login
+ * path. Of the rules that apply, the most specific wins: username and path, group and path,
+ * path only, username, group; between rules of one kind, the first listed. Without one, the
+ * defaults apply. Fields a rule leaves out keep the defaults.
+ *
+ * @example
+ * resolveRule(settings, { username: 'xqueue_svc', groups: [] }, '/xqueue/login/');
+ * // { maxSessions: 1, ..., source: { kind: 'path', path: 'xqueue' }, pool: 'path:xqueue' }
  */
-export function resolveRule(settings: PolicySettings, user: PolicyUser): EffectiveRule {
-  const byUsername = settings.rules.find(
-    (rule) => 'username' in rule.match && rule.match.username === user.username,
-  );
-  const rule =
-    byUsername ??
-    settings.rules.find(
-      (candidate) => 'group' in candidate.match && user.groups.includes(candidate.match.group),
-    );
-  const source: RuleSource =
-    rule === undefined
-      ? { kind: 'default' }
-      : 'username' in rule.match
-        ? { kind: 'username', username: rule.match.username }
-        : { kind: 'group', group: rule.match.group };
+export function resolveRule(
+  settings: PolicySettings,
+  user: PolicyUser,
+  path?: string | undefined,
+): EffectiveRule {
+  const segments = segmentsOf(path);
+  let rule: AccountRule | undefined;
+  for (const candidate of settings.rules) {
+    if (!appliesTo(candidate.match, user, segments)) continue;
+    if (rule === undefined || rank(candidate.match) < rank(rule.match)) rule = candidate;
+  }
+  const rulePath = rule?.match.path;
   return {
     maxSessions: rule?.maxSessions ?? settings.maxSessions,
     onLimit: rule?.onLimit ?? settings.onLimit,
     scope: rule?.scope ?? settings.scope,
-    source,
+    source: rule === undefined ? { kind: 'default' } : sourceOf(rule.match),
+    pool: rulePath === undefined ? DEFAULT_POOL : `path:${rulePath}`,
   };
 }
 
@@ -112,8 +171,9 @@ function leastRecentFirst(a: LiveSession, b: LiveSession): number {
 
 /**
  * Decides one login: which of the user's live sessions must end, or that the login is denied,
- * or that the user is exempt. Pure: the caller supplies the live sessions and applies the result
- * (a {@link SessionRegistry} does both atomically).
+ * or that the user is exempt. Only the sessions of the rule's pool compete (and, under
+ * `instance` scope, only those of the login's instance within it). Pure: the caller supplies
+ * the live sessions and applies the result (a {@link SessionRegistry} does both atomically).
  *
  * @example
  * const decision = decideLogin(settings, { username: 'alice', groups: [] },
@@ -130,11 +190,12 @@ export function decideLogin(
   const match = findExemption(settings, user);
   if (match) return { outcome: 'exempt', match };
 
-  const rule = resolveRule(settings, user);
+  const rule = resolveRule(settings, user, context.path);
   const instanceId = context.instanceId ?? null;
   const competing = live.filter(
     (session) =>
       session.id !== context.sessionId &&
+      (session.pool ?? DEFAULT_POOL) === rule.pool &&
       (rule.scope === 'account' || session.instanceId === instanceId),
   );
   const excess = competing.length - rule.maxSessions + 1;

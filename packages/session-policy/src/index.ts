@@ -8,6 +8,7 @@ export type {
   RuleSource,
 } from './decide.ts';
 export {
+  DEFAULT_POOL,
   decideLogin,
   findExemption,
   resolveRule,
@@ -23,6 +24,7 @@ export type {
 } from './registry.ts';
 export { admitResult, planAdmission } from './registry.ts';
 export type {
+  AccountMatch,
   AccountRule,
   OnLimit,
   PolicySettings,

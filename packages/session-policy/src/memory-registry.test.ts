@@ -13,12 +13,22 @@ runSessionRegistryConformance({
   create: createMemorySessionRegistry,
   parallelLogins: 64,
   rounds: 20,
+  pools: true,
 });
 
 describe('the conformance concurrency check', () => {
   it('catches an upstream-style read-modify-write registry', async () => {
     const { live } = await parallelLogins(createRacySessionRegistry(), 50);
     expect(live.length).toBeGreaterThan(1);
+  });
+
+  it('catches it inside a login-path pool, where the other pool is left alone', async () => {
+    const registry = createRacySessionRegistry();
+    const settings = { rules: [{ match: { path: 'xqueue' } }] };
+    await loginThrough(registry, { settings, sessionId: 'browser', path: '/login/' });
+    const { live } = await parallelLogins(registry, 50, { settings, path: '/xqueue/login/' });
+    expect(live.filter((session) => session.pool === 'path:xqueue').length).toBeGreaterThan(1);
+    expect(live.filter((session) => session.pool === 'default')).toMatchObject([{ id: 'browser' }]);
   });
 });
 
@@ -58,9 +68,17 @@ describe('in-memory registry: order and results', () => {
       evicted: [],
       dryRun: false,
     });
+    const at = expect.any(Number);
     expect(await registry.list('alice')).toEqual([
-      { id: 'a', createdAt: expect.any(Number), instanceId: null, userId: 'alice', tracked: true },
-      { id: 'b', createdAt: expect.any(Number), instanceId: null, userId: 'alice', tracked: false },
+      { id: 'a', createdAt: at, instanceId: null, userId: 'alice', tracked: true, pool: 'default' },
+      {
+        id: 'b',
+        createdAt: at,
+        instanceId: null,
+        userId: 'alice',
+        tracked: false,
+        pool: 'default',
+      },
     ]);
   });
 
@@ -92,6 +110,7 @@ describe('in-memory registry: order and results', () => {
           onLimit: 'deny-new',
           scope: 'account',
           source: { kind: 'default' },
+          pool: 'default',
         },
       },
     });

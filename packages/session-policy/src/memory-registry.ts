@@ -39,7 +39,7 @@ export function createMemorySessionRegistry(): SessionRegistry {
     return [...sessions.values()]
       .filter((session) => session.userId === userId && session.tracked)
       .sort(byAge)
-      .map(({ id, createdAt, instanceId }) => ({ id, createdAt, instanceId }));
+      .map(({ id, createdAt, instanceId, pool }) => ({ id, createdAt, instanceId, pool }));
   }
 
   return {
@@ -53,6 +53,7 @@ export function createMemorySessionRegistry(): SessionRegistry {
             ...request.session,
             userId: request.userId,
             tracked: plan.track,
+            pool: plan.pool,
           });
         }
         return admitResult(decision, plan);

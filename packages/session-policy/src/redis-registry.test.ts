@@ -106,6 +106,7 @@ runSessionRegistryConformance({
     module: fileURLToPath(new URL('./testing/redis-process-registry.ts', import.meta.url)),
     config: (registry) => ({ url: server?.url, prefix: prefixOf.get(registry) }),
   },
+  pools: true,
 });
 
 describe('Redis session registry', () => {
@@ -114,18 +115,68 @@ describe('Redis session registry', () => {
     connections = [];
   });
 
-  it('lists every live session oldest first, then by id, with instance and tracking', async () => {
+  it('lists every live session oldest first, then by id, with instance, tracking and pool', async () => {
     const registry = createRedisSessionRegistry(redis, { prefix: freshPrefix() });
     const unlimited = { preventConcurrentLogins: false };
+    const pooled = { rules: [{ match: { path: 'xqueue' } }] };
     await loginThrough(registry, { settings: unlimited, sessionId: 'b', at: 2000 });
     await loginThrough(registry, { sessionId: 'c', at: 2000, instanceId: 'worker-a' });
     await loginThrough(registry, { settings: unlimited, sessionId: 'a', at: 3000 });
+    await loginThrough(registry, { settings: pooled, sessionId: 'd', at: 4000, path: '/xqueue/' });
     const expected: SessionRecord[] = [
-      { id: 'b', userId: 'alice', createdAt: 2000, instanceId: null, tracked: false },
-      { id: 'c', userId: 'alice', createdAt: 2000, instanceId: 'worker-a', tracked: true },
-      { id: 'a', userId: 'alice', createdAt: 3000, instanceId: null, tracked: false },
+      {
+        id: 'b',
+        userId: 'alice',
+        createdAt: 2000,
+        instanceId: null,
+        tracked: false,
+        pool: 'default',
+      },
+      {
+        id: 'c',
+        userId: 'alice',
+        createdAt: 2000,
+        instanceId: 'worker-a',
+        tracked: true,
+        pool: 'default',
+      },
+      {
+        id: 'a',
+        userId: 'alice',
+        createdAt: 3000,
+        instanceId: null,
+        tracked: false,
+        pool: 'default',
+      },
+      {
+        id: 'd',
+        userId: 'alice',
+        createdAt: 4000,
+        instanceId: null,
+        tracked: true,
+        pool: 'path:xqueue',
+      },
     ];
     expect(await registry.list('alice')).toEqual(expected);
+  });
+
+  it('reads a session recorded before pools as one of the default pool', async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
+    const pooled = { rules: [{ match: { path: 'xqueue' } }] };
+    await loginThrough(registry, { settings: pooled, sessionId: 'old', at: 1000 });
+    // As the registry wrote a session before pools: the same hash, without the pool field.
+    expect(await redis.hdel(`${prefix}{u:alice}:s:old`, 'pool')).toBe(1);
+    expect(await registry.list('alice')).toMatchObject([{ id: 'old', pool: 'default' }]);
+    const api = await loginThrough(registry, {
+      settings: pooled,
+      sessionId: 'api',
+      path: '/xqueue/',
+    });
+    expect(api).toMatchObject({ admitted: true, evicted: [] });
+    const browser = await loginThrough(registry, { settings: pooled, sessionId: 'browser' });
+    expect(browser).toMatchObject({ admitted: true, evicted: [{ id: 'old' }] });
+    expect(await redis.hget(`${prefix}{u:alice}:s:api`, 'pool')).toBe('path:xqueue');
   });
 
   it('expires sessions after sessionTtlMs, ignores them and prunes them from the index', async () => {

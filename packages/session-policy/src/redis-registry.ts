@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import type { LiveSession } from './decide.ts';
+import { DEFAULT_POOL, type LiveSession } from './decide.ts';
 import { commitAdmission, INDEX_SUFFIX, liveSessions, removeSession } from './redis-scripts.ts';
 import {
   type AdmissionPlan,
@@ -97,20 +97,24 @@ function redisKeys(prefix: string) {
   };
 }
 
-function toLive({ id, createdAt, instanceId }: SessionRecord): LiveSession {
-  return { id, createdAt, instanceId };
+function toLive({ id, createdAt, instanceId, pool }: SessionRecord): LiveSession {
+  return { id, createdAt, instanceId, pool };
 }
 
-/** Reads the reply of `LIVE_SESSIONS`: [version, then id, createdAt, tracked, instanceId...]. */
+/**
+ * Reads the reply of `LIVE_SESSIONS`: [version, then id, createdAt, tracked, instanceId, pool
+ * ...]. A session recorded before pools has none: it is in the default pool.
+ */
 function toSnapshot(userId: string, reply: readonly (string | null)[]): Snapshot {
   const sessions: SessionRecord[] = [];
-  for (let at = 1; at < reply.length; at += 4) {
+  for (let at = 1; at < reply.length; at += 5) {
     sessions.push({
       id: String(reply[at]),
       userId,
       createdAt: Number(reply[at + 1]),
       tracked: reply[at + 2] === '1',
       instanceId: reply[at + 3] ?? null,
+      pool: reply[at + 4] ?? DEFAULT_POOL,
     });
   }
   return { version: String(reply[0]), sessions };
@@ -173,6 +177,7 @@ export function createRedisSessionRegistry(
         sessionTtlMs,
         recordTtlMs,
         now(),
+        plan.pool,
         ...plan.deleteIds,
       ],
     );

@@ -9,7 +9,7 @@ const old: LiveSession[] = [
   { id: 'a', createdAt: 1, instanceId: null },
   { id: 'b', createdAt: 2, instanceId: null },
 ];
-const nothing = { deleteIds: [], evicted: [], dryRun: false };
+const nothing = { deleteIds: [], evicted: [], dryRun: false, pool: 'default' };
 
 describe('planAdmission: the writes every registry performs for a decision', () => {
   it('admits an unrestricted login untracked and deletes nothing', () => {
@@ -38,6 +38,7 @@ describe('planAdmission: the writes every registry performs for a decision', () 
       deleteIds: ['a', 'b'],
       evicted: old,
       dryRun: false,
+      pool: 'default',
     });
   });
 
@@ -49,7 +50,17 @@ describe('planAdmission: the writes every registry performs for a decision', () 
       deleteIds: [],
       evicted: old,
       dryRun: true,
+      pool: 'default',
     });
+  });
+
+  it('records an allowed login in the pool of its path rule', () => {
+    const settings = parseSettings({ rules: [{ match: { path: 'xqueue' } }] });
+    const api = resolveRule(settings, createTestUser(), '/xqueue/login/');
+    const allow: LoginDecision = { outcome: 'allow', rule: api, evict: [], dryRun: false };
+    const deny: LoginDecision = { outcome: 'deny', rule: api, liveSessions: 1 };
+    expect(planAdmission(allow).pool).toBe('path:xqueue');
+    expect(planAdmission(deny).pool).toBe('path:xqueue');
   });
 });
 

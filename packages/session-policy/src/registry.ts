@@ -1,4 +1,4 @@
-import type { LiveSession, LoginDecision } from './decide.ts';
+import { DEFAULT_POOL, type LiveSession, type LoginDecision } from './decide.ts';
 
 /** A stored session as a registry reports it. */
 export interface SessionRecord extends LiveSession {
@@ -35,7 +35,8 @@ export type AdmitResult =
 /**
  * Where sessions live. `admit` must be atomic per user: reading the tracked sessions, deciding,
  * deleting the evicted ones and recording the new one happen as one step, so N parallel logins
- * of a single-session user leave exactly one live session. Run `runSessionRegistryConformance`
+ * of a single-session user leave exactly one live session. A registry records each session's
+ * pool (`AdmissionPlan.pool`) and gives it back as `pool` in the live sessions and in `list`. Run `runSessionRegistryConformance`
  * from `@storm-lab/session-policy/testing` against any implementation.
  */
 export interface SessionRegistry {
@@ -55,6 +56,11 @@ export interface AdmissionPlan {
   /** Sessions reported as evicted (the would-be evictions in dry run). */
   evicted: readonly LiveSession[];
   dryRun: boolean;
+  /**
+   * The pool to record the new session in: the rule's for an allowed login; `default` for an
+   * untracked one, which counts in no pool.
+   */
+  pool: string;
 }
 
 /**
@@ -62,15 +68,32 @@ export interface AdmissionPlan {
  *
  * @example
  * const plan = planAdmission(decision);
- * if (plan.admit) { deleteAll(plan.deleteIds); insert({ ...session, tracked: plan.track }); }
+ * if (plan.admit) {
+ *   deleteAll(plan.deleteIds);
+ *   insert({ ...session, tracked: plan.track, pool: plan.pool });
+ * }
  */
 export function planAdmission(decision: LoginDecision): AdmissionPlan {
   switch (decision.outcome) {
     case 'unrestricted':
     case 'exempt':
-      return { admit: true, track: false, deleteIds: [], evicted: [], dryRun: false };
+      return {
+        admit: true,
+        track: false,
+        deleteIds: [],
+        evicted: [],
+        dryRun: false,
+        pool: DEFAULT_POOL,
+      };
     case 'deny':
-      return { admit: false, track: false, deleteIds: [], evicted: [], dryRun: false };
+      return {
+        admit: false,
+        track: false,
+        deleteIds: [],
+        evicted: [],
+        dryRun: false,
+        pool: decision.rule.pool,
+      };
     case 'allow':
       return {
         admit: true,
@@ -78,6 +101,7 @@ export function planAdmission(decision: LoginDecision): AdmissionPlan {
         deleteIds: decision.dryRun ? [] : decision.evict.map((session) => session.id),
         evicted: decision.evict,
         dryRun: decision.dryRun,
+        pool: decision.rule.pool,
       };
   }
 }

@@ -156,7 +156,8 @@ describe('parseSettings: names and messages', () => {
 
   it('shows no value for a setting that is missing', () => {
     expect(thrown(() => parseSettings({ rules: [{ maxSessions: 2 }] } as never))).toBe(
-      'Invalid session policy settings:\n  - rules at 0.match: Invalid input',
+      'Invalid session policy settings:\n' +
+        '  - rules at 0.match: Invalid input: expected object, received undefined',
     );
   });
 });
@@ -203,5 +204,65 @@ describe('settingsFromEnv: reading strings', () => {
     expect(
       settingsFromEnv({ SINGLE_LOGIN_ON_LIMIT: ' deny-new ', SINGLE_LOGIN_SCOPE: ' instance ' }),
     ).toMatchObject({ onLimit: 'deny-new', scope: 'instance' });
+  });
+});
+
+describe('parseSettings: login-path rules', () => {
+  it.each([
+    [{ path: 'xqueue' }, { path: 'xqueue' }],
+    [{ path: ' xqueue ' }, { path: 'xqueue' }],
+    [
+      { username: 'xqueue_svc', path: 'xqueue' },
+      { username: 'xqueue_svc', path: 'xqueue' },
+    ],
+    [
+      { group: ' graders ', path: 'xqueue' },
+      { group: 'graders', path: 'xqueue' },
+    ],
+  ])('accepts the match %j as %j', (match, parsed) => {
+    expect(parseSettings({ rules: [{ match }] }).rules).toEqual([{ match: parsed }]);
+  });
+
+  it.each([
+    [{ path: '' }, 'rules at 0.match.path: must not be empty (got "")'],
+    [{ path: '  ' }, 'rules at 0.match.path: must not be empty (got "  ")'],
+    [
+      { path: '/xqueue/' },
+      'rules at 0.match.path: must be one path segment, without "/", "?" or "#" (got "/xqueue/")',
+    ],
+    [
+      { username: 'svc', path: 'xqueue?x' },
+      'rules at 0.match.path: must be one path segment, without "/", "?" or "#" (got "xqueue?x")',
+    ],
+    [
+      { username: 'svc', group: 'graders', path: 'xqueue' },
+      'rules at 0.match: may name a username or a group, not both (write two rules) ' +
+        '(got {"username":"svc","group":"graders","path":"xqueue"})',
+    ],
+    [
+      {},
+      'rules at 0.match: must name a username, a group or a path ' +
+        '(or a path with one of the others) (got {})',
+    ],
+    [{ route: 'xqueue' }, 'rules at 0.match: Unrecognized key: "route" (got {"route":"xqueue"})'],
+  ])('rejects the match %j, saying why', (match, issue) => {
+    expect(thrown(() => parseSettings({ rules: [{ match } as never] }))).toBe(
+      `Invalid session policy settings:\n  - ${issue}`,
+    );
+  });
+
+  it('reads a path rule from SINGLE_LOGIN_RULES and names the variable when it is bad', () => {
+    const rules =
+      '[{"match":{"path":"xqueue"},"maxSessions":2},{"match":{"group":"graders","path":"xqueue"}}]';
+    expect(settingsFromEnv({ SINGLE_LOGIN_RULES: rules }).rules).toEqual([
+      { match: { path: 'xqueue' }, maxSessions: 2 },
+      { match: { group: 'graders', path: 'xqueue' } },
+    ]);
+    expect(
+      thrown(() => settingsFromEnv({ SINGLE_LOGIN_RULES: '[{"match":{"path":"a/b"}}]' })),
+    ).toBe(
+      'Invalid session policy settings:\n' +
+        '  - SINGLE_LOGIN_RULES at 0.match.path: must be one path segment, without "/", "?" or "#" (got "a/b")',
+    );
   });
 });

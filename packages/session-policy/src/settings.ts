@@ -13,9 +13,23 @@ export type OnLimit = 'evict-oldest' | 'evict-least-recent' | 'deny-new';
  */
 export type SessionScope = 'account' | 'instance';
 
-/** A per-account rule, chosen by exact username or by group membership. */
+/**
+ * Which logins a rule applies to: an account (exact username, or membership of a group), a
+ * login path, or an account on a login path. `path` is one path segment: the rule applies to a
+ * login whose request path has it as a whole segment (`xqueue` matches `/xqueue/login/`, not
+ * `/xqueuex/login`), and its sessions form their own pool (see `EffectiveRule.pool`).
+ */
+export type AccountMatch =
+  | { username: string; path?: string | undefined }
+  | { group: string; path?: string | undefined }
+  | { path: string };
+
+/**
+ * A per-account or per-path rule. Precedence, most specific first: username and path, group
+ * and path, path only, username, group; within one kind the first rule listed wins.
+ */
 export interface AccountRule {
-  match: { username: string } | { group: string };
+  match: AccountMatch;
   maxSessions?: number | undefined;
   onLimit?: OnLimit | undefined;
   scope?: SessionScope | undefined;
@@ -29,11 +43,14 @@ export interface PolicySettings {
   exemptUsernames: readonly string[];
   /** Upstream `SINGLE_LOGIN_EXEMPT_GROUPS`: membership in any of these exempts. */
   exemptGroups: readonly string[];
-  /** Default limit of concurrent sessions per account (1 = upstream single login). */
+  /**
+   * Default limit of concurrent sessions per account, counted in each pool of the account
+   * separately (see `EffectiveRule.pool`); 1 = upstream single login.
+   */
   maxSessions: number;
   onLimit: OnLimit;
   scope: SessionScope;
-  /** Per-account overrides; the first username rule wins, then the first matching group rule. */
+  /** Per-account and per-path overrides; see {@link AccountRule} for which one applies. */
   rules: readonly AccountRule[];
   /** Decide and report evictions, but delete nothing (for a safe rollout). */
   dryRun: boolean;
@@ -44,9 +61,40 @@ const onLimit = z.enum(['evict-oldest', 'evict-least-recent', 'deny-new']);
 const scope = z.enum(['account', 'instance']);
 const maxSessions = z.number().int().min(1).max(10_000);
 
+const pathSegment = name.refine(
+  (text) => !/[/?#]/.test(text),
+  'must be one path segment, without "/", "?" or "#"',
+);
+
+const matchSchema = z
+  .strictObject({
+    username: name.optional(),
+    group: name.optional(),
+    path: pathSegment.optional(),
+  })
+  .refine(
+    (match) => match.username === undefined || match.group === undefined,
+    'may name a username or a group, not both (write two rules)',
+  )
+  .refine(
+    (match) =>
+      match.username !== undefined || match.group !== undefined || match.path !== undefined,
+    {
+      message: 'must name a username, a group or a path (or a path with one of the others)',
+      // An unknown key ({"team": ...}) is reported as such; "names nothing" would only add noise.
+      when: (payload) => payload.issues.length === 0,
+    },
+  )
+  .transform(({ username, group, path }): AccountMatch => {
+    const where = path === undefined ? {} : { path };
+    if (username !== undefined) return { username, ...where };
+    if (group !== undefined) return { group, ...where };
+    return { path: path ?? '' }; // '' only for input the refinements above already rejected
+  });
+
 const accountRuleSchema = z
   .object({
-    match: z.union([z.strictObject({ username: name }), z.strictObject({ group: name })]),
+    match: matchSchema,
     maxSessions: maxSessions.optional(),
     onLimit: onLimit.optional(),
     scope: scope.optional(),

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SessionRegistry } from '../registry.ts';
 import { type CrossProcessOptions, declareCrossProcessTests } from './cross-process.ts';
 import { createTestUser, loginThrough, parallelLogins } from './fixtures.ts';
+import { declarePoolTests } from './pool-conformance.ts';
 
 export interface ConformanceOptions {
   /** Shown in the describe block, e.g. "SQLite session store". */
@@ -20,6 +21,14 @@ export interface ConformanceOptions {
    * suite then declares no such tests at all.
    */
   processes?: CrossProcessOptions;
+  /**
+   * Also run the login-path pool cases: a browser and an API session of one single-session
+   * account under a path rule both stay alive, logins in one pool still evict each other,
+   * deny-new is per pool. Set it once the registry records `AdmissionPlan.pool` with each
+   * session and returns it as `pool` (live sessions and `list`); with `processes`, it adds a
+   * cross-process pool case too. Default false, so a registry written before pools keeps passing.
+   */
+  pools?: boolean;
 }
 
 /**
@@ -173,6 +182,9 @@ export function runSessionRegistryConformance(options: ConformanceOptions): void
       expect(live).toHaveLength(4);
     });
 
-    if (options.processes) declareCrossProcessTests(options.processes, fresh);
+    if (options.pools) declarePoolTests(fresh, count);
+    if (options.processes) {
+      declareCrossProcessTests(options.processes, fresh, { pools: options.pools ?? false });
+    }
   });
 }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdmitResult, SessionRegistry } from '../registry.ts';
 import type { PolicySettingsInput } from '../settings.ts';
 import { nextSessionId } from './fixtures.ts';
+import { API_LOGIN_PATH, BROWSER_LOGIN_PATH } from './pool-conformance.ts';
 
 /**
  * Logins from several OS processes at once, for registries shared between processes.
@@ -35,6 +36,7 @@ export interface WorkerLogin {
   settings: PolicySettingsInput;
   sessionId: string;
   instanceId: string | null;
+  path?: string;
 }
 
 export type WorkerRequest =
@@ -128,6 +130,7 @@ function resultOf(reply: WorkerReply): AdmitResult {
 export function declareCrossProcessTests(
   options: CrossProcessOptions,
   fresh: () => Promise<SessionRegistry>,
+  { pools }: { pools: boolean },
 ): void {
   const count = options.count ?? 6;
   const rounds = options.rounds ?? 3;
@@ -136,6 +139,7 @@ export function declareCrossProcessTests(
   async function loginAtOnce(
     settings: PolicySettingsInput,
     instanceOf: (index: number) => string | null = () => null,
+    pathOf: (index: number) => string | undefined = () => undefined,
   ) {
     const registry = await fresh();
     const config = options.config(registry);
@@ -144,7 +148,12 @@ export function declareCrossProcessTests(
         worker.request({
           type: 'prepare',
           config,
-          login: { settings, sessionId: nextSessionId('p'), instanceId: instanceOf(index) },
+          login: {
+            settings,
+            sessionId: nextSessionId('p'),
+            instanceId: instanceOf(index),
+            path: pathOf(index),
+          },
         }),
       ),
     );
@@ -204,5 +213,18 @@ export function declareCrossProcessTests(
         expect(live.map((session) => session.instanceId).sort()).toEqual(instances);
       }
     });
+
+    // Both pools need a process each.
+    if (pools && count >= 2) {
+      it(`keeps exactly one live session per login-path pool across processes (x${rounds})`, async () => {
+        const settings = { rules: [{ match: { path: 'xqueue' } }] };
+        const pathOf = (index: number) => (index % 2 === 0 ? API_LOGIN_PATH : BROWSER_LOGIN_PATH);
+        for (let round = 0; round < rounds; round++) {
+          const { live, evicted } = await loginAtOnce(settings, () => null, pathOf);
+          expect(live.map((session) => session.pool).sort()).toEqual(['default', 'path:xqueue']);
+          expect(evicted).toHaveLength(count - 2);
+        }
+      });
+    }
   });
 }

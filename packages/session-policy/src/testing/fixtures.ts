@@ -21,6 +21,8 @@ export interface LoginOptions {
   settings?: PolicySettingsInput;
   sessionId?: string;
   instanceId?: string | null;
+  /** The login request's path, for rules with a `path` (e.g. `/xqueue/login/`). */
+  path?: string;
   /** Milliseconds since the epoch; defaults to an increasing counter so ages are distinct. */
   at?: number;
 }
@@ -44,10 +46,11 @@ export function loginThrough(
   clock += 1;
   const now = options.at ?? clock;
   const instanceId = options.instanceId ?? null;
+  const { path } = options;
   return registry.admit({
     userId,
     session: { id, instanceId, createdAt: now },
-    decide: (live) => decideLogin(settings, user, { sessionId: id, instanceId, now }, live),
+    decide: (live) => decideLogin(settings, user, { sessionId: id, instanceId, now, path }, live),
   });
 }
 

@@ -21,7 +21,7 @@ export function createRacySessionRegistry(): SessionRegistry {
       await tick();
       const live: LiveSession[] = [...sessions.values()]
         .filter((session) => session.userId === request.userId && session.tracked)
-        .map(({ id, createdAt, instanceId }) => ({ id, createdAt, instanceId }));
+        .map(({ id, createdAt, instanceId, pool }) => ({ id, createdAt, instanceId, pool }));
       const decision = request.decide(live);
       const plan = planAdmission(decision);
       await tick();
@@ -31,6 +31,7 @@ export function createRacySessionRegistry(): SessionRegistry {
           ...request.session,
           userId: request.userId,
           tracked: plan.track,
+          pool: plan.pool,
         });
       }
       return admitResult(decision, plan);
