@@ -23,6 +23,8 @@ export interface LoginAttempt {
   username: string;
   password: string;
   path: LoginPath;
+  /** The login request's URL path (`/xqueue/login/`, `/login`): rules with a `path` match it. */
+  requestPath: string;
   /** From `X-Client-Instance`: names the client for instance-scoped limits. */
   instanceId: string | null;
   /** The session this request already carries; a new login replaces it, as Django's does. */
@@ -214,7 +216,7 @@ export function createLoginService(deps: LoginServiceDeps) {
         decideLogin(
           policy,
           user,
-          { sessionId: id, instanceId, now },
+          { sessionId: id, instanceId, now, path: attempt.requestPath },
           live.filter((session) => session.id !== attempt.replacing),
         ),
     });

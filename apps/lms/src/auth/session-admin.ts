@@ -66,6 +66,8 @@ export interface SessionDetails {
   address: string | null;
   /** False for an exempt or unrestricted login: it never counts toward a limit. */
   tracked: boolean;
+  /** The pool it counts in: `default`, or `path:<text>` under a rule with a `path`. */
+  pool: string;
 }
 
 /**
@@ -84,6 +86,7 @@ export function liveSessionsOf(db: Db, userId: string, at: number): SessionDetai
       userAgent: sessions.userAgent,
       address: sessions.address,
       tracked: sessions.tracked,
+      pool: sessions.pool,
     })
     .from(sessions)
     .where(and(eq(sessions.userId, userId), gt(sessions.expiresAt, at)))

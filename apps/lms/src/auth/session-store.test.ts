@@ -15,6 +15,7 @@ const databases = new Map<SessionStore, LmsDatabase>();
 
 runSessionRegistryConformance({
   name: 'SQLite session store',
+  pools: true,
   create: () => {
     const database = openDatabase({ path: ':memory:' });
     for (const username of CONFORMANCE_USERNAMES) {
@@ -79,7 +80,7 @@ describe('SQLite session store', () => {
         eviction: {
           byInstance: null,
           bySession: 'two',
-          quota: { used: 1, max: 1, scope: 'account' },
+          quota: { used: 1, max: 1, scope: 'account', pool: 'default' },
         },
       },
     });

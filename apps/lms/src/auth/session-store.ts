@@ -2,6 +2,7 @@ import {
   type AdmitRequest,
   type AdmitResult,
   admitResult,
+  DEFAULT_POOL,
   type LiveSession,
   type LoginDecision,
   planAdmission,
@@ -27,8 +28,17 @@ export interface SessionEnd {
     byInstance: string | null;
     /** The evicting session's short id (8 hex digits). */
     bySession: string;
-    quota: { used: number; max: number; scope: 'account' | 'instance' } | null;
+    quota: Quota | null;
   };
+}
+
+/** The evicting login's quota: sessions of its pool after the login, and the pool's limit. */
+export interface Quota {
+  used: number;
+  max: number;
+  scope: 'account' | 'instance';
+  /** `default`, or `path:<text>` under a rule with a `path`. */
+  pool: string;
 }
 
 /** Why a session ended, as its tombstone keeps it (see SESSION_END_REASONS). */
@@ -139,6 +149,7 @@ interface TombstoneRow {
   quotaUsed: number | null;
   quotaMax: number | null;
   quotaScope: 'account' | 'instance' | null;
+  quotaPool: string | null;
 }
 
 function toSessionEnd(row: TombstoneRow): SessionEnd {
@@ -146,7 +157,12 @@ function toSessionEnd(row: TombstoneRow): SessionEnd {
   if (row.reason !== 'evicted' || row.bySession === null) return end;
   const quota =
     row.quotaUsed !== null && row.quotaMax !== null && row.quotaScope !== null
-      ? { used: row.quotaUsed, max: row.quotaMax, scope: row.quotaScope }
+      ? {
+          used: row.quotaUsed,
+          max: row.quotaMax,
+          scope: row.quotaScope,
+          pool: row.quotaPool ?? DEFAULT_POOL,
+        }
       : null;
   return { ...end, eviction: { byInstance: row.byInstance, bySession: row.bySession, quota } };
 }
@@ -158,6 +174,7 @@ function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
     createdAt: row.createdAt,
     instanceId: row.instanceId,
     tracked: row.tracked,
+    pool: row.pool,
   };
 }
 
@@ -170,16 +187,17 @@ function quotaAfter(
   live: readonly LiveSession[],
   evicted: number,
   request: LoginAdmitRequest,
-): { used: number; max: number; scope: 'account' | 'instance' } | null {
+): Quota | null {
   if (decision.outcome !== 'allow') return null;
-  const { scope, maxSessions } = decision.rule;
+  const { scope, maxSessions, pool } = decision.rule;
   // The session this client logs in from ends with the login and is not counted (see login.ts).
-  const pool = live.filter(
+  const competing = live.filter(
     (session) =>
       session.id !== request.replacing &&
+      (session.pool ?? DEFAULT_POOL) === pool &&
       (scope === 'account' || session.instanceId === request.session.instanceId),
   );
-  return { used: pool.length - evicted + 1, max: maxSessions, scope };
+  return { used: competing.length - evicted + 1, max: maxSessions, scope, pool };
 }
 
 /**
@@ -200,7 +218,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
   const tombstoneRow = db.$client.prepare<[string], TombstoneRow>(
     `SELECT reason, at, by_instance AS byInstance, by_session AS bySession,
-            quota_used AS quotaUsed, quota_max AS quotaMax, quota_scope AS quotaScope
+            quota_used AS quotaUsed, quota_max AS quotaMax, quota_scope AS quotaScope,
+            quota_pool AS quotaPool
      FROM session_ends WHERE session_id = ?`,
   );
   const touch = db.$client.prepare<[number, string]>(
@@ -214,6 +233,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         createdAt: sessions.createdAt,
         instanceId: sessions.instanceId,
         lastSeenAt: sessions.lastSeenAt,
+        pool: sessions.pool,
       })
       .from(sessions)
       .where(
@@ -259,6 +279,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
                 quotaUsed: quota?.used ?? null,
                 quotaMax: quota?.max ?? null,
                 quotaScope: quota?.scope ?? null,
+                quotaPool: quota?.pool ?? null,
               })),
             )
             .onConflictDoNothing()
@@ -275,6 +296,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             tracked: plan.track,
             userAgent: request.client?.userAgent ?? null,
             address: request.client?.address ?? null,
+            pool: plan.pool,
           })
           .run();
         if (plan.track) recordSlot(tx, request.userId, request.session.id);

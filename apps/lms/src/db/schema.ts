@@ -72,6 +72,11 @@ export const sessions = sqliteTable(
     userAgent: text('user_agent'),
     /** The login's client address, as the login throttle reads it (see clientAddress). */
     address: text('address'),
+    /**
+     * The pool the login was admitted in: `default`, or `path:<text>` under a rule with a
+     * `path` (session-policy's EffectiveRule.pool); only sessions of one pool compete.
+     */
+    pool: text('pool').notNull().default('default'),
   },
   (table) => [index('sessions_user_idx').on(table.userId, table.tracked, table.expiresAt)],
 );
@@ -107,6 +112,8 @@ export const sessionEnds = sqliteTable(
     quotaUsed: integer('quota_used'),
     quotaMax: integer('quota_max'),
     quotaScope: text('quota_scope', { enum: ['account', 'instance'] }),
+    /** The pool the evicting login's quota counts (see `sessions.pool`). */
+    quotaPool: text('quota_pool'),
   },
   (table) => [index('session_ends_at_idx').on(table.at)],
 );

@@ -44,6 +44,7 @@ describe('staff session API', () => {
         client_instance: null,
         user_agent: 'phone/1.0',
         address: 'unknown',
+        pool: 'default',
         current: false,
         tracked: false,
       },

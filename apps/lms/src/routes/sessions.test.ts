@@ -55,6 +55,7 @@ describe.each(TRANSPORTS)('own sessions over %s', (transport) => {
         client_instance: null,
         user_agent: 'phone/1.0',
         address,
+        pool: 'default',
         current: false,
       },
       {
@@ -64,6 +65,7 @@ describe.each(TRANSPORTS)('own sessions over %s', (transport) => {
         client_instance: null,
         user_agent: 'laptop/2.0',
         address,
+        pool: 'default',
         current: true,
       },
     ]);

@@ -28,6 +28,7 @@ function view(session: SessionDetails, currentSessionId: string) {
     client_instance: session.instanceId,
     user_agent: session.userAgent,
     address: session.address,
+    pool: session.pool,
     current: session.id === currentSessionId,
   };
 }

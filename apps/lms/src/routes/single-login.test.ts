@@ -64,7 +64,7 @@ describe.each(TRANSPORTS)('single-login hook over %s', (transport) => {
       by_instance: null,
       // the evicting session, by the short id the LMS's log names it with
       by_session: eviction?.session,
-      quota: { used: 1, max: 1, scope: 'account' },
+      quota: { used: 1, max: 1, scope: 'account', pool: 'default' },
     });
   });
 
@@ -79,8 +79,45 @@ describe.each(TRANSPORTS)('single-login hook over %s', (transport) => {
     expect(responses.map((response) => response.status).sort()).toEqual([200, 200, 403]);
     const response = responses.find((candidate) => candidate.status === 403)!;
     expect(await response.json()).toMatchObject({
-      session_end: { by_instance: 'worker-a', quota: { used: 2, max: 2, scope: 'instance' } },
+      session_end: {
+        by_instance: 'worker-a',
+        quota: { used: 2, max: 2, scope: 'instance', pool: 'default' },
+      },
     });
+  });
+
+  it("keeps one account's browser and API sessions alive under a path rule: two pools", async () => {
+    lms = await create({ policy: { rules: [{ match: { path: 'xqueue' } }] } });
+    const browser = new TestClient(lms.fetcher);
+    const api = new TestClient(lms.fetcher);
+    expect((await api.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    expect((await browser.webLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    expect((await api.get(QUEUELEN)).status).toBe(200);
+    expect((await browser.get('/me')).status).toBe(200);
+    // Within the xqueue pool the account is still single-session, and its quota says so.
+    const secondApi = new TestClient(lms.fetcher);
+    expect((await secondApi.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    const evicted = await api.get(QUEUELEN);
+    expect(evicted.status).toBe(403);
+    expect(await evicted.json()).toMatchObject({
+      session_end: { quota: { used: 1, max: 1, scope: 'account', pool: 'path:xqueue' } },
+    });
+    expect((await browser.get('/me')).status).toBe(200);
+    expect((await secondApi.get(QUEUELEN)).status).toBe(200);
+    const { sessions } = (await (await browser.get('/api/sessions')).json()) as {
+      sessions: Array<{ pool: string }>;
+    };
+    expect(sessions.map((session) => session.pool).sort()).toEqual(['default', 'path:xqueue']);
+  });
+
+  it('lets a browser login evict the API session of the same account without a path rule', async () => {
+    lms = await create();
+    const api = new TestClient(lms.fetcher);
+    const browser = new TestClient(lms.fetcher);
+    expect((await api.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    expect((await browser.webLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    expect((await api.get(QUEUELEN)).status).toBe(403);
+    expect((await browser.get('/me')).status).toBe(200);
   });
 
   it('logs one line per eviction and counts logins and evictions by account', async () => {

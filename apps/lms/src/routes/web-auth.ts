@@ -60,6 +60,7 @@ export function webAuthRoutes(services: Services) {
       username,
       password,
       path: 'web',
+      requestPath: c.req.path,
       instanceId: clientInstance(c),
       replacing: c.get('auth')?.sessionId ?? null,
       address: clientAddress(c, services.trustProxy),

@@ -69,6 +69,7 @@ function loginRoutes(services: Services) {
       username,
       password,
       path: 'xqueue',
+      requestPath: c.req.path,
       instanceId: clientInstance(c),
       replacing: c.get('auth')?.sessionId ?? null,
       address: clientAddress(c, services.trustProxy),
