@@ -100,6 +100,7 @@ function buildServices(deps: AppDeps): Services {
     lockMs: config.xqueueLockSeconds * 1000,
     maxFailures: config.xqueueMaxFailures,
   });
+  const batch = createTickBatcher(db.$client, { busyDeadlineMs: config.databaseBusyDeadlineMs });
   const store =
     deps.store ??
     createSessionStore({
@@ -107,6 +108,7 @@ function buildServices(deps: AppDeps): Services {
       ttlMs: config.sessionTtlSeconds * 1000,
       now,
       enforcement: config.enforcement ?? 'atomic',
+      read: (op) => batch.read(op),
     });
   const throttle = createLoginThrottle({
     client: db.$client,
@@ -135,7 +137,7 @@ function buildServices(deps: AppDeps): Services {
   return {
     db,
     store,
-    batch: createTickBatcher(db.$client, { busyDeadlineMs: config.databaseBusyDeadlineMs }),
+    batch,
     login,
     metrics,
     detector,

@@ -72,7 +72,7 @@ describe('SQLite session store', () => {
     await login('one');
     clock.advance(1000);
     await login('two');
-    expect(store.lookup('one')).toEqual({
+    expect(await store.lookup('one')).toEqual({
       kind: 'ended',
       end: {
         reason: 'evicted',
@@ -84,17 +84,20 @@ describe('SQLite session store', () => {
         },
       },
     });
-    expect(store.lookup('two')).toMatchObject({ kind: 'live', sessionId: 'two' });
+    expect(await store.lookup('two')).toMatchObject({ kind: 'live', sessionId: 'two' });
     clock.advance(TOMBSTONE_TTL_MS);
-    expect(store.lookup('one')).toEqual({ kind: 'none' });
+    expect(await store.lookup('one')).toEqual({ kind: 'none' });
   });
 
   it('reports a logged-out session as logged out', async () => {
     const { store, login } = setup();
     await login('one');
-    expect(store.end('one', 'logged-out')).toBe(true);
-    expect(store.end('one', 'logged-out')).toBe(false);
-    expect(store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'logged-out' } });
+    expect(await store.end('one', 'logged-out')).toBe(true);
+    expect(await store.end('one', 'logged-out')).toBe(false);
+    expect(await store.lookup('one')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'logged-out' },
+    });
   });
 
   it('evicts the session used least recently under evict-least-recent', async () => {
@@ -118,7 +121,7 @@ describe('SQLite session store', () => {
     // The first session is used a few minutes later (a request refreshes last_seen_at at most
     // once a minute); the second sits idle.
     clock.advance(5 * 60_000);
-    expect(store.lookup('first')).toMatchObject({ kind: 'live' });
+    expect(await store.lookup('first')).toMatchObject({ kind: 'live' });
     const result = await login('third');
     expect(result).toMatchObject({ admitted: true, evicted: [{ id: 'second' }] });
     expect((await store.list(userId)).map((session) => session.id)).toEqual(['first', 'third']);
@@ -128,7 +131,7 @@ describe('SQLite session store', () => {
     const { store, clock, login } = setup(60_000);
     await login('one');
     clock.advance(60_000);
-    expect(store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
+    expect(await store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
     const result = await login('two');
     expect(result).toMatchObject({ admitted: true, evicted: [] });
   });
@@ -184,12 +187,12 @@ describe('endAllSessionsOf', () => {
     const alice = userIds.get('alice')!;
     expect(endAllSessionsOf(database.db, alice, 'password-change', clock.now())).toBe(2);
     for (const id of ['phone', 'laptop']) {
-      expect(store.lookup(id)).toEqual({
+      expect(await store.lookup(id)).toEqual({
         kind: 'ended',
         end: { reason: 'password-change', at: clock.now() },
       });
     }
-    expect(store.lookup('desk')).toMatchObject({ kind: 'live' });
+    expect(await store.lookup('desk')).toMatchObject({ kind: 'live' });
     expect(await store.list(alice)).toEqual([]);
     expect(endAllSessionsOf(database.db, alice, 'logged-out', clock.now())).toBe(0);
   });
@@ -200,15 +203,18 @@ describe('endAllSessionsOf', () => {
     clock.advance(60_000);
     await login('alice', 'new');
     expect(endAllSessionsOf(database.db, userIds.get('alice')!, 'logged-out', clock.now())).toBe(1);
-    expect(store.lookup('old')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
-    expect(store.lookup('new')).toMatchObject({ kind: 'ended', end: { reason: 'logged-out' } });
+    expect(await store.lookup('old')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
+    expect(await store.lookup('new')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'logged-out' },
+    });
   });
 
   it('ends the sessions of a user whose password upsertUser sets, in the same transaction', async () => {
     const { store, clock, login } = setup();
     await login('alice', 'phone');
     upsertUser(database.db, { username: 'alice', passwordHash: 'y', now: clock.now() });
-    expect(store.lookup('phone')).toMatchObject({
+    expect(await store.lookup('phone')).toMatchObject({
       kind: 'ended',
       end: { reason: 'password-change' },
     });

@@ -15,6 +15,16 @@ import type { ClientDb, Db } from '../db/client.ts';
 import { profiles, type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { LmsUser } from '../users.ts';
+import {
+  type EndingReason,
+  type EndOptions,
+  endAllSessionsOf,
+  endSessionOf,
+  findLiveSession,
+  liveSessionsOf,
+  type SessionDetails,
+  type ShortIdMatch,
+} from './session-admin.ts';
 import { shortId } from './tokens.ts';
 import { createUpstreamAdmission } from './upstream-admission.ts';
 
@@ -71,19 +81,36 @@ export interface LoginClient {
   address: string | null;
 }
 
-/** The session-policy registry on SQLite, plus what the request path needs. */
+/**
+ * Where the LMS keeps sessions: the session-policy registry (atomic admission) plus what the
+ * request path, the sessions API, staff and the CLI need. Every ending is remembered with its
+ * reason (and who ended it) for a day, so the cookie's next request is told.
+ */
 export interface SessionStore extends SessionRegistry {
   admit(request: LoginAdmitRequest): Promise<AdmitResult>;
   /**
-   * Resolves a session id on every request, with its user and groups, in one prepared query;
-   * refreshes `last_seen_at` at most once a minute.
+   * Resolves a session id on every request, with its user and groups; refreshes the session's
+   * last use at most once a minute.
    */
-  lookup(sessionId: string): SessionLookup;
+  lookup(sessionId: string): Promise<SessionLookup>;
   /**
-   * Ends a session for a reason (logout) and remembers why, and for a logout that its own user
-   * ended it (`ended_by`). False when it was not there.
+   * Ends a session on logout and remembers that its own user ended it (`ended_by`). False when
+   * it was not there.
    */
-  end(sessionId: string, reason: 'evicted' | 'logged-out'): boolean;
+  end(sessionId: string, reason: 'logged-out'): Promise<boolean>;
+  /** A user's live sessions, oldest first, as the sessions lists show them. */
+  details(userId: string): Promise<SessionDetails[]>;
+  /** The user's live session whose id starts with `short` (the short id of logs and lists). */
+  findShort(userId: string, short: string): Promise<ShortIdMatch>;
+  /** Ends one live session of the user; false when it is gone or someone else's. */
+  endOne(
+    userId: string,
+    sessionId: string,
+    reason: EndingReason,
+    options?: Pick<EndOptions, 'endedBy'>,
+  ): Promise<boolean>;
+  /** Ends every live session of the user (but `except`); resolves with how many ended. */
+  endAll(userId: string, reason: EndingReason, options?: EndOptions): Promise<number>;
   /** Deletes expired sessions and day-old tombstones; does nothing if it ran in the last minute. */
   prune(): void;
 }
@@ -97,6 +124,11 @@ export interface SessionStoreOptions {
    * unlocked steps (see {@link createUpstreamAdmission}), to show its race.
    */
   enforcement?: 'atomic' | 'upstream';
+  /**
+   * Runs the per-request lookup; the app passes its tick batcher, which answers the lookups of
+   * one tick in one read transaction. Default: at once.
+   */
+  read?: <T>(op: () => T) => Promise<T>;
 }
 
 /** How long the reason a session ended is remembered. */
@@ -212,6 +244,7 @@ function quotaAfter(
  */
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const { db, ttlMs, now } = options;
+  const read = options.read ?? (async <T>(op: () => T) => op());
   const admitUpstream =
     options.enforcement === 'upstream' ? createUpstreamAdmission({ db, ttlMs }) : null;
   let lastPruneAt: number | null = null;
@@ -329,6 +362,39 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     return { kind: 'ended', end: toSessionEnd(tombstone) };
   }
 
+  function lookupNow(sessionId: string): SessionLookup {
+    const at = now();
+    const row = lookupRow.get(sessionId);
+    if (!row) return endedReason(sessionId, at);
+    if (row.expiresAt <= at) {
+      return { kind: 'ended', end: { reason: 'expired', at: row.expiresAt } };
+    }
+    if (at - row.lastSeenAt >= TOUCH_INTERVAL_MS) touchUnlessBusy(at, sessionId);
+    return {
+      kind: 'live',
+      sessionId,
+      userId: row.userId,
+      instanceId: row.instanceId,
+      user: toUser(row.userId, row),
+    };
+  }
+
+  // A logout is its own user's doing: the record names them.
+  function endNow(sessionId: string, reason: 'logged-out'): boolean {
+    return db.transaction((tx) => {
+      const row = tx.delete(sessions).where(eq(sessions.id, sessionId)).returning().get();
+      if (!row) return false;
+      const endedBy =
+        tx.select({ username: users.username }).from(users).where(eq(users.id, row.userId)).get()
+          ?.username ?? null;
+      tx.insert(sessionEnds)
+        .values({ sessionId, userId: row.userId, reason, at: now(), endedBy })
+        .onConflictDoNothing()
+        .run();
+      return true;
+    });
+  }
+
   return {
     async admit(request) {
       if (admitUpstream) {
@@ -358,41 +424,24 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       return db.delete(sessions).where(eq(sessions.id, sessionId)).run().changes > 0;
     },
     lookup(sessionId) {
-      const at = now();
-      const row = lookupRow.get(sessionId);
-      if (!row) return endedReason(sessionId, at);
-      if (row.expiresAt <= at) {
-        return { kind: 'ended', end: { reason: 'expired', at: row.expiresAt } };
-      }
-      if (at - row.lastSeenAt >= TOUCH_INTERVAL_MS) touchUnlessBusy(at, sessionId);
-      return {
-        kind: 'live',
-        sessionId,
-        userId: row.userId,
-        instanceId: row.instanceId,
-        user: toUser(row.userId, row),
-      };
+      return read(() => lookupNow(sessionId));
     },
-    end(sessionId, reason) {
-      return db.transaction((tx) => {
-        const row = tx.delete(sessions).where(eq(sessions.id, sessionId)).returning().get();
-        if (!row) return false;
-        // A logout is its own user's doing; an eviction is the system's.
-        const endedBy =
-          reason === 'logged-out'
-            ? (tx
-                .select({ username: users.username })
-                .from(users)
-                .where(eq(users.id, row.userId))
-                .get()?.username ?? null)
-            : null;
-        tx.insert(sessionEnds)
-          .values({ sessionId, userId: row.userId, reason, at: now(), endedBy })
-          .onConflictDoNothing()
-          .run();
-        return true;
-      });
+    async end(sessionId, reason) {
+      return endNow(sessionId, reason);
     },
+    async details(userId) {
+      return liveSessionsOf(db, userId, now());
+    },
+    async findShort(userId, short) {
+      return findLiveSession(db, userId, short, now());
+    },
+    async endOne(userId, sessionId, reason, endOptions) {
+      return endSessionOf(db, userId, sessionId, reason, now(), endOptions);
+    },
+    async endAll(userId, reason, endOptions) {
+      return endAllSessionsOf(db, userId, reason, now(), endOptions);
+    },
+
     prune() {
       const at = now();
       if (lastPruneAt !== null && at - lastPruneAt < PRUNE_INTERVAL_MS) return;

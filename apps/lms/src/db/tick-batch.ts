@@ -110,7 +110,7 @@ function attempt(op: () => unknown): Outcome {
  *
  * @example
  * const batch = createTickBatcher(db.$client, { busyDeadlineMs: 5_000 });
- * const lookup = await batch.read(() => store.lookup(sessionId));
+ * const row = await batch.read(() => lookupRow.get(sessionId));
  * const pull = await batch.write(() => queue.pull('test-queue', now, key));
  */
 export function createTickBatcher(

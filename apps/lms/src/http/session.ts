@@ -27,7 +27,7 @@ export function sessionMiddleware(services: Services) {
     const token = getCookie(c, SESSION_COOKIE);
     if (isSessionToken(token)) {
       const sessionId = sessionIdOf(token);
-      const lookup = await services.batch.read(() => services.store.lookup(sessionId));
+      const lookup = await services.store.lookup(sessionId);
       if (lookup.kind === 'live') {
         if (lookup.user.isActive) c.set('auth', { sessionId: lookup.sessionId, user: lookup.user });
       } else if (lookup.kind === 'ended') {

@@ -1,12 +1,5 @@
 import { type Context, Hono } from 'hono';
-import {
-  type EndingReason,
-  endAllSessionsOf,
-  endSessionOf,
-  findLiveSession,
-  liveSessionsOf,
-  type SessionDetails,
-} from '../auth/session-admin.ts';
+import type { EndingReason, SessionDetails } from '../auth/session-admin.ts';
 import { shortId } from '../auth/tokens.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import { clearSessionCookie, requireUser } from '../http/session.ts';
@@ -51,11 +44,15 @@ function logEnded(
  * live sessions has it, 409 when two do. Ending the caller's own current session is a logout:
  * its cookie is cleared too.
  */
-function endByShortId(c: Context<LmsEnv>, services: Services, owner: Owner, reason: EndingReason) {
+async function endByShortId(
+  c: Context<LmsEnv>,
+  services: Services,
+  owner: Owner,
+  reason: EndingReason,
+) {
   const auth = c.get('auth')!;
   const short = c.req.param('id') ?? '';
-  const at = services.now();
-  const match = findLiveSession(services.db, owner.id, short, at);
+  const match = await services.store.findShort(owner.id, short);
   if (match.kind === 'ambiguous') {
     return c.json({ detail: `Short id ${short} names more than one session` }, 409);
   }
@@ -66,7 +63,7 @@ function endByShortId(c: Context<LmsEnv>, services: Services, owner: Owner, reas
   // Found, then gone before the delete (ended elsewhere, or expired): not found either.
   const ended =
     match.kind === 'found' &&
-    endSessionOf(services.db, owner.id, match.sessionId, why, at, { endedBy: by });
+    (await services.store.endOne(owner.id, match.sessionId, why, { endedBy: by }));
   if (!ended) return c.json({ detail: 'Session not found' }, 404);
   logEnded(services, owner, { session: short, reason: why, by });
   if (current) clearSessionCookie(c);
@@ -84,15 +81,15 @@ export function sessionRoutes(services: Services) {
   const app = new Hono<LmsEnv>();
   app.use('*', requireUser());
 
-  app.get('/', (c) => {
+  app.get('/', async (c) => {
     const auth = c.get('auth')!;
-    const sessions = liveSessionsOf(services.db, auth.user.id, services.now());
+    const sessions = await services.store.details(auth.user.id);
     return c.json({ sessions: sessions.map((session) => view(session, auth.sessionId)) });
   });
 
-  app.post('/end-others', (c) => {
+  app.post('/end-others', async (c) => {
     const { user, sessionId } = c.get('auth')!;
-    const ended = endAllSessionsOf(services.db, user.id, 'user', services.now(), {
+    const ended = await services.store.endAll(user.id, 'user', {
       endedBy: user.username,
       except: sessionId,
     });
@@ -122,22 +119,22 @@ export function staffSessionRoutes(services: Services) {
   }
   const unknownUser = (c: Context<LmsEnv>) => c.json({ detail: 'User not found' }, 404);
 
-  app.get('/:username/sessions', (c) => {
+  app.get('/:username/sessions', async (c) => {
     const owner = ownerOf(c);
     if (!owner) return unknownUser(c);
     const { sessionId } = c.get('auth')!;
-    const sessions = liveSessionsOf(services.db, owner.id, services.now()).map((session) => ({
+    const sessions = (await services.store.details(owner.id)).map((session) => ({
       ...view(session, sessionId),
       tracked: session.tracked,
     }));
     return c.json({ sessions });
   });
 
-  app.post('/:username/sessions/end-all', (c) => {
+  app.post('/:username/sessions/end-all', async (c) => {
     const owner = ownerOf(c);
     if (!owner) return unknownUser(c);
     const by = c.get('auth')!.user;
-    const ended = endAllSessionsOf(services.db, owner.id, 'staff', services.now(), {
+    const ended = await services.store.endAll(owner.id, 'staff', {
       endedBy: by.username,
     });
     logEnded(services, owner, { count: ended, reason: 'staff', by: by.username });

@@ -81,12 +81,12 @@ export function webAuthRoutes(services: Services) {
     return c.json({ detail: 'Logged in', username: outcome.user.username });
   });
 
-  app.post('/logout', sameOrigin, (c) => {
+  app.post('/logout', sameOrigin, async (c) => {
     const auth = c.get('auth');
     if (auth) {
       const csrf = csrfFailure(c);
       if (csrf) return c.json({ detail: csrf }, 403);
-      services.store.end(auth.sessionId, 'logged-out');
+      await services.store.end(auth.sessionId, 'logged-out');
     }
     clearSessionCookie(c);
     return c.json({ detail: 'Logged out' });

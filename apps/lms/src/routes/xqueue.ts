@@ -90,9 +90,9 @@ function loginRoutes(services: Services) {
     rotateCsrfCookie(c);
     return c.json(success('Logged in'));
   });
-  app.post('/logout/', requireUser({ group: XQUEUE_GROUP }), (c) => {
+  app.post('/logout/', requireUser({ group: XQUEUE_GROUP }), async (c) => {
     const auth = c.get('auth');
-    if (auth) services.store.end(auth.sessionId, 'logged-out');
+    if (auth) await services.store.end(auth.sessionId, 'logged-out');
     clearSessionCookie(c);
     return c.json(success('Goodbye'));
   });
