@@ -178,8 +178,10 @@ describe('pnpm storm (the CLI as a real process)', () => {
     // was 60-100% of the cure's in six runs of 6 s here, by how many results were refused twice
     // and dropped: not asserted; the README gives the figures.)
     const storm = byName.storm!;
+    // STORM means logins above twice the connections. Not more: on 2 cores a storm's hashing
+    // sometimes times out the second replica's first logins, and it then sits out a restart
+    // backoff (19 logins in one of six quiet runs here, 41-79 in the others).
     expect(storm.verdict).toBe('STORM');
-    expect(storm.logins).toBeGreaterThan(3 * storm.totalConnections);
     expect(storm.forbiddenPerLogin).toBeGreaterThan(0.5);
     expect(storm.forbiddenPerLogin).toBeLessThan(2);
     expect(storm.evictions).toBeGreaterThan(storm.totalConnections);
