@@ -14,15 +14,19 @@ export {
   resolveRule,
   suggestExemption,
 } from './decide.ts';
+export type { MemorySessionRegistryOptions } from './memory-registry.ts';
 export { createMemorySessionRegistry } from './memory-registry.ts';
 export type {
   AdmissionPlan,
   AdmitRequest,
   AdmitResult,
+  RemoveAllOfOptions,
+  ResolvingSessionRegistry,
+  SessionDetails,
   SessionRecord,
   SessionRegistry,
 } from './registry.ts';
-export { admitResult, planAdmission } from './registry.ts';
+export { admitResult, DEFAULT_SESSION_TTL_MS, planAdmission } from './registry.ts';
 export type {
   AccountMatch,
   AccountRule,

@@ -5,6 +5,7 @@ import {
   createTestUser,
   loginThrough,
   parallelLogins,
+  runResolvingRegistryConformance,
   runSessionRegistryConformance,
 } from './testing/index.ts';
 
@@ -14,6 +15,11 @@ runSessionRegistryConformance({
   parallelLogins: 64,
   rounds: 20,
   pools: true,
+});
+
+runResolvingRegistryConformance({
+  name: 'in-memory reference registry',
+  create: () => createMemorySessionRegistry(),
 });
 
 describe('the conformance concurrency check', () => {
@@ -69,16 +75,10 @@ describe('in-memory registry: order and results', () => {
       dryRun: false,
     });
     const at = expect.any(Number);
+    const session = { createdAt: at, lastSeenAt: at, expiresAt: at, attributes: {} };
     expect(await registry.list('alice')).toEqual([
-      { id: 'a', createdAt: at, instanceId: null, userId: 'alice', tracked: true, pool: 'default' },
-      {
-        id: 'b',
-        createdAt: at,
-        instanceId: null,
-        userId: 'alice',
-        tracked: false,
-        pool: 'default',
-      },
+      { ...session, id: 'a', instanceId: null, userId: 'alice', tracked: true, pool: 'default' },
+      { ...session, id: 'b', instanceId: null, userId: 'alice', tracked: false, pool: 'default' },
     ]);
   });
 
@@ -135,5 +135,35 @@ describe('in-memory registry: order and results', () => {
       ],
     });
     expect((await registry.list('alice')).map((session) => session.id)).toEqual(['new']);
+  });
+});
+
+describe('in-memory registry: expiry', () => {
+  it('ends a session sessionTtlMs after its admission, however recently it was used', async () => {
+    let now = 10_000;
+    const registry = createMemorySessionRegistry({ sessionTtlMs: 1000, now: () => now });
+    await loginThrough(registry, { sessionId: 'a', at: now });
+    expect(await registry.get('a')).toMatchObject({ expiresAt: 11_000 });
+    now = 10_999;
+    expect(await registry.touch('a', now)).toBe(true);
+    expect(await registry.get('a')).toMatchObject({ lastSeenAt: 10_999, expiresAt: 11_000 });
+    now = 11_000;
+    expect(await registry.get('a')).toBeNull();
+    expect(await registry.touch('a', now)).toBe(false);
+    expect(await registry.list('alice')).toEqual([]);
+    expect(await registry.remove('a')).toBe(false);
+    const result = await loginThrough(registry, { sessionId: 'b', at: now });
+    expect(result).toMatchObject({ admitted: true, evicted: [] });
+  });
+
+  it('gives out copies: changing a returned session changes nothing stored', async () => {
+    const registry = createMemorySessionRegistry();
+    await loginThrough(registry, { sessionId: 'a', attributes: { userAgent: 'curl/8' } });
+    const session = await registry.get('a');
+    if (session === null) throw new Error('session a is not live');
+    session.attributes.userAgent = 'changed';
+    session.lastSeenAt = 0;
+    expect(await registry.get('a')).toMatchObject({ attributes: { userAgent: 'curl/8' } });
+    expect((await registry.list('alice'))[0]?.lastSeenAt).not.toBe(0);
   });
 });

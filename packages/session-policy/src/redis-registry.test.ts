@@ -11,8 +11,12 @@ import {
   DEFAULT_EVICTION_RECORD_TTL_MS,
   DEFAULT_SESSION_TTL_MS,
 } from './redis-registry.ts';
-import type { AdmitResult, SessionRecord, SessionRegistry } from './registry.ts';
-import { loginThrough, runSessionRegistryConformance } from './testing/index.ts';
+import type { AdmitResult, SessionDetails, SessionRegistry } from './registry.ts';
+import {
+  loginThrough,
+  runResolvingRegistryConformance,
+  runSessionRegistryConformance,
+} from './testing/index.ts';
 
 // The CRC16 slot function ioredis routes Cluster commands with, reached through ioredis.
 const keySlot = createRequire(createRequire(import.meta.url).resolve('ioredis'))(
@@ -109,52 +113,59 @@ runSessionRegistryConformance({
   pools: true,
 });
 
-describe('Redis session registry', () => {
-  afterEach(async () => {
-    await Promise.all(connections.map((connection) => connection.quit()));
-    connections = [];
-  });
+runResolvingRegistryConformance({
+  name: 'Redis registry',
+  create: () => createRedisSessionRegistry(redis, { prefix: freshPrefix() }),
+});
 
-  it('lists every live session oldest first, then by id, with instance, tracking and pool', async () => {
+afterEach(async () => {
+  await Promise.all(connections.map((connection) => connection.quit()));
+  connections = [];
+});
+
+describe('Redis session registry', () => {
+  it('lists every live session oldest first, then by id, with instance, tracking, pool, use and attributes', async () => {
     const registry = createRedisSessionRegistry(redis, { prefix: freshPrefix() });
     const unlimited = { preventConcurrentLogins: false };
     const pooled = { rules: [{ match: { path: 'xqueue' } }] };
+    const attributes = { userAgent: 'grader/2', address: '10.0.0.7' };
     await loginThrough(registry, { settings: unlimited, sessionId: 'b', at: 2000 });
     await loginThrough(registry, { sessionId: 'c', at: 2000, instanceId: 'worker-a' });
     await loginThrough(registry, { settings: unlimited, sessionId: 'a', at: 3000 });
-    await loginThrough(registry, { settings: pooled, sessionId: 'd', at: 4000, path: '/xqueue/' });
-    const expected: SessionRecord[] = [
+    await loginThrough(registry, {
+      settings: pooled,
+      sessionId: 'd',
+      at: 4000,
+      path: '/xqueue/',
+      attributes,
+    });
+    await registry.touch('c', 4500);
+    const session = {
+      userId: 'alice',
+      instanceId: null,
+      expiresAt: expect.any(Number),
+      attributes: {},
+    };
+    const expected: SessionDetails[] = [
+      { ...session, id: 'b', createdAt: 2000, lastSeenAt: 2000, tracked: false, pool: 'default' },
       {
-        id: 'b',
-        userId: 'alice',
-        createdAt: 2000,
-        instanceId: null,
-        tracked: false,
-        pool: 'default',
-      },
-      {
+        ...session,
         id: 'c',
-        userId: 'alice',
         createdAt: 2000,
+        lastSeenAt: 4500,
         instanceId: 'worker-a',
         tracked: true,
         pool: 'default',
       },
+      { ...session, id: 'a', createdAt: 3000, lastSeenAt: 3000, tracked: false, pool: 'default' },
       {
-        id: 'a',
-        userId: 'alice',
-        createdAt: 3000,
-        instanceId: null,
-        tracked: false,
-        pool: 'default',
-      },
-      {
+        ...session,
         id: 'd',
-        userId: 'alice',
         createdAt: 4000,
-        instanceId: null,
+        lastSeenAt: 4000,
         tracked: true,
         pool: 'path:xqueue',
+        attributes,
       },
     ];
     expect(await registry.list('alice')).toEqual(expected);
@@ -168,6 +179,12 @@ describe('Redis session registry', () => {
     // As the registry wrote a session before pools: the same hash, without the pool field.
     expect(await redis.hdel(`${prefix}{u:alice}:s:old`, 'pool')).toBe(1);
     expect(await registry.list('alice')).toMatchObject([{ id: 'old', pool: 'default' }]);
+    // Nor had it attributes or a last use: none, and never used since its creation.
+    const before = { pool: 'default', lastSeenAt: 1000, attributes: {} };
+    expect(await registry.get('old')).toMatchObject(before);
+    expect(await createRedisSessionRegistry(redis, { prefix }).get('old')).toMatchObject(before);
+    expect(await registry.touch('old', 1500)).toBe(true);
+    expect(await registry.get('old')).toMatchObject({ lastSeenAt: 1500 });
     const api = await loginThrough(registry, {
       settings: pooled,
       sessionId: 'api',
@@ -223,6 +240,10 @@ describe('Redis session registry', () => {
     });
     expect(await registry.evictionOf('b')).toMatchObject({ byInstanceId: null, bySessionId: 'c' });
     expect(await registry.evictionOf('c')).toBeNull();
+    // The id lookup stays for evictionOf, but the session is not live.
+    expect(await redis.exists(`${prefix}sid:a`)).toBe(1);
+    expect(await registry.get('a')).toBeNull();
+    expect(await createRedisSessionRegistry(redis, { prefix }).get('a')).toBeNull();
     expect(await redis.hgetall(`${prefix}{u:alice}:evicted:a`)).toEqual({
       at: '1234',
       byInstance: 'worker-b',
@@ -369,8 +390,9 @@ describe('Redis session registry', () => {
   it('keeps all keys of one user in one Cluster slot and the id lookups apart', async () => {
     const prefix = freshPrefix();
     const registry = createRedisSessionRegistry(redis, { prefix });
-    await loginThrough(registry, { sessionId: 'a' });
-    await loginThrough(registry, { sessionId: 'b' });
+    await loginThrough(registry, { sessionId: 'a', attributes: { userAgent: 'curl/8' } });
+    await loginThrough(registry, { sessionId: 'b', attributes: { userAgent: 'curl/8' } });
+    await registry.touch('b', Date.now());
     const user = `${prefix}{u:alice}:`;
     const keys = await keysUnder(prefix);
     expect(keys).toEqual(
@@ -410,5 +432,192 @@ describe('Redis session registry', () => {
       expect(() => createRedisSessionRegistry(redis, { maxAttempts })).toThrow(/maxAttempts/);
     }
     expect(() => createRedisSessionRegistry(redis, { maxAttempts: 1 })).not.toThrow();
+    for (const userCacheSize of [-1, 1.5]) {
+      expect(() => createRedisSessionRegistry(redis, { userCacheSize })).toThrow(/userCacheSize/);
+    }
+  });
+});
+
+/** Records the name of every command `connection` sends from now on. */
+function commandsSentBy(connection: Redis): string[] {
+  const sent: string[] = [];
+  const send = connection.sendCommand.bind(connection);
+  connection.sendCommand = (command, stream) => {
+    sent.push(command.name);
+    return send(command, stream);
+  };
+  return sent;
+}
+
+describe('Redis session registry: resolving sessions', () => {
+  it('stores attributes in the session hash under "a:", apart from its own fields', async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
+    const attributes = { pool: 'mine', userAgent: 'curl/8' };
+    await loginThrough(registry, { sessionId: 'a', at: 1000, attributes });
+    const hash = `${prefix}{u:alice}:s:a`;
+    expect(await redis.hgetall(hash)).toEqual({
+      createdAt: '1000',
+      tracked: '1',
+      pool: 'default',
+      'a:pool': 'mine',
+      'a:userAgent': 'curl/8',
+    });
+    expect(await registry.touch('a', 2000)).toBe(true);
+    expect(await redis.hget(hash, 'lastSeenAt')).toBe('2000');
+    expect(await registry.get('a')).toMatchObject({
+      pool: 'default',
+      lastSeenAt: 2000,
+      attributes,
+    });
+    // Admitting the same id again is a new login: it starts without the old attributes or use.
+    await loginThrough(registry, { sessionId: 'a', at: 3000 });
+    expect(await registry.get('a')).toMatchObject({ lastSeenAt: 3000, attributes: {} });
+  });
+
+  it("gives a session's expiry from its TTL, and nothing once it expired", async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, {
+      prefix,
+      sessionTtlMs: 300,
+      now: () => 5000,
+    });
+    await loginThrough(registry, { sessionId: 'brief' });
+    const expiresAt = (await registry.get('brief'))?.expiresAt;
+    expect(expiresAt).toBeGreaterThan(5000);
+    expect(expiresAt).toBeLessThanOrEqual(5300);
+    const gone = await eventually(
+      () => registry.get('brief'),
+      (session) => session === null,
+    );
+    expect(gone).toBeNull();
+    expect(await registry.touch('brief', 6000)).toBe(false);
+  });
+
+  it('records use without bumping the version or extending the TTL', async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix, sessionTtlMs: MINUTE_MS });
+    await loginThrough(registry, { sessionId: 'a' });
+    const [hash, version] = [`${prefix}{u:alice}:s:a`, `${prefix}{u:alice}:version`];
+    // As if half of its life had passed: a touch that renewed the TTL would raise it again.
+    await redis.pexpire(hash, MINUTE_MS / 2);
+    const before = await redis.get(version);
+    expect(await registry.touch('a', Date.now())).toBe(true);
+    expect(await redis.get(version)).toBe(before);
+    expect(await redis.pttl(hash)).toBeLessThanOrEqual(MINUTE_MS / 2);
+  });
+
+  it('does not make a concurrent admission decide again when a session is used', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = [connect(), connect()];
+    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
+    const second = createRedisSessionRegistry(b, { prefix });
+    const gate = `${prefix}gate`;
+    const settings = { maxSessions: 2, onLimit: 'evict-least-recent' as const };
+    await loginThrough(first, { settings, sessionId: 'used' });
+    let decisions = 0;
+    let touching: Promise<boolean> | undefined;
+    const racing = beforeDecide(first, () => {
+      decisions += 1;
+      if (touching) return;
+      // Holds this admission's commit back until the touch is done.
+      void a.blpop(gate, 5);
+      touching = second.touch('used', Date.now()).finally(() => b.lpush(gate, 'go'));
+    });
+
+    const result = await loginThrough(racing, { settings, sessionId: 'new' });
+    expect(await touching).toBe(true);
+    expect(decisions).toBe(1);
+    expect(result).toMatchObject({ admitted: true, evicted: [] });
+  });
+
+  it('makes a concurrent admission decide again when removeAllOf ends a tracked session', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = [connect(), connect()];
+    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
+    const second = createRedisSessionRegistry(b, { prefix });
+    const gate = `${prefix}gate`;
+    await loginThrough(first, { sessionId: 'old' });
+    let decisions = 0;
+    let ending: Promise<string[]> | undefined;
+    const racing = beforeDecide(first, () => {
+      decisions += 1;
+      if (ending) return;
+      void a.blpop(gate, 5);
+      ending = second.removeAllOf('alice').finally(() => b.lpush(gate, 'go'));
+    });
+
+    const result = await loginThrough(racing, { sessionId: 'outer' });
+    expect(await ending).toEqual(['old']);
+    expect(decisions).toBe(2);
+    expect(result).toMatchObject({ admitted: true, evicted: [] });
+    expect(await first.evictionOf('old')).toBeNull();
+    expect(ids(await first.list('alice'))).toEqual(['outer']);
+  });
+
+  it("bumps the version only when removeAllOf ends a tracked session, and drops the ended ids' lookups", async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
+    const version = async () => Number(await redis.get(`${prefix}{u:alice}:version`));
+    await loginThrough(registry, { settings: { exemptUsernames: ['alice'] }, sessionId: 'x' });
+    const untracked = await version();
+    expect(await registry.removeAllOf('alice')).toEqual(['x']);
+    expect(await version()).toBe(untracked);
+    expect(await redis.exists(`${prefix}sid:x`)).toBe(0);
+
+    const settings = { maxSessions: 2 };
+    await loginThrough(registry, { settings, sessionId: 'a' });
+    await loginThrough(registry, { settings, sessionId: 'b' });
+    const tracked = await version();
+    expect(await registry.removeAllOf('alice', { except: 'b' })).toEqual(['a']);
+    expect(await version()).toBe(tracked + 1);
+    expect(await redis.exists(`${prefix}sid:a`)).toBe(0);
+    expect(await redis.exists(`${prefix}sid:b`)).toBe(1);
+    expect(await registry.evictionOf('a')).toBeNull();
+  });
+
+  it('resolves a session in one command once it knows its user, in two before', async () => {
+    const prefix = freshPrefix();
+    const connection = connect();
+    const sent = commandsSentBy(connection);
+    const registry = createRedisSessionRegistry(connection, { prefix, userCacheSize: 1 });
+    const unlimited = { preventConcurrentLogins: false };
+    await loginThrough(registry, { settings: unlimited, sessionId: 'a' });
+    // Loads the scripts, should this server not have them yet.
+    await registry.get('a');
+    await registry.touch('a', Date.now());
+    const sentBy = async (step: () => Promise<unknown>) => {
+      sent.length = 0;
+      await step();
+      return [...sent];
+    };
+
+    expect(await sentBy(() => registry.get('a'))).toEqual(['evalsha']);
+    expect(await sentBy(() => registry.touch('a', Date.now()))).toEqual(['evalsha']);
+    // A cache of one: admitting b pushes a out, so a's user is read from its lookup again.
+    await loginThrough(registry, { settings: unlimited, sessionId: 'b' });
+    expect(await sentBy(() => registry.get('b'))).toEqual(['evalsha']);
+    expect(await sentBy(() => registry.get('a'))).toEqual(['get', 'evalsha']);
+    expect(await sentBy(() => registry.get('a'))).toEqual(['evalsha']);
+    expect(await sentBy(() => registry.get('unknown'))).toEqual(['get']);
+  });
+
+  it('asks the id lookup again when the user it remembers no longer has the session', async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
+    const other = createRedisSessionRegistry(redis, { prefix });
+    await loginThrough(registry, { sessionId: 'reused' });
+    expect(await other.remove('reused')).toBe(true);
+    const bob = { username: 'bob', groups: [] };
+    await loginThrough(other, { user: bob, sessionId: 'reused', at: 8000 });
+    expect(await registry.get('reused')).toMatchObject({ userId: 'bob' });
+    expect(await registry.touch('reused', 9000)).toBe(true);
+    expect(await other.get('reused')).toMatchObject({ userId: 'bob', lastSeenAt: 9000 });
+  });
+
+  it('refuses a touch without a time', async () => {
+    const registry = createRedisSessionRegistry(redis, { prefix: freshPrefix() });
+    await loginThrough(registry, { sessionId: 'a' });
+    await expect(registry.touch('a', Number.NaN)).rejects.toThrow(/touch needs a time/);
   });
 });

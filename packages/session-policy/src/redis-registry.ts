@@ -1,21 +1,34 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { DEFAULT_POOL, type LiveSession } from './decide.ts';
-import { commitAdmission, INDEX_SUFFIX, liveSessions, removeSession } from './redis-scripts.ts';
+import type { LiveSession } from './decide.ts';
+import { type SessionReply, toDetails, toSnapshot } from './redis-replies.ts';
+import {
+  ATTRIBUTE_PREFIX,
+  commitAdmission,
+  getSession,
+  INDEX_SUFFIX,
+  liveSessions,
+  removeAllSessions,
+  removeSession,
+  touchSession,
+} from './redis-scripts.ts';
 import {
   type AdmissionPlan,
   type AdmitRequest,
   type AdmitResult,
   admitResult,
+  DEFAULT_SESSION_TTL_MS,
   planAdmission,
-  type SessionRecord,
-  type SessionRegistry,
+  type ResolvingSessionRegistry,
+  type SessionDetails,
 } from './registry.ts';
+import { SessionUserCache } from './session-user-cache.ts';
 
-/** Django's SESSION_COOKIE_AGE: two weeks. */
-export const DEFAULT_SESSION_TTL_MS = 14 * 24 * 60 * 60 * 1000;
+export { DEFAULT_SESSION_TTL_MS };
 export const DEFAULT_EVICTION_RECORD_TTL_MS = 60 * 60 * 1000;
 export const DEFAULT_MAX_ATTEMPTS = 50;
+/** Session ids whose user a registry remembers, so `get` and `touch` take one round trip. */
+export const DEFAULT_USER_CACHE_SIZE = 10_000;
 const RETRY_BASE_MS = 1;
 const RETRY_CAP_MS = 50;
 
@@ -33,8 +46,17 @@ export interface RedisSessionRegistryOptions {
    * 2 ms, doubling per attempt, at most 50 ms.
    */
   retryDelayMs?: (attempt: number) => number;
-  /** The clock of eviction records, in milliseconds since the epoch. Default `Date.now`. */
+  /**
+   * The registry's clock, in milliseconds since the epoch: eviction records' `at`, and `now() +
+   * PTTL` is a session's `expiresAt`. Default `Date.now`.
+   */
   now?: () => number;
+  /**
+   * How many session ids this registry remembers the user of (least recently used go first),
+   * so that `get` and `touch` of a session it admitted or resolved send one script and no
+   * `sid:` read. 0 turns it off. Default 10 000.
+   */
+  userCacheSize?: number;
 }
 
 /** Why a session ended, for telling its client. */
@@ -47,8 +69,8 @@ export interface EvictionRecord {
   reason: 'evicted';
 }
 
-/** A {@link SessionRegistry} in Redis that can also say why a session was evicted. */
-export interface RedisSessionRegistry extends SessionRegistry {
+/** A {@link ResolvingSessionRegistry} in Redis that can also say why a session was evicted. */
+export interface RedisSessionRegistry extends ResolvingSessionRegistry {
   /** The eviction record of a session; null when it was not evicted or the record expired. */
   evictionOf(sessionId: string): Promise<EvictionRecord | null>;
 }
@@ -65,11 +87,6 @@ export class AdmissionConflictError extends Error {
         'changed between every read and commit (too many concurrent logins of one user)',
     );
   }
-}
-
-interface Snapshot {
-  version: string;
-  sessions: SessionRecord[];
 }
 
 /** The new session's id lookup: written once before its first commit, dropped if not admitted. */
@@ -97,27 +114,12 @@ function redisKeys(prefix: string) {
   };
 }
 
-function toLive({ id, createdAt, instanceId, pool }: SessionRecord): LiveSession {
-  return { id, createdAt, instanceId, pool };
+function toLive({ id, createdAt, instanceId, pool, lastSeenAt }: SessionDetails): LiveSession {
+  return { id, createdAt, instanceId, pool, lastSeenAt };
 }
 
-/**
- * Reads the reply of `LIVE_SESSIONS`: [version, then id, createdAt, tracked, instanceId, pool
- * ...]. A session recorded before pools has none: it is in the default pool.
- */
-function toSnapshot(userId: string, reply: readonly (string | null)[]): Snapshot {
-  const sessions: SessionRecord[] = [];
-  for (let at = 1; at < reply.length; at += 5) {
-    sessions.push({
-      id: String(reply[at]),
-      userId,
-      createdAt: Number(reply[at + 1]),
-      tracked: reply[at + 2] === '1',
-      instanceId: reply[at + 3] ?? null,
-      pool: reply[at + 4] ?? DEFAULT_POOL,
-    });
-  }
-  return { version: String(reply[0]), sessions };
+function attributeFields(attributes: Readonly<Record<string, string>> = {}): string[] {
+  return Object.entries(attributes).flatMap(([name, value]) => [ATTRIBUTE_PREFIX + name, value]);
 }
 
 /**
@@ -129,11 +131,14 @@ function toSnapshot(userId: string, reply: readonly (string | null)[]): Snapshot
  * than once per admission, and only the committed decision takes effect.
  *
  * Evicted sessions leave a record that {@link RedisSessionRegistry.evictionOf} reads; their id
- * lookup is kept exactly as long as the record. `remove` (a logout) leaves none.
+ * lookup is kept exactly as long as the record. `remove` and `removeAllOf` (a logout, "end all")
+ * leave none. `get` resolves a session id to its live session or null: a session is live while
+ * its hash exists, which eviction, removal and expiry end in the user's own atomic steps.
  *
  * @example
  * const registry = createRedisSessionRegistry(new Redis(url), { prefix: 'lms:' });
  * const result = await registry.admit({ userId, session, decide: (live) => decideLogin(...) });
+ * const session = await registry.get(cookieSessionId); // SessionDetails | null
  * const why = await registry.evictionOf(oldSessionId); // { at, bySessionId, ... } | null
  */
 export function createRedisSessionRegistry(
@@ -151,14 +156,38 @@ export function createRedisSessionRegistry(
   const retryDelayMs = options.retryDelayMs ?? jitteredDelayMs;
   const now = options.now ?? Date.now;
   const keys = redisKeys(prefix);
+  const users = new SessionUserCache(options.userCacheSize ?? DEFAULT_USER_CACHE_SIZE);
 
-  async function read(userId: string): Promise<Snapshot> {
+  async function read(userId: string) {
     const reply = await liveSessions(redis, [keys.index(userId), keys.version(userId)], []);
-    return toSnapshot(userId, reply as (string | null)[]);
+    return toSnapshot(userId, reply, now());
+  }
+
+  /**
+   * Runs `step` on the keys of the session's user, which only the `sid:` lookup (another slot,
+   * so no script can read it) knows. A user remembered from an earlier admission or lookup
+   * saves that read; when the step finds nothing there, the lookup is asked once.
+   */
+  async function onUserOf<T>(
+    sessionId: string,
+    step: (userId: string) => Promise<T | null>,
+  ): Promise<T | null> {
+    const remembered = users.get(sessionId);
+    if (remembered !== undefined) {
+      const found = await step(remembered);
+      if (found !== null) return found;
+      users.delete(sessionId);
+    }
+    const userId = await redis.get(keys.sid(sessionId));
+    if (userId === null || userId === remembered) return null;
+    const found = await step(userId);
+    if (found !== null) users.set(sessionId, userId);
+    return found;
   }
 
   function commit(request: AdmitRequest, version: string, plan: AdmissionPlan): Promise<unknown> {
     const { userId, session } = request;
+    const attributes = attributeFields(session.attributes);
     return commitAdmission(
       redis,
       [
@@ -178,6 +207,8 @@ export function createRedisSessionRegistry(
         recordTtlMs,
         now(),
         plan.pool,
+        attributes.length / 2,
+        ...attributes,
         ...plan.deleteIds,
       ],
     );
@@ -201,6 +232,8 @@ export function createRedisSessionRegistry(
     lookup.written = true;
     const [, reply] = await Promise.all([writing, commit(request, snapshot.version, plan)]);
     if (reply !== 'OK') return null;
+    users.set(request.session.id, request.userId);
+    for (const id of plan.deleteIds) users.delete(id);
     // An evicted session's lookup now only serves `evictionOf`: keep it as long as the record.
     await Promise.all(plan.deleteIds.map((id) => redis.pexpire(keys.sid(id), recordTtlMs)));
     return admitResult(decision, plan);
@@ -230,6 +263,7 @@ export function createRedisSessionRegistry(
     },
 
     async remove(sessionId) {
+      users.delete(sessionId);
       const userId = await redis.get(keys.sid(sessionId));
       if (userId === null) return false;
       const removed = await removeSession(
@@ -240,6 +274,35 @@ export function createRedisSessionRegistry(
       // The lookup goes last, so a failure above leaves the session removable.
       if (removed === 1) await redis.del(keys.sid(sessionId));
       return removed === 1;
+    },
+
+    get(sessionId) {
+      return onUserOf(sessionId, async (userId) => {
+        const reply = await getSession(redis, [keys.session(userId, sessionId)], []);
+        if (reply === null) return null;
+        return toDetails(userId, sessionId, reply as SessionReply, now());
+      });
+    },
+
+    async touch(sessionId, at) {
+      if (!Number.isFinite(at)) throw new Error(`touch needs a time in ms: ${at}`);
+      const touched = await onUserOf(sessionId, async (userId) => {
+        const live = await touchSession(redis, [keys.session(userId, sessionId)], [at]);
+        return live === 1 ? true : null;
+      });
+      return touched ?? false;
+    },
+
+    async removeAllOf(userId, { except } = {}) {
+      const ended = (await removeAllSessions(
+        redis,
+        [keys.index(userId), keys.version(userId)],
+        [except === undefined ? '0' : '1', except ?? '', sessionTtlMs],
+      )) as string[];
+      for (const id of ended) users.delete(id);
+      // The lookups go last, as in `remove`; one left behind names a user without the session.
+      await Promise.all(ended.map((id) => redis.del(keys.sid(id))));
+      return ended;
     },
 
     async evictionOf(sessionId) {

@@ -3,33 +3,38 @@ import type { Redis } from 'ioredis';
 
 /**
  * Every Lua script of the Redis registry touches the keys of one user only, all under one hash
- * tag, so each runs on one Cluster node. `LIVE_SESSIONS` cannot know the members in advance, so
- * it builds their hash names from its index key (`<user>sessions` -> `<user>s:<id>`); deriving
- * them from a declared key keeps the tag, and any ioredis `keyPrefix`, of the declared keys.
+ * tag, so each runs on one Cluster node. `LIVE_SESSIONS` and `REMOVE_ALL_OF` cannot know the
+ * members in advance, so they build their hash names from the index key (`<user>sessions` ->
+ * `<user>s:<id>`); deriving them from a declared key keeps the tag, and any ioredis
+ * `keyPrefix`, of the declared keys. No script touches the `sid:` lookups (another slot).
  */
 
-/** The last part of the index key, which `LIVE_SESSIONS` strips to find the user's keys. */
+/** The last part of the index key, which the scripts strip to find the user's keys. */
 export const INDEX_SUFFIX = 'sessions';
 
 /**
+ * Put before an attribute's name in the session hash, so that no attribute can overwrite the
+ * registry's own fields (`createdAt`, `tracked`, `instanceId`, `pool`, `lastSeenAt`).
+ */
+export const ATTRIBUTE_PREFIX = 'a:';
+
+/**
  * The user's live sessions and the version of their tracked set, read in one step.
- * KEYS: index (`<user>sessions`), version. Returns [version, id, createdAt, tracked,
- * instanceId or nil, pool or nil, id, ...]; drops from the index the members whose hash has
- * expired (they were not live, so the version does not change). A hash written before pools
- * has no `pool`: nil, read as the default pool.
+ * KEYS: index (`<user>sessions`), version. Returns [version, [id, PTTL ms, field, value, ...],
+ * ...]: each session's whole hash (HGETALL), so fields added later (pool, lastSeenAt,
+ * attributes) are simply absent in hashes written before them. Drops from the index the
+ * members whose hash has expired (they were not live, so the version does not change).
  */
 const LIVE_SESSIONS = `
 local user = string.sub(KEYS[1], 1, -${INDEX_SUFFIX.length + 1})
 local out = { redis.call('GET', KEYS[2]) or '0' }
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local fields = redis.call('HMGET', user .. 's:' .. id, 'createdAt', 'tracked', 'instanceId',
-    'pool')
-  if fields[1] then
-    out[#out + 1] = id
-    out[#out + 1] = fields[1]
-    out[#out + 1] = fields[2]
-    out[#out + 1] = fields[3]
-    out[#out + 1] = fields[4]
+  local hash = user .. 's:' .. id
+  local fields = redis.call('HGETALL', hash)
+  if #fields > 0 then
+    table.insert(fields, 1, redis.call('PTTL', hash))
+    table.insert(fields, 1, id)
+    out[#out + 1] = fields
   else
     redis.call('ZREM', KEYS[1], id)
   end
@@ -41,16 +46,19 @@ return out
  * Applies an admission plan if the tracked set is still the one the decision saw.
  * KEYS: index, version, new session hash, then per evicted session its hash and its eviction
  * record. ARGV: expected version, new id, createdAt, tracked ('1'/'0'), instanceId ('' when
- * none), has instance ('1'/'0'), session TTL ms, record TTL ms, now ms, pool, then the evicted
- * ids. The version only moves when the tracked set changes, so untracked (exempt,
- * unrestricted) logins never make each other retry. It is one version for all of the user's
- * pools: a commit in one pool makes a concurrent admission in another read and decide again.
+ * none), has instance ('1'/'0'), session TTL ms, record TTL ms, now ms, pool, the number n of
+ * attributes, n pairs of field (`a:<name>`) and value, then the evicted ids. A re-admitted id
+ * starts afresh: its old fields, attributes and last use go. The version only moves when the
+ * tracked set changes, so untracked (exempt, unrestricted) logins never make each other retry.
+ * It is one version for all of the user's pools: a commit in one pool makes a concurrent
+ * admission in another read and decide again.
  */
 const COMMIT_ADMISSION = `
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 'CONFLICT' end
 local changed = ARGV[4] == '1' or redis.call('HGET', KEYS[3], 'tracked') == '1'
-for j = 1, #ARGV - 10 do
-  local id, session, record = ARGV[10 + j], KEYS[2 + 2 * j], KEYS[3 + 2 * j]
+local evicted = 11 + 2 * tonumber(ARGV[11])
+for j = 1, #ARGV - evicted do
+  local id, session, record = ARGV[evicted + j], KEYS[2 + 2 * j], KEYS[3 + 2 * j]
   redis.call('ZREM', KEYS[1], id)
   if redis.call('DEL', session) == 1 then
     changed = true
@@ -62,6 +70,7 @@ end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'createdAt', ARGV[3], 'tracked', ARGV[4], 'pool', ARGV[10])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[3], 'instanceId', ARGV[5]) end
+if evicted > 11 then redis.call('HSET', KEYS[3], unpack(ARGV, 12, evicted)) end
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
@@ -88,6 +97,58 @@ end
 return 1
 `;
 
+/**
+ * One live session. KEYS: its hash. Returns [PTTL ms, field, value, ...], or nil when the hash
+ * is gone (expired, removed or evicted: the hash is the truth, not the id lookup).
+ */
+const GET_SESSION = `
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return nil end
+table.insert(fields, 1, redis.call('PTTL', KEYS[1]))
+return fields
+`;
+
+/**
+ * Records a use of a live session. KEYS: its hash. ARGV: when, ms. HSET keeps the hash's TTL,
+ * and the version is not touched: use is not a change of the tracked set, so it never makes a
+ * concurrent admission decide again. Keeps the latest use. Returns 1 when live, else 0.
+ */
+const TOUCH_SESSION = `
+local seen = redis.call('HMGET', KEYS[1], 'createdAt', 'lastSeenAt')
+if not seen[1] then return 0 end
+if tonumber(ARGV[1]) > tonumber(seen[2] or seen[1]) then
+  redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[1])
+end
+return 1
+`;
+
+/**
+ * Ends every live session of a user but one, without eviction records. KEYS: index, version.
+ * ARGV: has an exception ('1'/'0'), the id to keep, session TTL ms. Returns the ended ids,
+ * oldest first; bumps the version when a tracked one ended.
+ */
+const REMOVE_ALL_OF = `
+local user = string.sub(KEYS[1], 1, -${INDEX_SUFFIX.length + 1})
+local ended, changed = {}, false
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if ARGV[1] ~= '1' or id ~= ARGV[2] then
+    local hash = user .. 's:' .. id
+    local tracked = redis.call('HGET', hash, 'tracked')
+    redis.call('ZREM', KEYS[1], id)
+    if tracked then
+      redis.call('DEL', hash)
+      ended[#ended + 1] = id
+      if tracked == '1' then changed = true end
+    end
+  end
+end
+if changed then
+  redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return ended
+`;
+
 type ScriptArg = string | number;
 
 /** Runs a script by its SHA1 and loads it on NOSCRIPT, as ioredis's own `Script` does. */
@@ -106,3 +167,6 @@ function script(lua: string) {
 export const liveSessions = script(LIVE_SESSIONS);
 export const commitAdmission = script(COMMIT_ADMISSION);
 export const removeSession = script(REMOVE_SESSION);
+export const getSession = script(GET_SESSION);
+export const touchSession = script(TOUCH_SESSION);
+export const removeAllSessions = script(REMOVE_ALL_OF);

@@ -1,5 +1,8 @@
 import { DEFAULT_POOL, type LiveSession, type LoginDecision } from './decide.ts';
 
+/** Django's SESSION_COOKIE_AGE, two weeks: how long a session lives after its admission. */
+export const DEFAULT_SESSION_TTL_MS = 14 * 24 * 60 * 60 * 1000;
+
 /** A stored session as a registry reports it. */
 export interface SessionRecord extends LiveSession {
   userId: string;
@@ -10,7 +13,16 @@ export interface SessionRecord extends LiveSession {
 /** A login to admit: the new session and the policy to apply to the user's tracked sessions. */
 export interface AdmitRequest {
   userId: string;
-  session: { id: string; instanceId: string | null; createdAt: number };
+  session: {
+    id: string;
+    instanceId: string | null;
+    createdAt: number;
+    /**
+     * Small strings a server wants back with the session (user agent, client address), stored
+     * with it in the same atomic step. A registry that resolves ids gives them back exactly.
+     */
+    attributes?: Readonly<Record<string, string>>;
+  };
   /**
    * Called inside the registry's atomic step with the user's live tracked sessions; only the
    * decision of the step that commits takes effect. Usually
@@ -45,6 +57,45 @@ export interface SessionRegistry {
   list(userId: string): Promise<SessionRecord[]>;
   /** Ends one session; false when it was not there. */
   remove(sessionId: string): Promise<boolean>;
+}
+
+/** A live session as a server resolves it on each request. */
+export interface SessionDetails extends SessionRecord {
+  pool: string;
+  /** Last recorded use, in milliseconds since the epoch; `createdAt` until the first `touch`. */
+  lastSeenAt: number;
+  /** When the session stops being live, in milliseconds since the epoch. */
+  expiresAt: number;
+  /** As admitted with the session (`AdmitRequest.session.attributes`); empty when none. */
+  attributes: Record<string, string>;
+}
+
+export interface RemoveAllOfOptions {
+  /** A session to keep (the one that asked, e.g. after a password change). */
+  except?: string;
+}
+
+/**
+ * A {@link SessionRegistry} that is also where a server resolves session ids: the one source of
+ * truth, so a session it evicted or removed never resolves as live. `list` and the live
+ * sessions handed to `decide` carry `lastSeenAt`, so `evict-least-recent` works by real use.
+ */
+export interface ResolvingSessionRegistry extends SessionRegistry {
+  /** Live sessions of a user, tracked or not, oldest first. */
+  list(userId: string): Promise<SessionDetails[]>;
+  /** The live session with this id; null when never admitted, expired, removed or evicted. */
+  get(sessionId: string): Promise<SessionDetails | null>;
+  /**
+   * Records a use of a live session at `at` (ms since the epoch); `lastSeenAt` never moves
+   * back. Changes neither the session's expiry nor what concurrent admissions see as changed.
+   * False when the session is not live.
+   */
+  touch(sessionId: string, at: number): Promise<boolean>;
+  /**
+   * Ends every live session of a user, tracked or not, but `except`, in one atomic step, as a
+   * logout would (no eviction record). Resolves with the ids it ended, oldest first.
+   */
+  removeAllOf(userId: string, options?: RemoveAllOfOptions): Promise<string[]>;
 }
 
 /** What a registry must do for a decision: the shared semantics every implementation applies. */

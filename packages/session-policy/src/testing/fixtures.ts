@@ -25,6 +25,8 @@ export interface LoginOptions {
   path?: string;
   /** Milliseconds since the epoch; defaults to an increasing counter so ages are distinct. */
   at?: number;
+  /** Stored with the session (`AdmitRequest.session.attributes`). */
+  attributes?: Readonly<Record<string, string>>;
 }
 
 let clock = 1_700_000_000_000;
@@ -46,10 +48,10 @@ export function loginThrough(
   clock += 1;
   const now = options.at ?? clock;
   const instanceId = options.instanceId ?? null;
-  const { path } = options;
+  const { path, attributes } = options;
   return registry.admit({
     userId,
-    session: { id, instanceId, createdAt: now },
+    session: { id, instanceId, createdAt: now, ...(attributes && { attributes }) },
     decide: (live) => decideLogin(settings, user, { sessionId: id, instanceId, now, path }, live),
   });
 }
