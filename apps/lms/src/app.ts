@@ -5,8 +5,10 @@ import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import { matchedRoutes } from 'hono/route';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createLoginService, type PasswordChecker } from './auth/login.ts';
+import { createRedisSessionStore } from './auth/redis-session-store.ts';
 import { createSessionStore, type SessionStore } from './auth/session-store.ts';
 import {
   createLoginThrottle,
@@ -65,8 +67,13 @@ export interface AppDeps {
   logger: Logger;
   /** Milliseconds since the epoch; tests pass a controllable clock. */
   now?: () => number;
-  /** The session store; default the SQLite store on `db`. */
+  /** The session store; default the SQLite store on `db`, or the Redis store given `redis`. */
   store?: SessionStore;
+  /**
+   * Keep sessions in this Redis under `prefix` (`SESSION_STORE=redis`), as Django's cache
+   * session backend; the caller owns the connection.
+   */
+  sessionRedis?: { client: Redis; prefix: string };
   /** How passwords are checked; default Django's pbkdf2_sha256. */
   passwords?: PasswordChecker;
 }
@@ -101,15 +108,26 @@ function buildServices(deps: AppDeps): Services {
     maxFailures: config.xqueueMaxFailures,
   });
   const batch = createTickBatcher(db.$client, { busyDeadlineMs: config.databaseBusyDeadlineMs });
+  const ttlMs = config.sessionTtlSeconds * 1000;
+  const read = <T>(op: () => T) => batch.read(op);
   const store =
     deps.store ??
-    createSessionStore({
-      db,
-      ttlMs: config.sessionTtlSeconds * 1000,
-      now,
-      enforcement: config.enforcement ?? 'atomic',
-      read: (op) => batch.read(op),
-    });
+    (deps.sessionRedis
+      ? createRedisSessionStore({
+          db,
+          redis: deps.sessionRedis.client,
+          prefix: deps.sessionRedis.prefix,
+          ttlMs,
+          now,
+          read,
+        })
+      : createSessionStore({
+          db,
+          ttlMs,
+          now,
+          enforcement: config.enforcement ?? 'atomic',
+          read,
+        }));
   const throttle = createLoginThrottle({
     client: db.$client,
     maxFailures: config.loginThrottleFailures ?? DEFAULT_THROTTLE_FAILURES,

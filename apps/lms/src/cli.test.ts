@@ -1,9 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type LocalLms, spawnManaged, startLms } from '@storm-lab/harness';
+import {
+  type LocalLms,
+  type RedisHandle,
+  spawnManaged,
+  startLms,
+  useRedis,
+} from '@storm-lab/harness';
 import { POLICY_ENV } from '@storm-lab/session-policy';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { verifyPassword } from './auth/password.ts';
 import { runCli } from './cli.ts';
 import { openDatabase } from './db/client.ts';
@@ -15,6 +22,11 @@ import { findCredentials } from './users.ts';
 const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
 const LMS_DIR = new URL('..', import.meta.url).pathname;
 let lms: LocalLms | undefined;
+let redis: RedisHandle | undefined;
+beforeAll(async () => {
+  redis = await useRedis(process.env.REDIS_URL);
+});
+afterAll(() => redis?.stop());
 afterEach(async () => {
   await lms?.stop();
   lms = undefined;
@@ -190,146 +202,177 @@ describe('lms seed on an existing database', { timeout: 90_000 }, () => {
   });
 });
 
-describe('ending sessions from the CLI', { timeout: 90_000 }, () => {
-  const EXEMPT = { SINGLE_LOGIN_EXEMPT_USERNAMES: 'student3,student4' };
-
-  /** Two live browser sessions of USERNAME (exempt from single login, so both stay). */
-  async function twoSessions(url: string, username: string) {
-    const clients = [new TestClient(urlFetcher(url)), new TestClient(urlFetcher(url))];
-    clients.forEach((client, index) => {
-      client.headers['User-Agent'] = `device ${index + 1}`;
+for (const store of ['sqlite', 'redis'] as const) {
+  describe(`ending sessions from the CLI, sessions in ${store}`, { timeout: 90_000 }, () => {
+    let prefix = '';
+    beforeEach(() => {
+      prefix = `lms-cli-${randomBytes(6).toString('hex')}:`;
     });
-    for (const client of clients) {
-      expect((await client.webLogin(username, 'student-pass')).status).toBe(200);
-      expect((await client.get('/me')).status).toBe(200);
-    }
-    return clients;
-  }
+    /** SESSION_STORE for the LMS process and the CLI alike; one Redis prefix per test. */
+    const storeEnv = (): Record<string, string> =>
+      store === 'redis'
+        ? { SESSION_STORE: 'redis', SESSION_REDIS_URL: redis!.url, SESSION_REDIS_PREFIX: prefix }
+        : {};
 
-  async function expectEnded(client: TestClient, reason: string) {
-    const me = await client.get('/me');
-    expect(me.status).toBe(401);
-    expect(me.headers.get('x-session-end-reason')).toBe(reason);
-    expect(await me.json()).toMatchObject({ session_end: { reason } });
-  }
+    const EXEMPT = { SINGLE_LOGIN_EXEMPT_USERNAMES: 'student3,student4' };
 
-  it('ends every session of a user whose password `user add` changes, and says why', async () => {
-    lms = await startLms({ env: { ...FAST, ...EXEMPT } });
-    const [phone, laptop] = await twoSessions(lms.url, 'student4');
-    const bystander = new TestClient(urlFetcher(lms.url));
-    expect((await bystander.webLogin('student3', 'student-pass')).status).toBe(200);
-
-    const changed = await lmsCli(
-      ['user', 'add', 'student4', '--password', 'new'],
-      lms.databasePath,
-    );
-    await expectEnded(phone!, 'password-change');
-    await expectEnded(laptop!, 'password-change');
-    expect(changed).toEqual({
-      code: 0,
-      output: 'User student4 saved; 2 sessions ended (password-change)\n',
-    });
-    expect((await bystander.get('/me')).status).toBe(200);
-    const fresh = new TestClient(urlFetcher(lms.url));
-    expect((await fresh.webLogin('student4', 'student-pass')).status).toBe(401);
-    expect((await fresh.webLogin('student4', 'new')).status).toBe(200);
-  });
-
-  /** The reason and who, of the tombstone of the session with this short id. */
-  function tombstoneOf(databasePath: string, short: string) {
-    const database = openDatabase({ path: databasePath });
-    try {
-      return database.sqlite
-        .prepare(
-          'SELECT reason, ended_by AS endedBy FROM session_ends WHERE substr(session_id, 1, 8) = ?',
-        )
-        .get(short);
-    } finally {
-      database.close();
-    }
-  }
-
-  it('lists the live sessions of a user with `sessions list USER`, one line each', async () => {
-    lms = await startLms({ env: { ...FAST, ...EXEMPT } });
-    const databasePath = lms.databasePath;
-    const [phone, laptop] = await twoSessions(lms.url, 'student3');
-    const ids = [await currentShortId(phone!), await currentShortId(laptop!)];
-    const { code, output } = await lmsCli(['sessions', 'list', 'student3'], databasePath);
-    expect(code).toBe(0);
-    const time = '\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z';
-    const line = (id: string, device: number) =>
-      new RegExp(
-        `^${id} created=${time} last_seen=${time} instance=null address="127.0.0.1" ` +
-          `user_agent="device ${device}" tracked=no$`,
-      );
-    // Oldest first: the phone logged in first.
-    expect(output.trimEnd().split('\n')).toEqual([
-      expect.stringMatching(line(ids[0]!, 1)),
-      expect.stringMatching(line(ids[1]!, 2)),
-    ]);
-    expect(await lmsCli(['sessions', 'list', 'student1'], databasePath)).toEqual({
-      code: 0,
-      output: 'student1 has no live sessions\n',
-    });
-    expect(await lmsCli(['sessions', 'list', 'nobody'], databasePath)).toMatchObject({
-      code: 2,
-      output: expect.stringContaining('sessions list: no user named "nobody"'),
-    });
-  });
-
-  it('ends one session by its short id, or all with --all, as staff "(cli)"', async () => {
-    lms = await startLms({ env: { ...FAST, ...EXEMPT } });
-    const databasePath = lms.databasePath;
-    const [phone, laptop] = await twoSessions(lms.url, 'student3');
-    const [phoneId, laptopId] = [await currentShortId(phone!), await currentShortId(laptop!)];
-    expect(await lmsCli(['sessions', 'end', 'student3', phoneId], databasePath)).toEqual({
-      code: 0,
-      output: `Ended session ${phoneId} of student3\n`,
-    });
-    await expectEnded(phone!, 'staff');
-    expect((await laptop!.get('/me')).status).toBe(200);
-    expect(tombstoneOf(databasePath, phoneId)).toEqual({ reason: 'staff', endedBy: '(cli)' });
-    expect(await lmsCli(['sessions', 'end', 'student3', phoneId], databasePath)).toMatchObject({
-      code: 2,
-      output: expect.stringContaining(`student3 has no live session ${phoneId}`),
-    });
-
-    expect(await lmsCli(['sessions', 'end', 'student3', '--all'], databasePath)).toEqual({
-      code: 0,
-      output: 'Ended 1 session of student3\n',
-    });
-    await expectEnded(laptop!, 'staff');
-    expect(tombstoneOf(databasePath, laptopId)).toEqual({ reason: 'staff', endedBy: '(cli)' });
-    expect(await lmsCli(['sessions', 'end', 'student3', '--all'], databasePath)).toEqual({
-      code: 0,
-      output: 'Ended 0 sessions of student3\n',
-    });
-  });
-
-  it('requires a short id or --all to end sessions, and names the commands in its help', async () => {
-    const databasePath = ':memory:';
-    for (const args of [
-      ['sessions', 'end', 'student3'],
-      ['sessions', 'end', 'student3', 'abcdef01', '--all'],
-      ['sessions', 'end'],
-      ['sessions', 'list', 'student3', '--all'],
-      ['sessions', 'list'],
-    ]) {
-      expect(await lmsCli(args, databasePath), args.join(' ')).toEqual({
-        code: 2,
-        output:
-          'error: expected: sessions list USER, sessions end USER ID or sessions end USER --all\n' +
-          '\nRun "pnpm lms --help" for usage.\n',
+    /** Two live browser sessions of USERNAME (exempt from single login, so both stay). */
+    async function twoSessions(url: string, username: string) {
+      const clients = [new TestClient(urlFetcher(url)), new TestClient(urlFetcher(url))];
+      clients.forEach((client, index) => {
+        client.headers['User-Agent'] = `device ${index + 1}`;
       });
+      for (const client of clients) {
+        expect((await client.webLogin(username, 'student-pass')).status).toBe(200);
+        expect((await client.get('/me')).status).toBe(200);
+      }
+      return clients;
     }
-    const help = await lmsCli(['sessions', '--help'], databasePath);
-    expect(help.code).toBe(0);
-    for (const usage of ['sessions list USER', 'sessions end USER ID', 'sessions end USER --all']) {
-      expect(help.output).toContain(`pnpm lms ${usage}\n`);
+
+    async function expectEnded(client: TestClient, reason: string) {
+      const me = await client.get('/me');
+      expect(me.status).toBe(401);
+      expect(me.headers.get('x-session-end-reason')).toBe(reason);
+      expect(await me.json()).toMatchObject({ session_end: { reason } });
     }
-    expect((await lmsCli(['--help'], databasePath)).output).toContain('sessions list USER');
+
+    it('ends every session of a user whose password `user add` changes, and says why', async () => {
+      lms = await startLms({ env: { ...FAST, ...EXEMPT, ...storeEnv() } });
+      const [phone, laptop] = await twoSessions(lms.url, 'student4');
+      const bystander = new TestClient(urlFetcher(lms.url));
+      expect((await bystander.webLogin('student3', 'student-pass')).status).toBe(200);
+
+      const changed = await lmsCli(
+        ['user', 'add', 'student4', '--password', 'new'],
+        lms.databasePath,
+        storeEnv(),
+      );
+      await expectEnded(phone!, 'password-change');
+      await expectEnded(laptop!, 'password-change');
+      expect(changed).toEqual({
+        code: 0,
+        output: 'User student4 saved; 2 sessions ended (password-change)\n',
+      });
+      expect((await bystander.get('/me')).status).toBe(200);
+      const fresh = new TestClient(urlFetcher(lms.url));
+      expect((await fresh.webLogin('student4', 'student-pass')).status).toBe(401);
+      expect((await fresh.webLogin('student4', 'new')).status).toBe(200);
+    });
+
+    /** The reason and who, of the tombstone of the session with this short id. */
+    function tombstoneOf(databasePath: string, short: string) {
+      const database = openDatabase({ path: databasePath });
+      try {
+        return database.sqlite
+          .prepare(
+            'SELECT reason, ended_by AS endedBy FROM session_ends WHERE substr(session_id, 1, 8) = ?',
+          )
+          .get(short);
+      } finally {
+        database.close();
+      }
+    }
+
+    it('lists the live sessions of a user with `sessions list USER`, one line each', async () => {
+      lms = await startLms({ env: { ...FAST, ...EXEMPT, ...storeEnv() } });
+      const databasePath = lms.databasePath;
+      const [phone, laptop] = await twoSessions(lms.url, 'student3');
+      const ids = [await currentShortId(phone!), await currentShortId(laptop!)];
+      const { code, output } = await lmsCli(
+        ['sessions', 'list', 'student3'],
+        databasePath,
+        storeEnv(),
+      );
+      expect(code).toBe(0);
+      const time = '\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z';
+      const line = (id: string, device: number) =>
+        new RegExp(
+          `^${id} created=${time} last_seen=${time} instance=null address="127.0.0.1" ` +
+            `user_agent="device ${device}" tracked=no$`,
+        );
+      // Oldest first: the phone logged in first.
+      expect(output.trimEnd().split('\n')).toEqual([
+        expect.stringMatching(line(ids[0]!, 1)),
+        expect.stringMatching(line(ids[1]!, 2)),
+      ]);
+      expect(await lmsCli(['sessions', 'list', 'student1'], databasePath, storeEnv())).toEqual({
+        code: 0,
+        output: 'student1 has no live sessions\n',
+      });
+      expect(await lmsCli(['sessions', 'list', 'nobody'], databasePath, storeEnv())).toMatchObject({
+        code: 2,
+        output: expect.stringContaining('sessions list: no user named "nobody"'),
+      });
+    });
+
+    it('ends one session by its short id, or all with --all, as staff "(cli)"', async () => {
+      lms = await startLms({ env: { ...FAST, ...EXEMPT, ...storeEnv() } });
+      const databasePath = lms.databasePath;
+      const [phone, laptop] = await twoSessions(lms.url, 'student3');
+      const [phoneId, laptopId] = [await currentShortId(phone!), await currentShortId(laptop!)];
+      expect(
+        await lmsCli(['sessions', 'end', 'student3', phoneId], databasePath, storeEnv()),
+      ).toEqual({
+        code: 0,
+        output: `Ended session ${phoneId} of student3\n`,
+      });
+      await expectEnded(phone!, 'staff');
+      expect((await laptop!.get('/me')).status).toBe(200);
+      expect(tombstoneOf(databasePath, phoneId)).toEqual({ reason: 'staff', endedBy: '(cli)' });
+      expect(
+        await lmsCli(['sessions', 'end', 'student3', phoneId], databasePath, storeEnv()),
+      ).toMatchObject({
+        code: 2,
+        output: expect.stringContaining(`student3 has no live session ${phoneId}`),
+      });
+
+      expect(
+        await lmsCli(['sessions', 'end', 'student3', '--all'], databasePath, storeEnv()),
+      ).toEqual({
+        code: 0,
+        output: 'Ended 1 session of student3\n',
+      });
+      await expectEnded(laptop!, 'staff');
+      expect(tombstoneOf(databasePath, laptopId)).toEqual({ reason: 'staff', endedBy: '(cli)' });
+      expect(
+        await lmsCli(['sessions', 'end', 'student3', '--all'], databasePath, storeEnv()),
+      ).toEqual({
+        code: 0,
+        output: 'Ended 0 sessions of student3\n',
+      });
+    });
+
+    it('requires a short id or --all to end sessions, and names the commands in its help', async () => {
+      const databasePath = ':memory:';
+      for (const args of [
+        ['sessions', 'end', 'student3'],
+        ['sessions', 'end', 'student3', 'abcdef01', '--all'],
+        ['sessions', 'end'],
+        ['sessions', 'list', 'student3', '--all'],
+        ['sessions', 'list'],
+      ]) {
+        expect(await lmsCli(args, databasePath), args.join(' ')).toEqual({
+          code: 2,
+          output:
+            'error: expected: sessions list USER, sessions end USER ID or sessions end USER --all\n' +
+            '\nRun "pnpm lms --help" for usage.\n',
+        });
+      }
+      const help = await lmsCli(['sessions', '--help'], databasePath, storeEnv());
+      expect(help.code).toBe(0);
+      for (const usage of [
+        'sessions list USER',
+        'sessions end USER ID',
+        'sessions end USER --all',
+      ]) {
+        expect(help.output).toContain(`pnpm lms ${usage}\n`);
+      }
+      expect((await lmsCli(['--help'], databasePath, storeEnv())).output).toContain(
+        'sessions list USER',
+      );
+    });
   });
-});
+}
 
 describe('lms --help', () => {
   it('names every environment variable the LMS reads', async () => {

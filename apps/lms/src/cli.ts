@@ -8,16 +8,12 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
+import { openSessionStore } from './auth/open-session-store.ts';
 import { hashPassword } from './auth/password.ts';
-import {
-  endAllSessionsOf,
-  endSessionOf,
-  findLiveSession,
-  liveSessionsOf,
-  type SessionDetails,
-} from './auth/session-admin.ts';
+import type { SessionDetails } from './auth/session-admin.ts';
+import type { SessionStore } from './auth/session-store.ts';
 import { shortId } from './auth/tokens.ts';
-import { type Db, openDatabase } from './db/client.ts';
+import { openDatabase } from './db/client.ts';
 import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
 import { SEED_DEFAULTS, type SeedSummary, seed } from './seed.ts';
@@ -33,6 +29,8 @@ const ENV_HELP = `Environment: PORT (8000), HOST (127.0.0.1), DATABASE_PATH (./d
   XQUEUE_MAX_FAILURES (0), SESSION_TTL_SECONDS (1209600), STORM_ALERT_EVICTIONS_PER_MINUTE (30),
   MAX_BODY_BYTES (1048576), LOGIN_THROTTLE_FAILURES (10), LOGIN_THROTTLE_WINDOW_SECONDS (300),
   TRUST_PROXY (false), CSRF_TRUSTED_ORIGINS, SQLITE_SYNCHRONOUS (full), METRICS_TOKEN,
+  SESSION_STORE (sqlite), SESSION_REDIS_URL, REDIS_URL (redis://127.0.0.1:6379),
+  SESSION_REDIS_PREFIX (lms:),
   PREVENT_CONCURRENT_LOGINS (true), SINGLE_LOGIN_EXEMPT_USERNAMES, SINGLE_LOGIN_EXEMPT_GROUPS,
   SINGLE_LOGIN_MAX_SESSIONS, SINGLE_LOGIN_ON_LIMIT, SINGLE_LOGIN_SCOPE, SINGLE_LOGIN_RULES,
   SINGLE_LOGIN_DRY_RUN, SINGLE_LOGIN_ENFORCEMENT (atomic).`;
@@ -349,6 +347,7 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
   const groups = (values.group as string[] | undefined) ?? [];
   const passwordHash = await hashPassword(values.password, config.passwordHashIterations);
   const database = openDatabase({ path: config.databasePath });
+  const sessions = openSessionStore(config, database.db);
   try {
     const saved = saveUser(database.db, {
       username,
@@ -357,6 +356,10 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
       isStaff: values.staff === true,
       now: Date.now(),
     });
+    // SQLite sessions ended with the password, in its transaction; Redis ones end right after.
+    if (config.sessionStore.kind === 'redis' && saved.passwordSet && !saved.created) {
+      saved.sessionsEnded += await sessions.store.endAll(saved.id, 'password-change');
+    }
     const ended = saved.sessionsEnded
       ? `; ${saved.sessionsEnded} session${saved.sessionsEnded === 1 ? '' : 's'} ended (password-change)`
       : '';
@@ -364,6 +367,7 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
       `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${values.staff ? ' [staff]' : ''}${ended}`,
     );
   } finally {
+    sessions.close();
     database.close();
   }
 }
@@ -403,21 +407,25 @@ function sessionLine(session: SessionDetails): string {
   ].join(' ');
 }
 
-function endOneSession(db: Db, user: { id: string; username: string }, short: string): string {
-  const match = findLiveSession(db, user.id, short, Date.now());
+async function endOneSession(
+  store: SessionStore,
+  user: { id: string; username: string },
+  short: string,
+): Promise<string> {
+  const match = await store.findShort(user.id, short);
   if (match.kind === 'ambiguous') {
     throw new UsageError(`sessions end: ${short} names more than one session; use --all`);
   }
   const ended =
     match.kind === 'found' &&
-    endSessionOf(db, user.id, match.sessionId, 'staff', Date.now(), { endedBy: CLI_ACTOR });
+    (await store.endOne(user.id, match.sessionId, 'staff', { endedBy: CLI_ACTOR }));
   if (!ended) {
     throw new UsageError(`sessions end: ${user.username} has no live session ${short}`);
   }
   return `Ended session ${short} of ${user.username}`;
 }
 
-function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
+async function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
   const { values, positionals } = parse(args, { all: { type: 'boolean' } });
   if (values.help) return io.out(HELP.sessions!);
   const [action, username, id, ...extra] = positionals;
@@ -434,23 +442,24 @@ function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
     );
   }
   const database = openDatabase({ path: config.databasePath });
+  const sessions = openSessionStore(config, database.db);
   try {
     const user = findCredentials(database.db, username);
     if (!user) {
       throw new UsageError(`sessions ${action}: no user named ${JSON.stringify(username)}`);
     }
+    const { store } = sessions;
     if (action === 'list') {
-      const sessions = liveSessionsOf(database.db, user.id, Date.now());
-      if (sessions.length === 0) return io.out(`${username} has no live sessions`);
-      for (const session of sessions) io.out(sessionLine(session));
+      const live = await store.details(user.id);
+      if (live.length === 0) return io.out(`${username} has no live sessions`);
+      for (const session of live) io.out(sessionLine(session));
       return;
     }
-    if (id !== undefined) return io.out(endOneSession(database.db, user, id));
-    const ended = endAllSessionsOf(database.db, user.id, 'staff', Date.now(), {
-      endedBy: CLI_ACTOR,
-    });
+    if (id !== undefined) return io.out(await endOneSession(store, user, id));
+    const ended = await store.endAll(user.id, 'staff', { endedBy: CLI_ACTOR });
     io.out(`Ended ${ended} session${ended === 1 ? '' : 's'} of ${username}`);
   } finally {
+    sessions.close();
     database.close();
   }
 }

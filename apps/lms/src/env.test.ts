@@ -111,6 +111,43 @@ describe('parseEnv', () => {
     );
   });
 
+  it('reads SESSION_STORE: sqlite unless set; redis from SESSION_REDIS_URL, else REDIS_URL', () => {
+    expect(parseEnv({}, '/').sessionStore).toEqual({ kind: 'sqlite' });
+    expect(parseEnv({ SESSION_STORE: 'redis' }, '/').sessionStore).toEqual({
+      kind: 'redis',
+      url: 'redis://127.0.0.1:6379',
+      prefix: 'lms:',
+    });
+    expect(
+      parseEnv({ SESSION_STORE: 'redis', REDIS_URL: 'redis://cache:6379/2' }, '/').sessionStore,
+    ).toMatchObject({ url: 'redis://cache:6379/2' });
+    expect(
+      parseEnv(
+        {
+          SESSION_STORE: 'redis',
+          REDIS_URL: 'redis://cache:6379/2',
+          SESSION_REDIS_URL: 'rediss://sessions:6380',
+          SESSION_REDIS_PREFIX: 'edx:lms:',
+        },
+        '/',
+      ).sessionStore,
+    ).toEqual({ kind: 'redis', url: 'rediss://sessions:6380', prefix: 'edx:lms:' });
+    expect(() => parseEnv({ SESSION_STORE: 'memcached' }, '/')).toThrow(
+      /SESSION_STORE="memcached" is invalid: expected sqlite .* or redis/,
+    );
+    expect(() =>
+      parseEnv({ SESSION_STORE: 'redis', SESSION_REDIS_URL: 'cache:6379' }, '/'),
+    ).toThrow(
+      /SESSION_REDIS_URL="cache:6379" is invalid: expected a redis:\/\/ or rediss:\/\/ URL/,
+    );
+    expect(() => parseEnv({ SESSION_STORE: 'redis', SESSION_REDIS_PREFIX: '{lms}' }, '/')).toThrow(
+      /SESSION_REDIS_PREFIX="\{lms\}" is invalid/,
+    );
+    expect(() =>
+      parseEnv({ SESSION_STORE: 'redis', SINGLE_LOGIN_ENFORCEMENT: 'upstream' }, '/'),
+    ).toThrow(/use it with SESSION_STORE=sqlite/);
+  });
+
   it('reads SQLITE_SYNCHRONOUS, full unless set', () => {
     expect(parseEnv({}, '/').sqliteSynchronous).toBe('full');
     expect(parseEnv({ SQLITE_SYNCHRONOUS: 'normal' }, '/').sqliteSynchronous).toBe('normal');

@@ -38,6 +38,11 @@ export interface LmsConfig {
    * edx-platform's set_login_session step by step, without a lock, to show its race.
    */
   enforcement: 'atomic' | 'upstream';
+  /**
+   * SESSION_STORE: where sessions live. `sqlite` (the database file) or `redis` (as Django's
+   * cache session backend: lookup, admission and eviction go through Redis at `url`).
+   */
+  sessionStore: { kind: 'sqlite' } | { kind: 'redis'; url: string; prefix: string };
   policy: PolicySettings;
 }
 
@@ -136,6 +141,32 @@ const VARIABLES = {
       '(then /metrics needs Authorization: Bearer <token>)',
     secret: true,
   },
+  SESSION_STORE: {
+    schema: z.enum(['sqlite', 'redis']).default('sqlite'),
+    accepts: 'sqlite (the database file) or redis (SESSION_REDIS_URL, else REDIS_URL)',
+  },
+  SESSION_REDIS_URL: {
+    schema: z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/)
+      .nullable()
+      .default(null),
+    accepts: 'a redis:// or rediss:// URL',
+  },
+  SESSION_REDIS_PREFIX: {
+    schema: z
+      .string()
+      .regex(/^[^\s{}]{1,64}$/)
+      .default('lms:'),
+    accepts: 'up to 64 characters, no spaces, "{" or "}" (a Redis Cluster hash tag)',
+  },
+  REDIS_URL: {
+    schema: z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/)
+      .default('redis://127.0.0.1:6379'),
+    accepts: 'a redis:// or rediss:// URL',
+  },
   SINGLE_LOGIN_ENFORCEMENT: {
     schema: z.enum(['atomic', 'upstream']).default('atomic'),
     accepts:
@@ -193,6 +224,20 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
       );
     }
   }
+  const storeKind = readVariable(source, 'SESSION_STORE');
+  if (storeKind === 'redis' && enforcement === 'upstream') {
+    throw new EnvError(
+      'SINGLE_LOGIN_ENFORCEMENT=upstream replays set_login_session on the database file: use it with SESSION_STORE=sqlite',
+    );
+  }
+  const sessionStore =
+    storeKind === 'redis'
+      ? {
+          kind: 'redis' as const,
+          url: readVariable(source, 'SESSION_REDIS_URL') ?? readVariable(source, 'REDIS_URL'),
+          prefix: readVariable(source, 'SESSION_REDIS_PREFIX'),
+        }
+      : { kind: 'sqlite' as const };
   const databasePath = readVariable(source, 'DATABASE_PATH');
   const base = source.INIT_CWD && source.INIT_CWD !== '' ? source.INIT_CWD : cwd;
   return {
@@ -216,6 +261,7 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
     sqliteSynchronous: readVariable(source, 'SQLITE_SYNCHRONOUS'),
     metricsToken: readVariable(source, 'METRICS_TOKEN'),
     enforcement,
+    sessionStore,
     policy,
   };
 }

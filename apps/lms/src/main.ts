@@ -1,10 +1,11 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createApp } from './app.ts';
 import { openDatabase, SERVER_BUSY_TIMEOUT_MS } from './db/client.ts';
-import { type LmsConfig, readEnv } from './env.ts';
+import { EnvError, type LmsConfig, readEnv } from './env.ts';
 import { createLogger } from './ops/logger.ts';
 
 /** A running server and how to stop it. */
@@ -18,6 +19,11 @@ export interface RunningServer {
 const SHUTDOWN_GRACE_MS = 10_000;
 const IDLE_REAP_INTERVAL_MS = 50;
 
+/** A Redis URL without its password, for messages. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//***@');
+}
+
 function publicHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
   return host.includes(':') ? `[${host}]` : host;
@@ -30,7 +36,7 @@ function publicHost(host: string): string {
  * @example
  * const server = await startServer(parseEnv({ PORT: '0' }, process.cwd()), logger);
  */
-export function startServer(config: LmsConfig, logger: Logger): Promise<RunningServer> {
+export async function startServer(config: LmsConfig, logger: Logger): Promise<RunningServer> {
   // Lifecycle lines are printed at any LOG_LEVEL: the harness waits for `listening`.
   const lifecycle = logger.child({}, { level: 'info' });
   // A tiny synchronous busy timeout: waiting for another process's lock would freeze the event
@@ -40,13 +46,47 @@ export function startServer(config: LmsConfig, logger: Logger): Promise<RunningS
     busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
     synchronous: config.sqliteSynchronous,
   });
-  const app = createApp({ db: database.db, logger, config });
+  // SESSION_STORE=redis: sessions in Redis, as Django's cache session backend keeps them.
+  const redisConfig = config.sessionStore.kind === 'redis' ? config.sessionStore : null;
+  const redis = redisConfig
+    ? new Redis(redisConfig.url, { maxRetriesPerRequest: 2, lazyConnect: true })
+    : null;
+  if (redis && redisConfig) {
+    redis.on('error', (error) => logger.warn({ err: error }, 'session store: Redis error'));
+    try {
+      await redis.connect();
+    } catch (error) {
+      redis.disconnect();
+      database.close();
+      throw new EnvError(
+        `SESSION_STORE=redis, but Redis at ${redactUrl(redisConfig.url)} cannot be reached (${(error as Error).message}): start it, or set SESSION_REDIS_URL / REDIS_URL`,
+      );
+    }
+  }
+  const closeStores = () => {
+    redis?.disconnect();
+    database.close();
+  };
+  const app = createApp({
+    db: database.db,
+    logger,
+    config,
+    ...(redis && redisConfig && { sessionRedis: { client: redis, prefix: redisConfig.prefix } }),
+  });
   return new Promise((resolve, reject) => {
     const options = { fetch: app.fetch, port: config.port, hostname: config.host };
     // Without createServer options @hono/node-server makes a plain node:http server.
     const server = serve(options, (info: AddressInfo) => {
       const url = `http://${publicHost(config.host)}:${info.port}`;
-      lifecycle.info({ url, port: info.port, database: config.databasePath }, 'listening');
+      lifecycle.info(
+        {
+          url,
+          port: info.port,
+          database: config.databasePath,
+          sessionStore: config.sessionStore.kind,
+        },
+        'listening',
+      );
       resolve({
         url,
         close: () =>
@@ -58,7 +98,7 @@ export function startServer(config: LmsConfig, logger: Logger): Promise<RunningS
             server.close(() => {
               clearTimeout(force);
               clearInterval(reap);
-              database.close();
+              closeStores();
               done();
             });
             server.closeIdleConnections();
@@ -66,7 +106,7 @@ export function startServer(config: LmsConfig, logger: Logger): Promise<RunningS
       });
     }) as Server;
     server.once('error', (error) => {
-      database.close();
+      closeStores();
       reject(error);
     });
   });

@@ -1,12 +1,26 @@
+import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { LmsStartError, type LocalLms, startLms, waitFor } from '@storm-lab/harness';
+import {
+  LmsStartError,
+  type LocalLms,
+  type RedisHandle,
+  startLms,
+  useRedis,
+  waitFor,
+} from '@storm-lab/harness';
 import { decodeSubmission, type PulledSubmission } from '@storm-lab/xqueue-protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from './db/client.ts';
 import { TestClient, urlFetcher } from './testing/client.ts';
 
 const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
 const QUEUELEN = '/xqueue/get_queuelen/?queue_name=test-queue';
 let started: LocalLms[] = [];
+let redis: RedisHandle | undefined;
+beforeAll(async () => {
+  redis = await useRedis(process.env.REDIS_URL);
+});
+afterAll(() => redis?.stop());
 
 afterEach(async () => {
   await Promise.all(started.map((lms) => lms.stop()));
@@ -152,6 +166,50 @@ describe('LMS server process', { timeout: 90_000 }, () => {
       body: '{"return_code":0,"content":"Logged in"}',
     });
     expect(await lms.process.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('shares sessions across two processes through Redis (SESSION_STORE=redis): a login on one evicts a grader on the other', async () => {
+    const env = {
+      SESSION_STORE: 'redis',
+      SESSION_REDIS_URL: redis!.url,
+      SESSION_REDIS_PREFIX: `lms-${randomBytes(6).toString('hex')}:`,
+    };
+    const first = await start({ env });
+    const second = await start({ env, databasePath: first.databasePath });
+    const evicted = await grader(first.url);
+    // The session made on the first process is live on the second: one session cache.
+    const sameSession = new TestClient(urlFetcher(second.url));
+    for (const [name, value] of evicted.cookies) sameSession.cookies.set(name, value);
+    expect((await sameSession.get(QUEUELEN)).status).toBe(200);
+    const evicting = await grader(second.url);
+    const refused = await evicted.get(QUEUELEN);
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({
+      session_end: { reason: 'evicted', quota: { used: 1, max: 1, scope: 'account' } },
+    });
+    expect((await evicting.get(QUEUELEN)).status).toBe(200);
+    expect((await new TestClient(urlFetcher(first.url)).get(QUEUELEN)).status).toBe(403);
+    // Nothing of it in the database file's sessions table: the sessions are Redis's.
+    const database = openDatabase({ path: first.databasePath });
+    try {
+      expect(database.sqlite.prepare('SELECT count(*) AS n FROM sessions').get()).toEqual({ n: 0 });
+    } finally {
+      database.close();
+    }
+  });
+
+  it('refuses to start with SESSION_STORE=redis when Redis cannot be reached, and says which', async () => {
+    const failing = startLms({
+      env: {
+        ...FAST,
+        SESSION_STORE: 'redis',
+        SESSION_REDIS_URL: 'redis://user:secret@127.0.0.1:1',
+      },
+    });
+    await expect(failing).rejects.toThrow(
+      /SESSION_STORE=redis, but Redis at redis:\/\/\*\*\*@127\.0\.0\.1:1 cannot be reached/,
+    );
+    await expect(failing).rejects.not.toThrow(/secret/);
   });
 
   it('makes startLms reject with the output when the LMS cannot start', async () => {

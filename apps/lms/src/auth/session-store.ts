@@ -9,7 +9,7 @@ import {
   type SessionRecord,
   type SessionRegistry,
 } from '@storm-lab/session-policy';
-import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gt, inArray, lte, sql } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
 import { profiles, type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
@@ -111,6 +111,8 @@ export interface SessionStore extends SessionRegistry {
   ): Promise<boolean>;
   /** Ends every live session of the user (but `except`); resolves with how many ended. */
   endAll(userId: string, reason: EndingReason, options?: EndOptions): Promise<number>;
+  /** Live sessions per user id, for users that have any (the dashboard's accounts table). */
+  liveCounts(): Promise<Map<string, number>>;
   /** Deletes expired sessions and day-old tombstones; does nothing if it ran in the last minute. */
   prune(): void;
 }
@@ -160,7 +162,10 @@ const LOOKUP_SQL = `
   FROM sessions s JOIN users u ON u.id = s.user_id
   WHERE s.id = ?`;
 
-function toUser(id: string, row: LookupRow): LmsUser {
+export function toUser(
+  id: string,
+  row: Omit<LookupRow, 'userId' | 'expiresAt' | 'lastSeenAt' | 'instanceId'>,
+): LmsUser {
   // Sorted in JavaScript, as groupsOf does, so both give the same order for any name.
   const groups = (JSON.parse(row.groups) as string[]).sort();
   return {
@@ -199,6 +204,26 @@ function toSessionEnd(row: TombstoneRow): SessionEnd {
   return { ...end, eviction: { byInstance: row.byInstance, bySession: row.bySession, quota } };
 }
 
+/**
+ * Reads why a session ended from its tombstone (`session_ends`), for a day after it ended; null
+ * when there is none.
+ */
+export function tombstoneReader(
+  db: ClientDb,
+): (sessionId: string, at: number) => SessionLookup | null {
+  const tombstoneRow = db.$client.prepare<[string], TombstoneRow>(
+    `SELECT reason, at, by_instance AS byInstance, by_session AS bySession,
+            quota_used AS quotaUsed, quota_max AS quotaMax, quota_scope AS quotaScope,
+            quota_pool AS quotaPool
+     FROM session_ends WHERE session_id = ?`,
+  );
+  return (sessionId, at) => {
+    const tombstone = tombstoneRow.get(sessionId);
+    if (!tombstone || tombstone.at <= at - TOMBSTONE_TTL_MS) return null;
+    return { kind: 'ended', end: toSessionEnd(tombstone) };
+  };
+}
+
 function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
   return {
     id: row.id,
@@ -214,7 +239,7 @@ function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
  * The evicting login's pool right after its evictions: the sessions its rule counts (all of the
  * account's, or one instance's) and the rule's limit.
  */
-function quotaAfter(
+export function quotaAfter(
   decision: LoginDecision,
   live: readonly LiveSession[],
   evicted: number,
@@ -249,12 +274,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     options.enforcement === 'upstream' ? createUpstreamAdmission({ db, ttlMs }) : null;
   let lastPruneAt: number | null = null;
   const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
-  const tombstoneRow = db.$client.prepare<[string], TombstoneRow>(
-    `SELECT reason, at, by_instance AS byInstance, by_session AS bySession,
-            quota_used AS quotaUsed, quota_max AS quotaMax, quota_scope AS quotaScope,
-            quota_pool AS quotaPool
-     FROM session_ends WHERE session_id = ?`,
-  );
+  const endedReason = tombstoneReader(db);
   const touch = db.$client.prepare<[number, string]>(
     'UPDATE sessions SET last_seen_at = ? WHERE id = ?',
   );
@@ -356,16 +376,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
   }
 
-  function endedReason(sessionId: string, at: number): SessionLookup {
-    const tombstone = tombstoneRow.get(sessionId);
-    if (!tombstone || tombstone.at <= at - TOMBSTONE_TTL_MS) return { kind: 'none' };
-    return { kind: 'ended', end: toSessionEnd(tombstone) };
-  }
-
   function lookupNow(sessionId: string): SessionLookup {
     const at = now();
     const row = lookupRow.get(sessionId);
-    if (!row) return endedReason(sessionId, at);
+    if (!row) return endedReason(sessionId, at) ?? { kind: 'none' };
     if (row.expiresAt <= at) {
       return { kind: 'ended', end: { reason: 'expired', at: row.expiresAt } };
     }
@@ -440,6 +454,15 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     },
     async endAll(userId, reason, endOptions) {
       return endAllSessionsOf(db, userId, reason, now(), endOptions);
+    },
+    async liveCounts() {
+      const rows = db
+        .select({ userId: sessions.userId, live: count() })
+        .from(sessions)
+        .where(gt(sessions.expiresAt, now()))
+        .groupBy(sessions.userId)
+        .all();
+      return new Map(rows.map((row) => [row.userId, row.live]));
     },
 
     prune() {

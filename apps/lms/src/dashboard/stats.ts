@@ -6,9 +6,9 @@ import {
   resolveRule,
   suggestExemption,
 } from '@storm-lab/session-policy';
-import { asc, count, eq, gt, inArray } from 'drizzle-orm';
+import { asc, eq, inArray } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
-import { groups, sessions, userGroups, users } from '../db/schema.ts';
+import { groups, userGroups, users } from '../db/schema.ts';
 import type { Services } from '../http/context.ts';
 import type { LiveSeries } from '../ops/live-stats.ts';
 import type { PolicySource } from '../policy/policy-store.ts';
@@ -58,15 +58,16 @@ export const MAX_ACCOUNT_ROWS = 50;
 /** Service accounts the sessions panel offers; a deployment has one or a few. */
 export const MAX_SERVICE_ACCOUNTS = 20;
 
-function liveSessionCounts(db: Db, at: number): Map<string, number> {
-  const rows = db
-    .select({ username: users.username, sessions: count() })
-    .from(sessions)
-    .innerJoin(users, eq(users.id, sessions.userId))
-    .where(gt(sessions.expiresAt, at))
-    .groupBy(users.id)
+/** Live sessions by username, from the session store's counts by user id. */
+async function liveSessionCounts(services: Services): Promise<Map<string, number>> {
+  const byUserId = await services.store.liveCounts();
+  if (byUserId.size === 0) return new Map();
+  const rows = services.db
+    .select({ id: users.id, username: users.username })
+    .from(users)
+    .where(inArray(users.id, [...byUserId.keys()]))
     .all();
-  return new Map(rows.map((row) => [row.username, row.sessions]));
+  return new Map(rows.map((row) => [row.username, byUserId.get(row.id) ?? 0]));
 }
 
 function groupsByUsername(db: Db, usernames: string[]): Map<string, string[]> {
@@ -108,9 +109,13 @@ function busiestFirst(a: AccountActivity, b: AccountActivity): number {
   );
 }
 
-function accountViews(services: Services, settings: PolicySettings, at: number): AccountView[] {
+async function accountViews(
+  services: Services,
+  settings: PolicySettings,
+  at: number,
+): Promise<AccountView[]> {
   const rates = new Map(services.detector.rates(at).map((rate) => [rate.account, rate]));
-  const live = liveSessionCounts(services.db, at);
+  const live = await liveSessionCounts(services);
   const names = [...new Set([...rates.keys(), ...live.keys()])];
   const rows = names.map((account): AccountActivity => {
     const rate = rates.get(account);
@@ -139,15 +144,15 @@ function accountViews(services: Services, settings: PolicySettings, at: number):
  * the queue chart moves while someone watches.
  *
  * @example
- * const stats = dashboardStats(services, 300);
+ * const stats = await dashboardStats(services, 300);
  * stats.alerts[0]?.suggestion; // 'SINGLE_LOGIN_EXEMPT_USERNAMES=xqueue_svc'
  */
-export function dashboardStats(services: Services, seconds: number): DashboardStats {
+export async function dashboardStats(services: Services, seconds: number): Promise<DashboardStats> {
   const at = services.now();
   const settings = services.policy.current();
   const { live } = services.metrics;
   live.sampleQueues(services.queue.lengths(at));
-  const accounts = accountViews(services, settings, at);
+  const accounts = await accountViews(services, settings, at);
   const alerts = accounts
     .filter((row) => row.storming)
     .map((row) => ({

@@ -148,13 +148,13 @@ export function adminRoutes(services: Services) {
     return answer(c, services.policy.reset({ actor, reason: why }), why, 'reset');
   });
 
-  app.get('/stats', (c) => {
+  app.get('/stats', async (c) => {
     const raw = c.req.query('seconds');
     const seconds = raw === undefined ? STATS_DEFAULT_SECONDS : Number(raw);
     if (!Number.isInteger(seconds) || seconds < 1 || seconds > STATS_MAX_SECONDS) {
       return c.json({ detail: `seconds must be an integer 1..${STATS_MAX_SECONDS}` }, 400);
     }
-    return c.json(dashboardStats(services, seconds));
+    return c.json(await dashboardStats(services, seconds));
   });
 
   app.route('/users', staffSessionRoutes(services));

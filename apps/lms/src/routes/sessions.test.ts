@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { type RedisHandle, useRedis } from '@storm-lab/harness';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../testing/client.ts';
 import {
   createTestLms,
@@ -18,6 +19,17 @@ import { findCredentials } from '../users.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
+let redis: RedisHandle | undefined;
+beforeAll(async () => {
+  redis = await useRedis(process.env.REDIS_URL);
+});
+afterAll(() => redis?.stop());
+
+/** Both transports with SQLite sessions, and SESSION_STORE=redis over a real socket. */
+const SETUPS = [
+  ...TRANSPORTS.map((transport) => ({ transport, store: 'sqlite' })),
+  { transport: 'socket', store: 'redis' },
+] as const;
 
 const SHORT_ID = /^[0-9a-f]{8}$/;
 
@@ -25,10 +37,15 @@ function remove(client: TestClient, short: string) {
   return client.request(`/api/sessions/${short}`, { method: 'DELETE' });
 }
 
-describe.each(TRANSPORTS)('own sessions over %s', (transport) => {
+describe.each(SETUPS)('own sessions over $transport, sessions in $store', (setup) => {
   // Several sessions of one account stay live side by side.
   const create = (options: TestLmsOptions = {}) =>
-    createTestLms({ policy: { maxSessions: 5 }, ...options, transport });
+    createTestLms({
+      policy: { maxSessions: 5 },
+      ...options,
+      transport: setup.transport,
+      redisUrl: setup.store === 'redis' ? redis?.url : undefined,
+    });
 
   /** student1 on a phone, then (a second later) on a laptop; student2 elsewhere. */
   async function devices() {
@@ -44,9 +61,9 @@ describe.each(TRANSPORTS)('own sessions over %s', (transport) => {
     const { lms, phone, laptop, other } = await devices();
     const response = await laptop.get('/api/sessions');
     const text = await response.text();
-    for (const id of storedSessionIds(lms)) expect(text).not.toContain(id);
+    for (const id of await storedSessionIds(lms)) expect(text).not.toContain(id);
     const { sessions } = JSON.parse(text) as { sessions: Record<string, unknown>[] };
-    const address = transport === 'socket' ? '127.0.0.1' : 'unknown';
+    const address = setup.transport === 'socket' ? '127.0.0.1' : 'unknown';
     expect(sessions).toEqual([
       {
         id: expect.stringMatching(SHORT_ID),
@@ -70,11 +87,9 @@ describe.each(TRANSPORTS)('own sessions over %s', (transport) => {
       },
     ]);
     const student1 = findCredentials(lms.database.db, 'student1')!.id;
-    const owned = lms.database.sqlite
-      .prepare('SELECT substr(id, 1, 8) AS short FROM sessions WHERE user_id = ?')
-      .all(student1) as { short: string }[];
+    const owned = await lms.sessions.details(student1);
     expect(sessions.map((session) => session.id).sort()).toEqual(
-      owned.map((row) => row.short).sort(),
+      owned.map((session) => session.id.slice(0, 8)).sort(),
     );
     expect((await listed(phone)).map((session) => session.current)).toEqual([true, false]);
     expect(await listed(other)).toEqual([expect.objectContaining({ current: true })]);
@@ -96,7 +111,7 @@ describe.each(TRANSPORTS)('own sessions over %s', (transport) => {
       expect.objectContaining({
         client_instance: 'watcher-2',
         user_agent: 'python-requests/2.32.3',
-        address: transport === 'socket' ? '127.0.0.1' : 'unknown',
+        address: setup.transport === 'socket' ? '127.0.0.1' : 'unknown',
       }),
     ]);
   });
@@ -134,13 +149,13 @@ describe.each(TRANSPORTS)('own sessions over %s', (transport) => {
   it("answers 404 to another user's short id, an unknown one and a full id, ending nothing", async () => {
     const { lms, laptop, other } = await devices();
     const others = await currentShortId(other);
-    const [fullId] = storedSessionIds(lms);
+    const [fullId] = await storedSessionIds(lms);
     for (const id of [others, 'ffffffff', fullId!, others.toUpperCase()]) {
       const response = await laptop.request(`/api/sessions/${id}`, { method: 'DELETE' });
       expect(response.status, id).toBe(404);
     }
     expect((await other.get('/api/sessions')).status).toBe(200);
-    expect(storedSessionIds(lms)).toHaveLength(3);
+    expect(await storedSessionIds(lms)).toHaveLength(3);
   });
 
   it('logs the caller out when the session it deletes is its own current one', async () => {

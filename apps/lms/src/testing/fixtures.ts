@@ -1,10 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { Writable } from 'node:stream';
 import { serve } from '@hono/node-server';
 import { type PolicySettingsInput, parseSettings } from '@storm-lab/session-policy';
 import type { Hono } from 'hono';
+import { Redis } from 'ioredis';
 import pino from 'pino';
 import { type AppConfig, createApp } from '../app.ts';
+import { createRedisSessionStore } from '../auth/redis-session-store.ts';
+import { createSessionStore, type SessionStore } from '../auth/session-store.ts';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import type { LmsEnv } from '../http/context.ts';
 import { SEED_DEFAULTS, type SeedOptions, seed } from '../seed.ts';
@@ -38,6 +42,8 @@ export interface TestLmsOptions {
   busyTimeoutMs?: number;
   /** `socket` serves the app on a loopback port and sends requests over real HTTP. */
   transport?: Transport;
+  /** Keep sessions in the Redis at this URL (`SESSION_STORE=redis`), under a fresh prefix. */
+  redisUrl?: string | undefined;
 }
 
 /** How tests reach the app: in process through `app.request()`, or over a real socket. */
@@ -56,6 +62,8 @@ export interface TestLms {
   logs: Record<string, unknown>[];
   /** Sends requests through the chosen transport. */
   fetcher: Fetcher;
+  /** A second view of the app's sessions (same database, same Redis keys), for assertions. */
+  sessions: SessionStore;
   close: () => Promise<void>;
 }
 
@@ -95,14 +103,29 @@ export async function createTestLms(options: TestLmsOptions = {}): Promise<TestL
     ...options.config,
   };
   const logger = pino({ level: 'info' }, sink);
-  const app = createApp({ db: database.db, config, logger, now: clock.now });
+  // A prefix of its own: tests may share one Redis (REDIS_URL).
+  const redis = options.redisUrl
+    ? { client: new Redis(options.redisUrl), prefix: `lms-${randomBytes(6).toString('hex')}:` }
+    : null;
+  const app = createApp({
+    db: database.db,
+    config,
+    logger,
+    now: clock.now,
+    ...(redis && { sessionRedis: redis }),
+  });
+  const storeOptions = { db: database.db, ttlMs: config.sessionTtlSeconds * 1000, now: clock.now };
+  const sessions = redis
+    ? createRedisSessionStore({ ...storeOptions, redis: redis.client, prefix: redis.prefix })
+    : createSessionStore(storeOptions);
   const server = options.transport === 'socket' ? await listen(app) : null;
   const fetcher = server ? urlFetcher(server.url) : appFetcher(app);
   const close = async () => {
     await server?.close();
+    redis?.client.disconnect();
     database.close();
   };
-  return { app, database, config, clock, logs, fetcher, close };
+  return { app, database, config, clock, logs, fetcher, sessions, close };
 }
 
 /**

@@ -56,11 +56,13 @@ export function tombstoneOf(lms: TestLms, short: string) {
     .get(short) as { reason: string; endedBy: string | null } | undefined;
 }
 
-/** The full ids of every stored session, to prove no answer carries one. */
-export function storedSessionIds(lms: TestLms): string[] {
-  return (lms.database.sqlite.prepare('SELECT id FROM sessions').all() as { id: string }[]).map(
-    (row) => row.id,
-  );
+/** The full ids of every live session, from the app's store, to prove no answer carries one. */
+export async function storedSessionIds(lms: TestLms): Promise<string[]> {
+  const ids: string[] = [];
+  for (const userId of (await lms.sessions.liveCounts()).keys()) {
+    for (const session of await lms.sessions.details(userId)) ids.push(session.id);
+  }
+  return ids;
 }
 
 /** What a client whose session ended is told on its next request to the student API. */

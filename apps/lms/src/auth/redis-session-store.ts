@@ -1,0 +1,307 @@
+import type { AdmitResult, LiveSession, LoginDecision } from '@storm-lab/session-policy';
+import {
+  createRedisSessionRegistry,
+  type RedisSessionRegistry,
+} from '@storm-lab/session-policy/redis';
+import { eq, isNotNull, lte, sql } from 'drizzle-orm';
+import type { Redis } from 'ioredis';
+import { whenNotBusy } from '../db/busy-retry.ts';
+import type { ClientDb } from '../db/client.ts';
+import { profiles, sessionEnds, users } from '../db/schema.ts';
+import { isBusy } from '../ops/errors.ts';
+import type { EndingReason } from './session-admin.ts';
+import {
+  type LoginAdmitRequest,
+  quotaAfter,
+  type SessionLookup,
+  type SessionStore,
+  TOMBSTONE_TTL_MS,
+  tombstoneReader,
+  toUser,
+} from './session-store.ts';
+import { shortId } from './tokens.ts';
+
+export interface RedisSessionStoreOptions {
+  /** The relational data: users, groups, profiles, and the tombstones of ended sessions. */
+  db: ClientDb;
+  redis: Redis;
+  /** Put before every Redis key; default `lms:`. */
+  prefix?: string;
+  ttlMs: number;
+  now: () => number;
+  /** Runs the lookup's SQLite read (the app's tick batcher). Default: at once. */
+  read?: <T>(op: () => T) => Promise<T>;
+}
+
+// As the SQLite store: last use is written at most once a minute, pruning at most once a minute.
+const TOUCH_INTERVAL_MS = 60_000;
+const PRUNE_INTERVAL_MS = 60_000;
+const SHORT_ID_PATTERN = /^[0-9a-f]{8}$/;
+/** Users whose sessions `liveCounts` lists at once. */
+const COUNT_BATCH = 64;
+
+/** A user with their groups, as the lookup needs them. */
+interface UserRow {
+  username: string;
+  isStaff: number;
+  isActive: number;
+  /** JSON array of the user's group names. */
+  groups: string;
+}
+
+const USER_SQL = `
+  SELECT u.username, u.is_staff AS isStaff, u.is_active AS isActive,
+         (SELECT json_group_array(g.name) FROM user_groups ug JOIN groups g ON g.id = ug.group_id
+           WHERE ug.user_id = u.id) AS groups
+  FROM users u WHERE u.id = ?`;
+
+/**
+ * The session store on Redis, as Django's cache session backend keeps sessions in a cache
+ * shared by every worker: lookup, admission and eviction go through the session-policy Redis
+ * registry (one atomic step per login across any number of processes). Users, groups, the
+ * profile slot, `last_login` and the reasons sessions ended stay in SQLite, as edx-platform
+ * keeps them in its database; they are written right after the Redis step.
+ *
+ * A session Redis let expire is gone without a trace, as in Django's cache backend: its cookie
+ * is told `none`, not `expired`.
+ *
+ * @example
+ * const store = createRedisSessionStore({ db, redis: new Redis(url), ttlMs, now: Date.now });
+ */
+export function createRedisSessionStore(options: RedisSessionStoreOptions): SessionStore {
+  const { db, redis, ttlMs, now } = options;
+  const read = options.read ?? (async <T>(op: () => T) => op());
+  const registry: RedisSessionRegistry = createRedisSessionRegistry(redis, {
+    prefix: options.prefix ?? 'lms:',
+    sessionTtlMs: ttlMs,
+    evictionRecordTtlMs: TOMBSTONE_TTL_MS,
+    now,
+  });
+  const userRow = db.$client.prepare<[string], UserRow>(USER_SQL);
+  const endedReason = tombstoneReader(db);
+  let lastPruneAt: number | null = null;
+
+  /** What the login wrote besides the session, in SQLite, in one transaction. */
+  function recordLogin(
+    request: LoginAdmitRequest,
+    result: Extract<AdmitResult, { admitted: true }>,
+    quota: ReturnType<typeof quotaAfter>,
+  ): Promise<void> {
+    const at = request.session.createdAt;
+    return whenNotBusy(() =>
+      db.transaction((tx) => {
+        if (!result.dryRun && result.evicted.length > 0) {
+          tx.insert(sessionEnds)
+            .values(
+              result.evicted.map((session) => ({
+                sessionId: session.id,
+                userId: request.userId,
+                reason: 'evicted' as const,
+                at,
+                byInstance: request.session.instanceId,
+                bySession: shortId(request.session.id),
+                quotaUsed: quota?.used ?? null,
+                quotaMax: quota?.max ?? null,
+                quotaScope: quota?.scope ?? null,
+                quotaPool: quota?.pool ?? null,
+              })),
+            )
+            .onConflictDoNothing()
+            .run();
+        }
+        if (result.tracked) {
+          // As upstream's receiver: the profile's meta.session_id names the newest tracked session.
+          const sessionId = request.session.id;
+          tx.insert(profiles)
+            .values({ userId: request.userId, meta: JSON.stringify({ session_id: sessionId }) })
+            .onConflictDoUpdate({
+              target: profiles.userId,
+              set: { meta: sql`json_set(${profiles.meta}, '$.session_id', ${sessionId})` },
+            })
+            .run();
+        }
+        if (request.lastLoginAt !== undefined) {
+          tx.update(users)
+            .set({ lastLogin: request.lastLoginAt })
+            .where(eq(users.id, request.userId))
+            .run();
+        }
+      }),
+    );
+  }
+
+  function remember(
+    rows: Array<{ sessionId: string; userId: string }>,
+    reason: 'logged-out' | EndingReason,
+    endedBy: string | null,
+  ): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    const at = now();
+    return whenNotBusy(() => {
+      db.insert(sessionEnds)
+        .values(rows.map((row) => ({ ...row, reason, at, endedBy })))
+        .onConflictDoNothing()
+        .run();
+    });
+  }
+
+  async function ownedBy(userId: string, sessionId: string): Promise<boolean> {
+    const session = await registry.get(sessionId);
+    return session !== null && session.userId === userId;
+  }
+
+  return {
+    async admit(request) {
+      // `decide` may run more than once (optimistic retries): the last run is the committed one.
+      let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
+      const { client } = request;
+      const attributes: Record<string, string> = {};
+      if (client?.userAgent != null) attributes.userAgent = client.userAgent;
+      if (client?.address != null) attributes.address = client.address;
+      const result = await registry.admit({
+        userId: request.userId,
+        session: { ...request.session, attributes },
+        decide: (live) => {
+          const decision = request.decide(live);
+          committed = { decision, live };
+          return decision;
+        },
+      });
+      if (!result.admitted) return result;
+      const seen = committed as { decision: LoginDecision; live: readonly LiveSession[] } | null;
+      const quota = seen
+        ? quotaAfter(seen.decision, seen.live, result.dryRun ? 0 : result.evicted.length, request)
+        : null;
+      await recordLogin(request, result, quota);
+      if (request.replacing) await registry.remove(request.replacing);
+      return result;
+    },
+
+    list: (userId) => registry.list(userId),
+    remove: (sessionId) => registry.remove(sessionId),
+
+    async lookup(sessionId): Promise<SessionLookup> {
+      const at = now();
+      const session = await registry.get(sessionId);
+      if (session === null) {
+        const why = await read(() => endedReason(sessionId, at));
+        if (why) return why;
+        // Evicted, but the tombstone is not written yet (or was lost): Redis's record says so.
+        const eviction = await registry.evictionOf(sessionId);
+        if (eviction === null) return { kind: 'none' };
+        return {
+          kind: 'ended',
+          end: {
+            reason: 'evicted',
+            at: eviction.at,
+            eviction: {
+              byInstance: eviction.byInstanceId,
+              bySession: shortId(eviction.bySessionId),
+              quota: null,
+            },
+          },
+        };
+      }
+      const row = await read(() => userRow.get(session.userId));
+      if (!row) return { kind: 'none' };
+      if (at - session.lastSeenAt >= TOUCH_INTERVAL_MS) await registry.touch(sessionId, at);
+      return {
+        kind: 'live',
+        sessionId,
+        userId: session.userId,
+        instanceId: session.instanceId,
+        user: toUser(session.userId, row),
+      };
+    },
+
+    async end(sessionId, reason) {
+      const session = await registry.get(sessionId);
+      if (session === null || !(await registry.remove(sessionId))) return false;
+      // A logout is its own user's doing: the record names them.
+      const endedBy =
+        db
+          .select({ username: users.username })
+          .from(users)
+          .where(eq(users.id, session.userId))
+          .get()?.username ?? null;
+      await remember([{ sessionId, userId: session.userId }], reason, endedBy);
+      return true;
+    },
+
+    async details(userId) {
+      return (await registry.list(userId)).map((session) => ({
+        id: session.id,
+        createdAt: session.createdAt,
+        lastSeenAt: session.lastSeenAt,
+        instanceId: session.instanceId,
+        userAgent: session.attributes.userAgent ?? null,
+        address: session.attributes.address ?? null,
+        tracked: session.tracked,
+        pool: session.pool,
+      }));
+    },
+
+    async findShort(userId, short) {
+      if (!SHORT_ID_PATTERN.test(short)) return { kind: 'none' };
+      const found = (await registry.list(userId)).filter((session) => session.id.startsWith(short));
+      const [first] = found;
+      if (!first) return { kind: 'none' };
+      return found.length > 1 ? { kind: 'ambiguous' } : { kind: 'found', sessionId: first.id };
+    },
+
+    async endOne(userId, sessionId, reason, endOptions = {}) {
+      if (!(await ownedBy(userId, sessionId))) return false;
+      if (!(await registry.remove(sessionId))) return false;
+      await remember([{ sessionId, userId }], reason, endOptions.endedBy ?? null);
+      return true;
+    },
+
+    async endAll(userId, reason, endOptions = {}) {
+      const ended = await registry.removeAllOf(
+        userId,
+        endOptions.except === undefined ? {} : { except: endOptions.except },
+      );
+      await remember(
+        ended.map((sessionId) => ({ sessionId, userId })),
+        reason,
+        endOptions.endedBy ?? null,
+      );
+      return ended.length;
+    },
+
+    async liveCounts() {
+      // Only a user who logged in can have a session: every admission writes last_login.
+      const ids = db
+        .select({ id: users.id })
+        .from(users)
+        .where(isNotNull(users.lastLogin))
+        .all()
+        .map((row) => row.id);
+      const counts = new Map<string, number>();
+      for (let start = 0; start < ids.length; start += COUNT_BATCH) {
+        const batch = ids.slice(start, start + COUNT_BATCH);
+        const lists = await Promise.all(batch.map((id) => registry.list(id)));
+        batch.forEach((id, index) => {
+          const live = lists[index]?.length ?? 0;
+          if (live > 0) counts.set(id, live);
+        });
+      }
+      return counts;
+    },
+
+    prune() {
+      // Redis expires sessions by itself; the tombstones are SQLite's.
+      const at = now();
+      if (lastPruneAt !== null && at - lastPruneAt < PRUNE_INTERVAL_MS) return;
+      lastPruneAt = at;
+      try {
+        db.delete(sessionEnds)
+          .where(lte(sessionEnds.at, at - TOMBSTONE_TTL_MS))
+          .run();
+      } catch (error) {
+        if (!isBusy(error)) throw error;
+        lastPruneAt = null;
+      }
+    },
+  };
+}
