@@ -49,6 +49,9 @@ Options:
                       grader's run; chaos 0: instant), compressed like the rest
   --parallel N        scenarios run at the same time        (default 1; more is faster
                       but a storm's hashing then slows its neighbour's logins)
+  --session-store S   where the LMS keeps sessions: sqlite (its database file) or
+                      redis (the run's Redis, shared as Django's cache backend)
+                                                            (default sqlite)
   --seed N            chaos: seed of the fault schedule       (default: from the clock)
   --logins K          race: logins sent at the same moment    (default 8)
   --rounds N          race: rounds                            (default 20)
@@ -130,6 +133,12 @@ function presetOf(preset: string | undefined, compression: string | undefined): 
   return true;
 }
 
+/** `--session-store`: where the LMS keeps sessions (its `SESSION_STORE`). */
+function sessionStoreOf(raw: string | undefined): 'sqlite' | 'redis' {
+  if (raw === undefined || raw === 'sqlite' || raw === 'redis') return raw ?? 'sqlite';
+  throw new UsageError(`--session-store must be sqlite or redis (got ${JSON.stringify(raw)})`);
+}
+
 function parse(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
@@ -148,6 +157,7 @@ function parse(argv: string[]) {
       drain: { type: 'string' },
       'grading-seconds': { type: 'string' },
       parallel: { type: 'string' },
+      'session-store': { type: 'string' },
       seed: { type: 'string' },
       race: { type: 'boolean' },
       logins: { type: 'string' },
@@ -172,6 +182,11 @@ function parse(argv: string[]) {
           .filter(Boolean)
       : [...DEFAULT_COMPARISON];
   const chaos = values.scenario === 'chaos';
+  if (values['session-store'] === 'redis' && (chaos || values.race)) {
+    throw new UsageError(
+      `--session-store redis is not offered with ${chaos ? 'chaos (it restarts Redis, which would end every session)' : '--race (upstream enforcement runs on the database file)'}`,
+    );
+  }
   const production = presetOf(values.preset, values.compression);
   const settings: RunSettings = {
     replicas: positiveInt('replicas', values.replicas, chaos ? 3 : 2, 64),
@@ -199,6 +214,7 @@ function parse(argv: string[]) {
       chaos ? 0 : PRODUCTION.gradingSeconds,
     ),
     redisUrl: process.env.REDIS_URL || undefined,
+    sessionStore: sessionStoreOf(values['session-store']),
     serviceUsername: 'xqueue_svc',
     servicePassword: 'storm-lab-service',
     studentPassword: 'storm-lab-student',

@@ -47,6 +47,7 @@ async function main() {
     drainSeconds: 0,
     gradingSeconds: gradingSeconds(env.DEV_GRADING_SECONDS),
     redisUrl: env.REDIS_URL || undefined,
+    sessionStore: env.SESSION_STORE === 'redis' ? 'redis' : 'sqlite',
     serviceUsername: 'xqueue_svc',
     servicePassword: 'storm-lab-service',
     studentPassword: 'storm-lab-student',
@@ -69,7 +70,7 @@ async function main() {
   const queues = queueNames(settings.queues);
   const lms = await startLms({
     env: {
-      ...lmsEnv(settings, scenario),
+      ...lmsEnv(settings, scenario, { url: redisUrl, sessionPrefix: `dev-${process.pid}:lms:` }),
       LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
       PORT: env.PORT ?? '8000',
       HOST: env.HOST ?? '127.0.0.1',

@@ -19,6 +19,8 @@ export interface RunSettings {
   drainSeconds: number;
   /** Use this Redis instead of starting a private one. */
   redisUrl?: string | undefined;
+  /** Where the LMS keeps sessions: its database file, or the run's Redis (`SESSION_STORE`). */
+  sessionStore: 'sqlite' | 'redis';
   serviceUsername: string;
   servicePassword: string;
   studentPassword: string;
@@ -34,13 +36,29 @@ export function answerFor(_queue: string, problem: string): string {
   return `answer-${problem}`;
 }
 
-/** The LMS's environment for a run: compressed hashing and lock, then the scenario's settings. */
-export function lmsEnv(settings: RunSettings, scenario: Scenario): Record<string, string> {
+/**
+ * The LMS's environment for a run: compressed hashing and lock, sessions in the run's Redis
+ * under `sessionPrefix` when `sessionStore` is `redis`, then the scenario's settings.
+ */
+export function lmsEnv(
+  settings: RunSettings,
+  scenario: Scenario,
+  redis?: { url: string; sessionPrefix: string },
+): Record<string, string> {
   const times = compress(settings.compression);
+  const sessions: Record<string, string> =
+    settings.sessionStore === 'redis' && redis
+      ? {
+          SESSION_STORE: 'redis',
+          SESSION_REDIS_URL: redis.url,
+          SESSION_REDIS_PREFIX: redis.sessionPrefix,
+        }
+      : {};
   return {
     LOG_LEVEL: 'warn',
     PASSWORD_HASH_ITERATIONS: String(times.hashIterations),
     XQUEUE_LOCK_SECONDS: String(times.lockSeconds),
+    ...sessions,
     ...scenario.lms,
   };
 }

@@ -39,12 +39,28 @@ export class WebClient {
     return response;
   }
 
-  /** Logs in through the human login page (GET for the CSRF cookie, then POST). */
-  async login(username: string, password: string): Promise<void> {
-    await (await this.request('GET', '/login')).arrayBuffer();
-    const response = await this.request('POST', '/login', { username, password });
-    const text = await response.text();
-    if (!response.ok) throw new Error(`login of ${username} failed: ${response.status} ${text}`);
+  /**
+   * Logs in through the human login page (GET for the CSRF cookie, then POST). A 429 from the
+   * login throttle is tried again after its `Retry-After`, as a person would, while that stays
+   * within `retryThrottledForMs` (default 0: never).
+   */
+  async login(
+    username: string,
+    password: string,
+    options: { retryThrottledForMs?: number } = {},
+  ): Promise<void> {
+    const deadline = Date.now() + (options.retryThrottledForMs ?? 0);
+    for (;;) {
+      await (await this.request('GET', '/login')).arrayBuffer();
+      const response = await this.request('POST', '/login', { username, password });
+      const text = await response.text();
+      if (response.ok) return;
+      const waitMs = Math.max(0, Number(response.headers.get('retry-after') ?? 1) * 1000 || 1000);
+      if (response.status !== 429 || Date.now() + waitMs > deadline) {
+        throw new Error(`login of ${username} failed: ${response.status} ${text}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
   }
 
   /** True when the server still knows this client's session. */

@@ -1,0 +1,54 @@
+import { type LocalLms, startLms } from '@storm-lab/harness';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebClient } from './web-client.ts';
+
+let lms: LocalLms | undefined;
+afterEach(async () => {
+  await lms?.stop();
+  lms = undefined;
+});
+
+/** Two wrong passwords from loopback: the address is refused for the 2 s window. */
+async function throttledLms(): Promise<LocalLms> {
+  const started = await startLms({
+    env: {
+      PASSWORD_HASH_ITERATIONS: '1000',
+      LOG_LEVEL: 'warn',
+      LOGIN_THROTTLE_FAILURES: '2',
+      LOGIN_THROTTLE_WINDOW_SECONDS: '2',
+    },
+  });
+  for (let failure = 0; failure < 2; failure++) {
+    await expect(new WebClient(started.url).login('student2', 'wrong')).rejects.toThrow(/401/);
+  }
+  return started;
+}
+
+describe('WebClient against a real LMS', { timeout: 60_000 }, () => {
+  it('logs a student in through the login page, and says when the session is gone', async () => {
+    lms = await startLms({ env: { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' } });
+    const first = new WebClient(lms.url);
+    await first.login('student1', 'student-pass');
+    expect(await first.isLoggedIn()).toBe(true);
+    // Single login: the second login of the same student ends the first one's session.
+    await new WebClient(lms.url).login('student1', 'student-pass');
+    expect(await first.isLoggedIn()).toBe(false);
+  });
+
+  it('fails on a 429 by default, and tries again after Retry-After when told to wait', async () => {
+    lms = await throttledLms();
+    await expect(new WebClient(lms.url).login('student1', 'student-pass')).rejects.toThrow(
+      /login of student1 failed: 429 .*Too many failed login attempts/,
+    );
+    const patient = new WebClient(lms.url);
+    await patient.login('student1', 'student-pass', { retryThrottledForMs: 10_000 });
+    expect(await patient.isLoggedIn()).toBe(true);
+  });
+
+  it('gives up on a 429 whose Retry-After ends past its patience', async () => {
+    lms = await throttledLms();
+    await expect(
+      new WebClient(lms.url).login('student1', 'student-pass', { retryThrottledForMs: 100 }),
+    ).rejects.toThrow(/429/);
+  });
+});
