@@ -15,6 +15,7 @@ import {
   DEFAULT_THROTTLE_FAILURES,
   DEFAULT_THROTTLE_WINDOW_SECONDS,
 } from './auth/throttle.ts';
+import { workerMetrics } from './cluster.ts';
 import { DatabaseBusyError } from './db/busy-retry.ts';
 import type { ClientDb } from './db/client.ts';
 import { createTickBatcher } from './db/tick-batch.ts';
@@ -74,6 +75,8 @@ export interface AppDeps {
    * session backend; the caller owns the connection.
    */
   sessionRedis?: { client: Redis; prefix: string };
+  /** This process is one of LMS_WORKERS: `/metrics` answers for every worker (cluster.ts). */
+  clusterWorker?: boolean;
   /** How passwords are checked; default Django's pbkdf2_sha256. */
   passwords?: PasswordChecker;
 }
@@ -158,6 +161,7 @@ function buildServices(deps: AppDeps): Services {
     batch,
     login,
     metrics,
+    ...(deps.clusterWorker && { clusterMetrics: workerMetrics(metrics.registry) }),
     detector,
     logger,
     policy,

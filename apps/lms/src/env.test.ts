@@ -148,6 +148,17 @@ describe('parseEnv', () => {
     ).toThrow(/use it with SESSION_STORE=sqlite/);
   });
 
+  it('reads LMS_WORKERS, 1 unless set; more than one needs SESSION_STORE=redis', () => {
+    expect(parseEnv({}, '/').workers).toBe(1);
+    expect(parseEnv({ LMS_WORKERS: '4', SESSION_STORE: 'redis' }, '/').workers).toBe(4);
+    expect(() => parseEnv({ LMS_WORKERS: '2' }, '/')).toThrow(
+      /LMS_WORKERS=2 runs 2 processes that share their sessions through Redis: set SESSION_STORE=redis/,
+    );
+    expect(() => parseEnv({ LMS_WORKERS: '0', SESSION_STORE: 'redis' }, '/')).toThrow(
+      /LMS_WORKERS="0" is invalid: expected an integer 1\.\.64/,
+    );
+  });
+
   it('reads SQLITE_SYNCHRONOUS, full unless set', () => {
     expect(parseEnv({}, '/').sqliteSynchronous).toBe('full');
     expect(parseEnv({ SQLITE_SYNCHRONOUS: 'normal' }, '/').sqliteSynchronous).toBe('normal');

@@ -43,6 +43,8 @@ export interface LmsConfig {
    * cache session backend: lookup, admission and eviction go through Redis at `url`).
    */
   sessionStore: { kind: 'sqlite' } | { kind: 'redis'; url: string; prefix: string };
+  /** LMS_WORKERS: processes sharing the port (node:cluster), as gunicorn workers; 1 = no cluster. */
+  workers: number;
   policy: PolicySettings;
 }
 
@@ -141,6 +143,10 @@ const VARIABLES = {
       '(then /metrics needs Authorization: Bearer <token>)',
     secret: true,
   },
+  LMS_WORKERS: {
+    schema: integer(1, 64).default(1),
+    accepts: 'an integer 1..64',
+  },
   SESSION_STORE: {
     schema: z.enum(['sqlite', 'redis']).default('sqlite'),
     accepts: 'sqlite (the database file) or redis (SESSION_REDIS_URL, else REDIS_URL)',
@@ -238,6 +244,12 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
           prefix: readVariable(source, 'SESSION_REDIS_PREFIX'),
         }
       : { kind: 'sqlite' as const };
+  const workers = readVariable(source, 'LMS_WORKERS');
+  if (workers > 1 && sessionStore.kind !== 'redis') {
+    throw new EnvError(
+      `LMS_WORKERS=${workers} runs ${workers} processes that share their sessions through Redis: set SESSION_STORE=redis (and SESSION_REDIS_URL or REDIS_URL)`,
+    );
+  }
   const databasePath = readVariable(source, 'DATABASE_PATH');
   const base = source.INIT_CWD && source.INIT_CWD !== '' ? source.INIT_CWD : cwd;
   return {
@@ -262,6 +274,7 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
     metricsToken: readVariable(source, 'METRICS_TOKEN'),
     enforcement,
     sessionStore,
+    workers,
     policy,
   };
 }

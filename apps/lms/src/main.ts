@@ -4,6 +4,7 @@ import { serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createApp } from './app.ts';
+import { isClusterWorker, runPrimary } from './cluster.ts';
 import { openDatabase, SERVER_BUSY_TIMEOUT_MS } from './db/client.ts';
 import { EnvError, type LmsConfig, readEnv } from './env.ts';
 import { createLogger } from './ops/logger.ts';
@@ -72,6 +73,7 @@ export async function startServer(config: LmsConfig, logger: Logger): Promise<Ru
     logger,
     config,
     ...(redis && redisConfig && { sessionRedis: { client: redis, prefix: redisConfig.prefix } }),
+    clusterWorker: isClusterWorker(),
   });
   return new Promise((resolve, reject) => {
     const options = { fetch: app.fetch, port: config.port, hostname: config.host };
@@ -84,6 +86,7 @@ export async function startServer(config: LmsConfig, logger: Logger): Promise<Ru
           port: info.port,
           database: config.databasePath,
           sessionStore: config.sessionStore.kind,
+          pid: process.pid,
         },
         'listening',
       );
@@ -120,6 +123,8 @@ export async function startServer(config: LmsConfig, logger: Logger): Promise<Ru
  */
 export async function runUntilSignal(config: LmsConfig): Promise<void> {
   const logger = createLogger(config.logLevel, process.stdout.isTTY === true);
+  // LMS_WORKERS > 1: this process forks the workers and waits; each worker comes back here.
+  if (config.workers > 1 && !isClusterWorker()) return runPrimary(config, logger);
   const server = await startServer(config, logger);
   const lifecycle = logger.child({}, { level: 'info' });
   await new Promise<void>((resolve) => {
@@ -127,6 +132,8 @@ export async function runUntilSignal(config: LmsConfig): Promise<void> {
       lifecycle.info({ signal }, 'shutting down');
       void server.close().then(() => {
         lifecycle.info('stopped');
+        // A worker's channel to the primary would keep it alive: closing it lets it exit.
+        if (isClusterWorker()) process.disconnect();
         resolve();
       });
     };

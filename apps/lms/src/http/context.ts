@@ -17,6 +17,8 @@ export interface Services {
   batch: TickBatcher;
   login: LoginService;
   metrics: LmsMetrics;
+  /** With LMS_WORKERS > 1: every worker's metrics, summed (see cluster.ts); else absent. */
+  clusterMetrics?: () => Promise<string>;
   detector: StormDetector;
   logger: Logger;
   /** The session policy now: environment defaults plus what staff saved on the dashboard. */

@@ -140,6 +140,8 @@ export function createMetrics(
       help: 'Submissions waiting to be pulled (pending, or pulled with an expired lock), by queue.',
       labelNames: ['queue'],
       registers,
+      // Every worker reads the same database: LMS_WORKERS > 1 shows one worker's, not the sum.
+      aggregator: 'first',
       collect() {
         this.reset();
         const lengths = queueLengths();

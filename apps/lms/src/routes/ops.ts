@@ -42,7 +42,8 @@ export function opsRoutes(services: Services, options: OpsOptions = { metricsTok
       return c.json({ detail: 'Metrics require Authorization: Bearer <METRICS_TOKEN>' }, 401);
     }
     const { registry } = services.metrics;
-    return c.body(await registry.metrics(), 200, { 'Content-Type': registry.contentType });
+    const text = await (services.clusterMetrics ?? (() => registry.metrics()))();
+    return c.body(text, 200, { 'Content-Type': registry.contentType });
   });
   app.get('/healthz', (c) => {
     services.db.get(sql`SELECT 1`);

@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import {
+  LmsStartError,
+  type LocalLms,
+  type RedisHandle,
+  startLms,
+  useRedis,
+} from '@storm-lab/harness';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createRedisSessionStore } from './auth/redis-session-store.ts';
+import { sessionIdOf } from './auth/tokens.ts';
+import { openDatabase } from './db/client.ts';
+import { urlFetcher } from './testing/client.ts';
+import { TEST_ITERATIONS } from './testing/fixtures.ts';
+import { ACCOUNT, PARALLEL, storm } from './testing/login-race.ts';
+import { findCredentials } from './users.ts';
+
+// LMS_WORKERS=N: N processes behind one port (node:cluster), sessions shared through Redis, as
+// gunicorn workers share Django's cache session backend.
+
+const WORKERS = 4;
+let redis: RedisHandle | undefined;
+let cleanups: (() => Promise<void> | void)[] = [];
+beforeAll(async () => {
+  redis = await useRedis(process.env.REDIS_URL);
+});
+afterAll(() => redis?.stop());
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  cleanups = [];
+});
+
+/** An LMS of WORKERS workers on a Redis prefix of its own; a view of its sessions for the test. */
+async function clusterLms(extra: Record<string, string> = {}) {
+  const prefix = `lms-cluster-${randomBytes(6).toString('hex')}:`;
+  const lms: LocalLms = await startLms({
+    env: {
+      PASSWORD_HASH_ITERATIONS: String(TEST_ITERATIONS),
+      LOG_LEVEL: 'info',
+      LMS_WORKERS: String(WORKERS),
+      SESSION_STORE: 'redis',
+      SESSION_REDIS_URL: redis!.url,
+      SESSION_REDIS_PREFIX: prefix,
+      ...extra,
+    },
+  });
+  cleanups.push(() => lms.stop());
+  const database = openDatabase({ path: lms.databasePath });
+  const client = new Redis(redis!.url);
+  cleanups.push(() => {
+    client.disconnect();
+    database.close();
+  });
+  const sessions = createRedisSessionStore({
+    db: database.db,
+    redis: client,
+    prefix,
+    ttlMs: 3_600_000,
+    now: Date.now,
+  });
+  const userId = findCredentials(database.db, ACCOUNT.username)!.id;
+  /** The service account's live tracked session ids, from Redis. */
+  const liveTracked = async () =>
+    (await sessions.list(userId)).filter((session) => session.tracked).map((session) => session.id);
+  return { lms, liveTracked };
+}
+
+/** The pids of the workers that logged `listening` (once each has). */
+async function workerPids(lms: LocalLms): Promise<Set<number>> {
+  const pids = new Set<number>();
+  const deadline = Date.now() + 30_000;
+  while (pids.size < WORKERS && Date.now() < deadline) {
+    for (const line of lms.process.output().split('\n')) {
+      if (!line.includes('"listening"')) continue;
+      pids.add((JSON.parse(line) as { pid: number }).pid);
+    }
+    if (pids.size < WORKERS) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return pids;
+}
+
+describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }, () => {
+  it('serves from every worker on one port, and /metrics on any worker counts the logins of all', async () => {
+    const { lms } = await clusterLms({ SINGLE_LOGIN_EXEMPT_GROUPS: 'xqueue' });
+    const pids = await workerPids(lms);
+    expect(pids.size).toBe(WORKERS);
+    expect(pids.has(lms.process.pid!)).toBe(false);
+    const fetcher = urlFetcher(lms.url);
+    await storm([fetcher], 20);
+    // Several scrapes land on different workers: each one answers for all of them.
+    for (let scrape = 0; scrape < 2 * WORKERS; scrape++) {
+      const text = await (await fetcher('/metrics', {})).text();
+      expect(text).toContain('lms_logins_total{account="xqueue_svc",path="xqueue"} 20');
+      expect(text).toMatch(/^lms_queue_length\{queue="test-queue"\} 0$/m);
+    }
+  });
+
+  // as edx-platform's single session, made atomic: no interleaving of workers lets two survive
+  it(`leaves exactly one live session after ${PARALLEL} parallel logins, 200 rounds`, async () => {
+    const { lms, liveTracked } = await clusterLms();
+    const fetcher = urlFetcher(lms.url);
+    for (let round = 0; round < 200; round++) {
+      const tokens = new Set((await storm([fetcher])).map(sessionIdOf));
+      const live = await liveTracked();
+      expect(live, `round ${round}`).toHaveLength(1);
+      expect(tokens.has(live[0]!), `round ${round}`).toBe(true);
+    }
+  });
+
+  it(`leaves exactly N live sessions under SINGLE_LOGIN_MAX_SESSIONS=N, 50 rounds`, async () => {
+    const { lms, liveTracked } = await clusterLms({ SINGLE_LOGIN_MAX_SESSIONS: '3' });
+    const fetcher = urlFetcher(lms.url);
+    for (let round = 0; round < 50; round++) {
+      const tokens = new Set((await storm([fetcher])).map(sessionIdOf));
+      const live = await liveTracked();
+      expect(live, `round ${round}`).toHaveLength(3);
+      for (const id of live) expect(tokens.has(id), `round ${round}`).toBe(true);
+    }
+  });
+
+  it('replaces a worker that dies, and stops every worker on SIGTERM', async () => {
+    const { lms } = await clusterLms();
+    const [victim] = await workerPids(lms);
+    process.kill(victim!, 'SIGKILL');
+    const deadline = Date.now() + 30_000;
+    let replaced = false;
+    while (!replaced && Date.now() < deadline) {
+      replaced = lms.process.output().includes('worker died; starting another');
+      if (!replaced) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(replaced).toBe(true);
+    expect((await urlFetcher(lms.url)('/healthz', {})).status).toBe(200);
+    const pids = await workerPids(lms);
+    await lms.stop();
+    for (const pid of pids) {
+      expect(() => process.kill(pid, 0), `worker ${pid} still running`).toThrow();
+    }
+  });
+
+  it('refuses more than one worker without SESSION_STORE=redis, and says what to set', async () => {
+    const failing = startLms({
+      env: { PASSWORD_HASH_ITERATIONS: String(TEST_ITERATIONS), LMS_WORKERS: '2' },
+    });
+    await expect(failing).rejects.toThrow(LmsStartError);
+    await expect(failing).rejects.toThrow(/LMS_WORKERS=2 .* set SESSION_STORE=redis/);
+  });
+});
