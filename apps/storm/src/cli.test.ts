@@ -96,6 +96,16 @@ describe('pnpm storm (the CLI as a real process)', () => {
     const both = runCli(['--preset', 'production', '--compression', '5']);
     expect((await both.exited).code).toBe(2);
     expect(both.output()).toContain('--preset production runs uncompressed');
+    for (const [args, message] of [
+      [['--session-store', 'memcached'], '--session-store must be sqlite or redis'],
+      [['--lms-workers', '2'], '--lms-workers above 1 shares sessions through Redis'],
+      [['--race', '--session-store', 'redis'], 'not offered with --race'],
+      [['--scenario', 'chaos', '--session-store', 'redis'], 'not offered with chaos'],
+    ] as const) {
+      const refused = runCli([...args]);
+      expect((await refused.exited).code, args.join(' ')).toBe(2);
+      expect(refused.output()).toContain(message);
+    }
   });
 
   it('lists the built-in scenarios and chaos', async () => {

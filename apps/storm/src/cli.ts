@@ -52,6 +52,8 @@ Options:
   --session-store S   where the LMS keeps sessions: sqlite (its database file) or
                       redis (the run's Redis, shared as Django's cache backend)
                                                             (default sqlite)
+  --lms-workers N     LMS processes behind its port, as gunicorn workers (default 1;
+                      more needs --session-store redis)
   --seed N            chaos: seed of the fault schedule       (default: from the clock)
   --logins K          race: logins sent at the same moment    (default 8)
   --rounds N          race: rounds                            (default 20)
@@ -158,6 +160,7 @@ function parse(argv: string[]) {
       'grading-seconds': { type: 'string' },
       parallel: { type: 'string' },
       'session-store': { type: 'string' },
+      'lms-workers': { type: 'string' },
       seed: { type: 'string' },
       race: { type: 'boolean' },
       logins: { type: 'string' },
@@ -182,6 +185,15 @@ function parse(argv: string[]) {
           .filter(Boolean)
       : [...DEFAULT_COMPARISON];
   const chaos = values.scenario === 'chaos';
+  if (
+    values['lms-workers'] !== undefined &&
+    values['lms-workers'] !== '1' &&
+    values['session-store'] !== 'redis'
+  ) {
+    throw new UsageError(
+      '--lms-workers above 1 shares sessions through Redis: add --session-store redis',
+    );
+  }
   if (values['session-store'] === 'redis' && (chaos || values.race)) {
     throw new UsageError(
       `--session-store redis is not offered with ${chaos ? 'chaos (it restarts Redis, which would end every session)' : '--race (upstream enforcement runs on the database file)'}`,
@@ -215,6 +227,7 @@ function parse(argv: string[]) {
     ),
     redisUrl: process.env.REDIS_URL || undefined,
     sessionStore: sessionStoreOf(values['session-store']),
+    lmsWorkers: positiveInt('lms-workers', values['lms-workers'], 1, 16),
     serviceUsername: 'xqueue_svc',
     servicePassword: 'storm-lab-service',
     studentPassword: 'storm-lab-student',

@@ -48,6 +48,7 @@ async function main() {
     gradingSeconds: gradingSeconds(env.DEV_GRADING_SECONDS),
     redisUrl: env.REDIS_URL || undefined,
     sessionStore: env.SESSION_STORE === 'redis' ? 'redis' : 'sqlite',
+    lmsWorkers: number('LMS_WORKERS', 1),
     serviceUsername: 'xqueue_svc',
     servicePassword: 'storm-lab-service',
     studentPassword: 'storm-lab-student',

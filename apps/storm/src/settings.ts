@@ -21,6 +21,8 @@ export interface RunSettings {
   redisUrl?: string | undefined;
   /** Where the LMS keeps sessions: its database file, or the run's Redis (`SESSION_STORE`). */
   sessionStore: 'sqlite' | 'redis';
+  /** LMS worker processes behind its port (`LMS_WORKERS`); more than one needs Redis sessions. */
+  lmsWorkers: number;
   serviceUsername: string;
   servicePassword: string;
   studentPassword: string;
@@ -52,6 +54,7 @@ export function lmsEnv(
           SESSION_STORE: 'redis',
           SESSION_REDIS_URL: redis.url,
           SESSION_REDIS_PREFIX: redis.sessionPrefix,
+          LMS_WORKERS: String(settings.lmsWorkers),
         }
       : {};
   return {
