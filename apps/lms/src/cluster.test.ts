@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisSessionStore } from './auth/redis-session-store.ts';
 import { sessionIdOf } from './auth/tokens.ts';
 import { openDatabase } from './db/client.ts';
-import { urlFetcher } from './testing/client.ts';
+import { TestClient, urlFetcher } from './testing/client.ts';
 import { TEST_ITERATIONS } from './testing/fixtures.ts';
 import { ACCOUNT, PARALLEL, storm } from './testing/login-race.ts';
 import { findCredentials } from './users.ts';
@@ -63,7 +63,9 @@ async function clusterLms(extra: Record<string, string> = {}) {
   /** The service account's live tracked session ids, from Redis. */
   const liveTracked = async () =>
     (await sessions.list(userId)).filter((session) => session.tracked).map((session) => session.id);
-  return { lms, liveTracked };
+  /** The service account's live sessions, tracked or not, from Redis. */
+  const live = () => sessions.list(userId);
+  return { lms, liveTracked, sessions: live };
 }
 
 /** The pids of the workers that logged `listening` (once each has). */
@@ -117,6 +119,29 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
       expect(live, `round ${round}`).toHaveLength(3);
       for (const id of live) expect(tokens.has(id), `round ${round}`).toBe(true);
     }
+  });
+
+  it('applies a policy change made on one worker at every worker, and throttles guesses spread over them', async () => {
+    const { lms, sessions } = await clusterLms();
+    const staff = new TestClient(urlFetcher(lms.url));
+    expect((await staff.webLogin('staff', 'staff-pass')).status).toBe(200);
+    const saved = await staff.request('/api/admin/policy', {
+      method: 'PUT',
+      body: JSON.stringify({ settings: { exemptUsernames: ['xqueue_svc'] }, reason: 'storm' }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(saved.status).toBe(200);
+    // Every worker's next login reads the saved policy: 4 x PARALLEL logins, all kept.
+    const fetcher = urlFetcher(lms.url);
+    const tokens = await storm([fetcher], WORKERS * PARALLEL);
+    expect(await sessions()).toHaveLength(tokens.length);
+    // Ten wrong passwords, each on whichever worker takes it: the eleventh attempt is refused.
+    for (let guess = 0; guess < 10; guess++) {
+      const wrong = await new TestClient(fetcher).webLogin('student1', `guess-${guess}`);
+      expect(wrong.status, `guess ${guess}`).toBe(401);
+    }
+    const refused = await new TestClient(fetcher).webLogin('student1', 'student-pass');
+    expect(refused.status).toBe(429);
   });
 
   it('replaces a worker that dies, and stops every worker on SIGTERM', async () => {
