@@ -120,6 +120,7 @@ function buildServices(deps: AppDeps): Services {
           db,
           redis: deps.sessionRedis.client,
           prefix: deps.sessionRedis.prefix,
+          enforcement: config.enforcement ?? 'atomic',
           ttlMs,
           now,
           read,

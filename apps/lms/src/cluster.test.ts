@@ -144,6 +144,27 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
     expect(refused.status).toBe(429);
   });
 
+  // edx-platform UserProfile.set_login_session, unlocked: read the slot, delete it, write it
+  it('lets parallel logins on several workers all survive under SINGLE_LOGIN_ENFORCEMENT=upstream', async () => {
+    const { lms, sessions } = await clusterLms({ SINGLE_LOGIN_ENFORCEMENT: 'upstream' });
+    const fetcher = urlFetcher(lms.url);
+    // One at a time, each login deletes the session in the slot: one survives.
+    const [first] = await storm([fetcher], 1);
+    const [second] = await storm([fetcher], 1);
+    const liveIds = async () => new Set((await sessions()).map((session) => session.id));
+    expect(await liveIds()).toEqual(new Set([sessionIdOf(second!)]));
+    expect(first).not.toBe(second);
+    // At once, logins read the same slot: more than one of a round survives (16 to 20 of the
+    // first round's 32 in four runs here).
+    const survivors: number[] = [];
+    for (let round = 0; round < 50 && !survivors.some((count) => count > 1); round++) {
+      const tokens = (await storm([fetcher])).map(sessionIdOf);
+      const live = await liveIds();
+      survivors.push(tokens.filter((id) => live.has(id)).length);
+    }
+    expect(Math.max(...survivors)).toBeGreaterThan(1);
+  });
+
   it('replaces a worker that dies, and stops every worker on SIGTERM', async () => {
     const { lms } = await clusterLms();
     const [victim] = await workerPids(lms);

@@ -231,11 +231,6 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
     }
   }
   const storeKind = readVariable(source, 'SESSION_STORE');
-  if (storeKind === 'redis' && enforcement === 'upstream') {
-    throw new EnvError(
-      'SINGLE_LOGIN_ENFORCEMENT=upstream replays set_login_session on the database file: use it with SESSION_STORE=sqlite',
-    );
-  }
   const sessionStore =
     storeKind === 'redis'
       ? {

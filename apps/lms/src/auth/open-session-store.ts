@@ -37,7 +37,14 @@ export function openSessionStore(
   });
   redis.on('error', () => undefined);
   return {
-    store: createRedisSessionStore({ db, redis, prefix: config.sessionStore.prefix, ttlMs, now }),
+    store: createRedisSessionStore({
+      db,
+      redis,
+      prefix: config.sessionStore.prefix,
+      enforcement: config.enforcement,
+      ttlMs,
+      now,
+    }),
     close: () => redis.disconnect(),
   };
 }

@@ -20,6 +20,7 @@ import {
   toUser,
 } from './session-store.ts';
 import { shortId } from './tokens.ts';
+import { metaOf } from './upstream-admission.ts';
 
 export interface RedisSessionStoreOptions {
   /** The relational data: users, groups, profiles, and the tombstones of ended sessions. */
@@ -31,12 +32,20 @@ export interface RedisSessionStoreOptions {
   now: () => number;
   /** Runs the lookup's SQLite read (the app's tick batcher). Default: at once. */
   read?: <T>(op: () => T) => Promise<T>;
+  /**
+   * `atomic` (default): the registry's one atomic step per login. `upstream`: edx-platform's
+   * unlocked `set_login_session` steps, the session in Redis and the profile slot in SQLite
+   * (see {@link admitUpstream}), to show its race across workers.
+   */
+  enforcement?: 'atomic' | 'upstream';
 }
 
 // As the SQLite store: last use is written at most once a minute, pruning at most once a minute.
 const TOUCH_INTERVAL_MS = 60_000;
 const PRUNE_INTERVAL_MS = 60_000;
 const SHORT_ID_PATTERN = /^[0-9a-f]{8}$/;
+/** One request's round trip between upstream's steps: other logins run in between. */
+const roundTrip = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** Users whose sessions `liveCounts` lists at once. */
 const COUNT_BATCH = 64;
 
@@ -150,8 +159,71 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     return session !== null && session.userId === userId;
   }
 
+  /**
+   * As edx-platform: Django's `login()` saves the new session in the cache (and `last_login`);
+   * then `set_login_session` reads the profile's `meta.session_id`, deletes that one session
+   * from the cache, and writes `meta` back with the new id. No lock holds across the steps, so
+   * overlapping logins on any workers read the same old id and all survive. Only the flag and
+   * the exemptions apply (`decide` sees no live sessions), as upstream has only those.
+   */
+  async function admitUpstream(request: LoginAdmitRequest): Promise<AdmitResult> {
+    const { userId, session } = request;
+    const at = session.createdAt;
+    const decision = request.decide([]);
+    if (decision.outcome === 'deny') return { admitted: false, decision };
+    const saved = await registry.admit({ userId, session, decide: () => decision });
+    if (!saved.admitted) return saved;
+    if (request.replacing) await registry.remove(request.replacing);
+    if (request.lastLoginAt !== undefined) {
+      const lastLogin = request.lastLoginAt;
+      await whenNotBusy(() =>
+        db.update(users).set({ lastLogin }).where(eq(users.id, userId)).run(),
+      );
+    }
+    // The receiver returns early for an exempt user or with the flag off.
+    if (!saved.tracked) return saved;
+    await roundTrip();
+    const meta = metaOf(
+      db.select({ meta: profiles.meta }).from(profiles).where(eq(profiles.userId, userId)).get()
+        ?.meta,
+    );
+    const old = typeof meta.session_id === 'string' ? meta.session_id : null;
+    await roundTrip();
+    const evicted: LiveSession[] = [];
+    if (old !== null && old !== session.id) {
+      const gone = await registry.get(old);
+      if (await registry.remove(old)) {
+        if (gone) evicted.push({ id: old, createdAt: gone.createdAt, instanceId: gone.instanceId });
+        await whenNotBusy(() => {
+          db.insert(sessionEnds)
+            .values({
+              sessionId: old,
+              userId,
+              reason: 'evicted',
+              at,
+              byInstance: session.instanceId,
+              bySession: shortId(session.id),
+            })
+            .onConflictDoNothing()
+            .run();
+        });
+      }
+    }
+    await roundTrip();
+    const written = JSON.stringify({ ...meta, session_id: session.id });
+    await whenNotBusy(() =>
+      db
+        .insert(profiles)
+        .values({ userId, meta: written })
+        .onConflictDoUpdate({ target: profiles.userId, set: { meta: written } })
+        .run(),
+    );
+    return { ...saved, evicted };
+  }
+
   return {
     async admit(request) {
+      if (options.enforcement === 'upstream') return admitUpstream(request);
       // `decide` may run more than once (optimistic retries): the last run is the committed one.
       let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
       const { client } = request;

@@ -25,7 +25,8 @@ const roundTrip = () => new Promise<void>((resolve) => setImmediate(resolve));
 const step = <T>(db: ClientDb, run: (tx: Db) => T) =>
   whenNotBusy(() => db.transaction((tx) => run(tx), { behavior: 'immediate' }));
 
-function metaOf(text: string | undefined): Record<string, unknown> {
+/** A profile's `meta` JSON as an object; anything else reads as empty, as upstream's get_meta. */
+export function metaOf(text: string | undefined): Record<string, unknown> {
   if (!text) return {};
   try {
     const parsed: unknown = JSON.parse(text);
