@@ -15,7 +15,7 @@ import {
   DEFAULT_THROTTLE_FAILURES,
   DEFAULT_THROTTLE_WINDOW_SECONDS,
 } from './auth/throttle.ts';
-import { workerMetrics } from './cluster.ts';
+import { workerMetrics, workerStormWatch } from './cluster.ts';
 import { DatabaseBusyError } from './db/busy-retry.ts';
 import type { ClientDb } from './db/client.ts';
 import { createTickBatcher } from './db/tick-batch.ts';
@@ -25,6 +25,7 @@ import { sessionMiddleware } from './http/session.ts';
 import { isBusy } from './ops/errors.ts';
 import { createLiveStats } from './ops/live-stats.ts';
 import { createMetrics } from './ops/metrics.ts';
+import { localStormWatch } from './ops/storm-watch.ts';
 import { createPolicyStore } from './policy/policy-store.ts';
 import { createSubmissionQueue } from './queue/submission-queue.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -141,9 +142,11 @@ function buildServices(deps: AppDeps): Services {
   const live = createLiveStats({ now });
   const policy = createPolicyStore({ db, defaults: config.policy, now });
   const metrics = createMetrics(() => queue.lengths(now()), live, policy.current);
-  const detector = createStormDetector({
-    evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute,
-  });
+  const detector = deps.clusterWorker
+    ? workerStormWatch()
+    : localStormWatch(
+        createStormDetector({ evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute }),
+      );
   const login = createLoginService({
     db,
     store,

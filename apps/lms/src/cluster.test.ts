@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisSessionStore } from './auth/redis-session-store.ts';
 import { sessionIdOf } from './auth/tokens.ts';
 import { openDatabase } from './db/client.ts';
-import { TestClient, urlFetcher } from './testing/client.ts';
+import { newConnectionFetcher, TestClient, urlFetcher } from './testing/client.ts';
 import { TEST_ITERATIONS } from './testing/fixtures.ts';
 import { ACCOUNT, PARALLEL, storm } from './testing/login-race.ts';
 import { findCredentials } from './users.ts';
@@ -88,9 +88,9 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
     const pids = await workerPids(lms);
     expect(pids.size).toBe(WORKERS);
     expect(pids.has(lms.process.pid!)).toBe(false);
-    const fetcher = urlFetcher(lms.url);
+    const fetcher = newConnectionFetcher(lms.url);
     await storm([fetcher], 20);
-    // Several scrapes land on different workers: each one answers for all of them.
+    // Each scrape on a new connection, so on the next worker: each one answers for all of them.
     for (let scrape = 0; scrape < 2 * WORKERS; scrape++) {
       const text = await (await fetcher('/metrics', {})).text();
       expect(text).toContain('lms_logins_total{account="xqueue_svc",path="xqueue"} 20');
@@ -132,7 +132,7 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
     });
     expect(saved.status).toBe(200);
     // Every worker's next login reads the saved policy: 4 x PARALLEL logins, all kept.
-    const fetcher = urlFetcher(lms.url);
+    const fetcher = newConnectionFetcher(lms.url);
     const tokens = await storm([fetcher], WORKERS * PARALLEL);
     expect(await sessions()).toHaveLength(tokens.length);
     // Ten wrong passwords, each on whichever worker takes it: the eleventh attempt is refused.
@@ -142,6 +142,31 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
     }
     const refused = await new TestClient(fetcher).webLogin('student1', 'student-pass');
     expect(refused.status).toBe(429);
+  });
+
+  it('alerts on a storm whose evictions are spread over the workers, and shows one rate for the account', async () => {
+    // 12 logins, one eviction each after the first: about 3 per worker, 11 for the LMS.
+    const { lms } = await clusterLms({ STORM_ALERT_EVICTIONS_PER_MINUTE: '8' });
+    const fetcher = newConnectionFetcher(lms.url);
+    for (let index = 0; index < 12; index++) await storm([fetcher], 1);
+    const alerts = lms.process
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"storm-alert"'));
+    expect(alerts).toHaveLength(1);
+    expect(JSON.parse(alerts[0]!)).toMatchObject({ account: 'xqueue_svc' });
+    const text = await (await fetcher('/metrics', {})).text();
+    expect(text).toContain('lms_storm_alerts_total{account="xqueue_svc"} 1');
+    const staff = new TestClient(fetcher);
+    expect((await staff.webLogin('staff', 'staff-pass')).status).toBe(200);
+    const stats = (await (await staff.get('/api/admin/stats')).json()) as {
+      accounts: { account: string; loginsPerMinute: number; evictionsPerMinute: number }[];
+    };
+    expect(stats.accounts.find((row) => row.account === 'xqueue_svc')).toMatchObject({
+      loginsPerMinute: 12,
+      evictionsPerMinute: 11,
+      storming: true,
+    });
   });
 
   // edx-platform UserProfile.set_login_session, unlocked: read the slot, delete it, write it

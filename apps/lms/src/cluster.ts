@@ -1,30 +1,82 @@
 import cluster, { type Worker } from 'node:cluster';
+import { type AccountRates, createStormDetector, type StormAlert } from '@storm-lab/session-policy';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { openDatabase } from './db/client.ts';
 import type { LmsConfig } from './env.ts';
+import { localStormWatch, type StormWatch } from './ops/storm-watch.ts';
 
 // LMS_WORKERS=N: N worker processes share one port through node:cluster, as gunicorn's workers
 // share one socket. Sessions are in Redis (SESSION_STORE=redis), the rest in the SQLite file;
-// /metrics on any worker answers for all of them.
+// /metrics on any worker answers for all of them, and the storm detector runs in the primary,
+// fed by every worker, so its alerts and rates are the whole LMS's.
 
-const METRICS_REQUEST = 'lms:metrics-request';
-const METRICS_REPLY = 'lms:metrics-reply';
-/** How long a worker waits for the primary's aggregated metrics. */
-const METRICS_TIMEOUT_MS = 5_000;
+const ASK = 'lms:ask';
+const ANSWER = 'lms:answer';
+/** How long a worker waits for the primary's answer. */
+const ASK_TIMEOUT_MS = 5_000;
 /** A worker that keeps dying is not restarted faster than this. */
 const RESTART_DELAY_MS = 1_000;
 
-interface MetricsRequest {
-  type: typeof METRICS_REQUEST;
+/** What a worker asks the primary, and what each answer carries. */
+interface Questions {
+  /** Every worker's metrics, summed (prom-client's cluster aggregation). */
+  metrics: { question: Record<string, never>; answer: string };
+  /** One login (and its evictions) for the LMS-wide storm detector. */
+  'storm-record': {
+    question: { account: string; at: number; evicted: number };
+    answer: StormAlert[];
+  };
+  'storm-rates': { question: { at: number }; answer: AccountRates[] };
+}
+type Topic = keyof Questions;
+
+interface AskMessage {
+  type: typeof ASK;
   id: number;
+  topic: Topic;
+  question: unknown;
 }
 
-interface MetricsReply {
-  type: typeof METRICS_REPLY;
+interface AnswerMessage {
+  type: typeof ANSWER;
   id: number;
-  text?: string;
+  answer?: unknown;
   error?: string;
+}
+
+/** In a worker: asks the primary and resolves with its answer. */
+type Ask = <T extends Topic>(
+  topic: T,
+  question: Questions[T]['question'],
+) => Promise<Questions[T]['answer']>;
+
+let asker: Ask | null = null;
+
+/** The worker's channel to the primary, opened once. */
+function workerAsk(): Ask {
+  if (asker) return asker;
+  let next = 0;
+  const waiting = new Map<number, (message: AnswerMessage) => void>();
+  process.on('message', (message: AnswerMessage) => {
+    if (message?.type === ANSWER) waiting.get(message.id)?.(message);
+  });
+  asker = (topic, question) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      const timer = setTimeout(() => {
+        waiting.delete(id);
+        reject(new Error(`the primary did not answer "${topic}" in time`));
+      }, ASK_TIMEOUT_MS);
+      waiting.set(id, (message) => {
+        clearTimeout(timer);
+        waiting.delete(id);
+        if (message.error === undefined) resolve(message.answer as never);
+        else reject(new Error(message.error));
+      });
+      process.send?.({ type: ASK, id, topic, question } satisfies AskMessage);
+    });
+  return asker;
 }
 
 /**
@@ -39,27 +91,24 @@ export function workerMetrics(registry: Registry): () => Promise<string> {
   // Constructing it registers prom-client's worker-side listener.
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([registry]);
-  let next = 0;
-  const waiting = new Map<number, (reply: MetricsReply) => void>();
-  process.on('message', (message: MetricsReply) => {
-    if (message?.type !== METRICS_REPLY) return;
-    waiting.get(message.id)?.(message);
-  });
-  return () =>
-    new Promise<string>((resolve, reject) => {
-      const id = next++;
-      const timer = setTimeout(() => {
-        waiting.delete(id);
-        reject(new Error('the primary did not answer with the metrics in time'));
-      }, METRICS_TIMEOUT_MS);
-      waiting.set(id, (reply) => {
-        clearTimeout(timer);
-        waiting.delete(id);
-        if (reply.text !== undefined) resolve(reply.text);
-        else reject(new Error(reply.error ?? 'no metrics'));
-      });
-      process.send?.({ type: METRICS_REQUEST, id } satisfies MetricsRequest);
-    });
+  const ask = workerAsk();
+  return () => ask('metrics', {});
+}
+
+/**
+ * In a worker: the storm detector of the whole LMS, which runs in the primary, so that every
+ * worker's logins and evictions count toward one rate per account.
+ *
+ * @example
+ * const watch = workerStormWatch();
+ * const alerts = await watch.record('xqueue_svc', Date.now(), 1);
+ */
+export function workerStormWatch(): StormWatch {
+  const ask = workerAsk();
+  return {
+    record: (account, at, evicted) => ask('storm-record', { account, at, evicted }),
+    rates: (at) => ask('storm-rates', { at }),
+  };
 }
 
 /** True in a process `runPrimary` forked. */
@@ -80,15 +129,28 @@ export async function runPrimary(config: LmsConfig, logger: Logger): Promise<voi
   // Migrations run once, here, before any worker opens the file.
   openDatabase({ path: config.databasePath }).close();
   const aggregator = new AggregatorRegistry();
+  const storms = localStormWatch(
+    createStormDetector({ evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute }),
+  );
+  const answers: {
+    [T in Topic]: (question: Questions[T]['question']) => Promise<Questions[T]['answer']>;
+  } = {
+    metrics: () => aggregator.clusterMetrics(),
+    'storm-record': ({ account, at, evicted }) => storms.record(account, at, evicted),
+    'storm-rates': ({ at }) => storms.rates(at),
+  };
   let stopping = false;
   const listening = new Set<number>();
   const alive = new Set<number>();
 
-  cluster.on('message', (worker: Worker, message: MetricsRequest) => {
-    if (message?.type !== METRICS_REQUEST) return;
-    aggregator.clusterMetrics().then(
-      (text) => worker.send({ type: METRICS_REPLY, id: message.id, text }),
-      (error: Error) => worker.send({ type: METRICS_REPLY, id: message.id, error: error.message }),
+  cluster.on('message', (worker: Worker, message: AskMessage) => {
+    if (message?.type !== ASK || !(message.topic in answers)) return;
+    const answer = answers[message.topic] as (question: unknown) => Promise<unknown>;
+    answer(message.question).then(
+      (value) =>
+        worker.send({ type: ANSWER, id: message.id, answer: value } satisfies AnswerMessage),
+      (error: Error) =>
+        worker.send({ type: ANSWER, id: message.id, error: error.message } satisfies AnswerMessage),
     );
   });
   cluster.on('listening', (worker) => listening.add(worker.id));

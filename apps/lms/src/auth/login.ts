@@ -1,15 +1,11 @@
-import {
-  type AdmitResult,
-  decideLogin,
-  type PolicySettings,
-  type StormDetector,
-} from '@storm-lab/session-policy';
+import { type AdmitResult, decideLogin, type PolicySettings } from '@storm-lab/session-policy';
 import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { Db } from '../db/client.ts';
 import { users } from '../db/schema.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
+import type { StormWatch } from '../ops/storm-watch.ts';
 import { findCredentials, groupsOf, type LmsUser } from '../users.ts';
 import { burnPasswordCheck, hashPassword, iterationsOf, verifyPassword } from './password.ts';
 import type { SessionStore } from './session-store.ts';
@@ -65,7 +61,7 @@ export interface LoginServiceDeps {
   store: SessionStore;
   /** Read on every login: staff may change the policy at run time (see PolicyStore). */
   policy: () => PolicySettings;
-  detector: StormDetector;
+  detector: StormWatch;
   metrics: LmsMetrics;
   logger: Logger;
   now: () => number;
@@ -125,7 +121,7 @@ async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
   return { throttled: false, row } as const;
 }
 
-function report(
+async function report(
   deps: LoginServiceDeps,
   user: LmsUser,
   label: string,
@@ -153,14 +149,7 @@ function report(
     counter.inc({ account: label }, result.evicted.length);
     if (!result.dryRun) deps.metrics.live.count('evictions', result.evicted.length);
   }
-  const alerts = [
-    deps.detector.recordLogin(account, at),
-    result.evicted.length > 0
-      ? deps.detector.recordEviction(account, at, result.evicted.length)
-      : null,
-  ];
-  for (const alert of alerts) {
-    if (!alert) continue;
+  for (const alert of await deps.detector.record(account, at, result.evicted.length)) {
     deps.metrics.stormAlerts.inc({ account: deps.metrics.accounts.alerted(account) });
     deps.logger.warn(
       { event: 'storm-alert', ...alert },
@@ -232,7 +221,7 @@ export function createLoginService(deps: LoginServiceDeps) {
     const label = deps.metrics.accounts.of(user);
     deps.metrics.logins.inc({ account: label, path: attempt.path });
     deps.metrics.live.count('logins');
-    report(deps, user, label, id, result, now);
+    await report(deps, user, label, id, result, now);
     deps.store.prune();
     return { ok: true, token, sessionId: id, user, admitted: result };
   };

@@ -114,7 +114,7 @@ async function accountViews(
   settings: PolicySettings,
   at: number,
 ): Promise<AccountView[]> {
-  const rates = new Map(services.detector.rates(at).map((rate) => [rate.account, rate]));
+  const rates = new Map((await services.detector.rates(at)).map((rate) => [rate.account, rate]));
   const live = await liveSessionCounts(services);
   const names = [...new Set([...rates.keys(), ...live.keys()])];
   const rows = names.map((account): AccountActivity => {

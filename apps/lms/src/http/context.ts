@@ -1,10 +1,10 @@
-import type { StormDetector } from '@storm-lab/session-policy';
 import type { Logger } from 'pino';
 import type { LoginService } from '../auth/login.ts';
 import type { SessionEnd, SessionStore } from '../auth/session-store.ts';
 import type { Db } from '../db/client.ts';
 import type { TickBatcher } from '../db/tick-batch.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
+import type { StormWatch } from '../ops/storm-watch.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { SubmissionQueue } from '../queue/submission-queue.ts';
 import type { LmsUser } from '../users.ts';
@@ -19,7 +19,8 @@ export interface Services {
   metrics: LmsMetrics;
   /** With LMS_WORKERS > 1: every worker's metrics, summed (see cluster.ts); else absent. */
   clusterMetrics?: () => Promise<string>;
-  detector: StormDetector;
+  /** The LMS-wide storm detector (the primary's, with LMS_WORKERS > 1). */
+  detector: StormWatch;
   logger: Logger;
   /** The session policy now: environment defaults plus what staff saved on the dashboard. */
   policy: PolicyStore;

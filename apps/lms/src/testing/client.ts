@@ -14,6 +14,18 @@ export function urlFetcher(baseUrl: string): Fetcher {
 }
 
 /**
+ * Sends each request on a new connection (`Connection: close`): node:cluster hands out
+ * connections, not requests, so this is how consecutive requests reach different workers.
+ */
+export function newConnectionFetcher(baseUrl: string): Fetcher {
+  return (path, init) => {
+    const headers = new Headers(init?.headers);
+    headers.set('connection', 'close');
+    return fetch(new URL(path, baseUrl), { ...init, headers });
+  };
+}
+
+/**
  * A client with its own cookie jar that behaves like xqueue-watcher's: GET the login URL for
  * the CSRF cookie, POST the credentials, then send `X-CSRFToken` with every later request.
  *
