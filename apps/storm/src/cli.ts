@@ -13,7 +13,7 @@ import { type RaceFigures, renderRace, runRace } from './race.ts';
 import { buildReport, renderTable } from './report.ts';
 import { runScenario } from './run-scenario.ts';
 import { DEFAULT_COMPARISON, listScenarios, loadScenario, ScenarioError } from './scenarios.ts';
-import type { RunSettings } from './settings.ts';
+import { hashShare, type RunSettings } from './settings.ts';
 import { writeReport } from './write-report.ts';
 
 const HELP = `pnpm storm: reproduce the single-login storm and its cure side by side
@@ -311,6 +311,7 @@ async function main(argv: string[]): Promise<number> {
       settings.compression,
       settings.durationSeconds,
       settings.gradingSeconds,
+      hashShare(settings),
     ),
     cpus: cpus().length,
     run: {
@@ -331,7 +332,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`\n${renderTable(results)}\n\n`);
     process.stdout.write(`Verdict rule: ${VERDICT_RULE}.\n`);
     process.stdout.write(
-      `Time compression: ${compressionNote(settings.compression, settings.durationSeconds, settings.gradingSeconds)}\n`,
+      `Time compression: ${compressionNote(settings.compression, settings.durationSeconds, settings.gradingSeconds, hashShare(settings))}\n`,
     );
     process.stdout.write(
       `Report: ${page} (report.md, report.json and the charts as SVG beside it)\n`,

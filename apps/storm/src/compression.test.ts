@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compress, compressionNote } from './compression.ts';
+import { burstShare, compress, compressionNote } from './compression.ts';
 
 describe('compress', () => {
   it('divides every production time and cost by the compression', () => {
@@ -62,5 +62,20 @@ describe('compressionNote', () => {
     expect(compress(2, 0).gradingMs).toBe(0);
     expect(compressionNote(2, 6, 0)).toContain('one grading instant -> instant');
     expect(compressionNote(2, 6, 3)).toContain('one grading 3 s -> 1.5 s');
+  });
+});
+
+describe('burstShare', () => {
+  it("divides the hash by a replica's connections per core, never by less than 1", () => {
+    expect(burstShare(4, 2)).toBe(2);
+    expect(burstShare(2, 8)).toBe(1);
+    expect(burstShare(6, 4)).toBe(1.5);
+    expect(burstShare(4, 0)).toBe(4);
+    expect(compress(2, 1, 2).hashIterations).toBe(250_000);
+    expect(compress(2, 1, 2).requestsTimeoutSeconds).toBe(0.5);
+    expect(compressionNote(2, 6, 1, 2)).toContain(
+      "PBKDF2 iterations 1,000,000 -> 250,000 (also divided by 2: a replica's first logins share fewer cores",
+    );
+    expect(compressionNote(1, 120, 1, 2)).toContain('1,000,000 -> 500,000');
   });
 });

@@ -41,18 +41,36 @@ export interface CompressedTimes {
 }
 
 /**
- * Divides every production value by `compression`.
+ * How much cheaper a login's hash is made because this machine has fewer cores than a replica
+ * has connections. A replica's connections log in at once when it starts; a production LMS
+ * (many gunicorn workers on many cores) hashes them side by side, so each login takes about one
+ * hash's time; here `cpus` cores take turns at them, and each hash is divided by this share so a
+ * login's wall time, not only its CPU cost, keeps production's ratio to `REQUESTS_TIMEOUT`.
+ *
+ * @example
+ * burstShare(4, 2); // 2: four first logins on two cores
+ * burstShare(2, 8); // 1
+ */
+export function burstShare(connectionsPerReplica: number, cpus: number): number {
+  return Math.max(1, connectionsPerReplica / Math.max(1, cpus));
+}
+
+/**
+ * Divides every production value by `compression`, and the hash cost also by `burst` (see
+ * {@link burstShare}).
  *
  * @example
  * compress(5).requestsTimeoutSeconds; // 0.2
+ * compress(2, 1, 2).hashIterations; // 250000
  */
 export function compress(
   compression: number,
   gradingSeconds: number = PRODUCTION.gradingSeconds,
+  burst = 1,
 ): CompressedTimes {
   const c = compression;
   return {
-    hashIterations: Math.max(1, Math.round(PRODUCTION.hashIterations / c)),
+    hashIterations: Math.max(1, Math.round(PRODUCTION.hashIterations / c / burst)),
     pollIntervalSeconds: PRODUCTION.pollIntervalSeconds / c,
     loginPollIntervalSeconds: PRODUCTION.loginPollIntervalSeconds / c,
     requestsTimeoutSeconds: PRODUCTION.requestsTimeoutSeconds / c,
@@ -72,10 +90,18 @@ function duration(seconds: number): string {
 }
 
 /** Each compressed value as `[name, production, this run]`, for the note. */
-function valuesOf(compression: number, gradingSeconds: number): Array<[string, string, string]> {
-  const run = compress(compression, gradingSeconds);
+function valuesOf(
+  compression: number,
+  gradingSeconds: number,
+  burst: number,
+): Array<[string, string, string]> {
+  const run = compress(compression, gradingSeconds, burst);
+  const share =
+    burst > 1
+      ? ` (also divided by ${+burst.toFixed(2)}: a replica's first logins share fewer cores than production's LMS gives them)`
+      : '';
   return [
-    ['PBKDF2 iterations', '1,000,000', run.hashIterations.toLocaleString('en-US')],
+    ['PBKDF2 iterations', '1,000,000', `${run.hashIterations.toLocaleString('en-US')}${share}`],
     ['POLL_INTERVAL', '1 s', duration(run.pollIntervalSeconds)],
     ['LOGIN_POLL_INTERVAL', '5 s', duration(run.loginPollIntervalSeconds)],
     ['REQUESTS_TIMEOUT', '1 s', duration(run.requestsTimeoutSeconds)],
@@ -111,9 +137,10 @@ export function compressionNote(
   compression: number,
   loadSeconds: number,
   gradingSeconds: number = PRODUCTION.gradingSeconds,
+  burst = 1,
 ): string {
-  const values = valuesOf(compression, gradingSeconds);
-  if (compression === 1) {
+  const values = valuesOf(compression, gradingSeconds, burst);
+  if (compression === 1 && burst === 1) {
     const list = values.map(([name, production]) => `${name} ${production}`).join(', ');
     return `none (1x): the production values, ${list}; ${loadSeconds} s of load are ${duration(loadSeconds)} of production. ${ARRANGEMENT}`;
   }

@@ -1,5 +1,6 @@
+import { availableParallelism } from 'node:os';
 import { type StartedReplica, type SuperviseOptions, waitFor } from '@storm-lab/harness';
-import { compress } from './compression.ts';
+import { burstShare, compress } from './compression.ts';
 import type { Scenario } from './scenarios.ts';
 import { StudentLoad } from './student-load.ts';
 
@@ -28,6 +29,11 @@ export interface RunSettings {
   studentPassword: string;
 }
 
+/** The hash cost's share for this machine: a replica's connections against its cores. */
+export function hashShare(settings: Pick<RunSettings, 'queues' | 'connections'>): number {
+  return burstShare(settings.queues * settings.connections, availableParallelism());
+}
+
 /** The run's queue names, `queue-1..N`. */
 export function queueNames(count: number): string[] {
   return Array.from({ length: count }, (_, index) => `queue-${index + 1}`);
@@ -47,7 +53,7 @@ export function lmsEnv(
   scenario: Scenario,
   redis?: { url: string; sessionPrefix: string },
 ): Record<string, string> {
-  const times = compress(settings.compression);
+  const times = compress(settings.compression, settings.gradingSeconds, hashShare(settings));
   const sessions: Record<string, string> =
     settings.sessionStore === 'redis' && redis
       ? {
