@@ -114,6 +114,71 @@ export function workerStormWatch(): StormWatch {
 /** True in a process `runPrimary` forked. */
 export const isClusterWorker = () => cluster.isWorker;
 
+// prom-client's cluster protocol, spoken by the primary itself: its own clusterMetrics() asks
+// every connected worker, and a worker still starting has no listener yet and never answers.
+const PROM_REQUEST = 'prom-client:getMetricsReq';
+const PROM_RESPONSE = 'prom-client:getMetricsRes';
+
+interface PromResponse {
+  type: typeof PROM_RESPONSE;
+  requestId: number;
+  metrics?: unknown[];
+  error?: string;
+}
+
+interface Gathering {
+  responses: unknown[];
+  waiting: number;
+  done: (error: Error | null, text?: string) => void;
+}
+
+const gatherings = new Map<number, Gathering>();
+let nextGathering = 0;
+let gatherListening = false;
+
+/** Sums the metrics of the workers that listen (each has its registry set by then). */
+function gatherMetrics(listening: ReadonlySet<number>): Promise<string> {
+  if (!gatherListening) {
+    gatherListening = true;
+    cluster.on('message', (_worker: Worker, message: PromResponse) => {
+      if (message?.type !== PROM_RESPONSE) return;
+      const gathering = gatherings.get(message.requestId);
+      if (!gathering) return;
+      if (message.error !== undefined) return gathering.done(new Error(message.error));
+      gathering.responses.push(...(message.metrics ?? []));
+      gathering.waiting--;
+      if (gathering.waiting === 0) {
+        const registry = AggregatorRegistry.aggregate(gathering.responses as never);
+        registry.metrics().then((text) => gathering.done(null, text), gathering.done);
+      }
+    });
+  }
+  const workers = Object.values(cluster.workers ?? {}).filter(
+    (worker): worker is Worker =>
+      worker !== undefined && listening.has(worker.id) && worker.isConnected(),
+  );
+  return new Promise<string>((resolve, reject) => {
+    const requestId = nextGathering++;
+    const timer = setTimeout(
+      () => gathering.done(new Error('the workers did not send their metrics in time')),
+      ASK_TIMEOUT_MS,
+    );
+    const gathering: Gathering = {
+      responses: [],
+      waiting: workers.length,
+      done: (error, text) => {
+        clearTimeout(timer);
+        gatherings.delete(requestId);
+        if (error) reject(error);
+        else resolve(text ?? '');
+      },
+    };
+    gatherings.set(requestId, gathering);
+    if (workers.length === 0) return gathering.done(null, '');
+    for (const worker of workers) worker.send({ type: PROM_REQUEST, requestId });
+  });
+}
+
 /**
  * The primary of `LMS_WORKERS=N`: migrates the database once, forks N workers (each runs the
  * server and logs its own `listening` line), sums their metrics for `/metrics`, replaces a
@@ -128,14 +193,13 @@ export async function runPrimary(config: LmsConfig, logger: Logger): Promise<voi
   const lifecycle = logger.child({}, { level: 'info' });
   // Migrations run once, here, before any worker opens the file.
   openDatabase({ path: config.databasePath }).close();
-  const aggregator = new AggregatorRegistry();
   const storms = localStormWatch(
     createStormDetector({ evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute }),
   );
   const answers: {
     [T in Topic]: (question: Questions[T]['question']) => Promise<Questions[T]['answer']>;
   } = {
-    metrics: () => aggregator.clusterMetrics(),
+    metrics: () => gatherMetrics(listening),
     'storm-record': ({ account, at, evicted }) => storms.record(account, at, evicted),
     'storm-rates': ({ at }) => storms.rates(at),
   };
