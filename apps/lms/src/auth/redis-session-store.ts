@@ -3,13 +3,14 @@ import {
   createRedisSessionRegistry,
   type RedisSessionRegistry,
 } from '@storm-lab/session-policy/redis';
-import { eq, isNotNull, lte, sql } from 'drizzle-orm';
+import { eq, isNotNull, lte } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb } from '../db/client.ts';
 import { profiles, sessionEnds, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { EndingReason } from './session-admin.ts';
+import { evictionEnds, recordSlot } from './session-rows.ts';
 import {
   type LoginAdmitRequest,
   quotaAfter,
@@ -100,35 +101,13 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     return whenNotBusy(() =>
       db.transaction((tx) => {
         if (!result.dryRun && result.evicted.length > 0) {
+          const ids = result.evicted.map((session) => session.id);
           tx.insert(sessionEnds)
-            .values(
-              result.evicted.map((session) => ({
-                sessionId: session.id,
-                userId: request.userId,
-                reason: 'evicted' as const,
-                at,
-                byInstance: request.session.instanceId,
-                bySession: shortId(request.session.id),
-                quotaUsed: quota?.used ?? null,
-                quotaMax: quota?.max ?? null,
-                quotaScope: quota?.scope ?? null,
-                quotaPool: quota?.pool ?? null,
-              })),
-            )
+            .values(evictionEnds(ids, request, at, quota))
             .onConflictDoNothing()
             .run();
         }
-        if (result.tracked) {
-          // As upstream's receiver: the profile's meta.session_id names the newest tracked session.
-          const sessionId = request.session.id;
-          tx.insert(profiles)
-            .values({ userId: request.userId, meta: JSON.stringify({ session_id: sessionId }) })
-            .onConflictDoUpdate({
-              target: profiles.userId,
-              set: { meta: sql`json_set(${profiles.meta}, '$.session_id', ${sessionId})` },
-            })
-            .run();
-        }
+        if (result.tracked) recordSlot(tx, request.userId, request.session.id);
         if (request.lastLoginAt !== undefined) {
           tx.update(users)
             .set({ lastLogin: request.lastLoginAt })
@@ -196,14 +175,7 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
         if (gone) evicted.push({ id: old, createdAt: gone.createdAt, instanceId: gone.instanceId });
         await whenNotBusy(() => {
           db.insert(sessionEnds)
-            .values({
-              sessionId: old,
-              userId,
-              reason: 'evicted',
-              at,
-              byInstance: session.instanceId,
-              bySession: shortId(session.id),
-            })
+            .values(evictionEnds([old], request, at, null))
             .onConflictDoNothing()
             .run();
         });

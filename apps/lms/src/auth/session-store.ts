@@ -9,10 +9,10 @@ import {
   type SessionRecord,
   type SessionRegistry,
 } from '@storm-lab/session-policy';
-import { and, asc, count, eq, gt, inArray, lte, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gt, inArray, lte } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
-import { profiles, type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
+import { type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { LmsUser } from '../users.ts';
 import {
@@ -25,7 +25,7 @@ import {
   type SessionDetails,
   type ShortIdMatch,
 } from './session-admin.ts';
-import { shortId } from './tokens.ts';
+import { evictionEnds, recordSlot } from './session-rows.ts';
 import { createUpstreamAdmission } from './upstream-admission.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
@@ -296,17 +296,6 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       .all();
   }
 
-  function recordSlot(tx: Db, userId: string, sessionId: string): void {
-    // As upstream's receiver: the profile's meta.session_id names the newest tracked session.
-    tx.insert(profiles)
-      .values({ userId, meta: JSON.stringify({ session_id: sessionId }) })
-      .onConflictDoUpdate({
-        target: profiles.userId,
-        set: { meta: sql`json_set(${profiles.meta}, '$.session_id', ${sessionId})` },
-      })
-      .run();
-  }
-
   function admitNow(request: LoginAdmitRequest): AdmitResult {
     return db.transaction(
       (tx) => {
@@ -321,20 +310,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             .run();
           const quota = quotaAfter(decision, live, plan.deleteIds.length, request);
           tx.insert(sessionEnds)
-            .values(
-              plan.deleteIds.map((id) => ({
-                sessionId: id,
-                userId: request.userId,
-                reason: 'evicted' as const,
-                at,
-                byInstance: request.session.instanceId,
-                bySession: shortId(request.session.id),
-                quotaUsed: quota?.used ?? null,
-                quotaMax: quota?.max ?? null,
-                quotaScope: quota?.scope ?? null,
-                quotaPool: quota?.pool ?? null,
-              })),
-            )
+            .values(evictionEnds(plan.deleteIds, request, at, quota))
             .onConflictDoNothing()
             .run();
         }

@@ -8,8 +8,8 @@ import { eq } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
 import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
+import { evictionEnds } from './session-rows.ts';
 import type { LoginAdmitRequest } from './session-store.ts';
-import { shortId } from './tokens.ts';
 
 /**
  * One database round trip of a Django request: each ORM call of `set_login_session` is its own
@@ -99,14 +99,7 @@ export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }
         const deleted = tx.delete(sessions).where(eq(sessions.id, old)).returning().get();
         if (deleted) {
           tx.insert(sessionEnds)
-            .values({
-              sessionId: old,
-              userId,
-              reason: 'evicted',
-              at,
-              byInstance: session.instanceId,
-              bySession: shortId(session.id),
-            })
+            .values(evictionEnds([old], request, at, null))
             .onConflictDoNothing()
             .run();
         }
