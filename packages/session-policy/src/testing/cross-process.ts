@@ -25,13 +25,15 @@ import { API_LOGIN_PATH, BROWSER_LOGIN_PATH } from './pool-conformance.ts';
 export interface CrossProcessOptions {
   module: string;
   config: (registry: SessionRegistry) => unknown;
-  /** Processes logging the same user in at once. Default 6. */
+  /** Processes logging the same user in at once. Default 4. */
   count?: number;
+  /** Logins each process starts at once, on its own registry. Default 16. */
+  parallel?: number;
   /** How many times each scenario repeats. Default 3. */
   rounds?: number;
 }
 
-/** The login a child performs when the parent says "go". */
+/** One of the logins a child performs when the parent says "go". */
 export interface WorkerLogin {
   settings: PolicySettingsInput;
   sessionId: string;
@@ -40,13 +42,13 @@ export interface WorkerLogin {
 }
 
 export type WorkerRequest =
-  | { type: 'prepare'; config: unknown; login: WorkerLogin }
+  | { type: 'prepare'; config: unknown; logins: WorkerLogin[] }
   | { type: 'go' };
 
 export type WorkerReply =
   | { type: 'loaded' }
   | { type: 'prepared' }
-  | { type: 'result'; result: AdmitResult }
+  | { type: 'results'; results: AdmitResult[] }
   | { type: 'error'; message: string };
 
 const WORKER = fileURLToPath(new URL('./login-worker.ts', import.meta.url));
@@ -121,9 +123,9 @@ function startWorker(module: string) {
 
 type LoginWorker = ReturnType<typeof startWorker>;
 
-function resultOf(reply: WorkerReply): AdmitResult {
-  if (reply.type !== 'result') throw new Error(`expected a login result, got "${reply.type}"`);
-  return reply.result;
+function resultsOf(reply: WorkerReply): AdmitResult[] {
+  if (reply.type !== 'results') throw new Error(`expected login results, got "${reply.type}"`);
+  return reply.results;
 }
 
 /** Declares the cross-process tests of the conformance suite; call inside its describe block. */
@@ -132,14 +134,17 @@ export function declareCrossProcessTests(
   fresh: () => Promise<SessionRegistry>,
   { pools }: { pools: boolean },
 ): void {
-  const count = options.count ?? 6;
+  const count = options.count ?? 4;
+  const parallel = options.parallel ?? 16;
+  const logins = count * parallel;
   const rounds = options.rounds ?? 3;
   let workers: LoginWorker[] = [];
 
+  /** `parallel` logins from each process at once; a process's logins share its instance and path. */
   async function loginAtOnce(
     settings: PolicySettingsInput,
-    instanceOf: (index: number) => string | null = () => null,
-    pathOf: (index: number) => string | undefined = () => undefined,
+    instanceOf: (process: number) => string | null = () => null,
+    pathOf: (process: number) => string | undefined = () => undefined,
   ) {
     const registry = await fresh();
     const config = options.config(registry);
@@ -148,23 +153,23 @@ export function declareCrossProcessTests(
         worker.request({
           type: 'prepare',
           config,
-          login: {
+          logins: Array.from({ length: parallel }, () => ({
             settings,
             sessionId: nextSessionId('p'),
             instanceId: instanceOf(index),
             path: pathOf(index),
-          },
+          })),
         }),
       ),
     );
     // The barrier: every child has its registry open and waits for this one message.
     const replies = await Promise.all(workers.map((worker) => worker.request({ type: 'go' })));
-    const results = replies.map(resultOf);
+    const results = replies.flatMap(resultsOf);
     const evicted = results.flatMap((result) => (result.admitted ? result.evicted : []));
     return { results, evicted, live: await registry.list('alice') };
   }
 
-  describe(`across ${count} processes`, () => {
+  describe(`across ${count} processes x ${parallel} parallel logins`, () => {
     beforeAll(async () => {
       workers = Array.from({ length: count }, () => startWorker(options.module));
       try {
@@ -179,20 +184,20 @@ export function declareCrossProcessTests(
       await Promise.all(workers.map((worker) => worker.stop()));
     });
 
-    it(`leaves exactly one live session after ${count} logins from ${count} processes (x${rounds})`, async () => {
+    it(`leaves exactly one live session after ${logins} logins at once (x${rounds})`, async () => {
       for (let round = 0; round < rounds; round++) {
         const { live, evicted } = await loginAtOnce({});
         expect(live).toHaveLength(1);
-        expect(evicted).toHaveLength(count - 1);
+        expect(evicted).toHaveLength(logins - 1);
       }
     });
 
     it(`leaves exactly maxSessions live sessions across processes (x${rounds})`, async () => {
-      const kept = Math.min(count, 3);
+      const kept = Math.min(logins, 3);
       for (let round = 0; round < rounds; round++) {
         const { live, evicted } = await loginAtOnce({ maxSessions: 3 });
         expect(live).toHaveLength(kept);
-        expect(evicted).toHaveLength(count - kept);
+        expect(evicted).toHaveLength(logins - kept);
       }
     });
 
@@ -200,7 +205,7 @@ export function declareCrossProcessTests(
       for (let round = 0; round < rounds; round++) {
         const { live, results } = await loginAtOnce({ onLimit: 'deny-new' });
         expect(results.filter((result) => result.admitted)).toHaveLength(1);
-        expect(results.filter((result) => !result.admitted)).toHaveLength(count - 1);
+        expect(results.filter((result) => !result.admitted)).toHaveLength(logins - 1);
         expect(live).toHaveLength(1);
       }
     });
@@ -222,7 +227,7 @@ export function declareCrossProcessTests(
         for (let round = 0; round < rounds; round++) {
           const { live, evicted } = await loginAtOnce(settings, () => null, pathOf);
           expect(live.map((session) => session.pool).sort()).toEqual(['default', 'path:xqueue']);
-          expect(evicted).toHaveLength(count - 2);
+          expect(evicted).toHaveLength(logins - 2);
         }
       });
     }

@@ -1,7 +1,7 @@
 /**
  * A child process of the cross-process conformance tests: `node --import tsx login-worker.ts
  * <module>`. It imports the registry module, then over IPC opens a registry ("prepare"), waits
- * at the barrier and logs in on "go", and exits when the parent disconnects.
+ * at the barrier, starts all its logins at once on "go", and exits when the parent disconnects.
  */
 import { pathToFileURL } from 'node:url';
 import type { SessionRegistry } from '../registry.ts';
@@ -29,18 +29,19 @@ async function main(modulePath: string): Promise<void> {
     throw new Error(`${modulePath} does not export createRegistry(config)`);
   }
   const { createRegistry, destroyRegistry } = module as RegistryModule;
-  let prepared: { registry: SessionRegistry; login: WorkerLogin } | null = null;
+  let prepared: { registry: SessionRegistry; logins: WorkerLogin[] } | null = null;
 
   async function handle(request: WorkerRequest): Promise<WorkerReply> {
     if (request.type === 'prepare') {
-      prepared = { registry: await createRegistry(request.config), login: request.login };
+      prepared = { registry: await createRegistry(request.config), logins: request.logins };
       return { type: 'prepared' };
     }
     if (prepared === null) throw new Error('"go" before "prepare"');
-    const { registry, login } = prepared;
+    const { registry, logins } = prepared;
     prepared = null;
     try {
-      return { type: 'result', result: await loginThrough(registry, login) };
+      const results = await Promise.all(logins.map((login) => loginThrough(registry, login)));
+      return { type: 'results', results };
     } finally {
       await destroyRegistry?.(registry);
     }
