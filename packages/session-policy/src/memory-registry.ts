@@ -1,4 +1,5 @@
 import type { LiveSession } from './decide.ts';
+import { PerUserQueue } from './per-user-queue.ts';
 import {
   type AdmitRequest,
   type AdmitResult,
@@ -41,18 +42,7 @@ export function createMemorySessionRegistry(
   const sessionTtlMs = options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS;
   const now = options.now ?? Date.now;
   const sessions = new Map<string, SessionDetails>();
-  const queues = new Map<string, Promise<unknown>>();
-
-  function serialised<T>(userId: string, step: () => T): Promise<T> {
-    const previous = queues.get(userId) ?? Promise.resolve();
-    const next = previous.then(step);
-    const settled = next.catch(() => undefined);
-    queues.set(userId, settled);
-    void settled.then(() => {
-      if (queues.get(userId) === settled) queues.delete(userId);
-    });
-    return next;
-  }
+  const queue = new PerUserQueue();
 
   /** The session if it is live; drops it once expired. */
   function live(sessionId: string): SessionDetails | undefined {
@@ -82,7 +72,7 @@ export function createMemorySessionRegistry(
 
   return {
     admit(request: AdmitRequest): Promise<AdmitResult> {
-      return serialised(request.userId, () => {
+      return queue.run(request.userId, () => {
         const decision = request.decide(tracked(request.userId));
         const plan = planAdmission(decision);
         if (plan.admit) {
@@ -120,7 +110,7 @@ export function createMemorySessionRegistry(
       return true;
     },
     removeAllOf(userId, { except } = {}) {
-      return serialised(userId, () => {
+      return queue.run(userId, () => {
         const ended = liveOf(userId).filter((session) => session.id !== except);
         for (const session of ended) sessions.delete(session.id);
         return ended.map((session) => session.id);

@@ -342,6 +342,21 @@ describe('Redis session registry', () => {
     expect(await first.evictionOf('rival')).toMatchObject({ bySessionId: 'outer' });
   });
 
+  it("takes one registry's parallel logins of one user one at a time: each decides once", async () => {
+    const registry = createRedisSessionRegistry(connect(), { prefix: freshPrefix() });
+    let decisions = 0;
+    const counting = beforeDecide(registry, () => {
+      decisions += 1;
+    });
+    const results = await Promise.all(
+      Array.from({ length: 32 }, (_, index) => loginThrough(counting, { sessionId: `p${index}` })),
+    );
+    // Side by side, 31 of them would lose a race and read and decide again.
+    expect(decisions).toBe(32);
+    expect(results.flatMap((result) => (result.admitted ? result.evicted : []))).toHaveLength(31);
+    expect(ids(await registry.list('alice'))).toEqual(['p31']);
+  });
+
   it('drops the id lookup of a login denied after a lost race', async () => {
     const prefix = freshPrefix();
     const [a, b] = [connect(), connect()];

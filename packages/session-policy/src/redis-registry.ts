@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { LiveSession } from './decide.ts';
+import { PerUserQueue } from './per-user-queue.ts';
 import { type SessionReply, toDetails, toSnapshot } from './redis-replies.ts';
 import {
   ATTRIBUTE_PREFIX,
@@ -128,7 +129,9 @@ function attributeFields(attributes: Readonly<Record<string, string>> = {}): str
  * `decide` in JavaScript, then commits the plan with one Lua script that applies it only if the
  * version is unchanged. On a conflict it reads and decides again after a short random pause,
  * up to `maxAttempts`, then throws {@link AdmissionConflictError}; so `decide` may run more
- * than once per admission, and only the committed decision takes effect.
+ * than once per admission, and only the committed decision takes effect. One registry's
+ * admissions of one user go one at a time (they could only make each other retry), so under a
+ * login storm of one account the conflicts are between processes, not within one.
  *
  * Evicted sessions leave a record that {@link RedisSessionRegistry.evictionOf} reads; their id
  * lookup is kept exactly as long as the record. `remove` and `removeAllOf` (a logout, "end all")
@@ -157,6 +160,7 @@ export function createRedisSessionRegistry(
   const now = options.now ?? Date.now;
   const keys = redisKeys(prefix);
   const users = new SessionUserCache(options.userCacheSize ?? DEFAULT_USER_CACHE_SIZE);
+  const admissions = new PerUserQueue();
 
   async function read(userId: string) {
     const reply = await liveSessions(redis, [keys.index(userId), keys.version(userId)], []);
@@ -239,24 +243,29 @@ export function createRedisSessionRegistry(
     return admitResult(decision, plan);
   }
 
-  return {
-    async admit(request) {
-      const lookup: Lookup = { key: keys.sid(request.session.id), written: false, keep: false };
-      try {
-        for (let attempts = 1; ; attempts++) {
-          const result = await attempt(request, lookup);
-          if (result !== null) {
-            if (!result.admitted) await forget(lookup);
-            return result;
-          }
-          if (attempts === maxAttempts) throw new AdmissionConflictError(request.userId, attempts);
-          await sleep(retryDelayMs(attempts));
+  /** Reads, decides and commits until a commit holds (or `maxAttempts` fail). */
+  async function admitNow(request: AdmitRequest): Promise<AdmitResult> {
+    const lookup: Lookup = { key: keys.sid(request.session.id), written: false, keep: false };
+    try {
+      for (let attempts = 1; ; attempts++) {
+        const result = await attempt(request, lookup);
+        if (result !== null) {
+          if (!result.admitted) await forget(lookup);
+          return result;
         }
-      } catch (error) {
-        await forget(lookup).catch(() => undefined);
-        throw error;
+        if (attempts === maxAttempts) throw new AdmissionConflictError(request.userId, attempts);
+        await sleep(retryDelayMs(attempts));
       }
-    },
+    } catch (error) {
+      await forget(lookup).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  return {
+    // This process's admissions of one user would only conflict with each other: they go one
+    // at a time, and the version check settles the races with other processes.
+    admit: (request) => admissions.run(request.userId, () => admitNow(request)),
 
     async list(userId) {
       return (await read(userId)).sessions;
