@@ -48,7 +48,7 @@ const ZERO: Counters = { logins: 0, forbidden: 0, graded: 0, evictions: 0, storm
 async function checkPersonSingleSession(lmsUrl: string, username: string, password: string) {
   const first = new WebClient(lmsUrl);
   const second = new WebClient(lmsUrl);
-  const patience = { retryThrottledForMs: 10_000 };
+  const patience = { retryForMs: 10_000 };
   await first.login(username, password, patience);
   await second.login(username, password, patience);
   return !(await first.isLoggedIn()) && (await second.isLoggedIn());

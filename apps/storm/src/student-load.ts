@@ -27,24 +27,12 @@ export interface StudentLoadOptions {
  * Students submitting to the LMS over HTTP, each logged in with its own session. Every other
  * submission is wrong on purpose, so a grader that says "correct" to everything is caught.
  */
-/** How long a student keeps trying a request the LMS answered 503 (nothing was written). */
-const BUSY_PATIENCE_MS = 10_000;
-
 /**
- * Sends a request again after its `Retry-After` while the LMS answers 503 "database busy" (with
- * LMS_WORKERS > 1 another worker may hold the SQLite write lock past the LMS's deadline); the
- * 503 says nothing was written, so repeating it is safe.
+ * How long a student keeps trying a request the LMS answers 503 "database busy" (with
+ * LMS_WORKERS > 1 another worker may hold the SQLite write lock past the LMS's deadline; the 503
+ * says nothing was written, so repeating it is safe).
  */
-async function whenNotBusy(send: () => Promise<Response>): Promise<Response> {
-  const deadline = Date.now() + BUSY_PATIENCE_MS;
-  for (;;) {
-    const response = await send();
-    if (response.status !== 503 || Date.now() >= deadline) return response;
-    await response.arrayBuffer();
-    const waitMs = Number(response.headers.get('retry-after') ?? 1) * 1000 || 1000;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, deadline - Date.now())));
-  }
-}
+const PATIENCE = { retryForMs: 10_000 };
 
 export class StudentLoad {
   readonly submitted: Submitted[] = [];
@@ -56,7 +44,7 @@ export class StudentLoad {
     this.clients = await Promise.all(
       Array.from({ length: this.options.students }, async (_, index) => {
         const client = new WebClient(this.options.lmsUrl);
-        await client.login(`student${index + 1}`, this.options.studentPassword);
+        await client.login(`student${index + 1}`, this.options.studentPassword, PATIENCE);
         return client;
       }),
     );
@@ -70,12 +58,11 @@ export class StudentLoad {
     const problem = `${queue}-p${(index % 3) + 1}`;
     const expectCorrect = index % 2 === 0;
     const answer = expectCorrect ? this.options.answerFor(queue, problem) : `wrong-${index}`;
-    const response = await whenNotBusy(() =>
-      owner.request('POST', '/api/submissions', {
-        queue_name: queue,
-        problem_id: problem,
-        student_response: answer,
-      }),
+    const response = await owner.request(
+      'POST',
+      '/api/submissions',
+      { queue_name: queue, problem_id: problem, student_response: answer },
+      PATIENCE,
     );
     const body = (await response.json()) as { id?: number };
     if (response.status !== 201 || typeof body.id !== 'number') {
@@ -86,8 +73,11 @@ export class StudentLoad {
 
   /** Asks the LMS for the state of one submission. */
   async outcome(submission: Submitted): Promise<Outcome> {
-    const response = await whenNotBusy(() =>
-      submission.owner.request('GET', `/api/submissions/${submission.id}`),
+    const response = await submission.owner.request(
+      'GET',
+      `/api/submissions/${submission.id}`,
+      undefined,
+      PATIENCE,
     );
     if (!response.ok) throw new Error(`GET /api/submissions/${submission.id}: ${response.status}`);
     const body = (await response.json()) as Record<string, unknown>;

@@ -1,3 +1,9 @@
+/** How long a request may keep waiting for an LMS that asks it to try again later. */
+export interface Patience {
+  /** Milliseconds; default 0 (no retry). */
+  retryForMs?: number;
+}
+
 /** A browser-like client of the LMS for one person: its own cookies and the CSRF handshake. */
 export class WebClient {
   private readonly cookies = new Map<string, string>();
@@ -18,7 +24,7 @@ export class WebClient {
   }
 
   /** Sends a request with this client's cookies and, on unsafe methods, its CSRF token. */
-  async request(method: string, path: string, json?: unknown): Promise<Response> {
+  private async send(method: string, path: string, json?: unknown): Promise<Response> {
     const headers: Record<string, string> = {};
     if (this.cookies.size > 0) {
       headers.cookie = [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
@@ -40,27 +46,39 @@ export class WebClient {
   }
 
   /**
-   * Logs in through the human login page (GET for the CSRF cookie, then POST). A 429 from the
-   * login throttle is tried again after its `Retry-After`, as a person would, while that stays
-   * within `retryThrottledForMs` (default 0: never).
+   * Sends a request with this client's cookies and, on unsafe methods, its CSRF token. When the
+   * LMS says to try later without having done anything (429 from the login throttle, 503 while
+   * another process holds the database), it is sent again after its `Retry-After`, as long as
+   * that stays within `retryForMs` (default 0: the 429 or 503 is returned).
    */
-  async login(
-    username: string,
-    password: string,
-    options: { retryThrottledForMs?: number } = {},
-  ): Promise<void> {
-    const deadline = Date.now() + (options.retryThrottledForMs ?? 0);
+  async request(
+    method: string,
+    path: string,
+    json?: unknown,
+    { retryForMs = 0 }: Patience = {},
+  ): Promise<Response> {
+    const deadline = Date.now() + retryForMs;
     for (;;) {
-      await (await this.request('GET', '/login')).arrayBuffer();
-      const response = await this.request('POST', '/login', { username, password });
-      const text = await response.text();
-      if (response.ok) return;
-      const waitMs = Math.max(0, Number(response.headers.get('retry-after') ?? 1) * 1000 || 1000);
-      if (response.status !== 429 || Date.now() + waitMs > deadline) {
-        throw new Error(`login of ${username} failed: ${response.status} ${text}`);
-      }
+      const response = await this.send(method, path, json);
+      if (response.status !== 429 && response.status !== 503) return response;
+      const seconds = Number(response.headers.get('retry-after'));
+      const waitMs = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 1000;
+      if (Date.now() + waitMs > deadline) return response;
+      await response.arrayBuffer();
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
+  }
+
+  /**
+   * Logs in through the human login page (GET for the CSRF cookie, then POST). A 429 (login
+   * throttle) or 503 (database busy) is tried again after its `Retry-After`, as a person would,
+   * within `retryForMs` (default 0: never); then the login fails with the LMS's answer.
+   */
+  async login(username: string, password: string, patience: Patience = {}): Promise<void> {
+    await (await this.request('GET', '/login', undefined, patience)).arrayBuffer();
+    const response = await this.request('POST', '/login', { username, password }, patience);
+    const text = await response.text();
+    if (!response.ok) throw new Error(`login of ${username} failed: ${response.status} ${text}`);
   }
 
   /** True when the server still knows this client's session. */
