@@ -4,7 +4,7 @@ export { LmsStartError, startLms } from './lms.ts';
 export type { ManagedProcess, SpawnOptions } from './process.ts';
 export { freePort, spawnManaged, waitFor } from './process.ts';
 export type { Sample } from './prometheus.ts';
-export { parsePrometheus, sumMetric, sumOf } from './prometheus.ts';
+export { histogramQuantile, parsePrometheus, sumMetric, sumOf } from './prometheus.ts';
 export type { LocalRedis, RedisHandle } from './redis.ts';
 export { startRedis, useRedis } from './redis.ts';
 export type {

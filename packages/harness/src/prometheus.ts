@@ -58,3 +58,35 @@ export function sumOf(
 export function sumMetric(text: string, name: string, where: Record<string, string> = {}): number {
   return sumOf(parsePrometheus(text), name, where);
 }
+
+/**
+ * Estimates the q-quantile (0..1) of a Prometheus histogram from its cumulative buckets, as
+ * PromQL's `histogram_quantile` does: linear inside the bucket the rank falls in (from 0 for the
+ * first bucket); the highest finite bound when the rank falls in `+Inf`. NaN without samples.
+ *
+ * @example
+ * histogramQuantile(parsePrometheus(text), 'lms_session_admission_seconds', 0.99);
+ */
+export function histogramQuantile(samples: readonly Sample[], name: string, q: number): number {
+  const buckets = new Map<number, number>();
+  for (const sample of samples) {
+    if (sample.name !== `${name}_bucket` || sample.labels.le === undefined) continue;
+    const bound = sample.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(sample.labels.le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + sample.value);
+  }
+  const sorted = [...buckets].sort(([a], [b]) => a - b);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (total === 0) return Number.NaN;
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const [bound, cumulative] of sorted) {
+    if (cumulative >= rank) {
+      if (bound === Number.POSITIVE_INFINITY) return lower;
+      return lower + ((bound - lower) * (rank - below)) / (cumulative - below || 1);
+    }
+    lower = bound;
+    below = cumulative;
+  }
+  return lower;
+}

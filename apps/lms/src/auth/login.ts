@@ -190,6 +190,7 @@ export function createLoginService(deps: LoginServiceDeps) {
     const instanceId = attempt.instanceId;
     const policy = deps.policy();
     // One transaction: admission, the replaced session's end and last_login.
+    const endAdmission = deps.metrics.admissionLatency.startTimer();
     const result = await deps.store.admit({
       userId: user.id,
       session: { id, instanceId, createdAt: now },
@@ -209,6 +210,7 @@ export function createLoginService(deps: LoginServiceDeps) {
           live.filter((session) => session.id !== attempt.replacing),
         ),
     });
+    endAdmission();
     if (!result.admitted) {
       deps.metrics.loginFailures.inc({ path: attempt.path });
       deps.logger.info(

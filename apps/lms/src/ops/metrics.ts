@@ -69,6 +69,8 @@ export interface LmsMetrics {
   submissionsCreated: Counter<'queue'>;
   submissionsGraded: Counter<'queue'>;
   gradingLatency: Histogram<string>;
+  /** Seconds a login spends in the session store's admission (register, decide, evict). */
+  admissionLatency: Histogram<string>;
   /** Per-second counters for the dashboard: bump them where the metrics above are bumped. */
   live: LiveStats;
 }
@@ -165,6 +167,14 @@ export function createMetrics(
       name: 'lms_grading_latency_seconds',
       help: 'Seconds from submission to its accepted result.',
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers,
+    }),
+    admissionLatency: new Histogram({
+      name: 'lms_session_admission_seconds',
+      help:
+        "Seconds a successful password check spends in the session store's admission " +
+        '(register the session, decide, end the evicted ones), whatever the outcome.',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     }),
   };

@@ -26,6 +26,7 @@ const METRIC_NAMES = [
   'lms_submissions_created_total',
   'lms_submissions_graded_total',
   'lms_grading_latency_seconds',
+  'lms_session_admission_seconds',
 ];
 
 function snapshot(lms: TestLms) {
@@ -142,6 +143,11 @@ describe.each(TRANSPORTS)('/metrics account labels over %s', (transport) => {
     expect(samples(text, 'lms_sessions_evicted_total')).toEqual([
       `lms_sessions_evicted_total{${people}} 1`,
     ]);
+    // Every admission is timed, and only admissions: a wrong password never reaches the store.
+    await new TestClient(lms.fetcher).webLogin('student1', 'wrong');
+    const after = await scrape(lms);
+    expect(after).toContain('lms_session_admission_seconds_count 4');
+    expect(after).toContain('lms_session_admission_seconds_bucket{le="+Inf"} 4');
   });
 
   it('keeps its own series for the xqueue service account', async () => {
