@@ -99,7 +99,6 @@ describe('pnpm storm (the CLI as a real process)', () => {
     for (const [args, message] of [
       [['--session-store', 'memcached'], '--session-store must be sqlite or redis'],
       [['--lms-workers', '2'], '--lms-workers above 1 shares sessions through Redis'],
-      [['--race', '--session-store', 'redis'], 'not offered with --race'],
       [['--scenario', 'chaos', '--session-store', 'redis'], 'not offered with chaos'],
     ] as const) {
       const refused = runCli([...args]);
@@ -269,12 +268,17 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(faults).toContain('lms restarted (SIGKILL)');
   });
 
-  // edx-platform UserProfile.set_login_session, unlocked, against the atomic admission.
-  it('races one account under both enforcements: atomic keeps one session, upstream several', async () => {
+  // edx-platform UserProfile.set_login_session, unlocked, against the atomic admission; across
+  // two LMS workers sharing Redis sessions, as production's gunicorn workers share the cache.
+  it('races one account over 2 LMS workers under both enforcements: atomic keeps one session, upstream several', async () => {
     const out = join(dir, 'race');
-    const run = runCli(['--race', '--rounds', '4', '--logins', '6', '--out', out]);
+    const run = runCli([
+      ...['--race', '--rounds', '4', '--logins', '6', '--out', out],
+      ...['--lms-workers', '2', '--session-store', 'redis'],
+    ]);
     const { code } = await run.exited;
     expect(code, run.output()).toBe(0);
+    expect(run.output()).toContain('2 LMS workers, sessions in redis');
     expect(run.output()).toMatch(/rounds with exactly 1 live session +4\/4 +\d\/4/);
     const report = JSON.parse(await readFile(join(out, 'race.json'), 'utf8')) as {
       figures: { mode: string; roundsSingle: number; maxLive: number }[];

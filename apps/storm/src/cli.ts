@@ -29,7 +29,9 @@ Usage:
   pnpm storm --race                   one single-session account logged in --logins times at
                                       once, --rounds times, under SINGLE_LOGIN_ENFORCEMENT
                                       atomic and upstream (edx-platform's unlocked steps):
-                                      live sessions per round, side by side
+                                      live sessions per round, side by side; with
+                                      --lms-workers N --session-store redis the logins
+                                      spread over N LMS processes sharing Redis sessions
   pnpm storm --preset production      uncompressed: production values throughout (1,000,000
                                       PBKDF2 iterations, 1 s polls, 1 s request timeout,
                                       10 s POLL_TIME, 300 s lock, restarts 10 s..5 min);
@@ -194,9 +196,9 @@ function parse(argv: string[]) {
       '--lms-workers above 1 shares sessions through Redis: add --session-store redis',
     );
   }
-  if (values['session-store'] === 'redis' && (chaos || values.race)) {
+  if (values['session-store'] === 'redis' && chaos) {
     throw new UsageError(
-      `--session-store redis is not offered with ${chaos ? 'chaos (it restarts Redis, which would end every session)' : '--race (upstream enforcement runs on the database file)'}`,
+      '--session-store redis is not offered with chaos (it restarts Redis, which would end every session)',
     );
   }
   const production = presetOf(values.preset, values.compression);
@@ -394,7 +396,8 @@ async function raceMain(settings: RunSettings, options: ReturnType<typeof parse>
   const out = options.json ? process.stderr : process.stdout;
   out.write(
     `race: ${options.logins} logins at once of one single-session account, ${options.rounds} rounds, ` +
-      `under each SINGLE_LOGIN_ENFORCEMENT (PBKDF2 at ${settings.compression}x)\n`,
+      `under each SINGLE_LOGIN_ENFORCEMENT (PBKDF2 at ${settings.compression}x; ` +
+      `${settings.lmsWorkers} LMS worker${settings.lmsWorkers === 1 ? '' : 's'}, sessions in ${settings.sessionStore})\n`,
   );
   let figures: RaceFigures[];
   try {
@@ -403,6 +406,9 @@ async function raceMain(settings: RunSettings, options: ReturnType<typeof parse>
         logins: options.logins,
         rounds: options.rounds,
         compression: settings.compression,
+        lmsWorkers: settings.lmsWorkers,
+        sessionStore: settings.sessionStore,
+        redisUrl: process.env.REDIS_URL || undefined,
         onRound: (mode, round) =>
           out.write(
             `${mode.padEnd(8)} round ${String(round.round).padStart(3)}  live ${round.liveTotal} ` +

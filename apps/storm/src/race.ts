@@ -1,4 +1,4 @@
-import { startLms } from '@storm-lab/harness';
+import { startLms, useRedis } from '@storm-lab/harness';
 import { WebClient } from '@storm-lab/lms-client';
 import type { CleanupStack } from './cleanup.ts';
 import { compress } from './compression.ts';
@@ -13,6 +13,11 @@ export interface RaceOptions {
   rounds: number;
   /** Production seconds per run second: the login's PBKDF2 cost is compressed like a storm's. */
   compression: number;
+  /** LMS_WORKERS (default 1): the logins spread over the workers' connections. */
+  lmsWorkers?: number;
+  /** SESSION_STORE (default sqlite); `redis` starts a private Redis (or uses `redisUrl`). */
+  sessionStore?: 'sqlite' | 'redis';
+  redisUrl?: string;
   /** Called after each round, for a live line. */
   onRound?: (mode: Enforcement, round: RaceRound) => void;
 }
@@ -70,12 +75,22 @@ async function raceMode(
   options: RaceOptions,
   cleanup: CleanupStack,
 ): Promise<RaceFigures> {
+  const redis = options.sessionStore === 'redis' ? await useRedis(options.redisUrl) : null;
+  if (redis) cleanup.add(() => redis.stop());
   const lms = await startLms({
     env: {
       LOG_LEVEL: 'warn',
       PREVENT_CONCURRENT_LOGINS: 'true',
       SINGLE_LOGIN_ENFORCEMENT: mode,
       PASSWORD_HASH_ITERATIONS: String(compress(options.compression).hashIterations),
+      LMS_WORKERS: String(options.lmsWorkers ?? 1),
+      ...(redis
+        ? {
+            SESSION_STORE: 'redis',
+            SESSION_REDIS_URL: redis.url,
+            SESSION_REDIS_PREFIX: `storm-race-${process.pid}-${mode}:`,
+          }
+        : {}),
     },
     seed: ['--queues', 'race', '--students', '1', '--student-password', PASSWORD],
   });
