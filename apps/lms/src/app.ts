@@ -15,7 +15,7 @@ import {
   DEFAULT_THROTTLE_FAILURES,
   DEFAULT_THROTTLE_WINDOW_SECONDS,
 } from './auth/throttle.ts';
-import { workerMetrics, workerStormWatch } from './cluster.ts';
+import { workerLiveSeries, workerMetrics, workerStormWatch } from './cluster.ts';
 import { DatabaseBusyError } from './db/busy-retry.ts';
 import type { ClientDb } from './db/client.ts';
 import { createTickBatcher } from './db/tick-batch.ts';
@@ -166,6 +166,9 @@ function buildServices(deps: AppDeps): Services {
     login,
     metrics,
     ...(deps.clusterWorker && { clusterMetrics: workerMetrics(metrics.registry) }),
+    liveSeries: deps.clusterWorker
+      ? workerLiveSeries(live)
+      : async (seconds, at) => live.series(seconds, at),
     detector,
     logger,
     policy,

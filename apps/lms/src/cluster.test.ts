@@ -5,6 +5,7 @@ import {
   type RedisHandle,
   startLms,
   useRedis,
+  waitFor,
 } from '@storm-lab/harness';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -172,6 +173,20 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
       evictionsPerMinute: 11,
       storming: true,
     });
+    // The per-second chart adds up every worker's seconds: 13 logins (the staff's too), 11
+    // evictions, once the second of the last login is over (each worker alone has about 3).
+    const totals = await waitFor(
+      async () => {
+        const { series } = (await (await staff.get('/api/admin/stats')).json()) as {
+          series: { logins: number[]; evictions: number[] };
+        };
+        const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+        const seen = { logins: sum(series.logins), evictions: sum(series.evictions) };
+        return seen.logins >= 13 ? seen : undefined;
+      },
+      { timeoutMs: 10_000, what: "the dashboard's series to count every login" },
+    );
+    expect(totals).toEqual({ logins: 13, evictions: 11 });
   });
 
   // edx-platform UserProfile.set_login_session, unlocked: read the slot, delete it, write it

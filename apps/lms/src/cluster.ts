@@ -4,15 +4,20 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { openDatabase } from './db/client.ts';
 import type { LmsConfig } from './env.ts';
+import { type LiveSeries, type LiveStats, mergeSeries } from './ops/live-stats.ts';
 import { localStormWatch, type StormWatch } from './ops/storm-watch.ts';
 
 // LMS_WORKERS=N: N worker processes share one port through node:cluster, as gunicorn's workers
 // share one socket. Sessions are in Redis (SESSION_STORE=redis), the rest in the SQLite file;
-// /metrics on any worker answers for all of them, and the storm detector runs in the primary,
-// fed by every worker, so its alerts and rates are the whole LMS's.
+// /metrics on any worker answers for all of them, the storm detector runs in the primary,
+// fed by every worker, so its alerts and rates are the whole LMS's, and the dashboard's
+// per-second series is every worker's, added up.
 
 const ASK = 'lms:ask';
 const ANSWER = 'lms:answer';
+/** The primary asking every worker for its part of an answer, and a worker's reply. */
+const COLLECT = 'lms:collect';
+const COLLECTED = 'lms:collected';
 /** How long a worker waits for the primary's answer. */
 const ASK_TIMEOUT_MS = 5_000;
 /** A worker that keeps dying is not restarted faster than this. */
@@ -28,6 +33,8 @@ interface Questions {
     answer: StormAlert[];
   };
   'storm-rates': { question: { at: number }; answer: AccountRates[] };
+  /** The dashboard's per-second series of every worker, for the same seconds, added up. */
+  'live-series': { question: { seconds: number; at: number }; answer: LiveSeries };
 }
 type Topic = keyof Questions;
 
@@ -43,6 +50,19 @@ interface AnswerMessage {
   id: number;
   answer?: unknown;
   error?: string;
+}
+
+interface CollectMessage {
+  type: typeof COLLECT;
+  id: number;
+  seconds: number;
+  at: number;
+}
+
+interface CollectedMessage {
+  type: typeof COLLECTED;
+  id: number;
+  series: LiveSeries;
 }
 
 /** In a worker: asks the primary and resolves with its answer. */
@@ -109,6 +129,26 @@ export function workerStormWatch(): StormWatch {
     record: (account, at, evicted) => ask('storm-record', { account, at, evicted }),
     rates: (at) => ask('storm-rates', { at }),
   };
+}
+
+/**
+ * In a worker: answers the primary's requests for this worker's per-second series, and returns
+ * how to get the series of the whole LMS (every worker's, added up) for the dashboard.
+ *
+ * @example
+ * const liveSeries = workerLiveSeries(metrics.live);
+ * const series = await liveSeries(300, Date.now()); // logins per second of all workers
+ */
+export function workerLiveSeries(
+  live: LiveStats,
+): (seconds: number, at: number) => Promise<LiveSeries> {
+  process.on('message', (message: CollectMessage) => {
+    if (message?.type !== COLLECT) return;
+    const series = live.series(message.seconds, message.at);
+    process.send?.({ type: COLLECTED, id: message.id, series } satisfies CollectedMessage);
+  });
+  const ask = workerAsk();
+  return (seconds, at) => ask('live-series', { seconds, at });
 }
 
 /** True in a process `runPrimary` forked. */
@@ -179,6 +219,49 @@ function gatherMetrics(listening: ReadonlySet<number>): Promise<string> {
   });
 }
 
+const collections = new Map<number, (message: CollectedMessage) => void>();
+let nextCollection = 0;
+let collectListening = false;
+
+/** Asks every listening worker for its series of the same seconds, and adds them up. */
+function collectSeries(
+  listening: ReadonlySet<number>,
+  seconds: number,
+  at: number,
+): Promise<LiveSeries> {
+  if (!collectListening) {
+    collectListening = true;
+    cluster.on('message', (_worker: Worker, message: CollectedMessage) => {
+      if (message?.type === COLLECTED) collections.get(message.id)?.(message);
+    });
+  }
+  const workers = Object.values(cluster.workers ?? {}).filter(
+    (worker): worker is Worker =>
+      worker !== undefined && listening.has(worker.id) && worker.isConnected(),
+  );
+  return new Promise<LiveSeries>((resolve, reject) => {
+    const id = nextCollection++;
+    const parts: LiveSeries[] = [];
+    const finish = (error: Error | null) => {
+      clearTimeout(timer);
+      collections.delete(id);
+      if (error) reject(error);
+      else resolve(mergeSeries(parts));
+    };
+    const timer = setTimeout(
+      () => finish(new Error('the workers did not send their series in time')),
+      ASK_TIMEOUT_MS,
+    );
+    collections.set(id, (message) => {
+      parts.push(message.series);
+      if (parts.length === workers.length) finish(null);
+    });
+    // The asking worker listens, so there is always at least one.
+    for (const worker of workers)
+      worker.send({ type: COLLECT, id, seconds, at } satisfies CollectMessage);
+  });
+}
+
 /**
  * The primary of `LMS_WORKERS=N`: migrates the database once, forks N workers (each runs the
  * server and logs its own `listening` line), sums their metrics for `/metrics`, replaces a
@@ -202,6 +285,7 @@ export async function runPrimary(config: LmsConfig, logger: Logger): Promise<voi
     metrics: () => gatherMetrics(listening),
     'storm-record': ({ account, at, evicted }) => storms.record(account, at, evicted),
     'storm-rates': ({ at }) => storms.rates(at),
+    'live-series': ({ seconds, at }) => collectSeries(listening, seconds, at),
   };
   let stopping = false;
   const listening = new Set<number>();

@@ -166,7 +166,7 @@ export async function dashboardStats(services: Services, seconds: number): Promi
     }));
   return {
     at,
-    series: live.series(seconds),
+    series: await services.liveSeries(seconds, at),
     accounts,
     alerts,
     policy: { settings, source: services.policy.source() },

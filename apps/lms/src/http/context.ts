@@ -3,6 +3,7 @@ import type { LoginService } from '../auth/login.ts';
 import type { SessionEnd, SessionStore } from '../auth/session-store.ts';
 import type { Db } from '../db/client.ts';
 import type { TickBatcher } from '../db/tick-batch.ts';
+import type { LiveSeries } from '../ops/live-stats.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
 import type { StormWatch } from '../ops/storm-watch.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
@@ -19,6 +20,8 @@ export interface Services {
   metrics: LmsMetrics;
   /** With LMS_WORKERS > 1: every worker's metrics, summed (see cluster.ts); else absent. */
   clusterMetrics?: () => Promise<string>;
+  /** The dashboard's per-second series of the whole LMS (every worker's, added up). */
+  liveSeries: (seconds: number, at: number) => Promise<LiveSeries>;
   /** The LMS-wide storm detector (the primary's, with LMS_WORKERS > 1). */
   detector: StormWatch;
   logger: Logger;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createTestClock } from '../testing/fixtures.ts';
-import { createLiveStats } from './live-stats.ts';
+import { createLiveStats, mergeSeries } from './live-stats.ts';
 
 describe('createLiveStats', () => {
   it('counts per second and ends at the last complete second', () => {
@@ -55,5 +55,40 @@ describe('createLiveStats', () => {
     const series = live.series(100);
     expect(series.t).toHaveLength(9);
     expect(series.graded.reduce((sum, value) => sum + value, 0)).toBe(1);
+  });
+});
+
+describe('mergeSeries (LMS_WORKERS > 1: the dashboard of the whole LMS)', () => {
+  it("adds up the workers' seconds asked for the same moment, latency weighted by graded results", () => {
+    const clock = createTestClock(5_000);
+    const [one, two] = [createLiveStats({ now: clock.now }), createLiveStats({ now: clock.now })];
+    one.count('logins', 2);
+    one.count('graded');
+    one.observeLatency(4);
+    two.count('logins');
+    two.count('evictions');
+    two.count('graded', 3);
+    for (const seconds of [1, 1, 1]) two.observeLatency(seconds);
+    one.sampleQueues([{ queue: 'q', length: 7 }]);
+    clock.advance(1000);
+    two.sampleQueues([{ queue: 'q', length: 6 }]);
+    const at = clock.now() + 1000;
+    const merged = mergeSeries([one.series(2, at), two.series(2, at)]);
+    expect(merged).toEqual({
+      t: [5, 6],
+      logins: [3, 0],
+      forbidden: [0, 0],
+      evictions: [1, 0],
+      graded: [4, 0],
+      latencySeconds: [(4 + 3 * 1) / 4, null],
+      queues: { q: [7, 6] },
+    });
+  });
+
+  it('refuses series of different seconds', () => {
+    const clock = createTestClock(5_000);
+    const live = createLiveStats({ now: clock.now });
+    expect(() => mergeSeries([live.series(2), live.series(2, 9_000)])).toThrow(/different seconds/);
+    expect(() => mergeSeries([])).toThrow(/at least one/);
   });
 });

@@ -23,8 +23,11 @@ export interface LiveStats {
   observeLatency(seconds: number): void;
   /** Records the queue lengths of the current second (the metrics scrape reads the same). */
   sampleQueues(lengths: readonly { queue: string; length: number }[]): void;
-  /** The last `seconds` complete seconds (at most the ring's capacity). */
-  series(seconds: number): LiveSeries;
+  /**
+   * The last `seconds` complete seconds before `at` (default now; at most the ring's capacity).
+   * Workers asked with the same `at` answer for the same seconds (see mergeSeries).
+   */
+  series(seconds: number, at?: number): LiveSeries;
 }
 
 export interface LiveStatsOptions {
@@ -94,10 +97,10 @@ export function createLiveStats(options: LiveStatsOptions): LiveStats {
       const bucket = bucketAt(secondOf(options.now()));
       bucket.queues = new Map(lengths.map(({ queue, length }) => [queue, length]));
     },
-    series(seconds) {
+    series(seconds, at = options.now()) {
       const span = Math.max(1, Math.min(capacity - 1, Math.floor(seconds)));
       // The current second is still filling; showing it would draw a false dip at the edge.
-      const last = secondOf(options.now()) - 1;
+      const last = secondOf(at) - 1;
       const out: LiveSeries = {
         t: [],
         logins: [],
@@ -127,4 +130,57 @@ export function createLiveStats(options: LiveStatsOptions): LiveStats {
       return out;
     },
   };
+}
+
+/**
+ * Adds up the series of several workers taken for the same seconds (the same `seconds` and
+ * `at`): counts are summed, latency is the mean over every worker's graded results, and a queue
+ * length is any worker's sample of that second (they all read one database).
+ *
+ * @example
+ * mergeSeries(await Promise.all(workers.map((worker) => worker.series(300, at))));
+ */
+export function mergeSeries(parts: readonly LiveSeries[]): LiveSeries {
+  const [first] = parts;
+  if (first === undefined) throw new Error('mergeSeries needs at least one series');
+  const points = first.t.length;
+  for (const part of parts) {
+    if (part.t.length !== points || part.t[0] !== first.t[0]) {
+      throw new Error('mergeSeries: the series cover different seconds');
+    }
+  }
+  const sum = (pick: (part: LiveSeries) => number[]) =>
+    Array.from({ length: points }, (_, index) =>
+      parts.reduce((total, part) => total + (pick(part)[index] ?? 0), 0),
+    );
+  const merged: LiveSeries = {
+    t: [...first.t],
+    logins: sum((part) => part.logins),
+    forbidden: sum((part) => part.forbidden),
+    evictions: sum((part) => part.evictions),
+    graded: sum((part) => part.graded),
+    latencySeconds: [],
+    queues: {},
+  };
+  for (let index = 0; index < points; index++) {
+    let weighted = 0;
+    let weight = 0;
+    for (const part of parts) {
+      const latency = part.latencySeconds[index];
+      if (latency === null || latency === undefined) continue;
+      const graded = Math.max(1, part.graded[index] ?? 0);
+      weighted += latency * graded;
+      weight += graded;
+    }
+    merged.latencySeconds.push(weight === 0 ? null : weighted / weight);
+  }
+  const names = [...new Set(parts.flatMap((part) => Object.keys(part.queues)))].sort();
+  for (const name of names) {
+    merged.queues[name] = Array.from(
+      { length: points },
+      (_, index) =>
+        parts.map((part) => part.queues[name]?.[index]).find((value) => value != null) ?? null,
+    );
+  }
+  return merged;
 }
