@@ -45,6 +45,15 @@ describe('pnpm compose:check before any engine', () => {
     expect(run.stdout).toBe('');
   });
 
+  it('refuses more than one LMS worker without Redis sessions, and an unknown store', () => {
+    const workers = check(['--lms-workers', '2']);
+    expect(workers.code).toBe(2);
+    expect(workers.stderr).toContain('--lms-workers above 1 shares sessions through Redis');
+    const store = check(['--session-store', 'memcached']);
+    expect(store.code).toBe(2);
+    expect(store.stderr).toContain('--session-store must be sqlite or redis');
+  });
+
   it('names the Debian packages to install, or --install, when the tools are missing', () => {
     const run = check(['--local-base-images'], { ...process.env, PATH: bare });
     expect(run.code).toBe(2);

@@ -33,6 +33,10 @@ Options:
   --replicas N          watcher replicas for the storm                (default 3)
   --scale-to N          watcher replicas for the cure, more than --replicas (default 5)
   --window S            seconds each verdict is measured over          (default 30)
+  --session-store S     SESSION_STORE of the LMS: sqlite, or redis (sessions in the
+                        fleet's Redis, as Django's cache backend)      (default sqlite)
+  --lms-workers N       LMS_WORKERS: LMS processes behind its port, as gunicorn's
+                        workers (more than 1 needs --session-store redis) (default 1)
   --install             install Debian's docker.io and docker-compose (and debootstrap,
                         nftables) when missing, saying so; needs root
   --local-base-images   when node:20-bookworm-slim or redis:7-bookworm cannot be pulled
@@ -69,6 +73,8 @@ function parse(argv: string[]) {
       replicas: { type: 'string' },
       'scale-to': { type: 'string' },
       window: { type: 'string' },
+      'session-store': { type: 'string' },
+      'lms-workers': { type: 'string' },
       install: { type: 'boolean', default: false },
       'local-base-images': { type: 'boolean', default: false },
       'keep-images': { type: 'boolean', default: false },
@@ -79,7 +85,19 @@ function parse(argv: string[]) {
   const scaleTo = count('scale-to', values['scale-to'], replicas + 2, 50);
   if (scaleTo <= replicas)
     throw new UsageError(`--scale-to (${scaleTo}) must be more than --replicas (${replicas})`);
+  const sessionStore = values['session-store'] ?? 'sqlite';
+  if (sessionStore !== 'sqlite' && sessionStore !== 'redis')
+    throw new UsageError(
+      `--session-store must be sqlite or redis (got ${JSON.stringify(sessionStore)})`,
+    );
+  const lmsWorkers = count('lms-workers', values['lms-workers'], 1, 16);
+  if (lmsWorkers > 1 && sessionStore !== 'redis')
+    throw new UsageError(
+      '--lms-workers above 1 shares sessions through Redis: add --session-store redis',
+    );
   return {
+    sessionStore,
+    lmsWorkers,
     help: values.help,
     replicas,
     scaleTo,
@@ -165,6 +183,8 @@ async function main(argv: string[]): Promise<number> {
       PREVENT_CONCURRENT_LOGINS: 'true',
       SINGLE_LOGIN_EXEMPT_USERNAMES: '',
       SINGLE_LOGIN_EXEMPT_GROUPS: '',
+      SESSION_STORE: options.sessionStore,
+      LMS_WORKERS: String(options.lmsWorkers),
     };
     const stack = new ComposeStack({
       file: join(REPO, 'docker-compose.yml'),
@@ -189,7 +209,8 @@ async function main(argv: string[]): Promise<number> {
 
     const queues = (process.env.LMS_QUEUES ?? 'python,java').split(',').filter(Boolean).length;
     const perReplica = queues * Number(process.env.WATCHER_CONNECTIONS ?? 2);
-    step(`[4/5] Storm: ${options.replicas} replicas, defaults (nothing exempt)`);
+    const topology = `LMS_WORKERS=${options.lmsWorkers} SESSION_STORE=${options.sessionStore}`;
+    step(`[4/5] Storm: ${options.replicas} replicas, defaults (nothing exempt), ${topology}`);
     await stack.up(options.replicas, {});
     const storm = await stack.measure(
       'storm',
