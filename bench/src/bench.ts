@@ -7,6 +7,7 @@ import { curveChart } from './curve-chart.ts';
 import { type Results, renderMarkdown } from './markdown.ts';
 import { fleetScale, loginCost, throughput } from './sections.ts';
 import { fleetRun } from './storm-cost.ts';
+import { topology } from './topology.ts';
 
 const HELP = `pnpm bench: how fast, how big, and what a storm costs
 
@@ -17,9 +18,11 @@ Runs, on real processes over loopback:
   2. login cost at 1,000,000 and 10,000 PBKDF2 iterations; LMS CPU per hour, storm vs cure
   3. fleet scale: 1, 10, 100, 1000 connections of one exempt account
   4. storm cost curve: 1..64 connections, with and without the exemption
+  5. topology: get_queuelen with 1 and 2 LMS workers, admission latency on SQLite and on
+     Redis with 32 parallel logins, the storm with 2 workers on Redis sessions
 Writes DIR/latest.json and DIR/latest.md (default bench/results) and prints the table.
 --quick shortens every measurement (for a smoke run; numbers are noisier).
---only throughput,login,fleet,curve runs some sections (to profile one thing); the files are
+--only throughput,login,fleet,curve,topology runs some sections (to profile one thing); the files are
 then written to DIR/partial.json and partial.md so latest.* always hold a full run.`;
 
 const log = (message: string) => process.stderr.write(`bench: ${message}\n`);
@@ -38,7 +41,7 @@ async function main() {
     return;
   }
   const quick = values.quick ?? false;
-  const SECTIONS = ['throughput', 'login', 'fleet', 'curve'];
+  const SECTIONS = ['throughput', 'login', 'fleet', 'curve', 'topology'];
   const only = values.only?.split(',').map((name) => name.trim()) ?? SECTIONS;
   const unknown = only.filter((name) => !SECTIONS.includes(name));
   if (unknown.length > 0) {
@@ -116,6 +119,22 @@ async function main() {
         log(`  ${connections} connections, ${exempt ? 'exempt' : 'not exempt'}: done`);
       }
     }
+  }
+  if (run('topology')) {
+    log('topology: LMS workers and Redis sessions');
+    const figures = await topology({
+      seconds,
+      rounds: quick ? 10 : 50,
+      stormSeconds: quick ? 6 : 15,
+    });
+    results.topology = figures;
+    results.targets.workersRatio = { target: 1.4, actual: figures.workersRatio };
+    const onRedis = (accounts: 'one' | 'many') =>
+      figures.admission.find(
+        (f) => f.sessionStore === 'redis' && f.workers === 1 && f.accounts === accounts,
+      )?.p99Ms ?? null;
+    results.targets.admissionRedisP99Ms = { target: 2, actual: onRedis('many') };
+    results.targets.admissionRedisOneAccountP99Ms = { target: 2, actual: onRedis('one') };
   }
   results.wallSeconds = Math.round((Date.now() - started) / 1000);
   await mkdir(outDir, { recursive: true });

@@ -95,17 +95,19 @@ export async function prefillSubmissions(options: {
 }): Promise<void> {
   // The student's web client the storm runner uses: same login handshake, same CSRF rules.
   const student = new WebClient(options.lmsUrl);
-  await student.login(options.username, options.password);
+  await student.login(options.username, options.password, { retryForMs: 10_000 });
   let next = 0;
   await Promise.all(
     Array.from({ length: options.parallel ?? 16 }, async () => {
       while (next < options.count) {
         next++;
-        const response = await student.request('POST', '/api/submissions', {
-          queue_name: options.queue,
-          problem_id: `${options.queue}-p1`,
-          student_response: 'x',
-        });
+        // With LMS_WORKERS > 1 a write may meet another worker's lock: a 503, tried again.
+        const response = await student.request(
+          'POST',
+          '/api/submissions',
+          { queue_name: options.queue, problem_id: `${options.queue}-p1`, student_response: 'x' },
+          { retryForMs: 10_000 },
+        );
         await response.arrayBuffer();
         if (response.status !== 201) throw new Error(`prefill failed: ${response.status}`);
       }

@@ -1,6 +1,7 @@
 import type { LoadFigures } from './load.ts';
 import type { FleetFigures, LoginCostFigures, ThroughputFigures } from './sections.ts';
 import type { FleetRun } from './storm-cost.ts';
+import type { TopologyFigures } from './topology.ts';
 
 /** Everything `pnpm bench` measured, as written to latest.json. */
 export interface Results {
@@ -13,6 +14,7 @@ export interface Results {
   stormCpu?: FleetRun[];
   fleetScale?: FleetFigures[];
   stormCurve?: FleetRun[];
+  topology?: TopologyFigures;
   targets: Record<string, { target: number; actual: number | null }>;
 }
 
@@ -127,11 +129,81 @@ function curveSection(stormCurve: FleetRun[]): string[] {
   ];
 }
 
+function topologySection(figures: TopologyFigures): string[] {
+  const where = (f: { workers: number; sessionStore: string }) =>
+    `${f.workers} worker${f.workers === 1 ? '' : 's'}, sessions in ${f.sessionStore === 'redis' ? 'Redis' : 'SQLite'}`;
+  return [
+    '**5. Topology** (`LMS_WORKERS`, `SESSION_STORE`; a private Redis on loopback; the load generator shares the 2 cores)',
+    '',
+    row([
+      'authenticated get_queuelen (autocannon, 50 connections)',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'errors',
+    ]),
+    row(['---', '---:', '---:', '---:', '---:']),
+    ...figures.getQueuelen.map((f) =>
+      row([where(f), f.requestsPerSecond, f.latencyP50Ms, f.latencyP99Ms, f.errors]),
+    ),
+    '',
+    `2 workers over 1 (both on Redis sessions): ${figures.workersRatio.toFixed(2)}x.`,
+    '',
+    row([
+      `admission (lms_session_admission_seconds; rounds of ${figures.admission[0]?.parallel ?? 32} parallel logins)`,
+      'accounts',
+      'admissions',
+      'p50 ms',
+      'p99 ms',
+      'within 2 ms',
+    ]),
+    row(['---', '---', '---:', '---:', '---:', '---:']),
+    ...figures.admission.map((f) =>
+      row([
+        where(f),
+        f.accounts === 'one' ? 'one (all wait for each other)' : `${f.parallel}, one login each`,
+        f.admissions,
+        f.p50Ms,
+        f.p99Ms,
+        `${(f.within2Ms * 100).toFixed(1)}%`,
+      ]),
+    ),
+    '',
+    'p50 and p99 are read from the histogram as PromQL\'s `histogram_quantile` does (linear inside a bucket); "within 2 ms" is exact (a bucket bound).',
+    '',
+    row([
+      '8 connections, production settings, 2 workers on Redis sessions',
+      'logins/h',
+      'graded/min',
+      'LMS CPU s per hour (all workers)',
+    ]),
+    row(['---', '---:', '---:', '---:']),
+    ...figures.storm.map((f) =>
+      row([
+        f.exempt ? 'cure (exempt)' : 'storm (not exempt)',
+        f.loginsPerHour,
+        f.gradedPerMinute,
+        f.lmsCpuSecondsPerHour,
+      ]),
+    ),
+    '',
+  ];
+}
+
 const TARGETS: Record<string, [string, (actual: number, target: number) => boolean]> = {
   getQueuelenRatio: ['get_queuelen / bare Hono', (a, t) => a >= t],
   cycleRatio: ['cycles / bare Hono', (a, t) => a >= t],
   errorsAt1000: ['errors at 1,000 connections', (a, t) => a <= t],
   memoryAt1000Mb: ['LMS MB at 1,000 connections', (a, t) => a < t],
+  workersRatio: ['get_queuelen, 2 workers / 1 (Redis sessions)', (a, t) => a >= t],
+  admissionRedisP99Ms: [
+    'admission p99 ms on Redis, 32 accounts logging in at once',
+    (a, t) => a < t,
+  ],
+  admissionRedisOneAccountP99Ms: [
+    'admission p99 ms on Redis, one account logging in 32 times at once',
+    (a, t) => a < t,
+  ],
 };
 
 /** The Markdown tables of latest.md (and the README's Performance section). */
@@ -145,6 +217,7 @@ export function renderMarkdown(results: Results): string {
       : []),
     ...(results.fleetScale ? fleetSection(results.fleetScale) : []),
     ...(results.stormCurve ? curveSection(results.stormCurve) : []),
+    ...(results.topology ? topologySection(results.topology) : []),
     '**Targets**',
     '',
     row(['target', 'wanted', 'measured', 'met']),

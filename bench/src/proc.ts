@@ -33,6 +33,25 @@ export async function serverPid(pid: number): Promise<number> {
   }
 }
 
+/** `pid` and every process below it (the LMS's primary and its cluster workers, say). */
+export async function processTree(pid: number): Promise<number[]> {
+  const entries = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry)).map(Number);
+  const parents = new Map<number, number | null>();
+  for (const candidate of entries) parents.set(candidate, await parentOf(candidate));
+  const tree = [pid];
+  for (let index = 0; index < tree.length; index++) {
+    for (const [candidate, parent] of parents) if (parent === tree[index]) tree.push(candidate);
+  }
+  return tree;
+}
+
+/** CPU seconds used so far by `pid` and every process below it (a process gone since is 0). */
+export async function treeCpuSeconds(pid: number): Promise<number> {
+  let total = 0;
+  for (const member of await processTree(pid)) total += await cpuSeconds(member).catch(() => 0);
+  return total;
+}
+
 /** CPU seconds (user + system) a process has used so far. */
 export async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');

@@ -11,8 +11,8 @@ export const STUDENT = { username: 'student1', password: 'bench-student' };
 export const QUEUE = 'bench';
 const TSX = join(import.meta.dirname, '..', 'node_modules', '.bin', 'tsx');
 
-/** Starts the LMS for a measurement: exempt service account, quiet logs. */
-export function benchLms(env: Record<string, string> = {}) {
+/** Starts the LMS for a measurement: exempt service account, quiet logs; `students` students. */
+export function benchLms(env: Record<string, string> = {}, students = 1) {
   return startLms({
     env: {
       LOG_LEVEL: 'error',
@@ -24,7 +24,7 @@ export function benchLms(env: Record<string, string> = {}) {
       '--queues',
       QUEUE,
       '--students',
-      '1',
+      String(students),
       '--service-username',
       SERVICE.username,
       '--service-password',

@@ -1,11 +1,14 @@
 import { startWatchers, sumMetric, useRedis, waitFor } from '@storm-lab/harness';
 import { prefillSubmissions } from './load.ts';
-import { cpuSeconds, serverPid } from './proc.ts';
+import { treeCpuSeconds } from './proc.ts';
 import { benchLms, QUEUE, SERVICE, STUDENT } from './sections.ts';
 
 /** One fleet run: how many logins and gradings it made, and the LMS CPU it cost. */
 export interface FleetRun {
   connections: number;
+  /** LMS worker processes and where they keep sessions (absent in results before both existed). */
+  lmsWorkers?: number;
+  sessionStore?: 'sqlite' | 'redis';
   exempt: boolean;
   seconds: number;
   compression: number;
@@ -38,16 +41,27 @@ export async function fleetRun(options: {
   compression: number;
   prefill: number;
   redisUrl?: string;
+  /** LMS_WORKERS (default 1); more than one needs `sessionStore: 'redis'`. */
+  lmsWorkers?: number;
+  /** SESSION_STORE (default sqlite); Redis sessions go to the fleet's Redis, as in compose. */
+  sessionStore?: 'sqlite' | 'redis';
 }): Promise<FleetRun> {
   const redis = await useRedis(options.redisUrl);
   const redisUrl = redis.url;
+  const lmsWorkers = options.lmsWorkers ?? 1;
+  const sessionStore = options.sessionStore ?? 'sqlite';
   const lms = await benchLms({
     PASSWORD_HASH_ITERATIONS: String(Math.round(1_000_000 / options.compression)),
     SINGLE_LOGIN_EXEMPT_USERNAMES: options.exempt ? SERVICE.username : '',
+    LMS_WORKERS: String(lmsWorkers),
+    SESSION_STORE: sessionStore,
+    SESSION_REDIS_URL: redisUrl,
+    SESSION_REDIS_PREFIX: `bench-${process.pid}-${options.connections}-${options.exempt}:`,
   });
   try {
     await prefillSubmissions({ lmsUrl: lms.url, ...STUDENT, queue: QUEUE, count: options.prefill });
-    const pid = await serverPid(lms.process.pid);
+    // The LMS's whole process tree: with LMS_WORKERS > 1 the workers are the primary's children.
+    const pid = lms.process.pid;
     const fleet = await startWatchers({
       replicas: 1,
       env: {
@@ -76,16 +90,18 @@ export async function fleetRun(options: {
       );
       const loginsBefore = await counter(lms.url, 'lms_logins_total', { path: 'xqueue' });
       const gradedBefore = await counter(lms.url, 'lms_submissions_graded_total');
-      const cpuBefore = await cpuSeconds(pid);
+      const cpuBefore = await treeCpuSeconds(pid);
       await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
       const logins =
         (await counter(lms.url, 'lms_logins_total', { path: 'xqueue' })) - loginsBefore;
       const graded = (await counter(lms.url, 'lms_submissions_graded_total')) - gradedBefore;
-      const cpu = (await cpuSeconds(pid)) - cpuBefore;
+      const cpu = (await treeCpuSeconds(pid)) - cpuBefore;
       const left = await counter(lms.url, 'lms_queue_length', { queue: QUEUE });
       const productionHours = (options.seconds * options.compression) / 3600;
       return {
         connections: options.connections,
+        lmsWorkers,
+        sessionStore,
         exempt: options.exempt,
         seconds: options.seconds,
         compression: options.compression,
