@@ -7,7 +7,7 @@ import { eq, isNotNull, lte } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb } from '../db/client.ts';
-import { profiles, sessionEnds, users } from '../db/schema.ts';
+import { sessionEnds, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { EndingReason } from './session-admin.ts';
 import { evictionEnds, recordSlot } from './session-rows.ts';
@@ -21,7 +21,7 @@ import {
   toUser,
 } from './session-store.ts';
 import { shortId } from './tokens.ts';
-import { metaOf } from './upstream-admission.ts';
+import { setLoginSession } from './upstream-admission.ts';
 
 export interface RedisSessionStoreOptions {
   /** The relational data: users, groups, profiles, and the tombstones of ended sessions. */
@@ -45,8 +45,6 @@ export interface RedisSessionStoreOptions {
 const TOUCH_INTERVAL_MS = 60_000;
 const PRUNE_INTERVAL_MS = 60_000;
 const SHORT_ID_PATTERN = /^[0-9a-f]{8}$/;
-/** One request's round trip between upstream's steps: other logins run in between. */
-const roundTrip = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** Users whose sessions `liveCounts` lists at once. */
 const COUNT_BATCH = 64;
 
@@ -161,35 +159,17 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     }
     // The receiver returns early for an exempt user or with the flag off.
     if (!saved.tracked) return saved;
-    await roundTrip();
-    const meta = metaOf(
-      db.select({ meta: profiles.meta }).from(profiles).where(eq(profiles.userId, userId)).get()
-        ?.meta,
-    );
-    const old = typeof meta.session_id === 'string' ? meta.session_id : null;
-    await roundTrip();
-    const evicted: LiveSession[] = [];
-    if (old !== null && old !== session.id) {
+    const evicted = await setLoginSession(db, request, async (old) => {
       const gone = await registry.get(old);
-      if (await registry.remove(old)) {
-        if (gone) evicted.push({ id: old, createdAt: gone.createdAt, instanceId: gone.instanceId });
-        await whenNotBusy(() => {
-          db.insert(sessionEnds)
-            .values(evictionEnds([old], request, at, null))
-            .onConflictDoNothing()
-            .run();
-        });
-      }
-    }
-    await roundTrip();
-    const written = JSON.stringify({ ...meta, session_id: session.id });
-    await whenNotBusy(() =>
-      db
-        .insert(profiles)
-        .values({ userId, meta: written })
-        .onConflictDoUpdate({ target: profiles.userId, set: { meta: written } })
-        .run(),
-    );
+      if (!(await registry.remove(old))) return null;
+      await whenNotBusy(() => {
+        db.insert(sessionEnds)
+          .values(evictionEnds([old], request, at, null))
+          .onConflictDoNothing()
+          .run();
+      });
+      return gone && { id: old, createdAt: gone.createdAt, instanceId: gone.instanceId };
+    });
     return { ...saved, evicted };
   }
 

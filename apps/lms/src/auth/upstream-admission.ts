@@ -39,6 +39,43 @@ export function metaOf(text: string | undefined): Record<string, unknown> {
 }
 
 /**
+ * edx-platform's `UserProfile.set_login_session` after the new session is saved, each step its
+ * own query with other logins running between them: read the profile's `meta`, end the one
+ * session its `session_id` names (`endOld`, in whichever store holds sessions; it resolves with
+ * the session it ended, or null), write `meta` back as read with the new id. Resolves with the
+ * sessions it ended.
+ */
+export async function setLoginSession(
+  db: ClientDb,
+  request: LoginAdmitRequest,
+  endOld: (sessionId: string) => Promise<LiveSession | null>,
+): Promise<LiveSession[]> {
+  const { userId, session } = request;
+  await roundTrip();
+  // meta = self.get_meta(); old_login = meta.get('session_id'). A plain read, as Django's:
+  // under WAL it waits for no one.
+  const meta = metaOf(
+    db.select({ meta: profiles.meta }).from(profiles).where(eq(profiles.userId, userId)).get()
+      ?.meta,
+  );
+  const old = typeof meta.session_id === 'string' ? meta.session_id : null;
+  await roundTrip();
+  // if old_login: SessionStore(session_key=old_login).delete()
+  const ended = old !== null && old !== session.id ? await endOld(old) : null;
+  await roundTrip();
+  // meta['session_id'] = session_id; self.set_meta(meta); self.save(): the whole meta as read.
+  const written = JSON.stringify({ ...meta, session_id: session.id });
+  await step(db, (tx) =>
+    tx
+      .insert(profiles)
+      .values({ userId, meta: written })
+      .onConflictDoUpdate({ target: profiles.userId, set: { meta: written } })
+      .run(),
+  );
+  return ended ? [ended] : [];
+}
+
+/**
  * `SINGLE_LOGIN_ENFORCEMENT=upstream`: a login as edx-platform admits it, step by step, with no
  * lock and no transaction around the steps, so that its race can be watched. Django's `login()`
  * first saves the new session (dropping this client's old one) and `last_login`; then, unless
@@ -83,18 +120,7 @@ export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }
     });
     // The receiver returns early for an exempt user or with the flag off.
     if (!plan.track) return admitResult(decision, plan);
-    await roundTrip();
-    // UserProfile.set_login_session: meta = self.get_meta(); old_login = meta.get('session_id')
-    // A plain read, as Django's: under WAL it waits for no one.
-    const meta = metaOf(
-      db.select({ meta: profiles.meta }).from(profiles).where(eq(profiles.userId, userId)).get()
-        ?.meta,
-    );
-    const old = typeof meta.session_id === 'string' ? meta.session_id : null;
-    await roundTrip();
-    // if old_login: SessionStore(session_key=old_login).delete()
-    const evicted: LiveSession[] = [];
-    if (old !== null && old !== session.id) {
+    const evicted = await setLoginSession(db, request, async (old) => {
       const row = await step(db, (tx) => {
         const deleted = tx.delete(sessions).where(eq(sessions.id, old)).returning().get();
         if (deleted) {
@@ -105,18 +131,8 @@ export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }
         }
         return deleted;
       });
-      if (row) evicted.push({ id: row.id, createdAt: row.createdAt, instanceId: row.instanceId });
-    }
-    await roundTrip();
-    // meta['session_id'] = session_id; self.set_meta(meta); self.save(): the whole meta as read.
-    const written = JSON.stringify({ ...meta, session_id: session.id });
-    await step(db, (tx) =>
-      tx
-        .insert(profiles)
-        .values({ userId, meta: written })
-        .onConflictDoUpdate({ target: profiles.userId, set: { meta: written } })
-        .run(),
-    );
+      return row ? { id: row.id, createdAt: row.createdAt, instanceId: row.instanceId } : null;
+    });
     return admitResult(decision, { ...plan, evicted, dryRun: false });
   };
 }
