@@ -129,6 +129,12 @@ function curveSection(stormCurve: FleetRun[]): string[] {
   ];
 }
 
+const STORE_LABELS = {
+  sqlite: 'LMS store, SQLite (one transaction, fsync per commit)',
+  redis: 'LMS store, Redis (atomic step in Redis, then slot and last_login in SQLite)',
+  'redis-registry': 'session-policy Redis registry alone (the atomic step)',
+} as const;
+
 function topologySection(figures: TopologyFigures): string[] {
   const where = (f: { workers: number; sessionStore: string }) =>
     `${f.workers} worker${f.workers === 1 ? '' : 's'}, sessions in ${f.sessionStore === 'redis' ? 'Redis' : 'SQLite'}`;
@@ -169,7 +175,27 @@ function topologySection(figures: TopologyFigures): string[] {
       ]),
     ),
     '',
-    'p50 and p99 are read from the histogram as PromQL\'s `histogram_quantile` does (linear inside a bucket); "within 2 ms" is exact (a bucket bound).',
+    'p50 and p99 are read from the histogram as PromQL\'s `histogram_quantile` does (linear inside a bucket); "within 2 ms" is exact (a bucket bound). Each admission is timed from its start to its end inside the LMS, so with Redis it includes the other logins\' work that the event loop runs while it waits for Redis.',
+    '',
+    row([
+      `the store alone (the LMS's store in the bench process, no HTTP; rounds of ${figures.storeAdmission[0]?.parallel ?? 32} admissions at once, exact percentiles)`,
+      'accounts',
+      'admissions',
+      'p50 ms',
+      'p99 ms',
+      'max ms',
+    ]),
+    row(['---', '---', '---:', '---:', '---:', '---:']),
+    ...figures.storeAdmission.map((f) =>
+      row([
+        STORE_LABELS[f.target],
+        f.accounts === 'one' ? 'one (each waits for the ones before)' : `${f.parallel}, one each`,
+        f.admissions,
+        f.p50Ms,
+        f.p99Ms,
+        f.maxMs,
+      ]),
+    ),
     '',
     row([
       '8 connections, production settings, 2 workers on Redis sessions',
@@ -198,6 +224,10 @@ const TARGETS: Record<string, [string, (actual: number, target: number) => boole
   workersRatio: ['get_queuelen, 2 workers / 1 (Redis sessions)', (a, t) => a >= t],
   admissionRedisP99Ms: [
     'admission p99 ms on Redis, 32 accounts logging in at once',
+    (a, t) => a < t,
+  ],
+  storeAdmissionRedisP99Ms: [
+    'admission p99 ms in the Redis registry alone, 32 accounts at once',
     (a, t) => a < t,
   ],
   admissionRedisOneAccountP99Ms: [

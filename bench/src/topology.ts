@@ -2,6 +2,7 @@ import { histogramQuantile, parsePrometheus, sumOf, useRedis } from '@storm-lab/
 import { XQUEUE_PATHS } from '@storm-lab/xqueue-protocol';
 import { fixedLoad, type LoadFigures } from './load.ts';
 import { benchLms, QUEUE, SERVICE, STUDENT } from './sections.ts';
+import { type StoreAdmissionFigures, storeAdmission } from './store-admission.ts';
 import { type FleetRun, fleetRun } from './storm-cost.ts';
 import { XQueueSession } from './xqueue-session.ts';
 
@@ -128,6 +129,8 @@ export interface TopologyFigures {
   /** get_queuelen with 2 workers over 1 worker, both on Redis sessions. */
   workersRatio: number;
   admission: AdmissionFigures[];
+  /** The same admissions through the LMS's store alone, in the bench process (no HTTP). */
+  storeAdmission: StoreAdmissionFigures[];
   /** 8 connections at production settings, storm and cure, 2 workers on Redis sessions. */
   storm: FleetRun[];
 }
@@ -159,6 +162,20 @@ export async function topology(options: {
         admission.push(await admissionLatency(each, redis.url, accounts, 32, options.rounds));
       }
     }
+    const stores: StoreAdmissionFigures[] = [];
+    for (const accounts of ['one', 'many'] as const) {
+      for (const target of ['sqlite', 'redis', 'redis-registry'] as const) {
+        stores.push(
+          await storeAdmission({
+            target,
+            redisUrl: redis.url,
+            accounts,
+            parallel: 32,
+            rounds: options.rounds,
+          }),
+        );
+      }
+    }
     const storm: FleetRun[] = [];
     for (const exempt of [false, true]) {
       storm.push(
@@ -178,6 +195,7 @@ export async function topology(options: {
       getQueuelen,
       workersRatio: Math.round((rate(2) / rate(1)) * 100) / 100,
       admission,
+      storeAdmission: stores,
       storm,
     };
   } finally {
