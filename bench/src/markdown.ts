@@ -208,10 +208,13 @@ function topologySection(figures: TopologyFigures): string[] {
       row([
         f.exempt ? 'cure (exempt)' : 'storm (not exempt)',
         f.loginsPerHour,
-        f.gradedPerMinute,
+        `${f.queueRanDry ? '>=' : ''}${f.gradedPerMinute}`,
         f.lmsCpuSecondsPerHour,
       ]),
     ),
+    ...(figures.storm.some((f) => f.queueRanDry)
+      ? ['', '">=": the prefilled queue ran dry, so the graders could do more than this.']
+      : []),
     '',
   ];
 }
