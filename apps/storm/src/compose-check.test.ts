@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -77,5 +78,60 @@ describe('mirrorIn', () => {
 
   it('finds none in a file without a bookworm Debian entry', () => {
     expect(mirrorIn('deb http://mirror.example/ubuntu jammy main\n')).toBeNull();
+  });
+});
+
+const REPO = join(APP_DIR, '../..');
+
+interface Manifest {
+  name: string;
+  dependencies?: Record<string, string>;
+}
+
+/** Workspace packages by name, with their folder. */
+function workspacePackages(): Map<string, { dir: string; manifest: Manifest }> {
+  const packages = new Map<string, { dir: string; manifest: Manifest }>();
+  for (const parent of ['apps', 'packages']) {
+    for (const entry of readdirSync(join(REPO, parent))) {
+      const file = join(REPO, parent, entry, 'package.json');
+      if (!existsSync(file)) continue;
+      const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+      packages.set(manifest.name, { dir: `${parent}/${entry}`, manifest });
+    }
+  }
+  return packages;
+}
+
+/** The folders of an app's workspace dependencies, transitively (production ones only). */
+function workspaceDependencyDirs(appName: string): string[] {
+  const packages = workspacePackages();
+  const seen = new Set<string>();
+  const visit = (name: string) => {
+    for (const [dependency, range] of Object.entries(
+      packages.get(name)?.manifest.dependencies ?? {},
+    )) {
+      if (!range.startsWith('workspace:') || seen.has(dependency)) continue;
+      seen.add(dependency);
+      visit(dependency);
+    }
+  };
+  visit(appName);
+  return [...seen].map((name) => packages.get(name)?.dir ?? name).sort();
+}
+
+// docker-compose.yml builds each app from the repository root; an image that leaves out one of
+// its app's workspace packages fails at `pnpm deploy` (the watcher's did, once lms-client existed).
+describe('the Dockerfiles', () => {
+  it.each([
+    ['apps/lms/Dockerfile', '@storm-lab/lms'],
+    ['apps/watcher/Dockerfile', '@storm-lab/watcher'],
+  ])('%s copies every workspace package its app depends on, manifest and sources', (file, app) => {
+    const text = readFileSync(join(REPO, file), 'utf8');
+    const dirs = workspaceDependencyDirs(app);
+    expect(dirs.length).toBeGreaterThan(0);
+    for (const dir of dirs) {
+      expect(text, `${file}: ${dir}/package.json`).toContain(`COPY ${dir}/package.json ${dir}/`);
+      expect(text, `${file}: ${dir}`).toContain(`COPY ${dir} ${dir}\n`);
+    }
   });
 });
