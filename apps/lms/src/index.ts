@@ -1,7 +1,7 @@
 export type { AppConfig, AppDeps } from './app.ts';
+export { createApp } from './app.ts';
 export type { OpenedSessionStore } from './auth/open-session-store.ts';
 export { openSessionStore } from './auth/open-session-store.ts';
-export { createApp } from './app.ts';
 export type { ClientDb, Db, LmsDatabase, OpenDatabaseOptions } from './db/client.ts';
 export { openDatabase } from './db/client.ts';
 export type { LmsConfig } from './env.ts';
