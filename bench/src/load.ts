@@ -33,7 +33,8 @@ export async function fixedLoad(options: {
   };
 }
 
-function percentile(sorted: number[], p: number): number {
+/** The `p`th percentile (0-100) of ascending values, nearest rank; 0 when there are none. */
+export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 }

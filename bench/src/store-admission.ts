@@ -5,6 +5,7 @@ import { openDatabase, openSessionStore, SEED_DEFAULTS, seed } from '@storm-lab/
 import { decideLogin, parseSettings, type SessionRegistry } from '@storm-lab/session-policy';
 import { createRedisSessionRegistry } from '@storm-lab/session-policy/redis';
 import { Redis } from 'ioredis';
+import { percentile } from './load.ts';
 
 /**
  * What admits: the LMS's store on SQLite (one transaction: session, slot, last_login), the LMS's
@@ -24,10 +25,6 @@ export interface StoreAdmissionFigures {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
-}
-
-function percentile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
 }
 
 const ms = (value: number) => Math.round(value * 1000) / 1000;
@@ -121,8 +118,8 @@ export async function storeAdmission(options: {
       parallel: options.parallel,
       rounds: options.rounds,
       admissions: times.length,
-      p50Ms: ms(percentile(times, 0.5)),
-      p99Ms: ms(percentile(times, 0.99)),
+      p50Ms: ms(percentile(times, 50)),
+      p99Ms: ms(percentile(times, 99)),
       maxMs: ms(times.at(-1) ?? Number.NaN),
     };
   } finally {
