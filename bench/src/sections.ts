@@ -46,6 +46,22 @@ async function startHello() {
   return { url, stop: () => child.stop() };
 }
 
+/** The service account logs in, then autocannon sends authenticated get_queuelen requests. */
+export async function queuelenLoad(
+  lmsUrl: string,
+  connections: number,
+  seconds: number,
+): Promise<LoadFigures> {
+  const session = new XQueueSession(lmsUrl);
+  await session.login(SERVICE.username, SERVICE.password);
+  return fixedLoad({
+    url: `${lmsUrl}${XQUEUE_PATHS.getQueuelen}?queue_name=${QUEUE}`,
+    headers: session.headers(),
+    connections,
+    seconds,
+  });
+}
+
 export interface ThroughputFigures {
   helloWorld: LoadFigures;
   getQueuelen: LoadFigures & { ratioToHello: number };
@@ -63,14 +79,7 @@ export async function throughput(seconds: number, connections: number): Promise<
   }
   const lms = await benchLms();
   try {
-    const session = new XQueueSession(lms.url);
-    await session.login(SERVICE.username, SERVICE.password);
-    const getQueuelen = await fixedLoad({
-      url: `${lms.url}${XQUEUE_PATHS.getQueuelen}?queue_name=${QUEUE}`,
-      headers: session.headers(),
-      connections,
-      seconds,
-    });
+    const getQueuelen = await queuelenLoad(lms.url, connections, seconds);
     // Enough submissions that the queue never runs dry during the measurement.
     const expected = Math.max(2000, Math.round(getQueuelen.requestsPerSecond * 0.4 * seconds));
     await prefillSubmissions({ lmsUrl: lms.url, ...STUDENT, queue: QUEUE, count: expected });

@@ -1,7 +1,6 @@
 import { histogramQuantile, parsePrometheus, sumOf, useRedis } from '@storm-lab/harness';
-import { XQUEUE_PATHS } from '@storm-lab/xqueue-protocol';
-import { fixedLoad, type LoadFigures } from './load.ts';
-import { benchLms, QUEUE, SERVICE, STUDENT } from './sections.ts';
+import type { LoadFigures } from './load.ts';
+import { benchLms, queuelenLoad, SERVICE, STUDENT } from './sections.ts';
 import { type StoreAdmissionFigures, storeAdmission } from './store-admission.ts';
 import { type FleetRun, fleetRun } from './storm-cost.ts';
 import { XQueueSession } from './xqueue-session.ts';
@@ -46,14 +45,7 @@ export async function queuelenRate(
 ): Promise<QueuelenFigures> {
   const lms = await topologyLms(topology, redisUrl);
   try {
-    const session = new XQueueSession(lms.url);
-    await session.login(SERVICE.username, SERVICE.password);
-    const figures = await fixedLoad({
-      url: `${lms.url}${XQUEUE_PATHS.getQueuelen}?queue_name=${QUEUE}`,
-      headers: session.headers(),
-      connections: 50,
-      seconds,
-    });
+    const figures = await queuelenLoad(lms.url, 50, seconds);
     return { ...topology, ...figures };
   } finally {
     await lms.stop();
