@@ -34,4 +34,24 @@ describe('PerUserQueue', () => {
     await tick();
     expect(queue.size).toBe(0);
   });
+
+  it('counts the steps waiting behind the running one, per key', async () => {
+    const queue = new PerUserQueue();
+    const seen: number[] = [];
+    const step = () => async () => {
+      seen.push(queue.waiting('alice'));
+      await tick();
+    };
+    const all = Promise.all([
+      queue.run('alice', step()),
+      queue.run('alice', step()),
+      queue.run('alice', () => Promise.reject(new Error('boom'))).catch(() => undefined),
+      queue.run('alice', step()),
+    ]);
+    expect(queue.waiting('bob')).toBe(0);
+    await all;
+    // The failed step still counted until it settled.
+    expect(seen).toEqual([3, 2, 0]);
+    expect(queue.waiting('alice')).toBe(0);
+  });
 });

@@ -357,6 +357,77 @@ describe('Redis session registry', () => {
     expect(ids(await registry.list('alice'))).toEqual(['p31']);
   });
 
+  it('hands the sessions a commit leaves to the admission queued behind it, which reads none', async () => {
+    const prefix = freshPrefix();
+    const monitor = await connect().monitor();
+    const reads: string[][] = [];
+    // LIVE_SESSIONS is the only script sent with two keys (index, version) and no argument.
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (
+        args[0]?.toLowerCase() === 'evalsha' &&
+        args.length === 5 &&
+        args[3]?.startsWith(prefix)
+      ) {
+        reads.push(args);
+      }
+    });
+    try {
+      const registry = createRedisSessionRegistry(connect(), { prefix });
+      await loginThrough(registry, { sessionId: 'before' });
+      await eventually(
+        async () => reads.length,
+        (count) => count === 1,
+      );
+      const results = await Promise.all(
+        Array.from({ length: 32 }, (_, index) =>
+          loginThrough(registry, { sessionId: `q${index}` }),
+        ),
+      );
+      expect(results.flatMap((r) => (r.admitted ? r.evicted.map((s) => s.id) : []))).toEqual([
+        'before',
+        ...Array.from({ length: 31 }, (_, index) => `q${index}`),
+      ]);
+      expect(ids(await registry.list('alice'))).toEqual(['q31']);
+      // The list above is a read too: one for the first of the 32, one for `list`.
+      expect(
+        await eventually(
+          async () => reads.length,
+          (count) => count >= 3,
+        ),
+      ).toBe(3);
+    } finally {
+      monitor.disconnect();
+    }
+  });
+
+  it('reads afresh when another process committed after the commit that handed its sessions on', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = [connect(), connect()];
+    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
+    const second = createRedisSessionRegistry(b, { prefix });
+    const gate = `${prefix}gate`;
+    let decisions = 0;
+    let rival: Promise<AdmitResult> | undefined;
+    const racing = beforeDecide(first, () => {
+      decisions += 1;
+      // The second login decides on what the first one's commit handed it: the rival commits
+      // before that decision's commit reaches Redis.
+      if (decisions !== 2) return;
+      void a.blpop(gate, 5);
+      rival = loginThrough(second, { sessionId: 'rival' }).finally(() => b.lpush(gate, 'go'));
+    });
+
+    const [one, two] = await Promise.all([
+      loginThrough(racing, { sessionId: 'one' }),
+      loginThrough(racing, { sessionId: 'two' }),
+    ]);
+    expect(decisions).toBe(3);
+    expect(one).toMatchObject({ admitted: true, evicted: [] });
+    expect(await rival).toMatchObject({ admitted: true, evicted: [{ id: 'one' }] });
+    expect(two).toMatchObject({ admitted: true, evicted: [{ id: 'rival' }] });
+    expect(ids(await first.list('alice'))).toEqual(['two']);
+  });
+
   it('drops the id lookup of a login denied after a lost race', async () => {
     const prefix = freshPrefix();
     const [a, b] = [connect(), connect()];

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { LiveSession } from './decide.ts';
 import { PerUserQueue } from './per-user-queue.ts';
-import { type SessionReply, toDetails, toSnapshot } from './redis-replies.ts';
+import { type SessionReply, type Snapshot, toDetails, toSnapshot } from './redis-replies.ts';
 import {
   ATTRIBUTE_PREFIX,
   commitAdmission,
@@ -161,6 +161,12 @@ export function createRedisSessionRegistry(
   const keys = redisKeys(prefix);
   const users = new SessionUserCache(options.userCacheSize ?? DEFAULT_USER_CACHE_SIZE);
   const admissions = new PerUserQueue();
+  /**
+   * The user's sessions as the last commit left them, kept for the admission queued right
+   * behind it, which decides on them without a read; if another process committed meanwhile,
+   * the version check refuses the commit and that admission reads afresh.
+   */
+  const handoffs = new Map<string, Snapshot>();
 
   async function read(userId: string) {
     const reply = await liveSessions(redis, [keys.index(userId), keys.version(userId)], []);
@@ -189,7 +195,12 @@ export function createRedisSessionRegistry(
     return found;
   }
 
-  function commit(request: AdmitRequest, version: string, plan: AdmissionPlan): Promise<unknown> {
+  function commit(
+    request: AdmitRequest,
+    version: string,
+    plan: AdmissionPlan,
+    replyWithSessions: boolean,
+  ): Promise<unknown> {
     const { userId, session } = request;
     const attributes = attributeFields(session.attributes);
     return commitAdmission(
@@ -211,6 +222,7 @@ export function createRedisSessionRegistry(
         recordTtlMs,
         now(),
         plan.pool,
+        replyWithSessions ? '1' : '0',
         attributes.length / 2,
         ...attributes,
         ...plan.deleteIds,
@@ -224,7 +236,10 @@ export function createRedisSessionRegistry(
 
   /** One read-decide-commit; null when another write got in between. */
   async function attempt(request: AdmitRequest, lookup: Lookup): Promise<AdmitResult | null> {
-    const snapshot = await read(request.userId);
+    const { userId } = request;
+    const handed = handoffs.get(userId);
+    handoffs.delete(userId);
+    const snapshot = handed ?? (await read(userId));
     lookup.keep = snapshot.sessions.some((session) => session.id === request.session.id);
     const decision = request.decide(snapshot.sessions.filter((s) => s.tracked).map(toLive));
     const plan = planAdmission(decision);
@@ -234,12 +249,19 @@ export function createRedisSessionRegistry(
       ? null
       : redis.set(lookup.key, request.userId, 'PX', sessionTtlMs);
     lookup.written = true;
-    const [, reply] = await Promise.all([writing, commit(request, snapshot.version, plan)]);
-    if (reply !== 'OK') return null;
-    users.set(request.session.id, request.userId);
+    const next = admissions.waiting(userId) > 0;
+    const [, reply] = await Promise.all([writing, commit(request, snapshot.version, plan, next)]);
+    if (reply === 'CONFLICT') return null;
+    if (next) handoffs.set(userId, toSnapshot(userId, reply, now()));
+    users.set(request.session.id, userId);
     for (const id of plan.deleteIds) users.delete(id);
     // An evicted session's lookup now only serves `evictionOf`: keep it as long as the record.
-    await Promise.all(plan.deleteIds.map((id) => redis.pexpire(keys.sid(id), recordTtlMs)));
+    // Not awaited (the admission is settled): sent on the same connection, so every later
+    // command of this registry sees it; if it is lost, the lookup lives to its session's TTL
+    // and still resolves to no live session.
+    for (const id of plan.deleteIds) {
+      redis.pexpire(keys.sid(id), recordTtlMs).catch(() => undefined);
+    }
     return admitResult(decision, plan);
   }
 

@@ -19,44 +19,54 @@ export const INDEX_SUFFIX = 'sessions';
 export const ATTRIBUTE_PREFIX = 'a:';
 
 /**
- * The user's live sessions and the version of their tracked set, read in one step.
- * KEYS: index (`<user>sessions`), version. Returns [version, [id, PTTL ms, field, value, ...],
- * ...]: each session's whole hash (HGETALL), so fields added later (pool, lastSeenAt,
- * attributes) are simply absent in hashes written before them. Drops from the index the
- * members whose hash has expired (they were not live, so the version does not change).
+ * Lua: `live(index, version)` returns the user's live sessions and the version of their tracked
+ * set: [version, [id, PTTL ms, field, value, ...], ...], each session's whole hash (HGETALL),
+ * so fields added later (pool, lastSeenAt, attributes) are simply absent in hashes written
+ * before them. Drops from the index the members whose hash has expired (they were not live, so
+ * the version does not change).
  */
-const LIVE_SESSIONS = `
-local user = string.sub(KEYS[1], 1, -${INDEX_SUFFIX.length + 1})
-local out = { redis.call('GET', KEYS[2]) or '0' }
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local hash = user .. 's:' .. id
-  local fields = redis.call('HGETALL', hash)
-  if #fields > 0 then
-    table.insert(fields, 1, redis.call('PTTL', hash))
-    table.insert(fields, 1, id)
-    out[#out + 1] = fields
-  else
-    redis.call('ZREM', KEYS[1], id)
+const LIVE_FUNCTION = `
+local function live(index, version)
+  local user = string.sub(index, 1, -${INDEX_SUFFIX.length + 1})
+  local out = { redis.call('GET', version) or '0' }
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local hash = user .. 's:' .. id
+    local fields = redis.call('HGETALL', hash)
+    if #fields > 0 then
+      table.insert(fields, 1, redis.call('PTTL', hash))
+      table.insert(fields, 1, id)
+      out[#out + 1] = fields
+    else
+      redis.call('ZREM', index, id)
+    end
   end
+  return out
 end
-return out
+`;
+
+/** The user's live sessions, read in one step. KEYS: index (`<user>sessions`), version. */
+const LIVE_SESSIONS = `${LIVE_FUNCTION}
+return live(KEYS[1], KEYS[2])
 `;
 
 /**
  * Applies an admission plan if the tracked set is still the one the decision saw.
  * KEYS: index, version, new session hash, then per evicted session its hash and its eviction
  * record. ARGV: expected version, new id, createdAt, tracked ('1'/'0'), instanceId ('' when
- * none), has instance ('1'/'0'), session TTL ms, record TTL ms, now ms, pool, the number n of
- * attributes, n pairs of field (`a:<name>`) and value, then the evicted ids. A re-admitted id
- * starts afresh: its old fields, attributes and last use go. The version only moves when the
- * tracked set changes, so untracked (exempt, unrestricted) logins never make each other retry.
+ * none), has instance ('1'/'0'), session TTL ms, record TTL ms, now ms, pool, reply with the
+ * sessions ('1'/'0'), the number n of attributes, n pairs of field (`a:<name>`) and value, then
+ * the evicted ids. Returns 'CONFLICT'; else 'OK', or with the reply flag the user's live
+ * sessions after the commit as `LIVE_SESSIONS` returns them (for the next admission of the
+ * same user, which then need not read them). A re-admitted id starts afresh: its old fields,
+ * attributes and last use go. The version only moves when the tracked set changes, so
+ * untracked (exempt, unrestricted) logins never make each other retry.
  * It is one version for all of the user's pools: a commit in one pool makes a concurrent
  * admission in another read and decide again.
  */
-const COMMIT_ADMISSION = `
+const COMMIT_ADMISSION = `${LIVE_FUNCTION}
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 'CONFLICT' end
 local changed = ARGV[4] == '1' or redis.call('HGET', KEYS[3], 'tracked') == '1'
-local evicted = 11 + 2 * tonumber(ARGV[11])
+local evicted = 12 + 2 * tonumber(ARGV[12])
 for j = 1, #ARGV - evicted do
   local id, session, record = ARGV[evicted + j], KEYS[2 + 2 * j], KEYS[3 + 2 * j]
   redis.call('ZREM', KEYS[1], id)
@@ -70,7 +80,7 @@ end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'createdAt', ARGV[3], 'tracked', ARGV[4], 'pool', ARGV[10])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[3], 'instanceId', ARGV[5]) end
-if evicted > 11 then redis.call('HSET', KEYS[3], unpack(ARGV, 12, evicted)) end
+if evicted > 12 then redis.call('HSET', KEYS[3], unpack(ARGV, 13, evicted)) end
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
@@ -78,6 +88,7 @@ if changed then
   redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
 end
+if ARGV[11] == '1' then return live(KEYS[1], KEYS[2]) end
 return 'OK'
 `;
 
