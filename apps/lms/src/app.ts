@@ -125,6 +125,7 @@ function buildServices(deps: AppDeps): Services {
           ttlMs,
           now,
           read,
+          write: (op) => batch.write(op),
         })
       : createSessionStore({
           db,
@@ -138,6 +139,7 @@ function buildServices(deps: AppDeps): Services {
     maxFailures: config.loginThrottleFailures ?? DEFAULT_THROTTLE_FAILURES,
     windowMs: (config.loginThrottleWindowSeconds ?? DEFAULT_THROTTLE_WINDOW_SECONDS) * 1000,
     now,
+    write: (op) => batch.write(op),
   });
   const live = createLiveStats({ now });
   const policy = createPolicyStore({ db, defaults: config.policy, now });

@@ -49,8 +49,14 @@ export async function startServer(config: LmsConfig, logger: Logger): Promise<Ru
   });
   // SESSION_STORE=redis: sessions in Redis, as Django's cache session backend keeps them.
   const redisConfig = config.sessionStore.kind === 'redis' ? config.sessionStore : null;
+  // Auto-pipelining: the commands of concurrent requests leave in one write and come back in
+  // one read, fewer system calls for this worker and for Redis (the order stays the same).
   const redis = redisConfig
-    ? new Redis(redisConfig.url, { maxRetriesPerRequest: 2, lazyConnect: true })
+    ? new Redis(redisConfig.url, {
+        maxRetriesPerRequest: 2,
+        lazyConnect: true,
+        enableAutoPipelining: true,
+      })
     : null;
   if (redis && redisConfig) {
     redis.on('error', (error) => logger.warn({ err: error }, 'session store: Redis error'));

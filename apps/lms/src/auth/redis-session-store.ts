@@ -34,6 +34,12 @@ export interface RedisSessionStoreOptions {
   /** Runs the lookup's SQLite read (the app's tick batcher). Default: at once. */
   read?: <T>(op: () => T) => Promise<T>;
   /**
+   * Runs the SQLite writes that follow a login or an ending, each a better-sqlite3 transaction
+   * (the app's tick batcher, so the writes of concurrent logins share one commit). Default: at
+   * once, waiting on timers while another process holds the lock.
+   */
+  write?: <T>(op: () => T) => Promise<T>;
+  /**
    * `atomic` (default): the registry's one atomic step per login. `upstream`: edx-platform's
    * unlocked `set_login_session` steps, the session in Redis and the profile slot in SQLite
    * (see {@link admitUpstream}), to show its race across workers.
@@ -79,6 +85,7 @@ const USER_SQL = `
 export function createRedisSessionStore(options: RedisSessionStoreOptions): SessionStore {
   const { db, redis, ttlMs, now } = options;
   const read = options.read ?? (async <T>(op: () => T) => op());
+  const write = options.write ?? (<T>(op: () => T) => whenNotBusy(op));
   const registry: RedisSessionRegistry = createRedisSessionRegistry(redis, {
     prefix: options.prefix ?? 'lms:',
     sessionTtlMs: ttlMs,
@@ -96,24 +103,23 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     quota: ReturnType<typeof quotaAfter>,
   ): Promise<void> {
     const at = request.session.createdAt;
-    return whenNotBusy(() =>
-      db.transaction((tx) => {
-        if (!result.dryRun && result.evicted.length > 0) {
-          const ids = result.evicted.map((session) => session.id);
-          tx.insert(sessionEnds)
-            .values(evictionEnds(ids, request, at, quota))
-            .onConflictDoNothing()
-            .run();
-        }
-        if (result.tracked) recordSlot(tx, request.userId, request.session.id);
-        if (request.lastLoginAt !== undefined) {
-          tx.update(users)
-            .set({ lastLogin: request.lastLoginAt })
-            .where(eq(users.id, request.userId))
-            .run();
-        }
-      }),
-    );
+    const record = db.$client.transaction(() => {
+      if (!result.dryRun && result.evicted.length > 0) {
+        const ids = result.evicted.map((session) => session.id);
+        db.insert(sessionEnds)
+          .values(evictionEnds(ids, request, at, quota))
+          .onConflictDoNothing()
+          .run();
+      }
+      if (result.tracked) recordSlot(db, request.userId, request.session.id);
+      if (request.lastLoginAt !== undefined) {
+        db.update(users)
+          .set({ lastLogin: request.lastLoginAt })
+          .where(eq(users.id, request.userId))
+          .run();
+      }
+    });
+    return write(() => record());
   }
 
   function remember(
@@ -123,12 +129,13 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
   ): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     const at = now();
-    return whenNotBusy(() => {
+    const insert = db.$client.transaction(() => {
       db.insert(sessionEnds)
         .values(rows.map((row) => ({ ...row, reason, at, endedBy })))
         .onConflictDoNothing()
         .run();
     });
+    return write(() => insert());
   }
 
   async function ownedBy(userId: string, sessionId: string): Promise<boolean> {

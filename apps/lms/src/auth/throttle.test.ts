@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
+import { createTickBatcher } from '../db/tick-batch.ts';
 import { createTestClock, type TestClock } from '../testing/fixtures.ts';
 import {
   ACCOUNT_DELAY_MAX_MS,
@@ -21,13 +22,24 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
+/** How the throttle's transactions run: each on its own, or in the app's tick batcher. */
+type Mode = 'alone' | 'batched';
+let mode: Mode = 'alone';
+
 function throttleOn(
   database: LmsDatabase,
   clock: TestClock,
   maxFailures: number,
   windowMs = WINDOW_MS,
 ) {
-  return createLoginThrottle({ client: database.sqlite, maxFailures, windowMs, now: clock.now });
+  const batch = mode === 'batched' ? createTickBatcher(database.sqlite) : null;
+  return createLoginThrottle({
+    client: database.sqlite,
+    maxFailures,
+    windowMs,
+    now: clock.now,
+    ...(batch && { write: <T>(op: () => T) => batch.write(op) }),
+  });
 }
 
 function setup(maxFailures = 3, windowMs = WINDOW_MS) {
@@ -41,7 +53,7 @@ function setup(maxFailures = 3, windowMs = WINDOW_MS) {
 /** One whole attempt: reserve, then finish with the password check's outcome. */
 async function attempt(throttle: LoginThrottle, key: ThrottleKey, succeeds: boolean) {
   const start = await throttle.begin(key);
-  if (start.allowed) start.finish(succeeds);
+  if (start.allowed) await start.finish(succeeds);
   return start.allowed ? { allowed: true } : start;
 }
 
@@ -53,7 +65,11 @@ async function fail(throttle: LoginThrottle, key: ThrottleKey, times = 1) {
 
 const alice = { account: 'alice', address: '10.0.0.1' };
 
-describe('login throttle', () => {
+describe.each(['alone', 'batched'] as const)('login throttle, transactions %s', (each) => {
+  beforeEach(() => {
+    mode = each;
+  });
+
   it('refuses an address after maxFailures failures, with the seconds until one expires', async () => {
     const { clock, throttle } = setup();
     await fail(throttle, alice, 2);
@@ -166,7 +182,7 @@ describe('login throttle', () => {
         checks++;
         // The hash runs on the thread pool meanwhile.
         await new Promise((resolve) => setImmediate(resolve));
-        start.finish(false);
+        await start.finish(false);
         return 'checked';
       }),
     );
@@ -181,7 +197,7 @@ describe('login throttle', () => {
         const start = await throttle.begin(alice);
         if (start.allowed) {
           await new Promise((resolve) => setImmediate(resolve));
-          start.finish(true);
+          await start.finish(true);
         }
         return start.allowed;
       }),

@@ -51,6 +51,12 @@ export interface LoginThrottleOptions {
   now: () => number;
   /** Waits between looks at the checks in flight; default a timer (tests pass their own). */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Runs each write transaction (the app's tick batcher, so the checks of concurrent logins
+   * share one commit). Default: each on its own, waiting on timers while another process
+   * holds the lock.
+   */
+  write?: <T>(op: () => T) => Promise<T>;
 }
 
 /** The login throttle {@link createLoginThrottle} returns. */
@@ -174,22 +180,31 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
     },
   );
 
-  const record = client.transaction((attempt: string, pair: string, succeeded: boolean) => {
+  const record = client.transaction(
+    (attempt: string, pair: string, succeeded: boolean, at: number) => {
+      if (succeeded) {
+        statements.forget.run(attempt);
+        statements.trust.run(pair, at);
+        statements.pruneTrust.run(at - TRUST_MS);
+      } else {
+        statements.finish.run(at, attempt);
+      }
+    },
+  );
+  const { write } = options;
+  /** One look, in the batch's transaction or in its own, until `deadline` (epoch ms). */
+  const lookUntil = (keys: Parameters<typeof look>[0], deadline: number) =>
+    write
+      ? write(() => look(keys))
+      : whenNotBusy(() => look.immediate(keys), deadline - Date.now());
+  /** Records a check's outcome, then wakes this process's waiters. */
+  const finish = async (attempt: string, pair: string, succeeded: boolean) => {
+    // The outcome's time is when the check ended, not when its batch runs.
     const at = now();
-    if (succeeded) {
-      statements.forget.run(attempt);
-      statements.trust.run(pair, at);
-      statements.pruneTrust.run(at - TRUST_MS);
-    } else {
-      statements.finish.run(at, attempt);
-    }
-  });
-  /** Records a check's outcome, waiting on timers while another process holds the lock. */
-  const finish = (attempt: string, pair: string, succeeded: boolean) =>
-    whenNotBusy(() => {
-      record.immediate(attempt, pair, succeeded);
-      wake();
-    });
+    if (write) await write(() => record(attempt, pair, succeeded, at));
+    else await whenNotBusy(() => record.immediate(attempt, pair, succeeded, at));
+    wake();
+  };
 
   return {
     async begin({ account, address }) {
@@ -204,7 +219,7 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
         let decision: Decision | undefined;
         try {
           // While another process holds the write lock, this waits on timers, not the loop.
-          decision = await whenNotBusy(() => look.immediate(keys), deadline - Date.now());
+          decision = await lookUntil(keys, deadline);
         } catch (error) {
           if (!(error instanceof DatabaseBusyError)) throw error;
         }
