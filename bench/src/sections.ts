@@ -46,7 +46,7 @@ async function startHello() {
   return { url, stop: () => child.stop() };
 }
 
-/** The service account logs in, then autocannon sends authenticated get_queuelen requests. */
+/** The service account logs in, then the load generator sends authenticated get_queuelen requests. */
 export async function queuelenLoad(
   lmsUrl: string,
   connections: number,

@@ -37,7 +37,7 @@ function topologyLms(
 
 export interface QueuelenFigures extends Topology, LoadFigures {}
 
-/** Authenticated get_queuelen requests per second (autocannon, 50 connections). */
+/** Authenticated get_queuelen requests per second (50 connections; wrk when installed). */
 export async function queuelenRate(
   topology: Topology,
   redisUrl: string,
@@ -64,6 +64,8 @@ export interface AdmissionFigures extends Topology {
   p99Ms: number;
   /** Share of admissions that took at most 2 ms: exact (a bucket bound), not estimated. */
   within2Ms: number;
+  /** The rounds' logins over their wall time, as the bench's clients saw them. */
+  loginsPerSecond: number;
 }
 
 /**
@@ -87,6 +89,7 @@ export async function admissionLatency(
     accounts === 'many' ? parallel : 1,
   );
   try {
+    const started = performance.now();
     for (let round = 0; round < rounds; round++) {
       await Promise.all(
         Array.from({ length: parallel }, (_, index) =>
@@ -96,6 +99,7 @@ export async function admissionLatency(
         ),
       );
     }
+    const seconds = (performance.now() - started) / 1000;
     const samples = parsePrometheus(await (await fetch(`${lms.url}/metrics`)).text());
     const admissions = sumOf(samples, `${ADMISSION}_count`);
     const ms = (q: number) => Math.round(histogramQuantile(samples, ADMISSION, q) * 1e6) / 1e3;
@@ -110,6 +114,7 @@ export async function admissionLatency(
       within2Ms:
         Math.round((sumOf(samples, `${ADMISSION}_bucket`, { le: '0.002' }) / admissions) * 1e4) /
         1e4,
+      loginsPerSecond: Math.round((parallel * rounds) / seconds),
     };
   } finally {
     await lms.stop();
