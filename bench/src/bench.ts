@@ -23,7 +23,9 @@ Runs, on real processes over loopback:
 Writes DIR/latest.json and DIR/latest.md (default bench/results) and prints the table.
 --quick shortens every measurement (for a smoke run; numbers are noisier).
 --only throughput,login,fleet,curve,topology runs some sections (to profile one thing); the files are
-then written to DIR/partial.json and partial.md so latest.* always hold a full run.`;
+then written to DIR/partial.json and partial.md so latest.* always hold a full run.
+Fixed loads go through wrk when it is installed (apt-get install wrk), else autocannon;
+BENCH_LOAD_GENERATOR=wrk|autocannon chooses (wrk when missing is an error).`;
 
 const log = (message: string) => process.stderr.write(`bench: ${message}\n`);
 
