@@ -10,6 +10,7 @@ import {
   createRedisSessionRegistry,
   DEFAULT_EVICTION_RECORD_TTL_MS,
   DEFAULT_SESSION_TTL_MS,
+  type RedisSessionRegistry,
 } from './redis-registry.ts';
 import type { AdmitResult, SessionDetails, SessionRegistry } from './registry.ts';
 import {
@@ -65,6 +66,25 @@ function connect(options: RedisOptions = {}): Redis {
   const connection = new Redis(server?.url ?? '', options);
   connections.push(connection);
   return connection;
+}
+
+/**
+ * Two registries of one prefix on their own connections, as two processes. `meanwhile(step)`
+ * holds `first`'s connection (its next command waits) until `step`, run through the second
+ * registry, has settled: called from `decide`, it lands between that admission's read and its
+ * commit.
+ */
+function twoProcesses(options: { maxAttempts?: number } = {}) {
+  const prefix = freshPrefix();
+  const [a, b] = [connect(), connect()];
+  const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0, ...options });
+  const second = createRedisSessionRegistry(b, { prefix });
+  const gate = `${prefix}gate`;
+  function meanwhile<T>(step: (registry: RedisSessionRegistry) => Promise<T>): Promise<T> {
+    void a.blpop(gate, 5);
+    return step(second).finally(() => b.lpush(gate, 'go'));
+  }
+  return { prefix, first, meanwhile };
 }
 
 /** Runs `hook` each time `decide` is called, just before it decides. */
@@ -293,21 +313,14 @@ describe('Redis session registry', () => {
   });
 
   it('keeps the id lookup of a live session whose re-admission is denied after a lost race', async () => {
-    const prefix = freshPrefix();
-    const [a, b] = [connect(), connect()];
-    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
-    const second = createRedisSessionRegistry(b, { prefix });
-    const gate = `${prefix}gate`;
+    const { first, meanwhile } = twoProcesses();
     const roomy = { maxSessions: 3 };
     await loginThrough(first, { settings: roomy, sessionId: 'a' });
     await loginThrough(first, { settings: roomy, sessionId: 'b' });
     let rival: Promise<AdmitResult> | undefined;
     const racing = beforeDecide(first, () => {
       if (rival) return;
-      void a.blpop(gate, 5);
-      rival = loginThrough(second, { settings: roomy, sessionId: 'c' }).finally(() =>
-        b.lpush(gate, 'go'),
-      );
+      rival = meanwhile((second) => loginThrough(second, { settings: roomy, sessionId: 'c' }));
     });
 
     const settings = { maxSessions: 2, onLimit: 'deny-new' as const };
@@ -318,20 +331,15 @@ describe('Redis session registry', () => {
   });
 
   it('decides again when another process commits between its read and its commit', async () => {
-    const prefix = freshPrefix();
-    const [a, b] = [connect(), connect()];
-    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
-    const second = createRedisSessionRegistry(b, { prefix });
-    const gate = `${prefix}gate`;
+    const { first, meanwhile } = twoProcesses();
     await loginThrough(first, { sessionId: 'old' });
     let decisions = 0;
     let rival: Promise<AdmitResult> | undefined;
     const racing = beforeDecide(first, () => {
       decisions += 1;
       if (decisions > 1) return;
-      // Blocks connection `a`, so this admission's commit waits until the rival has committed.
-      void a.blpop(gate, 5);
-      rival = loginThrough(second, { sessionId: 'rival' }).finally(() => b.lpush(gate, 'go'));
+      // This admission's commit waits until the rival has committed.
+      rival = meanwhile((second) => loginThrough(second, { sessionId: 'rival' }));
     });
 
     const result = await loginThrough(racing, { sessionId: 'outer' });
@@ -401,11 +409,7 @@ describe('Redis session registry', () => {
   });
 
   it('reads afresh when another process committed after the commit that handed its sessions on', async () => {
-    const prefix = freshPrefix();
-    const [a, b] = [connect(), connect()];
-    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
-    const second = createRedisSessionRegistry(b, { prefix });
-    const gate = `${prefix}gate`;
+    const { first, meanwhile } = twoProcesses();
     let decisions = 0;
     let rival: Promise<AdmitResult> | undefined;
     const racing = beforeDecide(first, () => {
@@ -413,8 +417,7 @@ describe('Redis session registry', () => {
       // The second login decides on what the first one's commit handed it: the rival commits
       // before that decision's commit reaches Redis.
       if (decisions !== 2) return;
-      void a.blpop(gate, 5);
-      rival = loginThrough(second, { sessionId: 'rival' }).finally(() => b.lpush(gate, 'go'));
+      rival = meanwhile((second) => loginThrough(second, { sessionId: 'rival' }));
     });
 
     const [one, two] = await Promise.all([
@@ -429,19 +432,12 @@ describe('Redis session registry', () => {
   });
 
   it('drops the id lookup of a login denied after a lost race', async () => {
-    const prefix = freshPrefix();
-    const [a, b] = [connect(), connect()];
-    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
-    const second = createRedisSessionRegistry(b, { prefix });
-    const gate = `${prefix}gate`;
+    const { prefix, first, meanwhile } = twoProcesses();
     const settings = { onLimit: 'deny-new' as const };
     let rival: Promise<AdmitResult> | undefined;
     const racing = beforeDecide(first, () => {
       if (rival) return;
-      void a.blpop(gate, 5);
-      rival = loginThrough(second, { settings, sessionId: 'rival' }).finally(() =>
-        b.lpush(gate, 'go'),
-      );
+      rival = meanwhile((second) => loginThrough(second, { settings, sessionId: 'rival' }));
     });
 
     const result = await loginThrough(racing, { settings, sessionId: 'late' });
@@ -452,15 +448,10 @@ describe('Redis session registry', () => {
   });
 
   it('gives up with AdmissionConflictError after maxAttempts lost races', async () => {
-    const prefix = freshPrefix();
-    const [a, b] = [connect(), connect()];
-    const first = createRedisSessionRegistry(a, { prefix, maxAttempts: 3, retryDelayMs: () => 0 });
-    const second = createRedisSessionRegistry(b, { prefix });
-    const gate = `${prefix}gate`;
+    const { prefix, first, meanwhile } = twoProcesses({ maxAttempts: 3 });
     const rivals: Promise<unknown>[] = [];
     const alwaysRacing = beforeDecide(first, () => {
-      void a.blpop(gate, 5);
-      rivals.push(loginThrough(second).finally(() => b.lpush(gate, 'go')));
+      rivals.push(meanwhile((second) => loginThrough(second)));
     });
 
     const error = await loginThrough(alwaysRacing, { sessionId: 'loser' }).catch((e) => e);
@@ -594,11 +585,7 @@ describe('Redis session registry: resolving sessions', () => {
   });
 
   it('does not make a concurrent admission decide again when a session is used', async () => {
-    const prefix = freshPrefix();
-    const [a, b] = [connect(), connect()];
-    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
-    const second = createRedisSessionRegistry(b, { prefix });
-    const gate = `${prefix}gate`;
+    const { first, meanwhile } = twoProcesses();
     const settings = { maxSessions: 2, onLimit: 'evict-least-recent' as const };
     await loginThrough(first, { settings, sessionId: 'used' });
     let decisions = 0;
@@ -607,8 +594,7 @@ describe('Redis session registry: resolving sessions', () => {
       decisions += 1;
       if (touching) return;
       // Holds this admission's commit back until the touch is done.
-      void a.blpop(gate, 5);
-      touching = second.touch('used', Date.now()).finally(() => b.lpush(gate, 'go'));
+      touching = meanwhile((second) => second.touch('used', Date.now()));
     });
 
     const result = await loginThrough(racing, { settings, sessionId: 'new' });
@@ -618,19 +604,14 @@ describe('Redis session registry: resolving sessions', () => {
   });
 
   it('makes a concurrent admission decide again when removeAllOf ends a tracked session', async () => {
-    const prefix = freshPrefix();
-    const [a, b] = [connect(), connect()];
-    const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0 });
-    const second = createRedisSessionRegistry(b, { prefix });
-    const gate = `${prefix}gate`;
+    const { first, meanwhile } = twoProcesses();
     await loginThrough(first, { sessionId: 'old' });
     let decisions = 0;
     let ending: Promise<string[]> | undefined;
     const racing = beforeDecide(first, () => {
       decisions += 1;
       if (ending) return;
-      void a.blpop(gate, 5);
-      ending = second.removeAllOf('alice').finally(() => b.lpush(gate, 'go'));
+      ending = meanwhile((second) => second.removeAllOf('alice'));
     });
 
     const result = await loginThrough(racing, { sessionId: 'outer' });
