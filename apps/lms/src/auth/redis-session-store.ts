@@ -85,7 +85,7 @@ const USER_SQL = `
 export function createRedisSessionStore(options: RedisSessionStoreOptions): SessionStore {
   const { db, redis, ttlMs, now } = options;
   const read = options.read ?? (async <T>(op: () => T) => op());
-  const write = options.write ?? (<T>(op: () => T) => whenNotBusy(op));
+  const write = options.write ?? whenNotBusy;
   const registry: RedisSessionRegistry = createRedisSessionRegistry(redis, {
     prefix: options.prefix ?? 'lms:',
     sessionTtlMs: ttlMs,
@@ -119,7 +119,7 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
           .run();
       }
     });
-    return write(() => record());
+    return write(record);
   }
 
   function remember(
@@ -135,7 +135,7 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
         .onConflictDoNothing()
         .run();
     });
-    return write(() => insert());
+    return write(insert);
   }
 
   async function ownedBy(userId: string, sessionId: string): Promise<boolean> {

@@ -191,18 +191,18 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
       }
     },
   );
-  const { write } = options;
-  /** One look, in the batch's transaction or in its own, until `deadline` (epoch ms). */
-  const lookUntil = (keys: Parameters<typeof look>[0], deadline: number) =>
-    write
-      ? write(() => look(keys))
-      : whenNotBusy(() => look.immediate(keys), deadline - Date.now());
+  /**
+   * Runs a write transaction: inside the batch's transaction (as a savepoint) when `write` is
+   * given, else on its own, waiting on timers up to `deadlineMs` while another process holds
+   * the lock.
+   */
+  const transact: <T>(op: () => T, deadlineMs?: number) => Promise<T> =
+    options.write ?? whenNotBusy;
   /** Records a check's outcome, then wakes this process's waiters. */
   const finish = async (attempt: string, pair: string, succeeded: boolean) => {
     // The outcome's time is when the check ended, not when its batch runs.
     const at = now();
-    if (write) await write(() => record(attempt, pair, succeeded, at));
-    else await whenNotBusy(() => record.immediate(attempt, pair, succeeded, at));
+    await transact(() => record.immediate(attempt, pair, succeeded, at));
     wake();
   };
 
@@ -219,7 +219,7 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
         let decision: Decision | undefined;
         try {
           // While another process holds the write lock, this waits on timers, not the loop.
-          decision = await lookUntil(keys, deadline);
+          decision = await transact(() => look.immediate(keys), deadline - Date.now());
         } catch (error) {
           if (!(error instanceof DatabaseBusyError)) throw error;
         }
