@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, openSessionStore, SEED_DEFAULTS, seed } from '@storm-lab/lms';
-import { decideLogin, parseSettings, type SessionRegistry } from '@storm-lab/session-policy';
+import { loginAdmission, parseSettings, type SessionRegistry } from '@storm-lab/session-policy';
 import { createRedisSessionRegistry } from '@storm-lab/session-policy/redis';
 import { Redis } from 'ioredis';
 import { percentile } from './load.ts';
@@ -99,13 +99,12 @@ export async function storeAdmission(options: {
             session: { id: sessionId, instanceId: null, createdAt: now },
             // Read by the LMS's stores (LoginAdmitRequest), ignored by the registry.
             ...{ lastLoginAt: now },
-            decide: (live) =>
-              decideLogin(
-                settings,
-                { username, groups: [] },
-                { sessionId, instanceId: null, now },
-                live,
-              ),
+            // As the LMS's login: the decision as a function and as data (Redis decides in one script).
+            ...loginAdmission(
+              settings,
+              { username, groups: [] },
+              { sessionId, instanceId: null, now },
+            ),
           });
           if (round >= 0) times.push(performance.now() - started);
         }),

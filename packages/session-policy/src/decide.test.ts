@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { decideLogin, type LiveSession, type PolicyUser, resolveRule } from './decide.ts';
+import {
+  applyLimit,
+  decideLogin,
+  type LiveSession,
+  loginAdmission,
+  type PolicyUser,
+  resolveLogin,
+  resolveRule,
+} from './decide.ts';
 import { type PolicySettingsInput, parseSettings } from './settings.ts';
 import { createTestUser } from './testing/fixtures.ts';
 
@@ -385,5 +393,35 @@ describe('decideLogin: login-path pools', () => {
   it('an exemption still wins on every path, as upstream', () => {
     expect(outcome('svc exempt', 'api', ['browser', 'api-b'], svc)).toBe('exempt');
     expect(outcome('svc exempt', 'browser', ['browser', 'api-b'], svc)).toBe('exempt');
+  });
+});
+
+describe('resolveLogin and applyLimit', () => {
+  const settings = parseSettings({});
+  const user = { username: 'alice', groups: [] };
+  const live = [
+    { id: 'old', createdAt: 1, instanceId: null },
+    { id: 'current', createdAt: 2, instanceId: null },
+  ];
+
+  it('never counts the session a login replaces', () => {
+    const context = { sessionId: 'new', now: 3, replacing: 'current' };
+    expect(decideLogin(settings, user, context, live)).toMatchObject({
+      outcome: 'allow',
+      evict: [{ id: 'old' }],
+    });
+    expect(resolveLogin(settings, user, context)).toMatchObject({ ignoring: ['new', 'current'] });
+  });
+
+  it('gives the same decision as data and as a function', () => {
+    const context = { sessionId: 'new', now: 3 };
+    const { limit, decide } = loginAdmission(settings, user, context);
+    expect(decide(live)).toEqual(decideLogin(settings, user, context, live));
+    expect(applyLimit(limit, live)).toEqual(decide(live));
+    const exempt = parseSettings({ exemptUsernames: ['alice'] });
+    expect(resolveLogin(exempt, user, context)).toEqual({
+      outcome: 'exempt',
+      match: { by: 'username', username: 'alice' },
+    });
   });
 });

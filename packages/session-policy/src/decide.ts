@@ -46,6 +46,11 @@ export interface LoginContext {
   path?: string | undefined;
   /** Milliseconds since the epoch. */
   now: number;
+  /**
+   * The session this login replaces (the client's current one, ended once the new one is
+   * admitted): like the new session itself, it never competes for the limit.
+   */
+  replacing?: string | null | undefined;
 }
 
 /** Where the limit that applies to a user came from. */
@@ -170,10 +175,82 @@ function leastRecentFirst(a: LiveSession, b: LiveSession): number {
 }
 
 /**
+ * Everything a login's decision depends on except the user's live sessions: the flag and the
+ * exemptions settle some logins outright; the others get a limit to apply to the sessions.
+ * Plain data, so a store can apply it inside its own atomic step (the Redis registry does, in
+ * one script). `ignoring` lists the sessions that never compete: the login's own and the one it
+ * replaces.
+ */
+export type LoginLimit =
+  | { outcome: 'unrestricted' }
+  | { outcome: 'exempt'; match: ExemptionMatch }
+  | {
+      outcome: 'limit';
+      rule: EffectiveRule;
+      instanceId: string | null;
+      ignoring: readonly string[];
+      dryRun: boolean;
+    };
+
+/**
+ * The part of {@link decideLogin} that needs no live sessions.
+ *
+ * @example
+ * resolveLogin(settings, { username: 'alice', groups: [] }, { sessionId: 'new', now });
+ * // { outcome: 'limit', rule: { maxSessions: 1, ... }, instanceId: null, ignoring: ['new'], ... }
+ */
+export function resolveLogin(
+  settings: PolicySettings,
+  user: PolicyUser,
+  context: LoginContext,
+): LoginLimit {
+  if (!settings.preventConcurrentLogins) return { outcome: 'unrestricted' };
+  const match = findExemption(settings, user);
+  if (match) return { outcome: 'exempt', match };
+  const ignoring = [context.sessionId];
+  if (context.replacing != null) ignoring.push(context.replacing);
+  return {
+    outcome: 'limit',
+    rule: resolveRule(settings, user, context.path),
+    instanceId: context.instanceId ?? null,
+    ignoring,
+    dryRun: settings.dryRun,
+  };
+}
+
+/**
+ * Applies a resolved login to the user's live sessions: only the sessions of the rule's pool
+ * compete (and, under `instance` scope, only those of the login's instance within it); beyond
+ * the limit, `deny-new` refuses the login and the evicting rules end the oldest or least
+ * recently used competitors.
+ *
+ * @example
+ * applyLimit(resolveLogin(settings, user, context), live); // { outcome: 'allow', evict: [...] }
+ */
+export function applyLimit(limit: LoginLimit, live: readonly LiveSession[]): LoginDecision {
+  if (limit.outcome !== 'limit') return limit;
+  const { rule, instanceId, ignoring, dryRun } = limit;
+  const competing = live.filter(
+    (session) =>
+      !ignoring.includes(session.id) &&
+      (session.pool ?? DEFAULT_POOL) === rule.pool &&
+      (rule.scope === 'account' || session.instanceId === instanceId),
+  );
+  const excess = competing.length - rule.maxSessions + 1;
+  if (excess <= 0) return { outcome: 'allow', rule, evict: [], dryRun };
+  if (rule.onLimit === 'deny-new') {
+    return { outcome: 'deny', rule, liveSessions: competing.length };
+  }
+  const order = rule.onLimit === 'evict-least-recent' ? leastRecentFirst : oldestFirst;
+  const evict = [...competing].sort(order).slice(0, excess);
+  return { outcome: 'allow', rule, evict, dryRun };
+}
+
+/**
  * Decides one login: which of the user's live sessions must end, or that the login is denied,
- * or that the user is exempt. Only the sessions of the rule's pool compete (and, under
- * `instance` scope, only those of the login's instance within it). Pure: the caller supplies
- * the live sessions and applies the result (a {@link SessionRegistry} does both atomically).
+ * or that the user is exempt ({@link resolveLogin}, then {@link applyLimit}). Pure: the caller
+ * supplies the live sessions and applies the result (a {@link SessionRegistry} does both
+ * atomically).
  *
  * @example
  * const decision = decideLogin(settings, { username: 'alice', groups: [] },
@@ -186,26 +263,24 @@ export function decideLogin(
   context: LoginContext,
   live: readonly LiveSession[],
 ): LoginDecision {
-  if (!settings.preventConcurrentLogins) return { outcome: 'unrestricted' };
-  const match = findExemption(settings, user);
-  if (match) return { outcome: 'exempt', match };
+  return applyLimit(resolveLogin(settings, user, context), live);
+}
 
-  const rule = resolveRule(settings, user, context.path);
-  const instanceId = context.instanceId ?? null;
-  const competing = live.filter(
-    (session) =>
-      session.id !== context.sessionId &&
-      (session.pool ?? DEFAULT_POOL) === rule.pool &&
-      (rule.scope === 'account' || session.instanceId === instanceId),
-  );
-  const excess = competing.length - rule.maxSessions + 1;
-  if (excess <= 0) return { outcome: 'allow', rule, evict: [], dryRun: settings.dryRun };
-  if (rule.onLimit === 'deny-new') {
-    return { outcome: 'deny', rule, liveSessions: competing.length };
-  }
-  const order = rule.onLimit === 'evict-least-recent' ? leastRecentFirst : oldestFirst;
-  const evict = [...competing].sort(order).slice(0, excess);
-  return { outcome: 'allow', rule, evict, dryRun: settings.dryRun };
+/**
+ * What a login hook gives a registry's `admit`: the decision as a function of the live
+ * sessions, and the same decision as data ({@link LoginLimit}) for a registry that decides
+ * inside its store.
+ *
+ * @example
+ * await registry.admit({ userId, session, ...loginAdmission(settings, user, context) });
+ */
+export function loginAdmission(
+  settings: PolicySettings,
+  user: PolicyUser,
+  context: LoginContext,
+): { limit: LoginLimit; decide: (live: readonly LiveSession[]) => LoginDecision } {
+  const limit = resolveLogin(settings, user, context);
+  return { limit, decide: (live) => applyLimit(limit, live) };
 }
 
 /** A one-line setting that would exempt an account, for alerts and dashboards. */

@@ -4,13 +4,17 @@ export type {
   LiveSession,
   LoginContext,
   LoginDecision,
+  LoginLimit,
   PolicyUser,
   RuleSource,
 } from './decide.ts';
 export {
+  applyLimit,
   DEFAULT_POOL,
   decideLogin,
   findExemption,
+  loginAdmission,
+  resolveLogin,
   resolveRule,
   suggestExemption,
 } from './decide.ts';

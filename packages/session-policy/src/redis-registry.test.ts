@@ -3,17 +3,23 @@ import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type RedisHandle, useRedis } from '@storm-lab/harness';
+import fc from 'fast-check';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loginAdmission } from './decide.ts';
+import { createMemorySessionRegistry } from './memory-registry.ts';
 import {
   AdmissionConflictError,
   createRedisSessionRegistry,
   DEFAULT_EVICTION_RECORD_TTL_MS,
   DEFAULT_SESSION_TTL_MS,
+  DecisionMismatchError,
   type RedisSessionRegistry,
 } from './redis-registry.ts';
 import type { AdmitResult, SessionDetails, SessionRegistry } from './registry.ts';
+import { parseSettings } from './settings.ts';
 import {
+  createTestUser,
   loginThrough,
   runResolvingRegistryConformance,
   runSessionRegistryConformance,
@@ -77,8 +83,10 @@ function connect(options: RedisOptions = {}): Redis {
 function twoProcesses(options: { maxAttempts?: number } = {}) {
   const prefix = freshPrefix();
   const [a, b] = [connect(), connect()];
-  const first = createRedisSessionRegistry(a, { prefix, retryDelayMs: () => 0, ...options });
-  const second = createRedisSessionRegistry(b, { prefix });
+  // Read, decide, commit: the way with a window between the read and the commit.
+  const optimistic = { prefix, decideInRedis: false };
+  const first = createRedisSessionRegistry(a, { ...optimistic, retryDelayMs: () => 0, ...options });
+  const second = createRedisSessionRegistry(b, optimistic);
   const gate = `${prefix}gate`;
   function meanwhile<T>(step: (registry: RedisSessionRegistry) => Promise<T>): Promise<T> {
     void a.blpop(gate, 5);
@@ -118,25 +126,30 @@ afterAll(async () => {
 
 const prefixOf = new WeakMap<SessionRegistry, string>();
 
-runSessionRegistryConformance({
-  name: 'Redis registry',
-  create: () => {
-    const prefix = freshPrefix();
-    const registry = createRedisSessionRegistry(redis, { prefix });
-    prefixOf.set(registry, prefix);
-    return registry;
-  },
-  processes: {
-    module: fileURLToPath(new URL('./testing/redis-process-registry.ts', import.meta.url)),
-    config: (registry) => ({ url: server?.url, prefix: prefixOf.get(registry) }),
-  },
-  pools: true,
-});
+// Both ways to admit: one script deciding on the request's limit (the default), and reading,
+// deciding in JavaScript and committing with a version check.
+for (const decideInRedis of [true, false]) {
+  const name = `Redis registry (${decideInRedis ? 'decided in one script' : 'decided in JavaScript'})`;
+  runSessionRegistryConformance({
+    name,
+    create: () => {
+      const prefix = freshPrefix();
+      const registry = createRedisSessionRegistry(redis, { prefix, decideInRedis });
+      prefixOf.set(registry, prefix);
+      return registry;
+    },
+    processes: {
+      module: fileURLToPath(new URL('./testing/redis-process-registry.ts', import.meta.url)),
+      config: (registry) => ({ url: server?.url, prefix: prefixOf.get(registry), decideInRedis }),
+    },
+    pools: true,
+  });
 
-runResolvingRegistryConformance({
-  name: 'Redis registry',
-  create: () => createRedisSessionRegistry(redis, { prefix: freshPrefix() }),
-});
+  runResolvingRegistryConformance({
+    name,
+    create: () => createRedisSessionRegistry(redis, { prefix: freshPrefix(), decideInRedis }),
+  });
+}
 
 afterEach(async () => {
   await Promise.all(connections.map((connection) => connection.quit()));
@@ -351,7 +364,10 @@ describe('Redis session registry', () => {
   });
 
   it("takes one registry's parallel logins of one user one at a time: each decides once", async () => {
-    const registry = createRedisSessionRegistry(connect(), { prefix: freshPrefix() });
+    const registry = createRedisSessionRegistry(connect(), {
+      prefix: freshPrefix(),
+      decideInRedis: false,
+    });
     let decisions = 0;
     const counting = beforeDecide(registry, () => {
       decisions += 1;
@@ -380,7 +396,7 @@ describe('Redis session registry', () => {
       }
     });
     try {
-      const registry = createRedisSessionRegistry(connect(), { prefix });
+      const registry = createRedisSessionRegistry(connect(), { prefix, decideInRedis: false });
       await loginThrough(registry, { sessionId: 'before' });
       await eventually(
         async () => reads.length,
@@ -688,3 +704,109 @@ describe('Redis session registry: resolving sessions', () => {
     await expect(registry.touch('a', Number.NaN)).rejects.toThrow(/touch needs a time/);
   });
 });
+
+describe('Redis session registry: deciding in one script', () => {
+  it('admits 32 parallel logins of one user with one script each: no read, no retry, one left', async () => {
+    const prefix = freshPrefix();
+    const monitor = await connect().monitor();
+    const scripts: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'evalsha' && args[3]?.startsWith(prefix)) scripts.push(args);
+    });
+    try {
+      const registry = createRedisSessionRegistry(connect(), { prefix });
+      const results = await Promise.all(
+        Array.from({ length: 32 }, (_, index) =>
+          loginThrough(registry, { sessionId: `p${String(index).padStart(2, '0')}` }),
+        ),
+      );
+      const live = await registry.list('alice');
+      expect(ids(live)).toHaveLength(1);
+      expect(results.flatMap((r) => (r.admitted ? r.evicted : []))).toHaveLength(31);
+      // 32 admissions (three keys each: index, version, the new hash) and the `list` read (two).
+      const seen = await eventually(
+        async () => scripts.length,
+        (count) => count === 33,
+      );
+      expect(seen).toBe(33);
+      expect(scripts.filter((args) => args[2] === '3')).toHaveLength(32);
+    } finally {
+      monitor.disconnect();
+    }
+  });
+
+  it('refuses a request whose decide disagrees with its limit, naming both', async () => {
+    const registry = createRedisSessionRegistry(redis, { prefix: freshPrefix() });
+    await loginThrough(registry, { sessionId: 'old' });
+    const { limit } = loginAdmission(parseSettings({}), createTestUser(), {
+      sessionId: 'new',
+      now: Date.now(),
+    });
+    const error = await registry
+      .admit({
+        userId: 'alice',
+        session: { id: 'new', instanceId: null, createdAt: Date.now() },
+        limit,
+        decide: () => ({ outcome: 'unrestricted' }),
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DecisionMismatchError);
+    expect((error as Error).message).toContain('ADMIT evicting [old]');
+    expect((error as Error).message).toContain('unrestricted evicting []');
+  });
+
+  // session-policy's applyLimit, against the script that applies it inside Redis: every login of
+  // a random sequence (pools, instances, creation ties, uses, ids that sort differently by byte
+  // and by locale) ends as in the memory registry, which decides in JavaScript.
+  it('decides as applyLimit does for any sessions and rule', async () => {
+    const login = fc.record({
+      id: fc.constantFrom('a', 'B', 'a-b', 'ab', '_x', 'Z9', 'é', 'b'),
+      at: fc.integer({ min: 1, max: 4 }),
+      instanceId: fc.constantFrom(null, 'w1', 'w2'),
+      path: fc.constantFrom(undefined, '/xqueue/login/', '/login'),
+      touch: fc.option(fc.integer({ min: 5, max: 8 }), { nil: undefined }),
+    });
+    const settings = fc.record({
+      maxSessions: fc.integer({ min: 1, max: 3 }),
+      onLimit: fc.constantFrom('evict-oldest', 'evict-least-recent', 'deny-new'),
+      scope: fc.constantFrom('account', 'instance'),
+      dryRun: fc.boolean(),
+      xqueueMax: fc.integer({ min: 1, max: 2 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(settings, fc.array(login, { maxLength: 8 }), async (chosen, logins) => {
+        const policy = {
+          maxSessions: chosen.maxSessions,
+          onLimit: chosen.onLimit,
+          scope: chosen.scope,
+          dryRun: chosen.dryRun,
+          rules: [{ match: { path: 'xqueue' }, maxSessions: chosen.xqueueMax }],
+        };
+        const inRedis = createRedisSessionRegistry(redis, { prefix: freshPrefix() });
+        const inMemory = createMemorySessionRegistry();
+        for (const step of logins) {
+          const { id, touch: _touch, ...rest } = step;
+          const options = { settings: policy, sessionId: id, ...rest };
+          const [fromRedis, fromMemory] = [
+            await loginThrough(inRedis, options),
+            await loginThrough(inMemory, options),
+          ];
+          expect(summary(fromRedis)).toEqual(summary(fromMemory));
+          if (step.touch !== undefined) {
+            expect(await inRedis.touch(step.id, step.touch)).toBe(
+              await inMemory.touch(step.id, step.touch),
+            );
+          }
+        }
+        expect(ids(await inRedis.list('alice'))).toEqual(ids(await inMemory.list('alice')));
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+function summary(result: AdmitResult) {
+  return result.admitted
+    ? { outcome: result.decision.outcome, evicted: ids(result.evicted), tracked: result.tracked }
+    : { outcome: 'deny', live: result.decision.liveSessions };
+}

@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import type { LiveSession } from './decide.ts';
+import { DEFAULT_POOL, type LiveSession, type LoginLimit } from './decide.ts';
 import { PerUserQueue } from './per-user-queue.ts';
 import { type SessionReply, type Snapshot, toDetails, toSnapshot } from './redis-replies.ts';
 import {
   ATTRIBUTE_PREFIX,
+  admitWithinLimit,
   commitAdmission,
   getSession,
   INDEX_SUFFIX,
@@ -58,6 +59,12 @@ export interface RedisSessionRegistryOptions {
    * `sid:` read. 0 turns it off. Default 10 000.
    */
   userCacheSize?: number;
+  /**
+   * Admit a request that carries a `limit` in one script that decides and commits (true), or
+   * always read, decide in JavaScript and commit with a version check (false). Requests
+   * without a `limit` always take the second way. Default true.
+   */
+  decideInRedis?: boolean;
 }
 
 /** Why a session ended, for telling its client. */
@@ -86,6 +93,22 @@ export class AdmissionConflictError extends Error {
     super(
       `admission for user "${userId}" gave up after ${attempts} attempts: the user's sessions ` +
         'changed between every read and commit (too many concurrent logins of one user)',
+    );
+  }
+}
+
+/** The script's decision on a `limit` differs from what the request's `decide` gives. */
+export class DecisionMismatchError extends Error {
+  override name = 'DecisionMismatchError';
+  constructor(
+    readonly userId: string,
+    readonly script: string,
+    readonly decide: string,
+  ) {
+    super(
+      `admission for user "${userId}": the request's limit (applied in Redis: ${script}) and ` +
+        `its decide (${decide}) disagree; the script's decision was committed. Build both ` +
+        'with loginAdmission(settings, user, context)',
     );
   }
 }
@@ -124,14 +147,19 @@ function attributeFields(attributes: Readonly<Record<string, string>> = {}): str
 }
 
 /**
- * A {@link SessionRegistry} in Redis, atomic per user across any number of processes by
- * optimistic concurrency: `admit` reads the user's live sessions and their version, runs
- * `decide` in JavaScript, then commits the plan with one Lua script that applies it only if the
- * version is unchanged. On a conflict it reads and decides again after a short random pause,
- * up to `maxAttempts`, then throws {@link AdmissionConflictError}; so `decide` may run more
- * than once per admission, and only the committed decision takes effect. One registry's
+ * A {@link SessionRegistry} in Redis, atomic per user across any number of processes. A request
+ * that carries its decision as data (`limit`, from `loginAdmission` or `resolveLogin`) is
+ * decided and committed by one Lua script: one round trip, never a conflict, so a login storm of
+ * one account across many processes costs each login one script run. A request with only a
+ * `decide` function (or every request, with `decideInRedis: false`) goes by optimistic
+ * concurrency: `admit` reads the user's live sessions and their version, runs `decide` in
+ * JavaScript, then commits the plan with one Lua script that applies it only if the version is
+ * unchanged. On a conflict it reads and decides again after a short random pause, up to
+ * `maxAttempts`, then throws {@link AdmissionConflictError}; so `decide` may run more than once
+ * per admission, and only the committed decision takes effect. One registry's optimistic
  * admissions of one user go one at a time (they could only make each other retry), so under a
- * login storm of one account the conflicts are between processes, not within one.
+ * login storm of one account the conflicts are between processes, not within one. Both ways
+ * keep the same version, so they can be mixed, in one process or across several.
  *
  * Evicted sessions leave a record that {@link RedisSessionRegistry.evictionOf} reads; their id
  * lookup is kept exactly as long as the record. `remove` and `removeAllOf` (a logout, "end all")
@@ -140,7 +168,7 @@ function attributeFields(attributes: Readonly<Record<string, string>> = {}): str
  *
  * @example
  * const registry = createRedisSessionRegistry(new Redis(url), { prefix: 'lms:' });
- * const result = await registry.admit({ userId, session, decide: (live) => decideLogin(...) });
+ * const result = await registry.admit({ userId, session, ...loginAdmission(settings, user, context) });
  * const session = await registry.get(cookieSessionId); // SessionDetails | null
  * const why = await registry.evictionOf(oldSessionId); // { at, bySessionId, ... } | null
  */
@@ -159,6 +187,7 @@ export function createRedisSessionRegistry(
   const retryDelayMs = options.retryDelayMs ?? jitteredDelayMs;
   const now = options.now ?? Date.now;
   const keys = redisKeys(prefix);
+  const decideInRedis = options.decideInRedis ?? true;
   const users = new SessionUserCache(options.userCacheSize ?? DEFAULT_USER_CACHE_SIZE);
   const admissions = new PerUserQueue();
   /**
@@ -195,39 +224,61 @@ export function createRedisSessionRegistry(
     return found;
   }
 
+  /** The new session's fields as the scripts read them (`session_args` in redis-scripts.ts). */
+  function sessionArgs(request: AdmitRequest, track: boolean, pool: string): (string | number)[] {
+    const { session } = request;
+    const attributes = attributeFields(session.attributes);
+    return [
+      session.id,
+      session.createdAt,
+      track ? '1' : '0',
+      session.instanceId ?? '',
+      session.instanceId === null ? '0' : '1',
+      sessionTtlMs,
+      recordTtlMs,
+      now(),
+      pool,
+      attributes.length / 2,
+      ...attributes,
+    ];
+  }
+
+  function sessionKeys({ userId, session }: AdmitRequest): string[] {
+    return [keys.index(userId), keys.version(userId), keys.session(userId, session.id)];
+  }
+
   function commit(
     request: AdmitRequest,
     version: string,
     plan: AdmissionPlan,
     replyWithSessions: boolean,
   ): Promise<unknown> {
-    const { userId, session } = request;
-    const attributes = attributeFields(session.attributes);
-    return commitAdmission(
-      redis,
-      [
-        keys.index(userId),
-        keys.version(userId),
-        keys.session(userId, session.id),
-        ...plan.deleteIds.flatMap((id) => [keys.session(userId, id), keys.eviction(userId, id)]),
-      ],
-      [
-        version,
-        session.id,
-        session.createdAt,
-        plan.track ? '1' : '0',
-        session.instanceId ?? '',
-        session.instanceId === null ? '0' : '1',
-        sessionTtlMs,
-        recordTtlMs,
-        now(),
-        plan.pool,
-        replyWithSessions ? '1' : '0',
-        attributes.length / 2,
-        ...attributes,
-        ...plan.deleteIds,
-      ],
-    );
+    return commitAdmission(redis, sessionKeys(request), [
+      version,
+      replyWithSessions ? '1' : '0',
+      ...sessionArgs(request, plan.track, plan.pool),
+      ...plan.deleteIds,
+    ]);
+  }
+
+  /** Writes the lookup before the admission's script, on the same connection. */
+  function writeLookup(request: AdmitRequest, lookup: Lookup): Promise<unknown> | null {
+    if (lookup.written) return null;
+    lookup.written = true;
+    return redis.set(lookup.key, request.userId, 'PX', sessionTtlMs);
+  }
+
+  /** After a commit: this registry's user cache and the evicted sessions' lookups. */
+  function committed(request: AdmitRequest, deleteIds: readonly string[]) {
+    users.set(request.session.id, request.userId);
+    for (const id of deleteIds) users.delete(id);
+    // An evicted session's lookup now only serves `evictionOf`: keep it as long as the record.
+    // Not awaited (the admission is settled): sent on the same connection, so every later
+    // command of this registry sees it; if it is lost, the lookup lives to its session's TTL
+    // and still resolves to no live session.
+    for (const id of deleteIds) {
+      redis.pexpire(keys.sid(id), recordTtlMs).catch(() => undefined);
+    }
   }
 
   async function forget(lookup: Lookup): Promise<void> {
@@ -245,24 +296,54 @@ export function createRedisSessionRegistry(
     const plan = planAdmission(decision);
     if (!plan.admit) return admitResult(decision, plan);
     // Sent on the same connection before the commit, so the lookup exists once the session does.
-    const writing = lookup.written
-      ? null
-      : redis.set(lookup.key, request.userId, 'PX', sessionTtlMs);
-    lookup.written = true;
+    const writing = writeLookup(request, lookup);
     const next = admissions.waiting(userId) > 0;
     const [, reply] = await Promise.all([writing, commit(request, snapshot.version, plan, next)]);
     if (reply === 'CONFLICT') return null;
     if (next) handoffs.set(userId, toSnapshot(userId, reply, now()));
-    users.set(request.session.id, userId);
-    for (const id of plan.deleteIds) users.delete(id);
-    // An evicted session's lookup now only serves `evictionOf`: keep it as long as the record.
-    // Not awaited (the admission is settled): sent on the same connection, so every later
-    // command of this registry sees it; if it is lost, the lookup lives to its session's TTL
-    // and still resolves to no live session.
-    for (const id of plan.deleteIds) {
-      redis.pexpire(keys.sid(id), recordTtlMs).catch(() => undefined);
-    }
+    committed(request, plan.deleteIds);
     return admitResult(decision, plan);
+  }
+
+  /**
+   * Decides and commits in one script ({@link admitWithinLimit}): one round trip besides the
+   * lookup's write, which goes first on the same connection. `decide` then runs once, on the
+   * sessions the script decided on, and must agree with it.
+   */
+  async function admitInRedis(request: AdmitRequest, limit: LoginLimit): Promise<AdmitResult> {
+    const lookup: Lookup = { key: keys.sid(request.session.id), written: false, keep: false };
+    const tracked = limit.outcome === 'limit';
+    const args = sessionArgs(request, tracked, tracked ? limit.rule.pool : DEFAULT_POOL);
+    if (limit.outcome === 'limit') {
+      const { rule } = limit;
+      args.push(rule.maxSessions, rule.onLimit, rule.scope, limit.dryRun ? '1' : '0');
+      args.push(limit.ignoring.length, ...limit.ignoring);
+    }
+    try {
+      const [, reply] = await Promise.all([
+        writeLookup(request, lookup),
+        admitWithinLimit(redis, sessionKeys(request), args),
+      ]);
+      const [outcome, evictIds, before] = reply as ['ADMIT' | 'DENY', string[], unknown];
+      const { sessions } = toSnapshot(request.userId, before, now());
+      lookup.keep = sessions.some((session) => session.id === request.session.id);
+      const decision = request.decide(sessions.filter((s) => s.tracked).map(toLive));
+      const plan = planAdmission(decision);
+      const agreed =
+        (outcome === 'DENY') === !plan.admit &&
+        plan.evicted.map((session) => session.id).join('\0') === evictIds.join('\0');
+      if (!agreed) {
+        const got = `${outcome} evicting [${evictIds.join(', ')}]`;
+        const wanted = `${decision.outcome} evicting [${plan.evicted.map((e) => e.id).join(', ')}]`;
+        throw new DecisionMismatchError(request.userId, got, wanted);
+      }
+      if (!plan.admit) await forget(lookup);
+      else committed(request, plan.deleteIds);
+      return admitResult(decision, plan);
+    } catch (error) {
+      if (!(error instanceof DecisionMismatchError)) await forget(lookup).catch(() => undefined);
+      throw error;
+    }
   }
 
   /** Reads, decides and commits until a commit holds (or `maxAttempts` fail). */
@@ -287,7 +368,10 @@ export function createRedisSessionRegistry(
   return {
     // This process's admissions of one user would only conflict with each other: they go one
     // at a time, and the version check settles the races with other processes.
-    admit: (request) => admissions.run(request.userId, () => admitNow(request)),
+    admit: (request) =>
+      request.limit !== undefined && decideInRedis
+        ? admitInRedis(request, request.limit)
+        : admissions.run(request.userId, () => admitNow(request)),
 
     async list(userId) {
       return (await read(userId)).sessions;

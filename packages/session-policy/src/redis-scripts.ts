@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { DEFAULT_POOL } from './decide.ts';
 
 /**
  * Every Lua script of the Redis registry touches the keys of one user only, all under one hash
@@ -50,46 +51,131 @@ return live(KEYS[1], KEYS[2])
 `;
 
 /**
- * Applies an admission plan if the tracked set is still the one the decision saw.
- * KEYS: index, version, new session hash, then per evicted session its hash and its eviction
- * record. ARGV: expected version, new id, createdAt, tracked ('1'/'0'), instanceId ('' when
- * none), has instance ('1'/'0'), session TTL ms, record TTL ms, now ms, pool, reply with the
- * sessions ('1'/'0'), the number n of attributes, n pairs of field (`a:<name>`) and value, then
- * the evicted ids. Returns 'CONFLICT'; else 'OK', or with the reply flag the user's live
- * sessions after the commit as `LIVE_SESSIONS` returns them (for the next admission of the
- * same user, which then need not read them). A re-admitted id starts afresh: its old fields,
- * attributes and last use go. The version only moves when the tracked set changes, so
- * untracked (exempt, unrestricted) logins never make each other retry.
- * It is one version for all of the user's pools: a commit in one pool makes a concurrent
- * admission in another read and decide again.
+ * Lua: the new session's fields in ARGV from `o`, as `sessionArgs` in redis-registry.ts lays
+ * them out: id, createdAt, tracked ('1'/'0'), instanceId ('' when none), has instance
+ * ('1'/'0'), session TTL ms, eviction record TTL ms, now ms, pool, the number n of attributes,
+ * n pairs of field (`a:<name>`) and value. Returns them and the index of the ARGV after them.
+ *
+ * `record(index, version, hash, s, evict)` then ends the sessions `evict` lists (each leaves an
+ * eviction record) and writes the new session afresh: a re-admitted id loses its old fields,
+ * attributes and last use. The version only moves when the tracked set changes, so untracked
+ * (exempt, unrestricted) logins never make each other decide again. It is one version for all
+ * of the user's pools.
  */
-const COMMIT_ADMISSION = `${LIVE_FUNCTION}
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 'CONFLICT' end
-local changed = ARGV[4] == '1' or redis.call('HGET', KEYS[3], 'tracked') == '1'
-local evicted = 12 + 2 * tonumber(ARGV[12])
-for j = 1, #ARGV - evicted do
-  local id, session, record = ARGV[evicted + j], KEYS[2 + 2 * j], KEYS[3 + 2 * j]
-  redis.call('ZREM', KEYS[1], id)
-  if redis.call('DEL', session) == 1 then
-    changed = true
-    redis.call('HSET', record, 'at', ARGV[9], 'byInstance', ARGV[5], 'bySession', ARGV[2],
-      'reason', 'evicted')
-    redis.call('PEXPIRE', record, ARGV[8])
+const RECORD_FUNCTION = `
+local function session_args(o)
+  local n = tonumber(ARGV[o + 9])
+  return {
+    id = ARGV[o], createdAt = ARGV[o + 1], tracked = ARGV[o + 2], instanceId = ARGV[o + 3],
+    hasInstance = ARGV[o + 4] == '1', sessionTtl = ARGV[o + 5], recordTtl = ARGV[o + 6],
+    now = ARGV[o + 7], pool = ARGV[o + 8], first = o + 10, last = o + 9 + 2 * n,
+  }, o + 10 + 2 * n
+end
+
+local function record(index, version, hash, s, evict)
+  local user = string.sub(index, 1, -${INDEX_SUFFIX.length + 1})
+  local changed = s.tracked == '1' or redis.call('HGET', hash, 'tracked') == '1'
+  for _, id in ipairs(evict) do
+    redis.call('ZREM', index, id)
+    if redis.call('DEL', user .. 's:' .. id) == 1 then
+      changed = true
+      local why = user .. 'evicted:' .. id
+      redis.call('HSET', why, 'at', s.now, 'byInstance', s.instanceId, 'bySession', s.id,
+        'reason', 'evicted')
+      redis.call('PEXPIRE', why, s.recordTtl)
+    end
+  end
+  redis.call('DEL', hash)
+  redis.call('HSET', hash, 'createdAt', s.createdAt, 'tracked', s.tracked, 'pool', s.pool)
+  if s.hasInstance then redis.call('HSET', hash, 'instanceId', s.instanceId) end
+  if s.last >= s.first then redis.call('HSET', hash, unpack(ARGV, s.first, s.last)) end
+  redis.call('PEXPIRE', hash, s.sessionTtl)
+  redis.call('ZADD', index, s.createdAt, s.id)
+  redis.call('PEXPIRE', index, s.sessionTtl)
+  if changed then
+    redis.call('INCR', version)
+    redis.call('PEXPIRE', version, s.sessionTtl)
   end
 end
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], 'createdAt', ARGV[3], 'tracked', ARGV[4], 'pool', ARGV[10])
-if ARGV[6] == '1' then redis.call('HSET', KEYS[3], 'instanceId', ARGV[5]) end
-if evicted > 12 then redis.call('HSET', KEYS[3], unpack(ARGV, 13, evicted)) end
-redis.call('PEXPIRE', KEYS[3], ARGV[7])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-if changed then
-  redis.call('INCR', KEYS[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
-end
-if ARGV[11] == '1' then return live(KEYS[1], KEYS[2]) end
+`;
+
+/**
+ * Applies an admission plan decided in JavaScript if the tracked set is still the one the
+ * decision saw. KEYS: index, version, new session hash. ARGV: expected version, reply with the
+ * sessions ('1'/'0'), the new session's fields (see `RECORD_FUNCTION`), then the evicted ids.
+ * Returns 'CONFLICT'; else 'OK', or with the reply flag the user's live sessions after the
+ * commit as `LIVE_SESSIONS` returns them (for the next admission of the same user, which then
+ * need not read them).
+ */
+const COMMIT_ADMISSION = `${LIVE_FUNCTION}${RECORD_FUNCTION}
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 'CONFLICT' end
+local s, rest = session_args(3)
+record(KEYS[1], KEYS[2], KEYS[3], s, { unpack(ARGV, rest) })
+if ARGV[2] == '1' then return live(KEYS[1], KEYS[2]) end
 return 'OK'
+`;
+
+/**
+ * Decides and applies an admission in one step, as session-policy's `applyLimit` does (a
+ * `LoginLimit` as data), so it never conflicts and never retries. KEYS: index, version, new
+ * session hash. ARGV: the new session's fields (see `RECORD_FUNCTION`; tracked '1' applies
+ * the limit, '0' admits untracked as an exempt or unrestricted login), then max sessions,
+ * on-limit rule, scope, dry run ('1'/'0'), the number m of ignored ids, the m ids.
+ * Competing are the tracked sessions of the pool, not ignored, and under `instance` scope of
+ * the same instance; beyond the limit `deny-new` refuses, the others evict the oldest (or
+ * least recently used) first, ties by creation then id, compared byte by byte (the JavaScript
+ * order for ASCII ids; Lua's `<` on strings follows the server's locale). Returns
+ * ['ADMIT' or 'DENY', the evicted ids (would-be in dry run, which ends none), the sessions as
+ * `LIVE_SESSIONS` returned them before the step].
+ */
+const ADMIT_WITHIN_LIMIT = `${LIVE_FUNCTION}${RECORD_FUNCTION}
+local function bytes_before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local before = live(KEYS[1], KEYS[2])
+local s, o = session_args(1)
+local evict = {}
+if s.tracked == '1' then
+  local max, on_limit, scope = tonumber(ARGV[o]), ARGV[o + 1], ARGV[o + 2]
+  local ignoring = {}
+  for j = 1, tonumber(ARGV[o + 4]) do ignoring[ARGV[o + 4 + j]] = true end
+  local instance = nil
+  if s.hasInstance then instance = s.instanceId end
+  local competing = {}
+  for i = 2, #before do
+    local f = {}
+    for j = 3, #before[i], 2 do f[before[i][j]] = before[i][j + 1] end
+    local id = before[i][1]
+    if f.tracked == '1' and not ignoring[id] and (f.pool or '${DEFAULT_POOL}') == s.pool
+      and (scope == 'account' or f.instanceId == instance) then
+      competing[#competing + 1] = {
+        id = id, created = tonumber(f.createdAt), seen = tonumber(f.lastSeenAt or f.createdAt),
+      }
+    end
+  end
+  local excess = #competing - max + 1
+  if excess > 0 then
+    if on_limit == 'deny-new' then return { 'DENY', {}, before } end
+    local recent = on_limit == 'evict-least-recent'
+    table.sort(competing, function(a, b)
+      if recent and a.seen ~= b.seen then return a.seen < b.seen end
+      if a.created ~= b.created then return a.created < b.created end
+      return bytes_before(a.id, b.id)
+    end)
+    for j = 1, excess do evict[j] = competing[j].id end
+  end
+  if ARGV[o + 3] == '1' then
+    record(KEYS[1], KEYS[2], KEYS[3], s, {})
+    return { 'ADMIT', evict, before }
+  end
+end
+record(KEYS[1], KEYS[2], KEYS[3], s, evict)
+return { 'ADMIT', evict, before }
 `;
 
 /**
@@ -177,6 +263,7 @@ function script(lua: string) {
 
 export const liveSessions = script(LIVE_SESSIONS);
 export const commitAdmission = script(COMMIT_ADMISSION);
+export const admitWithinLimit = script(ADMIT_WITHIN_LIMIT);
 export const removeSession = script(REMOVE_SESSION);
 export const getSession = script(GET_SESSION);
 export const touchSession = script(TOUCH_SESSION);

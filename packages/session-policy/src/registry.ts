@@ -1,4 +1,4 @@
-import { DEFAULT_POOL, type LiveSession, type LoginDecision } from './decide.ts';
+import { DEFAULT_POOL, type LiveSession, type LoginDecision, type LoginLimit } from './decide.ts';
 
 /** Django's SESSION_COOKIE_AGE, two weeks: how long a session lives after its admission. */
 export const DEFAULT_SESSION_TTL_MS = 14 * 24 * 60 * 60 * 1000;
@@ -31,6 +31,14 @@ export interface AdmitRequest {
    * than once per admission: keep it pure, with no side effects of its own.
    */
   decide: (live: readonly LiveSession[]) => LoginDecision;
+  /**
+   * The same decision as data, when it is one of {@link resolveLogin}'s (give both with
+   * `...loginAdmission(settings, user, context)`). A registry that can decide inside its store
+   * uses it: the Redis one then admits in one script, with no read before it and no retry, and
+   * calls `decide` once, on the sessions the script decided on, to check that both agree.
+   * Registries that decide in JavaScript ignore it.
+   */
+  limit?: LoginLimit;
 }
 
 /** What an admission did. `evicted` lists sessions ended (or, in dry run, that would have been). */

@@ -1,4 +1,4 @@
-import { type AdmitResult, decideLogin, type PolicySettings } from '@storm-lab/session-policy';
+import { type AdmitResult, loginAdmission, type PolicySettings } from '@storm-lab/session-policy';
 import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { whenNotBusy } from '../db/busy-retry.ts';
@@ -202,13 +202,13 @@ export function createLoginService(deps: LoginServiceDeps) {
       },
       // The session being replaced does not count against the limit; it ends only once the new
       // one is admitted, so a denied login leaves the client logged in as before.
-      decide: (live) =>
-        decideLogin(
-          policy,
-          user,
-          { sessionId: id, instanceId, now, path: attempt.requestPath },
-          live.filter((session) => session.id !== attempt.replacing),
-        ),
+      ...loginAdmission(policy, user, {
+        sessionId: id,
+        instanceId,
+        now,
+        path: attempt.requestPath,
+        replacing: attempt.replacing,
+      }),
     });
     endAdmission();
     if (!result.admitted) {

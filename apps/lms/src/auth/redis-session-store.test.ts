@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type RedisHandle, useRedis } from '@storm-lab/harness';
-import { decideLogin, type PolicySettingsInput, parseSettings } from '@storm-lab/session-policy';
+import { loginAdmission, type PolicySettingsInput, parseSettings } from '@storm-lab/session-policy';
+import { DecisionMismatchError } from '@storm-lab/session-policy/redis';
 import {
   CONFORMANCE_USERNAMES,
   runSessionRegistryConformance,
@@ -87,19 +88,39 @@ describe('Redis session store', () => {
       store.admit({
         userId,
         session: { id, instanceId: extra.instanceId ?? null, createdAt: clock.now() },
-        decide: (live) =>
-          decideLogin(
-            settings,
-            user,
-            { sessionId: id, instanceId: extra.instanceId ?? null, now: clock.now() },
-            live,
-          ),
+        // As login.ts gives it: the decision as a function and as data, which Redis applies.
+        ...loginAdmission(settings, user, {
+          sessionId: id,
+          instanceId: extra.instanceId ?? null,
+          now: clock.now(),
+          replacing: extra.replacing,
+        }),
         lastLoginAt: clock.now(),
         client: { userAgent: 'grader/1.0', address: '10.0.0.7' },
         ...(extra.replacing && { replacing: extra.replacing }),
       });
     return { store, clock, userId, login };
   }
+
+  it("hands the login's limit to the registry, which decides in Redis and checks decide agrees", async () => {
+    const { store, clock, userId, login } = setup();
+    await login('one');
+    const { limit } = loginAdmission(
+      parseSettings({}),
+      { username: 'alice', groups: [] },
+      {
+        sessionId: 'two',
+        now: clock.now(),
+      },
+    );
+    const admitted = store.admit({
+      userId,
+      session: { id: 'two', instanceId: null, createdAt: clock.now() },
+      limit,
+      decide: () => ({ outcome: 'unrestricted' }),
+    });
+    await expect(admitted).rejects.toThrow(DecisionMismatchError);
+  });
 
   it('resolves a live session with its user and groups from SQLite', async () => {
     const { store, userId, login } = setup();

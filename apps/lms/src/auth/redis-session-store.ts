@@ -183,7 +183,8 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
   return {
     async admit(request) {
       if (options.enforcement === 'upstream') return admitUpstream(request);
-      // `decide` may run more than once (optimistic retries): the last run is the committed one.
+      // `decide` may run more than once (optimistic retries, without a limit): the last run is
+      // the committed one.
       let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
       const { client } = request;
       const attributes: Record<string, string> = {};
@@ -192,6 +193,8 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
       const result = await registry.admit({
         userId: request.userId,
         session: { ...request.session, attributes },
+        // With the limit, the registry decides in one script and calls `decide` once, after.
+        ...(request.limit && { limit: request.limit }),
         decide: (live) => {
           const decision = request.decide(live);
           committed = { decision, live };

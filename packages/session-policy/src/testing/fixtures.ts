@@ -1,4 +1,4 @@
-import { decideLogin, type PolicyUser } from '../decide.ts';
+import { loginAdmission, type PolicyUser } from '../decide.ts';
 import type { AdmitResult, SessionRegistry } from '../registry.ts';
 import { type PolicySettingsInput, parseSettings } from '../settings.ts';
 
@@ -52,7 +52,8 @@ export function loginThrough(
   return registry.admit({
     userId,
     session: { id, instanceId, createdAt: now, ...(attributes && { attributes }) },
-    decide: (live) => decideLogin(settings, user, { sessionId: id, instanceId, now, path }, live),
+    // Both forms of the decision, as a login hook gives them (see AdmitRequest.limit).
+    ...loginAdmission(settings, user, { sessionId: id, instanceId, now, path }),
   });
 }
 

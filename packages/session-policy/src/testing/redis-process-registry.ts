@@ -3,7 +3,11 @@ import { z } from 'zod';
 import { createRedisSessionRegistry } from '../redis-registry.ts';
 import type { SessionRegistry } from '../registry.ts';
 
-const configSchema = z.object({ url: z.string().min(1), prefix: z.string() });
+const configSchema = z.object({
+  url: z.string().min(1),
+  prefix: z.string(),
+  decideInRedis: z.boolean().default(true),
+});
 
 /** What a child process needs to open the parent's Redis registry. */
 export type RedisProcessConfig = z.infer<typeof configSchema>;
@@ -18,10 +22,10 @@ const connections = new WeakMap<SessionRegistry, Redis>();
  * const registry = await createRegistry({ url: 'redis://127.0.0.1:6390', prefix: 'sp-test:1:' });
  */
 export async function createRegistry(config: unknown): Promise<SessionRegistry> {
-  const { url, prefix } = configSchema.parse(config);
+  const { url, prefix, decideInRedis } = configSchema.parse(config);
   const redis = new Redis(url, { lazyConnect: true });
   await redis.connect();
-  const registry = createRedisSessionRegistry(redis, { prefix });
+  const registry = createRedisSessionRegistry(redis, { prefix, decideInRedis });
   connections.set(registry, redis);
   return registry;
 }
