@@ -167,7 +167,7 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(figures.forbidden, figures.name).toBe(0);
     expect(figures.evictions, figures.name).toBe(0);
     expect(figures.stormAlerts, figures.name).toBe(0);
-    expect(figures.connectionDeaths, figures.name).toBe(0);
+    expect(figures.connectionDeaths, `${figures.name}: ${figures.connectionDeathReasons}`).toBe(0);
     expect(figures.replicaRestarts, figures.name).toBe(0);
     expect(figures.graded, figures.name).toBe(figures.submitted);
   }

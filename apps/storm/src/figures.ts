@@ -36,6 +36,8 @@ export interface ScenarioFigures {
   stormAlerts: number;
   /** Watcher connections that died (`connection-died` lines of every replica). */
   connectionDeaths: number;
+  /** Each death's replica, time after the fleet started, and reason (empty when none died). */
+  connectionDeathReasons: string[];
   /** Replicas the supervisor restarted after they exited on their own. */
   replicaRestarts: number;
   /** Login requests that timed out (`login-timeout` lines of every replica). */

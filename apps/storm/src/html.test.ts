@@ -45,6 +45,7 @@ function figuresOf(name: string, verdict: ScenarioFigures['verdict'], samples: S
     connectionDeaths: 0,
     replicaRestarts: 0,
     loginTimeouts: 0,
+    connectionDeathReasons: [],
     latencyP50Ms: 100,
     latencyP95Ms: 200,
     personSingleSession: true,

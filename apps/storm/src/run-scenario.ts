@@ -81,6 +81,8 @@ interface RunOutcome {
   durationSeconds: number;
   person: boolean | null;
   fleet: Pick<WatcherFleet, 'restarts' | 'events'>;
+  /** Why each connection died, as its replica said, with when. */
+  deaths: string[];
   samples: Sample[];
 }
 
@@ -123,6 +125,7 @@ function figuresOf(scenario: Scenario, settings: RunSettings, run: RunOutcome): 
     evictions: counters.evictions,
     stormAlerts: counters.stormAlerts,
     connectionDeaths: run.fleet.events['connection-died'] ?? 0,
+    connectionDeathReasons: run.deaths,
     replicaRestarts: run.fleet.restarts,
     loginTimeouts: run.fleet.events['login-timeout'] ?? 0,
     latencyP50Ms: percentile(latencies, 50),
@@ -175,9 +178,16 @@ export async function runScenario(
   const base = await readCounters(lms.url, settings.serviceUsername);
   // Students log in first, on a warm LMS: their logins must not share the fleet's first burst.
   const load = await studentLoad(lms.url, settings, queues);
+  const fleetStarted = Date.now();
+  const deaths: string[] = [];
   const started = await startWatchers({
     replicas: settings.replicas,
     env: watcherEnv(settings, scenario, lms.url, redis.url, prefix),
+    onEvent: ({ event, replicaId, atMs, fields }) => {
+      if (event !== 'connection-died') return;
+      const at = ((atMs - fleetStarted) / 1000).toFixed(2);
+      deaths.push(`replica ${replicaId} at ${at} s after the fleet started: ${fields.reason}`);
+    },
     supervise: restartBackoff(settings),
     // Replicas come up one after another, as a deployment's pods do.
     oneByOne: oneByOne(settings),
@@ -269,6 +279,7 @@ export async function runScenario(
       durationSeconds,
       person,
       fleet: started,
+      deaths,
       samples,
     });
   } finally {
