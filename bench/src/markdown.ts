@@ -132,7 +132,10 @@ function curveSection(stormCurve: FleetRun[]): string[] {
 const STORE_LABELS = {
   sqlite: 'LMS store, SQLite (one transaction, fsync per commit)',
   redis: 'LMS store, Redis (atomic step in Redis, then slot and last_login in SQLite)',
-  'redis-registry': 'session-policy Redis registry alone (the atomic step)',
+  'redis-registry':
+    'session-policy Redis registry alone, one script decides and commits (as the LMS)',
+  'redis-registry-optimistic':
+    'session-policy Redis registry alone, read, decide in JavaScript, commit if unchanged',
 } as const;
 
 function topologySection(figures: TopologyFigures): string[] {

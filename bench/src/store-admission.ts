@@ -10,9 +10,13 @@ import { percentile } from './load.ts';
 /**
  * What admits: the LMS's store on SQLite (one transaction: session, slot, last_login), the LMS's
  * store on Redis (the atomic step in Redis, then slot, last_login and tombstones in SQLite), or
- * session-policy's Redis registry alone (the atomic step only).
+ * session-policy's Redis registry alone (the atomic step only): deciding in one script, as the
+ * LMS does, or reading, deciding in JavaScript and committing with a version check.
  */
-export type AdmissionTarget = 'sqlite' | 'redis' | 'redis-registry';
+export type AdmissionTarget = 'sqlite' | 'redis' | 'redis-registry' | 'redis-registry-optimistic';
+
+/** Rounds run and not timed first: Redis loads its scripts, SQLite its statements, V8 compiles. */
+const WARM_UP_ROUNDS = 5;
 
 /** Admission latency without HTTP or hashing, timed in this process. */
 export interface StoreAdmissionFigures {
@@ -35,10 +39,11 @@ function open(
   db: Parameters<typeof openSessionStore>[1],
 ) {
   const prefix = `bench-store-${process.pid}-${Date.now()}:`;
-  if (target === 'redis-registry') {
+  if (target === 'redis-registry' || target === 'redis-registry-optimistic') {
     const redis = new Redis(redisUrl);
+    const decideInRedis = target === 'redis-registry';
     return {
-      registry: createRedisSessionRegistry(redis, { prefix }) as SessionRegistry,
+      registry: createRedisSessionRegistry(redis, { prefix, decideInRedis }) as SessionRegistry,
       close: () => redis.disconnect(),
     };
   }
@@ -55,8 +60,8 @@ function open(
 }
 
 /**
- * `rounds` rounds of `parallel` admissions started at once (after one round of warm-up: Redis
- * loads its scripts, SQLite its statements), each timed from its call to its answer; the LMS's
+ * `rounds` rounds of `parallel` admissions started at once (after {@link WARM_UP_ROUNDS} rounds
+ * of warm-up), each timed from its call to its answer; the LMS's
  * stores run on a real SQLite file with the server's settings (a commit fsyncs) and Redis at
  * `redisUrl`. With one account every admission is the same single-session user, so each evicts
  * the one before and waits for it; with many, each its own user.
@@ -85,7 +90,7 @@ export async function storeAdmission(options: {
     const settings = parseSettings({});
     const times: number[] = [];
     let next = 0;
-    for (let round = -1; round < options.rounds; round++) {
+    for (let round = -WARM_UP_ROUNDS; round < options.rounds; round++) {
       await Promise.all(
         Array.from({ length: options.parallel }, async (_, index) => {
           const username = options.accounts === 'one' ? 'student1' : `student${index + 1}`;

@@ -161,7 +161,12 @@ export async function topology(options: {
     }
     const stores: StoreAdmissionFigures[] = [];
     for (const accounts of ['one', 'many'] as const) {
-      for (const target of ['sqlite', 'redis', 'redis-registry'] as const) {
+      for (const target of [
+        'sqlite',
+        'redis',
+        'redis-registry',
+        'redis-registry-optimistic',
+      ] as const) {
         stores.push(
           await storeAdmission({
             target,
