@@ -12,6 +12,7 @@ import {
   type RunSettings,
   restartBackoff,
   seedArgs,
+  studentAddress,
   studentLoad,
   watcherEnv,
 } from './settings.ts';
@@ -45,9 +46,16 @@ const ZERO: Counters = { logins: 0, forbidden: 0, graded: 0, evictions: 0, storm
  * shares the fleet's address (loopback), whose logins in flight a storm can keep above the
  * throttle's budget: a 429 is tried again after its Retry-After, as a person would.
  */
-async function checkPersonSingleSession(lmsUrl: string, username: string, password: string) {
-  const first = new WebClient(lmsUrl);
-  const second = new WebClient(lmsUrl);
+async function checkPersonSingleSession(
+  lmsUrl: string,
+  username: string,
+  password: string,
+  person: number,
+) {
+  // One person on two browsers of one machine.
+  const address = { forwardedFor: studentAddress(person) };
+  const first = new WebClient(lmsUrl, address);
+  const second = new WebClient(lmsUrl, address);
   const patience = { retryForMs: 10_000 };
   await first.login(username, password, patience);
   await second.login(username, password, patience);
@@ -249,6 +257,7 @@ export async function runScenario(
           lms.url,
           `student${settings.students + 1}`,
           settings.studentPassword,
+          settings.students + 1,
         )
       : null;
     const loadEnd = loadStarted + settings.durationSeconds * 1000;

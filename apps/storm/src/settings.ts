@@ -34,6 +34,18 @@ export function hashShare(settings: Pick<RunSettings, 'queues' | 'connections'>)
   return burstShare(settings.queues * settings.connections, availableParallelism());
 }
 
+/**
+ * Where person number `n` (1-based) browses from, as the LMS's proxy names them: one address of
+ * 10.64.0.0/10 each, none of them the fleet's.
+ *
+ * @example
+ * studentAddress(1); // '10.64.0.1'
+ * studentAddress(300); // '10.64.1.44'
+ */
+export function studentAddress(n: number): string {
+  return `10.${64 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`;
+}
+
 /** The run's queue names, `queue-1..N`. */
 export function queueNames(count: number): string[] {
   return Array.from({ length: count }, (_, index) => `queue-${index + 1}`);
@@ -65,6 +77,10 @@ export function lmsEnv(
       : {};
   return {
     LOG_LEVEL: 'warn',
+    // As in production, the LMS stands behind a reverse proxy: people's requests carry their own
+    // address (studentAddress), the fleet's come from its pods (here loopback, the socket's), so
+    // the login throttle never counts a storm's logins against a student.
+    TRUST_PROXY: 'true',
     PASSWORD_HASH_ITERATIONS: String(times.hashIterations),
     XQUEUE_LOCK_SECONDS: String(times.lockSeconds),
     ...sessions,

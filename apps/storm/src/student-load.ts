@@ -1,4 +1,5 @@
 import { WebClient } from '@storm-lab/lms-client';
+import { studentAddress } from './settings.ts';
 
 /** One submission the load made, and what its grade must be. */
 export interface Submitted {
@@ -43,7 +44,9 @@ export class StudentLoad {
   async logIn(): Promise<void> {
     this.clients = await Promise.all(
       Array.from({ length: this.options.students }, async (_, index) => {
-        const client = new WebClient(this.options.lmsUrl);
+        const client = new WebClient(this.options.lmsUrl, {
+          forwardedFor: studentAddress(index + 1),
+        });
         await client.login(`student${index + 1}`, this.options.studentPassword, PATIENCE);
         return client;
       }),

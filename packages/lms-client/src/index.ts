@@ -1,5 +1,5 @@
 export { CookieJar } from './cookie-jar.ts';
-export { type Patience, WebClient } from './web-client.ts';
+export { type Patience, WebClient, type WebClientOptions } from './web-client.ts';
 export {
   type ClientMode,
   type PullOutcome,

@@ -10,13 +10,14 @@ afterEach(async () => {
 });
 
 /** Two wrong passwords from loopback: the address is refused for the 2 s window. */
-async function throttledLms(): Promise<LocalLms> {
+async function throttledLms(env: Record<string, string> = {}): Promise<LocalLms> {
   const started = await startLms({
     env: {
       PASSWORD_HASH_ITERATIONS: '1000',
       LOG_LEVEL: 'warn',
       LOGIN_THROTTLE_FAILURES: '2',
       LOGIN_THROTTLE_WINDOW_SECONDS: '2',
+      ...env,
     },
   });
   for (let failure = 0; failure < 2; failure++) {
@@ -34,6 +35,14 @@ describe('WebClient against a real LMS', { timeout: 60_000 }, () => {
     // Single login: the second login of the same student ends the first one's session.
     await new WebClient(lms.url).login('student1', 'student-pass');
     expect(await first.isLoggedIn()).toBe(false);
+  });
+
+  it('names its own address to an LMS behind a proxy, so loopback being throttled does not refuse it', async () => {
+    lms = await throttledLms({ TRUST_PROXY: 'true' });
+    await expect(new WebClient(lms.url).login('student1', 'student-pass')).rejects.toThrow(/429/);
+    const elsewhere = new WebClient(lms.url, { forwardedFor: '10.64.0.7' });
+    await elsewhere.login('student1', 'student-pass');
+    expect(await elsewhere.isLoggedIn()).toBe(true);
   });
 
   it('fails on a 429 by default, and tries again after Retry-After when told to wait', async () => {

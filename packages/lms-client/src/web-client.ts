@@ -5,10 +5,22 @@ export interface Patience {
 }
 
 /** A browser-like client of the LMS for one person: its own cookies and the CSRF handshake. */
+export interface WebClientOptions {
+  /**
+   * Sent as `X-Forwarded-For` on every request, as the reverse proxy in front of an LMS names
+   * the client it forwards: a lab that runs many people's browsers on one machine gives each its
+   * own address (the LMS reads it only with `TRUST_PROXY=true`).
+   */
+  forwardedFor?: string;
+}
+
 export class WebClient {
   private readonly cookies = new Map<string, string>();
 
-  constructor(private readonly baseUrl: string) {}
+  constructor(
+    private readonly baseUrl: string,
+    private readonly options: WebClientOptions = {},
+  ) {}
 
   private remember(response: Response) {
     for (const header of response.headers.getSetCookie()) {
@@ -26,6 +38,7 @@ export class WebClient {
   /** Sends a request with this client's cookies and, on unsafe methods, its CSRF token. */
   private async send(method: string, path: string, json?: unknown): Promise<Response> {
     const headers: Record<string, string> = {};
+    if (this.options.forwardedFor) headers['x-forwarded-for'] = this.options.forwardedFor;
     if (this.cookies.size > 0) {
       headers.cookie = [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
     }
