@@ -131,7 +131,8 @@ function curveSection(stormCurve: FleetRun[]): string[] {
 
 const STORE_LABELS = {
   sqlite: 'LMS store, SQLite (one transaction, fsync per commit)',
-  redis: 'LMS store, Redis (atomic step in Redis, then slot and last_login in SQLite)',
+  redis:
+    'LMS store, Redis (atomic step in Redis, then slot and last_login in SQLite, one commit per event-loop turn)',
   'redis-registry':
     'session-policy Redis registry alone, one script decides and commits (as the LMS)',
   'redis-registry-optimistic':

@@ -1,7 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openDatabase, openSessionStore, SEED_DEFAULTS, seed } from '@storm-lab/lms';
+import {
+  createTickBatcher,
+  type LmsDatabase,
+  openDatabase,
+  openSessionStore,
+  SEED_DEFAULTS,
+  seed,
+} from '@storm-lab/lms';
 import { loginAdmission, parseSettings, type SessionRegistry } from '@storm-lab/session-policy';
 import { createRedisSessionRegistry } from '@storm-lab/session-policy/redis';
 import { Redis } from 'ioredis';
@@ -33,11 +40,7 @@ export interface StoreAdmissionFigures {
 
 const ms = (value: number) => Math.round(value * 1000) / 1000;
 
-function open(
-  target: AdmissionTarget,
-  redisUrl: string,
-  db: Parameters<typeof openSessionStore>[1],
-) {
+function open(target: AdmissionTarget, redisUrl: string, database: LmsDatabase) {
   const prefix = `bench-store-${process.pid}-${Date.now()}:`;
   if (target === 'redis-registry' || target === 'redis-registry-optimistic') {
     const redis = new Redis(redisUrl);
@@ -47,6 +50,9 @@ function open(
       close: () => redis.disconnect(),
     };
   }
+  // As the server builds it: the Redis store's SQLite writes go through the tick batcher (one
+  // commit per event-loop turn); the SQLite store's admission is its own transaction.
+  const batch = createTickBatcher(database.sqlite, { busyDeadlineMs: 5_000 });
   const opened = openSessionStore(
     {
       sessionStore:
@@ -54,7 +60,8 @@ function open(
       sessionTtlSeconds: 3600,
       enforcement: 'atomic',
     },
-    db,
+    database.db,
+    { write: (op) => batch.write(op) },
   );
   return { registry: opened.store as SessionRegistry, close: opened.close };
 }
@@ -75,7 +82,7 @@ export async function storeAdmission(options: {
 }): Promise<StoreAdmissionFigures> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-admission-'));
   const database = openDatabase({ path: join(dir, 'lms.db') });
-  const { registry, close } = open(options.target, options.redisUrl, database.db);
+  const { registry, close } = open(options.target, options.redisUrl, database);
   try {
     await seed(
       database.db,

@@ -1,9 +1,11 @@
 export type { AppConfig, AppDeps } from './app.ts';
 export { createApp } from './app.ts';
-export type { OpenedSessionStore } from './auth/open-session-store.ts';
+export type { OpenedSessionStore, OpenSessionStoreOptions } from './auth/open-session-store.ts';
 export { openSessionStore } from './auth/open-session-store.ts';
 export type { ClientDb, Db, LmsDatabase, OpenDatabaseOptions } from './db/client.ts';
 export { openDatabase } from './db/client.ts';
+export type { TickBatcher } from './db/tick-batch.ts';
+export { createTickBatcher } from './db/tick-batch.ts';
 export type { LmsConfig } from './env.ts';
 export { EnvError, parseEnv } from './env.ts';
 export type { RunningServer } from './main.ts';

@@ -10,6 +10,16 @@ export interface OpenedSessionStore {
   close(): void;
 }
 
+export interface OpenSessionStoreOptions {
+  /** Milliseconds since the epoch. Default `Date.now`. */
+  now?: () => number;
+  /**
+   * Runs the Redis store's SQLite writes (see RedisSessionStoreOptions.write): the server passes
+   * its tick batcher's; default each in its own transaction, as the command line needs.
+   */
+  write?: <T>(op: () => T) => Promise<T>;
+}
+
 /**
  * The session store `SESSION_STORE` names, for the command line: the SQLite store on `db`, or
  * the Redis store (its own connection, closed by `close`).
@@ -21,8 +31,9 @@ export interface OpenedSessionStore {
 export function openSessionStore(
   config: Pick<LmsConfig, 'sessionStore' | 'sessionTtlSeconds' | 'enforcement'>,
   db: ClientDb,
-  now: () => number = Date.now,
+  options: OpenSessionStoreOptions = {},
 ): OpenedSessionStore {
+  const now = options.now ?? Date.now;
   const ttlMs = config.sessionTtlSeconds * 1000;
   if (config.sessionStore.kind === 'sqlite') {
     return {
@@ -44,6 +55,7 @@ export function openSessionStore(
       enforcement: config.enforcement,
       ttlMs,
       now,
+      ...(options.write && { write: options.write }),
     }),
     close: () => redis.disconnect(),
   };

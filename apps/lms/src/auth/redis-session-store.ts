@@ -10,7 +10,7 @@ import type { ClientDb } from '../db/client.ts';
 import { sessionEnds, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { EndingReason } from './session-admin.ts';
-import { evictionEnds, recordSlot } from './session-rows.ts';
+import { evictionEnds, loginRows } from './session-rows.ts';
 import {
   type LoginAdmitRequest,
   quotaAfter,
@@ -93,6 +93,7 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     now,
   });
   const userRow = db.$client.prepare<[string], UserRow>(USER_SQL);
+  const rows = loginRows(db);
   const endedReason = tombstoneReader(db);
   let lastPruneAt: number | null = null;
 
@@ -106,18 +107,10 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     const record = db.$client.transaction(() => {
       if (!result.dryRun && result.evicted.length > 0) {
         const ids = result.evicted.map((session) => session.id);
-        db.insert(sessionEnds)
-          .values(evictionEnds(ids, request, at, quota))
-          .onConflictDoNothing()
-          .run();
+        rows.ends(evictionEnds(ids, request, at, quota));
       }
-      if (result.tracked) recordSlot(db, request.userId, request.session.id);
-      if (request.lastLoginAt !== undefined) {
-        db.update(users)
-          .set({ lastLogin: request.lastLoginAt })
-          .where(eq(users.id, request.userId))
-          .run();
-      }
+      if (result.tracked) rows.slot(request.userId, request.session.id);
+      if (request.lastLoginAt !== undefined) rows.lastLogin(request.userId, request.lastLoginAt);
     });
     return write(record);
   }

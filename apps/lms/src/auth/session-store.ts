@@ -25,7 +25,7 @@ import {
   type SessionDetails,
   type ShortIdMatch,
 } from './session-admin.ts';
-import { evictionEnds, recordSlot } from './session-rows.ts';
+import { evictionEnds, loginRows } from './session-rows.ts';
 import { createUpstreamAdmission } from './upstream-admission.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
@@ -274,6 +274,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     options.enforcement === 'upstream' ? createUpstreamAdmission({ db, ttlMs }) : null;
   let lastPruneAt: number | null = null;
   const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
+  const rows = loginRows(db);
   const endedReason = tombstoneReader(db);
   const touch = db.$client.prepare<[number, string]>(
     'UPDATE sessions SET last_seen_at = ? WHERE id = ?',
@@ -309,10 +310,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             .where(inArray(sessions.id, [...plan.deleteIds]))
             .run();
           const quota = quotaAfter(decision, live, plan.deleteIds.length, request);
-          tx.insert(sessionEnds)
-            .values(evictionEnds(plan.deleteIds, request, at, quota))
-            .onConflictDoNothing()
-            .run();
+          rows.ends(evictionEnds(plan.deleteIds, request, at, quota));
         }
         tx.insert(sessions)
           .values({
@@ -328,14 +326,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             pool: plan.pool,
           })
           .run();
-        if (plan.track) recordSlot(tx, request.userId, request.session.id);
+        if (plan.track) rows.slot(request.userId, request.session.id);
         if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();
-        if (request.lastLoginAt !== undefined) {
-          tx.update(users)
-            .set({ lastLogin: request.lastLoginAt })
-            .where(eq(users.id, request.userId))
-            .run();
-        }
+        if (request.lastLoginAt !== undefined) rows.lastLogin(request.userId, request.lastLoginAt);
         return admitResult(decision, plan);
       },
       { behavior: 'immediate' },
