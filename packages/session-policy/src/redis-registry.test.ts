@@ -6,7 +6,7 @@ import { type RedisHandle, useRedis } from '@storm-lab/harness';
 import fc from 'fast-check';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loginAdmission } from './decide.ts';
+import { loginAdmission, resolveRule } from './decide.ts';
 import { createMemorySessionRegistry } from './memory-registry.ts';
 import {
   AdmissionConflictError,
@@ -16,7 +16,7 @@ import {
   DecisionMismatchError,
   type RedisSessionRegistry,
 } from './redis-registry.ts';
-import type { AdmitResult, SessionDetails, SessionRegistry } from './registry.ts';
+import type { AdmitRequest, AdmitResult, SessionDetails, SessionRegistry } from './registry.ts';
 import { parseSettings } from './settings.ts';
 import {
   createTestUser,
@@ -736,23 +736,60 @@ describe('Redis session registry: deciding in one script', () => {
   });
 
   it('refuses a request whose decide disagrees with its limit, naming both', async () => {
-    const registry = createRedisSessionRegistry(redis, { prefix: freshPrefix() });
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
     await loginThrough(registry, { sessionId: 'old' });
-    const { limit } = loginAdmission(parseSettings({}), createTestUser(), {
-      sessionId: 'new',
-      now: Date.now(),
-    });
-    const error = await registry
-      .admit({
-        userId: 'alice',
-        session: { id: 'new', instanceId: null, createdAt: Date.now() },
-        limit,
-        decide: () => ({ outcome: 'unrestricted' }),
-      })
-      .catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(DecisionMismatchError);
-    expect((error as Error).message).toContain('ADMIT evicting [old]');
-    expect((error as Error).message).toContain('unrestricted evicting []');
+    const admit = (id: string, decide: AdmitRequest['decide'], userId = 'alice') =>
+      registry
+        .admit({
+          userId,
+          session: { id, instanceId: null, createdAt: Date.now() },
+          limit: loginAdmission(parseSettings({}), createTestUser(), {
+            sessionId: id,
+            now: Date.now(),
+          }).limit,
+          decide,
+        })
+        .then(
+          () => new Error('admitted'),
+          (e: unknown) => e as Error,
+        );
+    const evicting = await admit('new', () => ({ outcome: 'unrestricted' }));
+    expect(evicting).toBeInstanceOf(DecisionMismatchError);
+    expect(evicting.message).toContain('ADMIT evicting [old]');
+    expect(evicting.message).toContain('unrestricted evicting []');
+    // The script's decision stands: its session resolves from a registry that never saw it.
+    expect(await createRedisSessionRegistry(redis, { prefix }).get('new')).not.toBeNull();
+    // Same evictions (none: a user without sessions), another outcome: refused all the same.
+    const rule = resolveRule(parseSettings({}), createTestUser());
+    const denying = await admit(
+      'first',
+      () => ({ outcome: 'deny', rule, liveSessions: 0 }),
+      'carol',
+    );
+    expect(denying).toBeInstanceOf(DecisionMismatchError);
+    expect(denying.message).toContain('deny evicting []');
+  });
+
+  it('keeps the id lookup of a live session whose re-admission the script denies', async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
+    await loginThrough(registry, { settings: { maxSessions: 3 }, sessionId: 'a' });
+    await loginThrough(registry, { settings: { maxSessions: 3 }, sessionId: 'b' });
+    const settings = { onLimit: 'deny-new' as const };
+    expect((await loginThrough(registry, { settings, sessionId: 'a' })).admitted).toBe(false);
+    expect(await redis.exists(`${prefix}sid:a`)).toBe(1);
+    expect((await loginThrough(registry, { settings, sessionId: 'c' })).admitted).toBe(false);
+    expect(await redis.exists(`${prefix}sid:c`)).toBe(0);
+  });
+
+  it('drops the id lookup when the admission script fails', async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
+    // The user's index is not a sorted set: ZRANGE in the script fails with WRONGTYPE.
+    await redis.set(`${prefix}{u:alice}:sessions`, 'not a sorted set');
+    await expect(loginThrough(registry, { sessionId: 'a' })).rejects.toThrow(/WRONGTYPE/);
+    expect(await redis.exists(`${prefix}sid:a`)).toBe(0);
   });
 
   // session-policy's applyLimit, against the script that applies it inside Redis: every login of
