@@ -153,21 +153,14 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     if (request.replacing) await registry.remove(request.replacing);
     if (request.lastLoginAt !== undefined) {
       const lastLogin = request.lastLoginAt;
-      await whenNotBusy(() =>
-        db.update(users).set({ lastLogin }).where(eq(users.id, userId)).run(),
-      );
+      await whenNotBusy(() => rows.lastLogin(userId, lastLogin));
     }
     // The receiver returns early for an exempt user or with the flag off.
     if (!saved.tracked) return saved;
     const evicted = await setLoginSession(db, request, async (old) => {
       const gone = await registry.get(old);
       if (!(await registry.remove(old))) return null;
-      await whenNotBusy(() => {
-        db.insert(sessionEnds)
-          .values(evictionEnds([old], request, at, null))
-          .onConflictDoNothing()
-          .run();
-      });
+      await whenNotBusy(() => rows.ends(evictionEnds([old], request, at, null)));
       return gone && { id: old, createdAt: gone.createdAt, instanceId: gone.instanceId };
     });
     return { ...saved, evicted };

@@ -7,8 +7,8 @@ import {
 import { eq } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
-import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
-import { evictionEnds } from './session-rows.ts';
+import { profiles, sessions } from '../db/schema.ts';
+import { evictionEnds, loginRows } from './session-rows.ts';
 import type { LoginAdmitRequest } from './session-store.ts';
 
 /**
@@ -93,6 +93,7 @@ export async function setLoginSession(
  */
 export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }) {
   const { db, ttlMs } = options;
+  const rows = loginRows(db);
   return async function admitUpstream(request: LoginAdmitRequest): Promise<AdmitResult> {
     const { userId, session } = request;
     const at = session.createdAt;
@@ -114,21 +115,14 @@ export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }
         })
         .run();
       if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();
-      if (request.lastLoginAt !== undefined) {
-        tx.update(users).set({ lastLogin: request.lastLoginAt }).where(eq(users.id, userId)).run();
-      }
+      if (request.lastLoginAt !== undefined) rows.lastLogin(userId, request.lastLoginAt);
     });
     // The receiver returns early for an exempt user or with the flag off.
     if (!plan.track) return admitResult(decision, plan);
     const evicted = await setLoginSession(db, request, async (old) => {
       const row = await step(db, (tx) => {
         const deleted = tx.delete(sessions).where(eq(sessions.id, old)).returning().get();
-        if (deleted) {
-          tx.insert(sessionEnds)
-            .values(evictionEnds([old], request, at, null))
-            .onConflictDoNothing()
-            .run();
-        }
+        if (deleted) rows.ends(evictionEnds([old], request, at, null));
         return deleted;
       });
       return row ? { id: row.id, createdAt: row.createdAt, instanceId: row.instanceId } : null;
