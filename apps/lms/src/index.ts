@@ -1,5 +1,6 @@
 export type { AppConfig, AppDeps } from './app.ts';
 export { createApp } from './app.ts';
+export type { PasswordChecker } from './auth/login.ts';
 export type { OpenedSessionStore, OpenSessionStoreOptions } from './auth/open-session-store.ts';
 export { openSessionStore } from './auth/open-session-store.ts';
 export type { ClientDb, Db, LmsDatabase, OpenDatabaseOptions } from './db/client.ts';

@@ -70,10 +70,15 @@ export function problemsOf(queue: string): { id: string; graderPayload: string }
 export async function seed(
   db: Db,
   options: SeedOptions,
-  context: { iterations: number; now: number },
+  context: {
+    iterations: number;
+    now: number;
+    /** How passwords are hashed; default Django's pbkdf2_sha256 (a simulation passes its own). */
+    hash?: (password: string, iterations: number) => Promise<string>;
+  },
 ): Promise<SeedSummary> {
   const students = Array.from({ length: options.students }, (_, index) => `student${index + 1}`);
-  const hash = (password: string) => hashPassword(password, context.iterations);
+  const hash = (password: string) => (context.hash ?? hashPassword)(password, context.iterations);
   // Hashing runs on the thread pool, so all accounts hash in parallel. Existing accounts are
   // hashed too: whether one exists is decided inside the transaction, not before it.
   const [serviceHash, staffHash, ...studentHashes] = await Promise.all([

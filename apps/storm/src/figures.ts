@@ -47,6 +47,11 @@ export interface ScenarioFigures {
   /** A student's second login ended the first: true/false, or null where nothing is enforced. */
   personSingleSession: boolean | null;
   verdict: Verdict;
+  /** Simulated runs only: the share of the LMS workers' time spent serving (0..1). */
+  lmsWorkerUtilisation?: number;
+  /** Simulated runs only: students' own requests, from sending to answer (worker wait included). */
+  studentLatencyP50Ms?: number | null;
+  studentLatencyP95Ms?: number | null;
   /** Per-second counts, derived from `samples`. */
   series: Series;
   /** The run's state about four times a second (report.json and the charts). */

@@ -27,7 +27,7 @@ export interface RunShape {
   gradingSeconds: number;
 }
 
-type Row = [label: string, cell: (figures: ScenarioFigures) => string];
+type Row = [label: string, cell: (figures: ScenarioFigures) => string, simulatedOnly?: boolean];
 
 const fixed = (value: number | null, digits = 0) => (value === null ? '-' : value.toFixed(digits));
 
@@ -52,13 +52,26 @@ const ROWS: Row[] = [
     'person stays single-session',
     (f) => (f.personSingleSession === null ? 'n/a' : f.personSingleSession ? 'yes' : 'NO'),
   ],
+  ['LMS worker utilisation', (f) => percent(f.lmsWorkerUtilisation), true],
+  ["students' request latency p50 ms", (f) => fixed(f.studentLatencyP50Ms ?? null), true],
+  ["students' request latency p95 ms", (f) => fixed(f.studentLatencyP95Ms ?? null), true],
   ['verdict', (f) => f.verdict],
 ];
+
+function percent(share: number | undefined): string {
+  return share === undefined ? '-' : `${Math.round(share * 100)}%`;
+}
+
+/** The rows a set of scenarios fills: the simulator's own only when some scenario has them. */
+function rowsFor(scenarios: readonly ScenarioFigures[]): Row[] {
+  const simulated = scenarios.some((figures) => figures.lmsWorkerUtilisation !== undefined);
+  return ROWS.filter(([, , simulatedOnly]) => simulated || !simulatedOnly);
+}
 
 /** The verdict table's cells: a header of scenario names, then one row per figure. */
 export function tableOf(scenarios: readonly ScenarioFigures[]) {
   const header = ['', ...scenarios.map((figures) => figures.name)];
-  const body = ROWS.map(([label, cell]) => [label, ...scenarios.map(cell)]);
+  const body = rowsFor(scenarios).map(([label, cell]) => [label, ...scenarios.map(cell)]);
   return { header, body };
 }
 
@@ -85,7 +98,9 @@ export function renderMarkdown(
 ): string {
   const header = `| | ${scenarios.map((figures) => figures.name).join(' | ')} |`;
   const divider = `|---|${scenarios.map(() => '---:').join('|')}|`;
-  const rows = ROWS.map(([label, cell]) => `| ${label} | ${scenarios.map(cell).join(' | ')} |`);
+  const rows = rowsFor(scenarios).map(
+    ([label, cell]) => `| ${label} | ${scenarios.map(cell).join(' | ')} |`,
+  );
   return [
     '# Storm report',
     '',
@@ -113,10 +128,17 @@ export function renderMarkdown(
 /** Builds the report object (report.json) from the scenario figures. */
 export function buildReport(
   scenarios: readonly ScenarioFigures[],
-  context: { compression: number; compressionNote: string; cpus: number; run: RunShape },
+  context: {
+    compression: number;
+    compressionNote: string;
+    cpus: number;
+    run: RunShape;
+    /** Default now; a simulated run passes its virtual time, so the same seed gives the same bytes. */
+    generatedAt?: string;
+  },
 ): StormReport {
   return {
-    generatedAt: new Date().toISOString(),
+    generatedAt: context.generatedAt ?? new Date().toISOString(),
     machine: { cpus: context.cpus, node: process.versions.node, platform: process.platform },
     compression: context.compression,
     compressionNote: context.compressionNote,

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { startLms, startWatchers, useRedis, type WatcherFleet } from '@storm-lab/harness';
-import { WebClient } from '@storm-lab/lms-client';
+import { WebClient, type WebClientOptions } from '@storm-lab/lms-client';
 import { percentile, perHour, perMinute, type ScenarioFigures, verdictOf } from './figures.ts';
 import { type Counters, readConnectionsAlive, readCounters, since } from './sampler.ts';
 import { perSecond, type Sample } from './samples.ts';
@@ -46,14 +46,15 @@ const ZERO: Counters = { logins: 0, forbidden: 0, graded: 0, evictions: 0, storm
  * shares the fleet's address (loopback), whose logins in flight a storm can keep above the
  * throttle's budget: a 429 is tried again after its Retry-After, as a person would.
  */
-async function checkPersonSingleSession(
+export async function checkPersonSingleSession(
   lmsUrl: string,
   username: string,
   password: string,
   person: number,
+  send?: WebClientOptions['fetch'],
 ) {
   // One person on two browsers of one machine.
-  const address = { forwardedFor: studentAddress(person) };
+  const address = { forwardedFor: studentAddress(person), ...(send && { fetch: send }) };
   const first = new WebClient(lmsUrl, address);
   const second = new WebClient(lmsUrl, address);
   const patience = { retryForMs: 10_000 };
@@ -82,19 +83,24 @@ async function collectOutcomes(
 }
 
 /** What a finished run saw, from the LMS, the students and the fleet. */
-interface RunOutcome {
+export interface RunOutcome {
   counters: Counters;
   outcomes: Map<number, Outcome>;
   load: StudentLoad;
   durationSeconds: number;
   person: boolean | null;
-  fleet: Pick<WatcherFleet, 'restarts' | 'events'>;
+  fleet: Pick<WatcherFleet, 'restarts'> & { events: Record<string, number> };
   /** Why each connection died, as its replica said, with when. */
   deaths: string[];
   samples: Sample[];
 }
 
-function figuresOf(scenario: Scenario, settings: RunSettings, run: RunOutcome): ScenarioFigures {
+/** The report's figures of one finished run (the lab's and the simulator's alike). */
+export function figuresOf(
+  scenario: Scenario,
+  settings: Pick<RunSettings, 'replicas' | 'queues' | 'connections' | 'compression'>,
+  run: RunOutcome,
+): ScenarioFigures {
   const { counters, outcomes, load, durationSeconds } = run;
   const totalConnections = settings.replicas * settings.queues * settings.connections;
   const graded = [...outcomes.values()].filter((outcome) => outcome.graded);

@@ -11,9 +11,13 @@ export interface Counters {
 
 const XQUEUE_ROUTES = ['/xqueue/get_submission/', '/xqueue/put_result/'];
 
-/** Reads the LMS's counters for the service account. */
-export async function readCounters(lmsUrl: string, serviceUsername: string): Promise<Counters> {
-  const response = await fetch(new URL('/metrics', lmsUrl));
+/** Reads the LMS's counters for the service account (`send`: default the global fetch). */
+export async function readCounters(
+  lmsUrl: string,
+  serviceUsername: string,
+  send: (url: string) => Promise<Response> = fetch,
+): Promise<Counters> {
+  const response = await send(new URL('/metrics', lmsUrl).href);
   if (!response.ok) throw new Error(`GET /metrics answered ${response.status}`);
   const samples = parsePrometheus(await response.text());
   return {

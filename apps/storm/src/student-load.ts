@@ -1,4 +1,4 @@
-import { WebClient } from '@storm-lab/lms-client';
+import { WebClient, type WebClientOptions } from '@storm-lab/lms-client';
 import { studentAddress } from './settings.ts';
 
 /** One submission the load made, and what its grade must be. */
@@ -22,6 +22,8 @@ export interface StudentLoadOptions {
   studentPassword: string;
   /** The right answer of a seeded problem, as the seed's grader payload holds it. */
   answerFor: (queue: string, problem: string) => string;
+  /** Sends the students' requests; default the global fetch (a simulation passes its own). */
+  fetch?: WebClientOptions['fetch'];
 }
 
 /**
@@ -46,6 +48,7 @@ export class StudentLoad {
       Array.from({ length: this.options.students }, async (_, index) => {
         const client = new WebClient(this.options.lmsUrl, {
           forwardedFor: studentAddress(index + 1),
+          ...(this.options.fetch && { fetch: this.options.fetch }),
         });
         await client.login(`student${index + 1}`, this.options.studentPassword, PATIENCE);
         return client;

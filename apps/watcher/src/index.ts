@@ -10,6 +10,7 @@ export type { WatcherEvent } from './events.ts';
 export { logEvent } from './events.ts';
 export type { Grader, GraderDeps, HandlerSpec } from './graders.ts';
 export {
+  chainGraders,
   createGrader,
   HANDLER_NAMES,
   MalformedSubmissionError,
@@ -17,9 +18,20 @@ export {
   TransientGraderError,
 } from './graders.ts';
 export type { AddedJob, GradeJobData, GradeJobResult } from './jobs.ts';
-export { addGradeJob, gradeJobId, gradeQueueName, toGradeJob } from './jobs.ts';
+export {
+  addGradeJob,
+  GRADE_JOB_OPTIONS,
+  gradeJobId,
+  gradeQueueName,
+  toGradeJob,
+} from './jobs.ts';
+export type { ManagerWaitOptions } from './manager.ts';
+export { managerWait } from './manager.ts';
 export type { WatcherMetrics } from './metrics.ts';
 export { createMetrics, serveMetrics } from './metrics.ts';
+export type { GradeProcessorDeps } from './processor.ts';
 export { createGradeProcessor } from './processor.ts';
+export type { PullerOptions, Sleep } from './puller.ts';
+export { runHardenedPuller } from './puller.ts';
 export type { Replica, ReplicaOptions } from './replica.ts';
 export { startReplica } from './replica.ts';

@@ -9,6 +9,7 @@ import { type ConnectionEnd, type GradeViaJob, reportDeath, runConnection } from
 import type { WatcherMode } from './env.ts';
 import { chainGraders, createGrader, type Grader, type HandlerSpec } from './graders.ts';
 import { addGradeJob, type GradeJobData, type GradeJobResult, gradeQueueName } from './jobs.ts';
+import { managerWait } from './manager.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import { createGradeProcessor } from './processor.ts';
 import { runHardenedPuller, type Sleep } from './puller.ts';
@@ -269,15 +270,12 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
     }),
   );
 
-  // As upstream's `Manager.wait`: every POLL_TIME, look for a dead connection.
-  const died = (async () => {
-    while (!stopLoops.signal.aborted) {
-      await sleep(config.manager.pollTimeMs, stopLoops.signal);
-      const dead = ends.find((end) => end.kind === 'died');
-      if (dead && dead.kind === 'died') return dead.reason;
-    }
-    return new Promise<string>(() => undefined);
-  })();
+  const died = managerWait({
+    ends,
+    pollTimeMs: config.manager.pollTimeMs,
+    sleep,
+    signal: stopLoops.signal,
+  });
 
   const stop = async () => {
     stopLoops.abort();

@@ -2,6 +2,7 @@ export { CookieJar } from './cookie-jar.ts';
 export { type Patience, WebClient, type WebClientOptions } from './web-client.ts';
 export {
   type ClientMode,
+  type FetchLike,
   type PullOutcome,
   type PutOutcome,
   XQueueClient,

@@ -12,6 +12,8 @@ export interface WebClientOptions {
    * own address (the LMS reads it only with `TRUST_PROXY=true`).
    */
   forwardedFor?: string;
+  /** Sends the requests; default the global fetch. A simulation passes its own. */
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
 }
 
 export class WebClient {
@@ -48,7 +50,8 @@ export class WebClient {
       headers.referer = this.baseUrl;
     }
     if (json !== undefined) headers['content-type'] = 'application/json';
-    const response = await fetch(new URL(path, this.baseUrl), {
+    const send = this.options.fetch ?? fetch;
+    const response = await send(new URL(path, this.baseUrl).href, {
       method,
       headers,
       body: json === undefined ? undefined : JSON.stringify(json),

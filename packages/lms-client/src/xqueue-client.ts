@@ -6,11 +6,17 @@ import {
   XQUEUE_PATHS,
 } from '@storm-lab/xqueue-protocol';
 import type { Logger } from 'pino';
-import { Agent, fetch, type Response } from 'undici';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { CookieJar } from './cookie-jar.ts';
 
 /** Which xqueue-watcher the client behaves like; see {@link XQueueClient}. */
 export type ClientMode = 'current' | 'legacy' | 'hardened';
+
+/**
+ * The HTTP call a client makes; default undici's fetch on the client's own connection pool. A
+ * simulation passes its own (an LMS called in process, on a virtual clock).
+ */
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
 
 /** An xqueue endpoint, as it appears in metric labels. */
 export type XQueueEndpoint = 'login' | 'get_submission' | 'put_result';
@@ -51,6 +57,8 @@ export interface XQueueClientOptions {
   observer?: XQueueClientObserver;
   logger: Logger;
   now: () => number;
+  /** Sends the requests; default undici's fetch on this client's own connection pool. */
+  fetch?: FetchLike;
 }
 
 /** A request got no answer within its timeout (upstream: `requests.exceptions.Timeout`). */
@@ -102,6 +110,7 @@ const HARDENED_LOGIN_TIMEOUT_MS = 30_000;
 export class XQueueClient {
   private readonly jar: CookieJar;
   private readonly agent: Agent;
+  private readonly fetch: FetchLike;
   private readonly headers: Record<string, string> = {};
   private generation = 0;
   private triedLogin = false;
@@ -112,6 +121,13 @@ export class XQueueClient {
     this.agent = new Agent(
       options.verifyTls === false ? { connect: { rejectUnauthorized: false } } : {},
     );
+    this.fetch =
+      options.fetch ??
+      ((url, init) =>
+        undiciFetch(url, {
+          ...(init as Parameters<typeof undiciFetch>[1]),
+          dispatcher: this.agent,
+        }) as unknown as Promise<Response>);
   }
 
   get queue(): string {
@@ -308,13 +324,12 @@ export class XQueueClient {
     await this.observer.beforeRequest?.();
     let response: Response;
     try {
-      response = await fetch(url, {
+      response = await this.fetch(url, {
         method,
         headers,
         body: form ? new URLSearchParams(form).toString() : undefined,
         redirect: 'manual', // upstream never follows: a redirect to a login page means "log in"
-        signal: AbortSignal.timeout(timeoutMs),
-        dispatcher: this.agent,
+        signal: timeoutSignal(timeoutMs),
       });
     } catch (error) {
       const name = (error as Error).name;
@@ -333,6 +348,21 @@ export class XQueueClient {
   private url(path: string): string {
     return `${this.options.serverUrl}${path}`;
   }
+}
+
+/**
+ * Aborts after `ms` with a `TimeoutError`, as `AbortSignal.timeout` does, but on the global
+ * `setTimeout`, so a virtual clock (the simulator's) governs it too.
+ */
+function timeoutSignal(ms: number): AbortSignal {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')),
+    ms,
+  );
+  // Like AbortSignal.timeout's timer, it never keeps the process alive.
+  (timer as { unref?: () => void }).unref?.();
+  return controller.signal;
 }
 
 // As upstream's `_parse_response`: a 200 must carry `return_code` (0 is success).

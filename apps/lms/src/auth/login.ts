@@ -49,12 +49,18 @@ export interface PasswordChecker {
   verify(password: string, encoded: string): Promise<boolean>;
   /** Spends one check's time for an unknown username and says no. */
   burn(password: string, iterations: number): Promise<false>;
+  /** Hashes a password at `iterations` (a login re-hashes one stored at another count). */
+  hash(password: string, iterations: number): Promise<string>;
 }
 
 /** Longer user agents are cut: the session lists show who logged in, not a client's essay. */
 export const MAX_USER_AGENT_LENGTH = 256;
 
-const PASSWORDS: PasswordChecker = { verify: verifyPassword, burn: burnPasswordCheck };
+const PASSWORDS: PasswordChecker = {
+  verify: verifyPassword,
+  burn: burnPasswordCheck,
+  hash: hashPassword,
+};
 
 export interface LoginServiceDeps {
   db: Db;
@@ -90,7 +96,7 @@ async function checkCredentials(deps: LoginServiceDeps, username: string, passwo
     return false;
   }
   if (stored !== configured) {
-    const rehashed = await hashPassword(password, configured);
+    const rehashed = await passwords.hash(password, configured);
     await whenNotBusy(() =>
       deps.db.update(users).set({ password: rehashed }).where(eq(users.id, row.id)).run(),
     );

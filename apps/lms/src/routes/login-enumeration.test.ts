@@ -68,6 +68,7 @@ function countingApp(base: TestLms) {
       calls.push({ kind: 'burn', iterations });
       return burnPasswordCheck(password, iterations);
     },
+    hash: hashPassword,
   };
   const app = createApp({
     db: base.database.db,

@@ -1,0 +1,307 @@
+import { availableParallelism, cpus } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  buildReport,
+  compress,
+  compressionNote,
+  DEFAULT_COMPARISON,
+  hashShare,
+  renderTable,
+  ScenarioError,
+  type ScenarioFigures,
+  writeReport,
+} from '@storm-lab/storm';
+import { measureLabCosts } from './lab.ts';
+import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
+import { simulateScenario } from './run.ts';
+import {
+  type LoadShape,
+  PRODUCTION_SETTINGS,
+  type SimSettings,
+  submissionsOf,
+} from './settings.ts';
+import { SIM_EPOCH_MS } from './virtual-clock.ts';
+
+const HELP = `pnpm sim: the login storm on the project's own code, on a virtual clock
+
+Runs the LMS (createApp: the single-login hook, the session policy, the xqueue and student
+APIs, in-memory SQLite), the watcher fleet's own clients and loops, and students, in one
+process on a virtual clock: hours of production in seconds, every run replayable by its seed.
+Only time, CPU and the network are modelled: W synchronous LMS workers behind an accept queue,
+each request holding one for its service time (a login: its PBKDF2), network latency, and
+REQUESTS_TIMEOUT counting the wait for a worker.
+
+Usage:
+  pnpm sim                        compare ${DEFAULT_COMPARISON.join(', ')} for an hour
+  pnpm sim --scenario NAME        one scenario (a built-in name or a path to a .json file)
+  pnpm sim --compare A,B,...      the named scenarios side by side
+  pnpm sim --preset mit           MIT's incident: storm (2x2x5), their stop-gap (1x1x1) and the
+                                  cure, an hour with a deadline surge (see docs/simulation.md)
+  pnpm sim --lab                  what \`pnpm storm\` runs by default (2x compression, its fleet,
+                                  load and drain) with this machine's measured costs
+
+Options (production values by default, uncompressed):
+  --replicas N          watcher replicas                        (default 2)
+  --queues N            conf.d queue entries per replica        (default 2)
+  --connections N       CONNECTIONS per entry                   (default 2)
+  --lms-workers N       the LMS's synchronous workers           (default 4)
+  --login-ms MS         one login's PBKDF2 in a worker          (default 250: 1,000,000
+                        iterations at 250 ns)
+  --request-ms MS       a worker's time for any request besides hashing (default 10)
+  --requests-timeout S  XQWATCHER_REQUESTS_TIMEOUT              (default 1)
+  --grading-seconds S   one grading                              (default 1)
+  --duration S          seconds of student load                 (default 3600)
+  --drain S             longest wait for grading after the load (default 600)
+  --students N          students submitting                     (default 40)
+  --per-minute N        steady submissions per minute           (default 20)
+  --surge N             a deadline surge of N submissions       (default none)
+  --surge-at S          seconds after the start the surge begins (default 900)
+  --surge-seconds S     how long the surge lasts                (default 600)
+  --seed N              the run's seed                           (default 1)
+  --out DIR             report folder                            (default ./sim-report)
+  --json                print report.json to stdout instead of the table
+  -h, --help            this help
+
+The same seed and flags give a byte-identical report.json.`;
+
+/** A mistake in the command line: the message says which flag and what it takes. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function number(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  integer = false,
+): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (
+    raw.trim() === '' ||
+    !Number.isFinite(value) ||
+    value < min ||
+    value > max ||
+    (integer && !Number.isInteger(value))
+  ) {
+    const kind = integer ? 'an integer' : 'a number';
+    throw new UsageError(
+      `--${name} must be ${kind} from ${min} to ${max} (got ${JSON.stringify(raw)})`,
+    );
+  }
+  return value;
+}
+
+const OPTIONS = {
+  scenario: { type: 'string' },
+  compare: { type: 'string' },
+  preset: { type: 'string' },
+  lab: { type: 'boolean' },
+  replicas: { type: 'string' },
+  queues: { type: 'string' },
+  connections: { type: 'string' },
+  'lms-workers': { type: 'string' },
+  'login-ms': { type: 'string' },
+  'request-ms': { type: 'string' },
+  'requests-timeout': { type: 'string' },
+  'grading-seconds': { type: 'string' },
+  duration: { type: 'string' },
+  drain: { type: 'string' },
+  students: { type: 'string' },
+  'per-minute': { type: 'string' },
+  surge: { type: 'string' },
+  'surge-at': { type: 'string' },
+  'surge-seconds': { type: 'string' },
+  seed: { type: 'string' },
+  out: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
+
+/** The settings the flags ask for, on top of `base`. */
+export function settingsOf(values: Values, base: SimSettings): SimSettings {
+  const int = (name: keyof Values, fallback: number, min: number, max: number) =>
+    number(name, values[name] as string | undefined, fallback, min, max, true);
+  const num = (name: keyof Values, fallback: number, min: number, max: number) =>
+    number(name, values[name] as string | undefined, fallback, min, max);
+  const durationSeconds = num('duration', base.durationSeconds, 1, 7 * 24 * 3600);
+  const surge = values.surge
+    ? {
+        submissions: int('surge', 0, 1, 1_000_000),
+        startSeconds: num('surge-at', 900, 0, durationSeconds),
+        seconds: num('surge-seconds', 600, 1, durationSeconds),
+      }
+    : base.load.kind === 'steady'
+      ? base.load.surge
+      : null;
+  const load: LoadShape =
+    values['per-minute'] !== undefined || values.surge !== undefined || base.load.kind === 'steady'
+      ? {
+          kind: 'steady',
+          perMinute: num(
+            'per-minute',
+            base.load.kind === 'steady' ? base.load.perMinute : 20,
+            0,
+            100_000,
+          ),
+          surge,
+        }
+      : base.load;
+  const iterations = base.iterations;
+  const loginMs = num('login-ms', (iterations * base.iterationNs) / 1e6, 0, 600_000);
+  return {
+    ...base,
+    replicas: int('replicas', base.replicas, 1, 1000),
+    queues: int('queues', base.queues, 1, 100),
+    connections: int('connections', base.connections, 1, 100),
+    lmsWorkers: int('lms-workers', base.lmsWorkers, 1, 10_000),
+    iterationNs: (loginMs * 1e6) / iterations,
+    requestMs: num('request-ms', base.requestMs, 0, 60_000),
+    requestsTimeoutSeconds: num('requests-timeout', base.requestsTimeoutSeconds, 0.001, 3600),
+    gradingSeconds: num('grading-seconds', base.gradingSeconds, 0, 3600),
+    durationSeconds,
+    drainSeconds: num('drain', base.drainSeconds, 0, 7 * 24 * 3600),
+    students: int('students', base.students, 1, 100_000),
+    load,
+    seed: int('seed', base.seed, 0, 2 ** 31 - 1),
+  };
+}
+
+/** `pnpm storm`'s default run, as the simulator replays it (`--lab`). */
+export async function labSettings(): Promise<SimSettings> {
+  const compression = 2;
+  const shape = { queues: 2, connections: 2 };
+  const times = compress(compression, 1, hashShare(shape));
+  const costs = await measureLabCosts();
+  return {
+    ...PRODUCTION_SETTINGS,
+    ...shape,
+    replicas: 2,
+    // The lab's LMS hashes on this machine's cores, shared with everything else.
+    lmsWorkers: availableParallelism(),
+    iterations: times.hashIterations,
+    iterationNs: costs.iterationNs,
+    requestMs: costs.requestMs,
+    latencyMs: 0.05,
+    replicaStartupSeconds: 1,
+    students: 4,
+    load: { kind: 'even', submissions: 24 },
+    durationSeconds: 12,
+    drainSeconds: 6,
+    compression,
+  };
+}
+
+async function plan(values: Values): Promise<PlannedRun[]> {
+  if (values.scenario && values.compare)
+    throw new UsageError('give --scenario or --compare, not both');
+  if (values.preset !== undefined && values.preset !== 'mit') {
+    throw new UsageError(`--preset must be "mit" (got ${JSON.stringify(values.preset)})`);
+  }
+  if (values.preset && values.lab) throw new UsageError('give --preset mit or --lab, not both');
+  if (values.preset === 'mit') {
+    if (values.scenario || values.compare) {
+      throw new UsageError(
+        '--preset mit runs its own three scenarios: leave out --scenario and --compare',
+      );
+    }
+    return mitPlan(settingsOf(values, MIT_SETTINGS));
+  }
+  const base = values.lab ? await labSettings() : PRODUCTION_SETTINGS;
+  const settings = settingsOf(values, base);
+  const names = values.scenario
+    ? [values.scenario]
+    : values.compare
+      ? values.compare
+          .split(',')
+          .map((name) => name.trim())
+          .filter(Boolean)
+      : [...DEFAULT_COMPARISON];
+  if (names.length === 0) throw new UsageError('--compare needs at least one scenario name');
+  return comparisonOf(names, settings);
+}
+
+export interface CliIo {
+  out: NodeJS.WritableStream;
+  err: NodeJS.WritableStream;
+  cwd: string;
+}
+
+/**
+ * `pnpm sim`: plans the runs, simulates each (one after another), prints the side-by-side
+ * table and writes the report. Returns the exit code; never exits the process itself.
+ */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  let values: Values;
+  let runs: PlannedRun[];
+  try {
+    values = parseArgs({ args: argv, options: OPTIONS, strict: true }).values;
+    if (values.help) {
+      io.out.write(`${HELP}\n`);
+      return 0;
+    }
+    runs = await plan(values);
+  } catch (error) {
+    if (
+      error instanceof UsageError ||
+      error instanceof ScenarioError ||
+      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
+      io.err.write(`pnpm sim: ${(error as Error).message}\n(pnpm sim --help for usage)\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const figures: ScenarioFigures[] = [];
+  for (const run of runs) {
+    const started = performance.now();
+    const result = await simulateScenario(run.scenario, run.settings);
+    const wallSeconds = (performance.now() - started) / 1000;
+    const simulated = result.durationSeconds * run.settings.compression;
+    io.err.write(
+      `${run.scenario.name}: ${result.verdict}, ${result.logins} logins, ${result.graded}/${result.submitted} graded; ${Math.round(simulated)} s of production in ${wallSeconds.toFixed(1)} s (${Math.round(simulated / wallSeconds)}x)\n`,
+    );
+    figures.push(result);
+  }
+  const first = runs[0] as PlannedRun;
+  const settings = first.settings;
+  const report = buildReport(figures, {
+    compression: settings.compression,
+    compressionNote: `${compressionNote(settings.compression, settings.durationSeconds / settings.compression, settings.gradingSeconds)} Simulated on a virtual clock, seed ${settings.seed}.`,
+    cpus: cpus().length,
+    run: {
+      replicas: settings.replicas,
+      queues: settings.queues,
+      connections: settings.connections,
+      loadSeconds: settings.durationSeconds / settings.compression,
+      submissions: submissionsOf(settings.load, settings.durationSeconds),
+      students: settings.students,
+      drainSeconds: settings.drainSeconds / settings.compression,
+      gradingSeconds: settings.gradingSeconds,
+    },
+    generatedAt: new Date(SIM_EPOCH_MS).toISOString(),
+  });
+  const dir = resolve(io.cwd, values.out ?? 'sim-report');
+  const page = await writeReport(isAbsolute(dir) ? dir : join(io.cwd, dir), report, figures);
+  if (values.json) {
+    io.out.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    io.out.write(`${renderTable(figures)}\n\nReport: ${pathToFileURL(page).href}\n`);
+  }
+  return 0;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const cwd = process.env.INIT_CWD ?? process.cwd();
+  process.exitCode = await runCli(process.argv.slice(2), {
+    out: process.stdout,
+    err: process.stderr,
+    cwd,
+  });
+}

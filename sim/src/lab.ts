@@ -1,0 +1,52 @@
+import { pbkdf2Sync } from 'node:crypto';
+import { createApp, openDatabase, parseEnv } from '@storm-lab/lms';
+import { pino } from 'pino';
+
+/** This machine's costs, as the simulator charges them when it replays the lab. */
+export interface LabCosts {
+  /** Nanoseconds per PBKDF2-SHA256 iteration (Node's, OpenSSL's). */
+  iterationNs: number;
+  /** Milliseconds of the LMS's own work for one xqueue request (an unauthenticated poll). */
+  requestMs: number;
+}
+
+const ITERATIONS = 200_000;
+const REQUESTS = 400;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+/**
+ * Measures, on real time, what one PBKDF2 iteration and one LMS request cost here: the hash on
+ * Node's own pbkdf2, the request through the app `createApp` builds (the median of five rounds,
+ * after a warm-up), so a replay of `pnpm storm` charges what the real lab pays.
+ */
+export async function measureLabCosts(): Promise<LabCosts> {
+  const hashes: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    const started = performance.now();
+    pbkdf2Sync('password', 'salt', ITERATIONS, 32, 'sha256');
+    hashes.push(((performance.now() - started) * 1e6) / ITERATIONS);
+  }
+  const database = openDatabase({ path: ':memory:', synchronous: 'normal' });
+  try {
+    const app = createApp({
+      db: database.db,
+      config: parseEnv({ LOG_LEVEL: 'silent' }, process.cwd()),
+      logger: pino({ level: 'silent' }),
+    });
+    const rounds: number[] = [];
+    for (let round = 0; round < 6; round++) {
+      const started = performance.now();
+      for (let index = 0; index < REQUESTS; index++) {
+        await (await app.request('/xqueue/get_submission/?queue_name=q')).arrayBuffer();
+      }
+      if (round > 0) rounds.push((performance.now() - started) / REQUESTS);
+    }
+    return { iterationNs: median(hashes), requestMs: median(rounds) };
+  } finally {
+    database.close();
+  }
+}

@@ -1,0 +1,220 @@
+import { createHash } from 'node:crypto';
+import { createApp, type LmsConfig, type LmsDatabase, type PasswordChecker } from '@storm-lab/lms';
+import type { FetchLike } from '@storm-lab/lms-client';
+import type { Logger } from 'pino';
+import type { Random } from './random.ts';
+import { sleep } from './virtual-clock.ts';
+
+/** What the LMS's capacity is made of; only these are modelled, the rest is the LMS's own code. */
+export interface LmsCosts {
+  /** Synchronous workers (gunicorn/uwsgi): each holds one request for its whole service time. */
+  workers: number;
+  /** Virtual nanoseconds one PBKDF2 iteration takes in a worker. */
+  iterationNs: number;
+  /** Service time of any request besides its password hashing, in milliseconds. */
+  requestMs: number;
+  /** One-way network latency between any client and the LMS, in milliseconds. */
+  latencyMs: number;
+}
+
+/** Faults the fault runs switch on and off while the world runs. */
+export interface LmsFaults {
+  /** Chance that an answered request's response never reaches its client. */
+  dropResponseRate: number;
+  /** Factor on every password hash's cost (1: none). */
+  hashSlowdown: number;
+}
+
+/** Where a request comes from: its address, and whether its process still exists. */
+export interface SimHost {
+  address: string;
+  /** False once the process that sent it is gone: an answer then goes nowhere. */
+  alive?: () => boolean;
+}
+
+/** What the workers did, for utilisation and queueing figures. */
+export interface WorkerStats {
+  /** Worker-milliseconds spent serving requests, summed over workers. */
+  busyMs: number;
+  served: number;
+  /** Requests waiting for a worker right now. */
+  queued: number;
+}
+
+/**
+ * A password checker whose hashing costs virtual time instead of CPU: `iterations x
+ * iterationNs`, spent while the request holds its worker. Hashes keep Django's layout (so the
+ * LMS reads their iteration count as usual); the digest is one SHA-256, not PBKDF2.
+ */
+export function simulatedPasswords(costMs: (iterations: number) => number): PasswordChecker {
+  const digest = (password: string, salt: string) =>
+    createHash('sha256').update(`${salt}$${password}`).digest('base64');
+  const encode = (password: string, iterations: number) =>
+    `pbkdf2_sha256$${iterations}$sim$${digest(password, 'sim')}`;
+  return {
+    async verify(password, encoded) {
+      const [algorithm, iterations = '', salt = '', hash] = encoded.split('$');
+      await sleep(costMs(Number(iterations)));
+      return algorithm === 'pbkdf2_sha256' && digest(password, salt) === hash;
+    },
+    async burn(_password, iterations) {
+      await sleep(costMs(iterations));
+      return false;
+    },
+    async hash(password, iterations) {
+      await sleep(costMs(iterations));
+      return encode(password, iterations);
+    },
+  };
+}
+
+/** The same hashes at no cost, for seeding the database before the world starts. */
+export const freeHash = async (password: string, iterations: number) =>
+  `pbkdf2_sha256$${iterations}$sim$${createHash('sha256').update(`sim$${password}`).digest('base64')}`;
+
+class WorkerPool {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  readonly stats: WorkerStats = { busyMs: 0, served: 0, queued: 0 };
+
+  constructor(workers: number) {
+    this.free = workers;
+  }
+
+  async hold<T>(work: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free -= 1;
+    else {
+      this.stats.queued += 1;
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      this.stats.queued -= 1;
+    }
+    const started = Date.now();
+    try {
+      return await work();
+    } finally {
+      this.stats.busyMs += Date.now() - started;
+      this.stats.served += 1;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free += 1;
+    }
+  }
+}
+
+function connectionRefused(): Error {
+  return Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+}
+
+export interface SimLmsOptions {
+  database: LmsDatabase;
+  config: LmsConfig;
+  costs: LmsCosts;
+  faults: LmsFaults;
+  random: Random;
+  logger: Logger;
+}
+
+/**
+ * The LMS as `createApp` builds it, behind W synchronous workers and a network, called in
+ * process. A request waits for a free worker (the accept queue), holds it for its service time
+ * (`requestMs`, plus its PBKDF2 when it checks a password), and its answer takes `latencyMs`
+ * each way. A client that gives up (its timeout) does not stop the request: it still runs to its
+ * end at the LMS, as a login a gunicorn worker has accepted does, and still evicts.
+ */
+export class SimLms {
+  private app: ReturnType<typeof createApp>;
+  private readonly pool: WorkerPool;
+  private down = false;
+  readonly baseUrl = 'http://lms.sim';
+
+  constructor(private readonly options: SimLmsOptions) {
+    this.pool = new WorkerPool(options.costs.workers);
+    this.app = this.build();
+  }
+
+  private build() {
+    const { costs, faults } = this.options;
+    const costMs = (iterations: number) =>
+      (iterations * costs.iterationNs * faults.hashSlowdown) / 1e6;
+    return createApp({
+      db: this.options.database.db,
+      config: this.options.config,
+      logger: this.options.logger,
+      passwords: simulatedPasswords(costMs),
+    });
+  }
+
+  get workerStats(): Readonly<WorkerStats> {
+    return this.pool.stats;
+  }
+
+  /** The LMS's own /metrics text, read in process (no worker, no network). */
+  async metrics(): Promise<string> {
+    return (await this.app.request('/metrics')).text();
+  }
+
+  /**
+   * Restarts the LMS over the same database: down for `downMs` (connections refused, answers in
+   * flight lost), then a fresh app, as a redeployed process.
+   */
+  async restart(downMs: number): Promise<void> {
+    this.down = true;
+    await sleep(downMs);
+    this.app = this.build();
+    this.down = false;
+  }
+
+  /** A fetch for one host: requests from its address, answers only while it is alive. */
+  fetchFor(host: SimHost): FetchLike {
+    return (url, init) =>
+      new Promise<Response>((resolve, reject) => {
+        const signal = init.signal ?? undefined;
+        if (signal?.aborted) {
+          reject(signal.reason);
+          return;
+        }
+        const onAbort = () => reject(signal?.reason);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.serve(host, url, init).then(
+          (response) => {
+            signal?.removeEventListener('abort', onAbort);
+            if (response && (host.alive?.() ?? true)) resolve(response);
+            // Otherwise the answer is lost: the client's own timeout ends its wait.
+          },
+          (error: unknown) => {
+            signal?.removeEventListener('abort', onAbort);
+            reject(error);
+          },
+        );
+      });
+  }
+
+  private async serve(host: SimHost, url: string, init: RequestInit): Promise<Response | null> {
+    const { costs, faults, random } = this.options;
+    await sleep(costs.latencyMs);
+    if (this.down) throw connectionRefused();
+    const app = this.app;
+    const answer = await this.pool.hold(async () => {
+      await sleep(costs.requestMs);
+      const request = new Request(url, {
+        method: init.method ?? 'GET',
+        headers: init.headers ?? {},
+        body: init.body ?? null,
+      });
+      const env = {
+        incoming: { socket: { remoteAddress: host.address, remotePort: 0, remoteFamily: 'IPv4' } },
+      };
+      const response = await app.fetch(request, env);
+      const body = await response.arrayBuffer();
+      return { status: response.status, headers: response.headers, body };
+    });
+    // Restarted meanwhile: the process that held the connection is gone, and its answer too.
+    if (app !== this.app || this.down) throw connectionRefused();
+    if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
+    await sleep(costs.latencyMs);
+    return new Response(answer.body.byteLength > 0 ? answer.body : null, {
+      status: answer.status,
+      headers: answer.headers,
+    });
+  }
+}

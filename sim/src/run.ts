@@ -1,0 +1,317 @@
+import {
+  type LmsConfig,
+  openDatabase,
+  parseEnv as parseLmsEnv,
+  SEED_DEFAULTS,
+  seed,
+} from '@storm-lab/lms';
+import {
+  answerFor,
+  type Counters,
+  checkPersonSingleSession,
+  figuresOf,
+  percentile,
+  readCounters,
+  type Sample,
+  type Scenario,
+  type ScenarioFigures,
+  StudentLoad,
+  since,
+} from '@storm-lab/storm';
+import { loadConfig, parseEnv as parseWatcherEnv, type WatcherMode } from '@storm-lab/watcher';
+import { pino } from 'pino';
+import { SimFleet } from './fleet.ts';
+import { freeHash, type LmsFaults, SimLms } from './lms-host.ts';
+import { seededRandom } from './random.ts';
+import { type SimSettings, submissionTimes } from './settings.ts';
+import { sleep, type VirtualClock, withVirtualClock } from './virtual-clock.ts';
+
+export const SERVICE_USERNAME = 'xqueue_svc';
+const SERVICE_PASSWORD = 'xqueue-pass';
+const STUDENT_PASSWORD = 'student-pass';
+
+/** What a fault run does to the world while it runs (see faults.ts). */
+export interface WorldHooks {
+  /** Called once the fleet is running; may kill replicas, restart the LMS, set faults. */
+  during?(world: World): Promise<void>;
+}
+
+/** The parts of a running world a fault schedule may touch. */
+export interface World {
+  lms: SimLms;
+  fleet: SimFleet;
+  faults: LmsFaults;
+  database: ReturnType<typeof openDatabase>;
+  settings: SimSettings;
+}
+
+/** The queue names a run's students submit to, and the names each conf.d entry watches. */
+export function queueNamesOf(settings: Pick<SimSettings, 'queues' | 'sameQueue'>) {
+  const entries = Array.from({ length: settings.queues }, (_, index) =>
+    settings.sameQueue ? 'queue-1' : `queue-${index + 1}`,
+  );
+  return { entries, queues: [...new Set(entries)] };
+}
+
+function lmsConfig(settings: SimSettings, scenario: Scenario): LmsConfig {
+  return parseLmsEnv(
+    {
+      LOG_LEVEL: 'silent',
+      PASSWORD_HASH_ITERATIONS: String(settings.iterations),
+      XQUEUE_LOCK_SECONDS: String(settings.lockSeconds / settings.compression),
+      // People browse from their own addresses behind the LMS's proxy (studentAddress).
+      TRUST_PROXY: 'true',
+      ...scenario.lms,
+    },
+    process.cwd(),
+  );
+}
+
+async function watcherConfig(settings: SimSettings, scenario: Scenario, lmsUrl: string) {
+  const c = settings.compression;
+  const env = parseWatcherEnv({
+    LMS_URL: lmsUrl,
+    REDIS_URL: 'redis://127.0.0.1:6379', // never connected: grading runs in the simulated replica
+    XQUEUE_USERNAME: SERVICE_USERNAME,
+    XQUEUE_PASSWORD: SERVICE_PASSWORD,
+    WATCHER_QUEUES: queueNamesOf(settings).entries.join(','),
+    WATCHER_CONNECTIONS: String(settings.connections),
+    WATCHER_MODE: 'current',
+    XQWATCHER_POLL_INTERVAL: String(settings.pollIntervalSeconds / c),
+    XQWATCHER_LOGIN_POLL_INTERVAL: String(settings.loginPollIntervalSeconds / c),
+    XQWATCHER_REQUESTS_TIMEOUT: String(settings.requestsTimeoutSeconds / c),
+    XQWATCHER_POLL_TIME: String(settings.pollTimeSeconds / c),
+    WATCHER_DEFAULT_HANDLER: JSON.stringify({
+      HANDLER: 'slow-flaky',
+      KWARGS: { latency_ms: Math.round((settings.gradingSeconds * 1000) / c) },
+    }),
+    ...scenario.watcher,
+  });
+  return { env, config: await loadConfig(env) };
+}
+
+/** Runs `work` to its end, moving the virtual clock from one due timer to the next. */
+async function drive<T>(clock: VirtualClock, work: Promise<T>): Promise<T> {
+  let settled = false;
+  const watched = work.finally(() => {
+    settled = true;
+  });
+  watched.catch(() => undefined);
+  while (!settled) await clock.next();
+  return watched;
+}
+
+/**
+ * Runs one scenario in the simulated world on a virtual clock: the LMS as `createApp` builds it
+ * (in-memory SQLite, seeded as `pnpm storm` seeds it) behind simulated workers, the watcher
+ * fleet's own clients and loops, and students submitting through the student API. Returns the
+ * same figures `pnpm storm` reports, from the same counters.
+ */
+export async function simulateScenario(
+  scenario: Scenario,
+  settings: SimSettings,
+  hooks: WorldHooks = {},
+): Promise<ScenarioFigures> {
+  return withVirtualClock((clock) => drive(clock, runWorld(scenario, settings, hooks)));
+}
+
+async function runWorld(
+  scenario: Scenario,
+  settings: SimSettings,
+  hooks: WorldHooks,
+): Promise<ScenarioFigures> {
+  const random = seededRandom(settings.seed);
+  // Silent but for the watcher's event lines, which it prints at any level: counted, not kept.
+  const events: Record<string, number> = {};
+  const logger = pino(
+    { level: 'silent' },
+    {
+      write(line: string) {
+        const event = /"event":"([a-z-]+)"/.exec(line)?.[1];
+        if (event) events[event] = (events[event] ?? 0) + 1;
+      },
+    },
+  );
+  const { queues } = queueNamesOf(settings);
+  const database = openDatabase({ path: ':memory:', synchronous: 'normal' });
+  const config = lmsConfig(settings, scenario);
+  await seed(
+    database.db,
+    {
+      ...SEED_DEFAULTS,
+      queues,
+      students: settings.students + 1,
+      serviceUsername: SERVICE_USERNAME,
+      servicePassword: SERVICE_PASSWORD,
+      studentPassword: STUDENT_PASSWORD,
+    },
+    { iterations: config.passwordHashIterations, now: Date.now(), hash: freeHash },
+  );
+  const faults: LmsFaults = { dropResponseRate: 0, hashSlowdown: 1 };
+  const lms = new SimLms({
+    database,
+    config,
+    costs: {
+      workers: settings.lmsWorkers,
+      // Costs are what the LMS's machine spends; a compressed run (--lab) compresses the
+      // iteration count instead, as `pnpm storm` does.
+      iterationNs: settings.iterationNs,
+      requestMs: settings.requestMs,
+      latencyMs: settings.latencyMs,
+    },
+    faults,
+    random: random.fork('network'),
+    logger,
+  });
+  const metricsFetch = async () => new Response(await lms.metrics());
+  const read = () => readCounters(lms.baseUrl, SERVICE_USERNAME, metricsFetch);
+  const base = await read();
+
+  // Students log in first, on a quiet LMS, as in `pnpm storm`; each request's wait is timed.
+  const studentLatencies: number[] = [];
+  const studentFetch = lms.fetchFor({ address: '127.0.0.1' });
+  const load = new StudentLoad({
+    lmsUrl: lms.baseUrl,
+    queues,
+    students: settings.students,
+    studentPassword: STUDENT_PASSWORD,
+    answerFor,
+    fetch: async (url, init) => {
+      const started = Date.now();
+      try {
+        return await studentFetch(url, init);
+      } finally {
+        studentLatencies.push(Date.now() - started);
+      }
+    },
+  });
+  await load.logIn();
+  studentLatencies.length = 0;
+
+  const { config: watcher, env: watcherEnv } = await watcherConfig(settings, scenario, lms.baseUrl);
+  const c = settings.compression;
+  const fleet = new SimFleet({
+    lms,
+    config: watcher,
+    mode: watcherEnv.WATCHER_MODE as WatcherMode,
+    replicas: settings.replicas,
+    supervise: {
+      backoffBaseMs: (settings.restartBackoffBaseSeconds * 1000) / c,
+      backoffMaxMs: (settings.restartBackoffMaxSeconds * 1000) / c,
+    },
+    startupMs: (settings.replicaStartupSeconds * 1000) / c,
+    jobLockMs: watcherEnv.WATCHER_JOB_LOCK_MS,
+    concurrency: watcherEnv.WATCHER_CONCURRENCY,
+    random: random.fork('fleet'),
+    logger,
+  });
+
+  const loadStarted = Date.now();
+  const elapsed = () => (Date.now() - loadStarted) / 1000;
+  const samples: Sample[] = [];
+  const busyAtStart = lms.workerStats.busyMs;
+  let last: Counters = since(base, base);
+  let failedSubmissions = 0;
+  const sample = async () => {
+    const counts = await fleet.counts();
+    last = since(await read(), base);
+    samples.push({
+      t: Math.round(elapsed() * 1000) / 1000,
+      ...last,
+      alive: counts.alive,
+      restarts: counts.restarts,
+      waiting: Math.max(0, load.submitted.length - last.graded),
+    });
+  };
+  const totalSeconds = settings.durationSeconds + settings.drainSeconds;
+  const sampleEveryMs = Math.max(250, (totalSeconds * 1000) / c / 720);
+  const stopSampling = new AbortController();
+  const sampling = (async () => {
+    while (!stopSampling.signal.aborted) {
+      await sample();
+      await sleep(sampleEveryMs, stopSampling.signal);
+    }
+  })();
+
+  const times = submissionTimes(settings.load, settings.durationSeconds / c, random.fork('load'));
+  const submissions = times.map(async (at, index) => {
+    await sleep(at * 1000);
+    await load.submit(index).catch(() => {
+      failedSubmissions += 1;
+    });
+  });
+  const during = hooks.during?.({ lms, fleet, faults, database, settings });
+  await sleep((settings.durationSeconds * 1000) / c - (Date.now() - loadStarted));
+  await Promise.all(submissions);
+  await during;
+  const enforcing = scenario.lms.PREVENT_CONCURRENT_LOGINS !== 'false';
+  const person = enforcing
+    ? await checkPersonSingleSession(
+        lms.baseUrl,
+        `student${settings.students + 1}`,
+        STUDENT_PASSWORD,
+        settings.students + 1,
+        studentFetch,
+      )
+    : null;
+  // Drain: until every submission is graded, or the drain's deadline.
+  const drainEnd = Date.now() + (settings.drainSeconds * 1000) / c;
+  while (Date.now() < drainEnd && last.graded < load.submitted.length) {
+    await sleep(sampleEveryMs);
+  }
+  stopSampling.abort();
+  await sampling;
+  await sample();
+  const durationSeconds = elapsed();
+  const busyMs = lms.workerStats.busyMs - busyAtStart;
+  const counts = await fleet.counts();
+  fleet.stop();
+  const outcomes = new Map(
+    await Promise.all(
+      load.submitted.map(
+        async (submission) => [submission.id, await load.outcome(submission)] as const,
+      ),
+    ),
+  );
+  const figures = figuresOf(
+    scenario,
+    {
+      replicas: settings.replicas,
+      queues: settings.queues,
+      connections: settings.connections,
+      compression: c,
+    },
+    {
+      counters: last,
+      outcomes,
+      load,
+      durationSeconds,
+      person,
+      fleet: {
+        restarts: counts.restarts,
+        events: {
+          'connection-died': counts.connectionDeaths,
+          'login-timeout': counts.loginTimeouts,
+        },
+      },
+      deaths: counts.deathReasons,
+      samples,
+    },
+  );
+  database.close();
+  return {
+    ...figures,
+    // A submission the LMS refused (or that timed out) was never made: the load says so.
+    submitted: figures.submitted,
+    lmsWorkerUtilisation: busyMs / (settings.lmsWorkers * durationSeconds * 1000),
+    studentLatencyP50Ms: scaled(percentile(studentLatencies, 50), c),
+    studentLatencyP95Ms: scaled(percentile(studentLatencies, 95), c),
+    ...(failedSubmissions > 0 && {
+      description: `${figures.description} (${failedSubmissions} submissions refused)`,
+    }),
+  };
+}
+
+function scaled(ms: number | null, compression: number): number | null {
+  return ms === null ? null : Math.round(ms * compression);
+}

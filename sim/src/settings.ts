@@ -1,0 +1,130 @@
+import type { Random } from './random.ts';
+
+/** When students submit: evenly over the load (as `pnpm storm`), or steady with a surge. */
+export type LoadShape =
+  | { kind: 'even'; submissions: number }
+  | {
+      kind: 'steady';
+      perMinute: number;
+      /** A deadline surge on top of the steady load, or none. */
+      surge: { submissions: number; startSeconds: number; seconds: number } | null;
+    };
+
+/** Everything one simulated run is made of; times in production seconds unless named. */
+export interface SimSettings {
+  replicas: number;
+  /** Queue entries per replica (conf.d entries). */
+  queues: number;
+  connections: number;
+  /**
+   * Every entry names the same xqueue queue (`queue-1`), as a config that repeats one queue in a
+   * second conf.d file to add connections (MIT's); otherwise entry i watches `queue-i`.
+   */
+  sameQueue: boolean;
+  /** The LMS's synchronous workers (gunicorn/uwsgi). */
+  lmsWorkers: number;
+  /** PBKDF2 iterations of a login (PASSWORD_HASH_ITERATIONS). */
+  iterations: number;
+  /** Virtual nanoseconds per PBKDF2 iteration in an LMS worker. */
+  iterationNs: number;
+  /** An LMS worker's time for any request besides hashing, in ms. */
+  requestMs: number;
+  /** One-way network latency, in ms. */
+  latencyMs: number;
+  requestsTimeoutSeconds: number;
+  pollIntervalSeconds: number;
+  loginPollIntervalSeconds: number;
+  pollTimeSeconds: number;
+  /** XQUEUE_LOCK_SECONDS: how long a pulled submission waits before it is served again. */
+  lockSeconds: number;
+  restartBackoffBaseSeconds: number;
+  restartBackoffMaxSeconds: number;
+  /** From a replica's start until its connections log in. */
+  replicaStartupSeconds: number;
+  gradingSeconds: number;
+  students: number;
+  load: LoadShape;
+  /** Seconds of student load. */
+  durationSeconds: number;
+  /** Longest wait after the load for submissions still being graded. */
+  drainSeconds: number;
+  /**
+   * Production seconds per simulated second: 1 for production; the lab's compression when the
+   * simulator replays `pnpm storm` (`--lab`), whose times are already divided by it.
+   */
+  compression: number;
+  seed: number;
+}
+
+/** One PBKDF2-SHA256 iteration on a server core (OpenSSL, as Python's hashlib and Node use). */
+export const DEFAULT_ITERATION_NS = 250;
+
+/**
+ * Production, uncompressed: Django 5.2's hash, xqueue-watcher's defaults (1 s polls, 1 s
+ * timeout, 5 s login retry, 10 s POLL_TIME), edx-submissions' 5-minute lock, Kubernetes'
+ * CrashLoopBackOff (10 s doubling to 5 min); the fleet and the load of `pnpm storm`'s default.
+ */
+export const PRODUCTION_SETTINGS: SimSettings = {
+  replicas: 2,
+  queues: 2,
+  connections: 2,
+  sameQueue: false,
+  lmsWorkers: 4,
+  iterations: 1_000_000,
+  iterationNs: DEFAULT_ITERATION_NS,
+  requestMs: 10,
+  latencyMs: 1,
+  requestsTimeoutSeconds: 1,
+  pollIntervalSeconds: 1,
+  loginPollIntervalSeconds: 5,
+  pollTimeSeconds: 10,
+  lockSeconds: 300,
+  restartBackoffBaseSeconds: 10,
+  restartBackoffMaxSeconds: 300,
+  replicaStartupSeconds: 2,
+  gradingSeconds: 1,
+  students: 40,
+  load: { kind: 'steady', perMinute: 20, surge: null },
+  durationSeconds: 3600,
+  drainSeconds: 600,
+  compression: 1,
+  seed: 1,
+};
+
+/**
+ * The moments (seconds after the load starts) at which submissions are made, in order. Each
+ * falls at a seeded point of its own slot, so two seeds differ and one seed repeats.
+ *
+ * @example
+ * submissionTimes({ kind: 'even', submissions: 4 }, 8, () => 0); // [0, 2, 4, 6]
+ */
+export function submissionTimes(
+  load: LoadShape,
+  durationSeconds: number,
+  random: Random,
+): number[] {
+  const spread = (count: number, start: number, seconds: number, jitter: boolean) =>
+    Array.from({ length: count }, (_, index) => {
+      const slot = seconds / count;
+      return start + index * slot + (jitter ? random() * slot : 0);
+    });
+  if (load.kind === 'even') {
+    return spread(load.submissions, 0, durationSeconds, false);
+  }
+  const steady = spread(
+    Math.floor((load.perMinute * durationSeconds) / 60),
+    0,
+    durationSeconds,
+    true,
+  );
+  const surge = load.surge
+    ? spread(load.surge.submissions, load.surge.startSeconds, load.surge.seconds, true)
+    : [];
+  return [...steady, ...surge].sort((a, b) => a - b);
+}
+
+/** Total submissions a load makes. */
+export function submissionsOf(load: LoadShape, durationSeconds: number): number {
+  if (load.kind === 'even') return load.submissions;
+  return Math.floor((load.perMinute * durationSeconds) / 60) + (load.surge?.submissions ?? 0);
+}

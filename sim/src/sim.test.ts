@@ -1,0 +1,106 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from './cli.ts';
+import { scenarioFor } from './presets.ts';
+import { simulateScenario } from './run.ts';
+import { PRODUCTION_SETTINGS, type SimSettings } from './settings.ts';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function cli(args: string[]) {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  out.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  err.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'sim-test-'));
+  dirs.push(dir);
+  const code = await runCli([...args, '--out', dir], { out, err, cwd: dir });
+  return { code, stdout, stderr, dir };
+}
+
+// Ten minutes of production: short enough for the suite, long enough for a storm.
+const SHORT: SimSettings = { ...PRODUCTION_SETTINGS, durationSeconds: 120, drainSeconds: 120 };
+
+async function simulate(name: string, settings: SimSettings = SHORT) {
+  return simulateScenario(await scenarioFor(name, settings), settings);
+}
+
+describe('pnpm sim', () => {
+  it('gives byte-identical report.json for one seed, and another for another seed', async () => {
+    const args = ['--compare', 'storm,storm-hardened-watcher', '--duration', '30', '--drain', '30'];
+    const first = await cli([...args, '--seed', '7']);
+    const again = await cli([...args, '--seed', '7']);
+    const other = await cli([...args, '--seed', '8']);
+    expect(first.code).toBe(0);
+    const read = (dir: string) => readFile(join(dir, 'report.json'), 'utf8');
+    const [a, b, c] = await Promise.all([read(first.dir), read(again.dir), read(other.dir)]);
+    expect(b).toBe(a);
+    expect(c).not.toBe(a);
+    const report = JSON.parse(a) as { scenarios: { name: string; verdict: string }[] };
+    expect(report.scenarios.map((s) => s.name)).toEqual(['storm', 'storm-hardened-watcher']);
+  });
+
+  it('refuses a bad flag with exit 2 and says which', async () => {
+    const result = await cli(['--connections', '0']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--connections must be an integer from 1 to 100');
+    const preset = await cli(['--preset', 'nasa']);
+    expect(preset.stderr).toContain('--preset must be "mit"');
+  });
+
+  it('prints its help', async () => {
+    const result = await cli(['--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('--lms-workers N');
+  });
+});
+
+describe('the simulated world', () => {
+  it('storms when the flag is on: logins far above the connections, a 403 for about each', async () => {
+    const storm = await simulate('storm');
+    expect(storm.logins).toBeGreaterThan(10 * storm.totalConnections);
+    expect(storm.forbidden / storm.logins).toBeGreaterThan(0.8);
+    expect(storm.evictions).toBeGreaterThan(storm.logins / 2);
+    expect(storm.verdict).toBe('STORM');
+    expect(storm.personSingleSession).toBe(true);
+  });
+
+  it('cures with the account exempt: one login per connection, no 403, everything graded', async () => {
+    const cure = await simulate('exempt-username');
+    expect(cure.logins).toBe(cure.totalConnections);
+    expect(cure.forbidden).toBe(0);
+    expect(cure.graded).toBe(cure.submitted);
+    expect(cure.wrongScores).toBe(0);
+    expect(cure.personSingleSession).toBe(true);
+    expect(cure.verdict).toBe('HEALTHY');
+  });
+
+  // xqueue-watcher's XQueueClient.run: a timeout during the first login ends the thread, and
+  // Manager.wait then exits the process for its supervisor to restart.
+  it('kills connections whose first login waits past REQUESTS_TIMEOUT, and restarts their replicas', async () => {
+    const settings: SimSettings = {
+      ...SHORT,
+      lmsWorkers: 1,
+      iterationNs: 2000, // a 2 s login against a 1 s timeout, one worker
+      durationSeconds: 60,
+      drainSeconds: 0,
+    };
+    const storm = await simulate('storm', settings);
+    expect(storm.loginTimeouts).toBeGreaterThan(0);
+    expect(storm.connectionDeaths).toBeGreaterThan(0);
+    expect(storm.replicaRestarts).toBeGreaterThan(0);
+    expect(storm.connectionDeathReasons[0]).toMatch(/no answer within 1000 ms/);
+  });
+});

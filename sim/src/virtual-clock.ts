@@ -1,0 +1,84 @@
+import * as FakeTimers from '@sinonjs/fake-timers';
+
+// Taken before any clock is installed: the simulator's one way to let real work settle.
+const realSetImmediate = globalThis.setImmediate;
+
+/** Midnight UTC, 2026-06-29 (the day of MIT's incident): every run starts there. */
+export const SIM_EPOCH_MS = Date.UTC(2026, 5, 29);
+
+/** Waits `ms` of whatever clock the global timers are: virtual inside {@link withVirtualClock}. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(done, Math.max(0, ms));
+    function done() {
+      signal?.removeEventListener('abort', abort);
+      resolve();
+    }
+    function abort() {
+      clearTimeout(timer);
+      done();
+    }
+    signal?.addEventListener('abort', abort, { once: true });
+  });
+}
+
+/** Drives the virtual clock for the world that runs inside it. */
+export interface VirtualClock {
+  /** Moves time forward `ms`, firing every timer due on the way and settling what they start. */
+  advance(ms: number): Promise<void>;
+  /** Fires the next due timer (moving time to it) and settles what it starts. */
+  next(): Promise<void>;
+  now(): number;
+}
+
+/**
+ * Runs `body` with the global clock replaced by a virtual one (@sinonjs/fake-timers):
+ * `setTimeout`, `setInterval`, `setImmediate`, `Date`, `performance` and `process.hrtime` all
+ * read it, so the LMS, the clients and their loops run on virtual time, unchanged. Time moves
+ * only through `clock.advance`; promises and I/O-free work settle between timers. The real
+ * timers come back when `body` ends, whatever way it ends.
+ *
+ * @example
+ * await withVirtualClock(async (clock) => { const slept = sleep(1000); await clock.advance(1000); await slept; });
+ */
+export async function withVirtualClock<T>(body: (clock: VirtualClock) => Promise<T>): Promise<T> {
+  const installed: FakeTimers.Clock = FakeTimers.install({
+    now: SIM_EPOCH_MS,
+    toFake: [
+      'setTimeout',
+      'clearTimeout',
+      'setInterval',
+      'clearInterval',
+      'setImmediate',
+      'clearImmediate',
+      'Date',
+      'performance',
+      'hrtime',
+    ],
+    // A loop that never waits would spin forever on a virtual clock: fail loudly instead.
+    loopLimit: 10_000_000,
+  });
+  try {
+    return await body({
+      advance: async (ms) => {
+        await installed.tickAsync(ms);
+      },
+      next: async () => {
+        if (installed.countTimers() === 0) {
+          await new Promise((resolve) => realSetImmediate(resolve));
+          if (installed.countTimers() === 0) {
+            throw new Error('the simulated world waits for something that no timer will bring');
+          }
+        }
+        await installed.nextAsync();
+      },
+      now: () => installed.now,
+    });
+  } finally {
+    installed.uninstall();
+  }
+}
