@@ -1,12 +1,28 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type RedisHandle, startLms, sumMetric, useRedis, waitFor } from '@storm-lab/harness';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../app.ts';
+import type { PasswordChecker } from '../auth/login.ts';
+import { burnPasswordCheck, verifyPassword } from '../auth/password.ts';
 import { openDatabase } from '../db/client.ts';
-import { localAddressFetcher, TestClient, urlFetcher } from '../testing/client.ts';
-import { createTestLms, listen, type TestLms, type TestLmsOptions } from '../testing/fixtures.ts';
+import {
+  type Fetcher,
+  localAddressFetcher,
+  newConnectionFetcher,
+  TestClient,
+  urlFetcher,
+} from '../testing/client.ts';
+import {
+  createTestLms,
+  listen,
+  TEST_ITERATIONS,
+  type TestLms,
+  type TestLmsOptions,
+} from '../testing/fixtures.ts';
 import { listed } from '../testing/sessions.ts';
 
 let lms: TestLms | undefined;
@@ -240,6 +256,133 @@ describe('login throttle against parallel and distributed guessing', () => {
       await lms?.close();
       lms = undefined;
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** 30 wrong passwords for `username` at once, each on a new connection, from `address`. */
+async function wrongBurst(fetcher: Fetcher, username: string, address: string) {
+  const answers = await Promise.all(
+    Array.from({ length: 30 }, () =>
+      new TestClient(fetcher).postForm(
+        '/xqueue/login/',
+        { username, password: 'guess' },
+        { 'x-forwarded-for': address },
+      ),
+    ),
+  );
+  return answers.map((response) => response.status).sort();
+}
+
+const TEN_CHECKED = [...Array<number>(10).fill(401), ...Array<number>(20).fill(429)];
+
+describe('password checks of a parallel burst, counted where they run', () => {
+  it('runs LOGIN_THROTTLE_FAILURES checks for 30 wrong passwords, from a new address and from a trusted one', async () => {
+    lms = await createTestLms({ config: { loginThrottleFailures: 10, trustProxy: ['127.0.0.1'] } });
+    // The real checker, counting each hash it runs.
+    let hashes = 0;
+    const passwords: PasswordChecker = {
+      verify: (password, encoded) => {
+        hashes++;
+        return verifyPassword(password, encoded);
+      },
+      burn: (password, iterations) => {
+        hashes++;
+        return burnPasswordCheck(password, iterations);
+      },
+    };
+    const app = createApp({
+      db: lms.database.db,
+      config: lms.config,
+      logger: pino({ level: 'silent' }),
+      now: lms.clock.now,
+      passwords,
+    });
+    server = await listen(app);
+    const fetcher = urlFetcher(server.url);
+    const checked = async (burst: () => Promise<number[]>) => {
+      const before = hashes;
+      const statuses = await burst();
+      return { checks: hashes - before, statuses };
+    };
+    expect(await checked(() => wrongBurst(fetcher, 'student1', '10.88.0.3'))).toEqual({
+      checks: 10,
+      statuses: TEN_CHECKED,
+    });
+    // student3 logs in from 10.88.0.2: that pair is trusted from now on.
+    const login = await new TestClient(fetcher).xqueueLogin('student3', 'student-pass', {
+      'x-forwarded-for': '10.88.0.2',
+    });
+    expect(login.status).toBe(200);
+    expect(await checked(() => wrongBurst(fetcher, 'student3', '10.88.0.2'))).toEqual({
+      checks: 10,
+      statuses: TEN_CHECKED,
+    });
+    // The LMS's own count of checks agrees with the checker's.
+    const metrics = await (await fetcher('/metrics', {})).text();
+    expect(sumMetric(metrics, 'lms_password_checks_total')).toBe(hashes);
+  });
+});
+
+describe('LMS_WORKERS=2: one budget for the checks of every worker', { timeout: 120_000 }, () => {
+  let redis: RedisHandle | undefined;
+  beforeAll(async () => {
+    redis = await useRedis(process.env.REDIS_URL);
+  });
+  afterAll(() => redis?.stop());
+
+  it('runs at most LOGIN_THROTTLE_FAILURES checks for 30 wrong passwords, new address or trusted', async () => {
+    const cluster = await startLms({
+      env: {
+        PASSWORD_HASH_ITERATIONS: String(TEST_ITERATIONS),
+        LOG_LEVEL: 'info',
+        LMS_WORKERS: '2',
+        SESSION_STORE: 'redis',
+        SESSION_REDIS_URL: redis!.url,
+        SESSION_REDIS_PREFIX: `lms-throttle-${randomBytes(6).toString('hex')}:`,
+        LOGIN_THROTTLE_FAILURES: '10',
+        TRUST_PROXY: 'loopback',
+      },
+    });
+    try {
+      // Both workers listen before the bursts, so their connections are spread over both.
+      await waitFor(
+        () => {
+          const listening = cluster.process
+            .output()
+            .split('\n')
+            .filter((line) => line.includes('"listening"'));
+          return new Set(listening.map((line) => (JSON.parse(line) as { pid: number }).pid)).size >=
+            2
+            ? true
+            : undefined;
+        },
+        { timeoutMs: 30_000, what: 'two workers listening' },
+      );
+      const fetcher = newConnectionFetcher(cluster.url);
+      // Every worker's count, summed by the primary.
+      const checks = async () =>
+        sumMetric(await (await fetcher('/metrics', {})).text(), 'lms_password_checks_total');
+      const checked = async (burst: () => Promise<number[]>) => {
+        const before = await checks();
+        const statuses = await burst();
+        return { checks: (await checks()) - before, statuses };
+      };
+      expect(await checked(() => wrongBurst(fetcher, 'student1', '10.88.0.3'))).toEqual({
+        checks: 10,
+        statuses: TEN_CHECKED,
+      });
+      // student3 logs in from 10.88.0.2: that pair is trusted from now on.
+      const login = await new TestClient(fetcher).xqueueLogin('student3', 'student-pass', {
+        'x-forwarded-for': '10.88.0.2',
+      });
+      expect(login.status).toBe(200);
+      expect(await checked(() => wrongBurst(fetcher, 'student3', '10.88.0.2'))).toEqual({
+        checks: 10,
+        statuses: TEN_CHECKED,
+      });
+    } finally {
+      await cluster.stop();
     }
   });
 });
