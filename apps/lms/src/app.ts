@@ -19,6 +19,7 @@ import { workerLiveSeries, workerMetrics, workerStormWatch } from './cluster.ts'
 import { DatabaseBusyError } from './db/busy-retry.ts';
 import type { ClientDb } from './db/client.ts';
 import { createTickBatcher } from './db/tick-batch.ts';
+import { compileProxyTrust } from './http/client-address.ts';
 import type { LmsEnv, Services } from './http/context.ts';
 import { csrfSettings } from './http/csrf.ts';
 import { sessionMiddleware } from './http/session.ts';
@@ -51,8 +52,12 @@ export interface AppConfig {
   loginThrottleFailures?: number;
   /** Default 300. */
   loginThrottleWindowSeconds?: number;
-  /** Take the client address from X-Forwarded-For (behind one reverse proxy). Default false. */
-  trustProxy?: boolean;
+  /**
+   * TRUST_PROXY: the reverse proxies' addresses or ranges (proxy-addr's notation: `127.0.0.1`,
+   * `10.0.0.0/8`, `loopback`). Only a request from one of them has its X-Forwarded-For,
+   * -Proto and -Host read. Default none.
+   */
+  trustProxy?: readonly string[];
   /** Other origins (`scheme://host[:port]`) allowed to post to the login and logout. Default none. */
   csrfTrustedOrigins?: readonly string[];
   /** When set, `GET /metrics` requires `Authorization: Bearer <token>`. Default: open. */
@@ -177,7 +182,7 @@ function buildServices(deps: AppDeps): Services {
     stormAlertEvictionsPerMinute: config.stormAlertEvictionsPerMinute,
     queue,
     sessionTtlSeconds: config.sessionTtlSeconds,
-    trustProxy: config.trustProxy ?? false,
+    trustProxy: compileProxyTrust(config.trustProxy ?? []),
     now,
   };
 }

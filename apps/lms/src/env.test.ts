@@ -16,7 +16,7 @@ describe('parseEnv', () => {
       maxBodyBytes: 1_048_576,
       loginThrottleFailures: 10,
       loginThrottleWindowSeconds: 300,
-      trustProxy: false,
+      trustProxy: [],
       policy: { preventConcurrentLogins: true, exemptUsernames: [], exemptGroups: [] },
     });
   });
@@ -51,15 +51,30 @@ describe('parseEnv', () => {
 
   it('reads the login throttle and TRUST_PROXY', () => {
     const config = parseEnv(
-      { LOGIN_THROTTLE_FAILURES: '0', LOGIN_THROTTLE_WINDOW_SECONDS: '60', TRUST_PROXY: 'true' },
+      {
+        LOGIN_THROTTLE_FAILURES: '0',
+        LOGIN_THROTTLE_WINDOW_SECONDS: '60',
+        TRUST_PROXY: ' loopback, 10.0.0.0/8,192.0.2.1 ,fd00::/8',
+      },
       '/',
     );
     expect(config).toMatchObject({
       loginThrottleFailures: 0,
       loginThrottleWindowSeconds: 60,
-      trustProxy: true,
+      trustProxy: ['loopback', '10.0.0.0/8', '192.0.2.1', 'fd00::/8'],
     });
+    expect(parseEnv({ TRUST_PROXY: 'false' }, '/').trustProxy).toEqual([]);
   });
+
+  it.each(['true', 'TRUE', '1'])(
+    'refuses TRUST_PROXY=%s, which would believe any client, and says what to write',
+    (value) => {
+      expect(() => parseEnv({ TRUST_PROXY: value }, '/')).toThrow(EnvError);
+      expect(() => parseEnv({ TRUST_PROXY: value }, '/')).toThrow(
+        `TRUST_PROXY=${value} would believe X-Forwarded-For from any client: name the proxies instead, e.g. TRUST_PROXY=loopback`,
+      );
+    },
+  );
 
   it('reads METRICS_TOKEN; unset or empty leaves /metrics open', () => {
     expect(parseEnv({}, '/').metricsToken).toBeNull();
@@ -166,7 +181,11 @@ describe('parseEnv', () => {
   });
 
   it.each([
-    [{ TRUST_PROXY: 'yes' }, /TRUST_PROXY="yes" is invalid: expected true or false/],
+    [
+      { TRUST_PROXY: 'loopback,proxy.local' },
+      /TRUST_PROXY="loopback,proxy.local" is invalid: expected the reverse proxies in front of the LMS, comma-separated: addresses or CIDR ranges/,
+    ],
+    [{ TRUST_PROXY: '10.0.0.0/33' }, /TRUST_PROXY="10.0.0.0\/33" is invalid/],
     [{ LOGIN_THROTTLE_FAILURES: '-1' }, /LOGIN_THROTTLE_FAILURES="-1" is invalid/],
     [{ PORT: '70000' }, /PORT="70000" is invalid: expected an integer 0\.\.65535/],
     [

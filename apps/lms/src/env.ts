@@ -6,6 +6,7 @@ import {
 } from '@storm-lab/session-policy';
 import { z } from 'zod';
 import { SYNCHRONOUS_MODES, type SynchronousMode } from './db/client.ts';
+import { compileProxyTrust } from './http/client-address.ts';
 import { originOf } from './http/csrf.ts';
 
 /** Everything the LMS reads from its environment, validated. */
@@ -25,8 +26,12 @@ export interface LmsConfig {
   /** Failed logins per account or address within the window before 429; 0 = no throttle. */
   loginThrottleFailures: number;
   loginThrottleWindowSeconds: number;
-  /** Behind one reverse proxy: take the client address from the last X-Forwarded-For entry. */
-  trustProxy: boolean;
+  /**
+   * TRUST_PROXY: the reverse proxies (addresses, CIDR ranges, `loopback`, `linklocal`,
+   * `uniquelocal`); only a request from one of them has its X-Forwarded-* headers read. Empty:
+   * none.
+   */
+  trustProxy: string[];
   /** CSRF_TRUSTED_ORIGINS: other origins allowed to post to the login and logout, normalised. */
   csrfTrustedOrigins: string[];
   /** SQLITE_SYNCHRONOUS: `full` syncs every commit to disk before the answer; `normal` does not. */
@@ -54,6 +59,10 @@ export class EnvError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const PROXY_LIST =
+  'the reverse proxies in front of the LMS, comma-separated: addresses or CIDR ranges ' +
+  '(e.g. 127.0.0.1,10.0.0.0/8) or loopback, linklocal, uniquelocal; empty or false = none';
 
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const positive = (max: number) => z.coerce.number().positive().max(max);
@@ -104,10 +113,23 @@ const VARIABLES = {
   },
   TRUST_PROXY: {
     schema: z
-      .enum(['true', 'false', '1', '0'])
-      .default('false')
-      .transform((value) => value === 'true' || value === '1'),
-    accepts: 'true or false',
+      .string()
+      .default('')
+      .transform((text, context) => {
+        if (text === 'false') return [];
+        const proxies = text
+          .split(',')
+          .map((entry) => entry.trim())
+          .filter((entry) => entry !== '');
+        try {
+          compileProxyTrust(proxies);
+        } catch {
+          context.addIssue({ code: 'custom', message: 'not a proxy address or range' });
+          return z.NEVER;
+        }
+        return proxies;
+      }),
+    accepts: PROXY_LIST,
   },
   CSRF_TRUSTED_ORIGINS: {
     schema: z
@@ -229,6 +251,12 @@ export function parseEnv(source: Source, cwd: string): LmsConfig {
         `SINGLE_LOGIN_ENFORCEMENT=upstream runs edx-platform's single slot only: unset ${beyond.join(', ')}`,
       );
     }
+  }
+  if (/^(true|1)$/i.test(source.TRUST_PROXY?.trim() ?? '')) {
+    // Express's `true` believes whoever connects; a client could name any address it likes.
+    throw new EnvError(
+      `TRUST_PROXY=${source.TRUST_PROXY?.trim()} would believe X-Forwarded-For from any client: name the proxies instead, e.g. TRUST_PROXY=loopback when the proxy runs on this host (expected ${PROXY_LIST})`,
+    );
   }
   const storeKind = readVariable(source, 'SESSION_STORE');
   const sessionStore =

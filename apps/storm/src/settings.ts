@@ -79,8 +79,9 @@ export function lmsEnv(
     LOG_LEVEL: 'warn',
     // As in production, the LMS stands behind a reverse proxy: people's requests carry their own
     // address (studentAddress), the fleet's come from its pods (here loopback, the socket's), so
-    // the login throttle never counts a storm's logins against a student.
-    TRUST_PROXY: 'true',
+    // the login throttle never counts a storm's logins against a student. The lab's "proxy" is
+    // every process on this host: only loopback peers may name a client in X-Forwarded-For.
+    TRUST_PROXY: 'loopback',
     PASSWORD_HASH_ITERATIONS: String(times.hashIterations),
     XQUEUE_LOCK_SECONDS: String(times.lockSeconds),
     ...sessions,

@@ -9,7 +9,7 @@ export interface WebClientOptions {
   /**
    * Sent as `X-Forwarded-For` on every request, as the reverse proxy in front of an LMS names
    * the client it forwards: a lab that runs many people's browsers on one machine gives each its
-   * own address (the LMS reads it only with `TRUST_PROXY=true`).
+   * own address (the LMS reads it only from a peer TRUST_PROXY names, e.g. `loopback`).
    */
   forwardedFor?: string;
   /** Sends the requests; default the global fetch. A simulation passes its own. */

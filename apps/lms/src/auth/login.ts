@@ -120,6 +120,7 @@ async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
   }
   let row: Awaited<ReturnType<typeof checkCredentials>> = false;
   try {
+    deps.metrics.passwordChecks.inc({ path: attempt.path });
     row = await checkCredentials(deps, attempt.username, attempt.password);
   } finally {
     await start?.finish(Boolean(row));

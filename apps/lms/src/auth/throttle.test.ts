@@ -172,12 +172,12 @@ describe.each(['alone', 'batched'] as const)('login throttle, transactions %s', 
     expect(await throttle.begin(fleet)).toMatchObject({ allowed: false, by: 'account' });
   });
 
-  it('counts an attempt when it starts: 30 at once get 10 password checks', async () => {
-    const { throttle } = setup(10);
+  /** 30 wrong passwords for `key` at once: how many were checked, and who refused the rest. */
+  async function wrongBurst(throttle: LoginThrottle, key: ThrottleKey) {
     let checks = 0;
     const outcomes = await Promise.all(
       Array.from({ length: 30 }, async () => {
-        const start = await throttle.begin(alice);
+        const start = await throttle.begin(key);
         if (!start.allowed) return start.by;
         checks++;
         // The hash runs on the thread pool meanwhile.
@@ -186,8 +186,26 @@ describe.each(['alone', 'batched'] as const)('login throttle, transactions %s', 
         return 'checked';
       }),
     );
-    expect(checks).toBe(10);
-    expect(outcomes.filter((outcome) => outcome === 'address')).toHaveLength(20);
+    return { checks, refusedBy: outcomes.filter((outcome) => outcome !== 'checked') };
+  }
+
+  it('counts an attempt when it starts: 30 at once get 10 password checks', async () => {
+    const { throttle } = setup(10);
+    expect(await wrongBurst(throttle, alice)).toEqual({
+      checks: 10,
+      refusedBy: Array<string>(20).fill('address'),
+    });
+  });
+
+  it('gives a trusted pair no more: 30 wrong passwords at once get 10 checks, then none', async () => {
+    const { clock, throttle } = setup(10);
+    await attempt(throttle, alice, true);
+    expect(await wrongBurst(throttle, alice)).toEqual({
+      checks: 10,
+      refusedBy: Array<string>(20).fill('address'),
+    });
+    clock.advance(WINDOW_MS / 2);
+    expect((await wrongBurst(throttle, alice)).checks).toBe(0);
   });
 
   it('lets every right password of a burst through, however many, once one succeeded', async () => {

@@ -91,14 +91,15 @@ type Decision =
  * window, kept in SQLite so that every LMS process shares it and a restart forgets nothing.
  *
  * - A check counts when it starts (`pending`) and stays counted only if it fails, so a burst of
- *   parallel wrong passwords gets at most `maxFailures` checks per key, and successful logins,
- *   however many, never count.
+ *   parallel wrong passwords gets at most `maxFailures` checks per address, trusted or not (and
+ *   per account from untrusted addresses), and successful logins, however many, never count.
  * - An address with `maxFailures` failures in the window is refused until the oldest of them
  *   leaves it. An account with that many is not locked: an untrusted address may check a
  *   password on it once per growing delay (see {@link ACCOUNT_DELAY_BASE_MS}).
  * - An account and address pair that logged in successfully in the last {@link TRUST_MS} is
- *   trusted: its checks neither wait nor are held by the account's limits (its failures still
- *   count), so the grader fleet keeps logging in while someone guesses its password elsewhere.
+ *   trusted: its checks are not held by the account's limits (its failures still count), so the
+ *   grader fleet keeps logging in while someone guesses its password elsewhere. Its address's
+ *   limits hold it as any other: failures refuse it, checks in flight make it wait.
  * - Refused attempts record nothing, so a block ends by itself.
  *
  * @example
@@ -152,12 +153,14 @@ export function createLoginThrottle(options: LoginThrottleOptions): LoginThrottl
         const oldest = addressFailures[maxFailures - 1] ?? at;
         return refuse('address', oldest + windowMs - at);
       }
+      // Checks in flight count for every pair, trusted or not: each may fail, so a burst of any
+      // size gets what is left of the address's budget, and the rest wait for their outcomes.
+      if (addressFailures.length + pendingOf(keys.address) >= maxFailures) {
+        return { kind: 'wait', by: 'address' };
+      }
       const trustedAt = (statements.trustedAt.get(keys.pair) as { at: number } | undefined)?.at;
       const trusted = trustedAt !== undefined && trustedAt > at - TRUST_MS;
       if (!trusted) {
-        if (addressFailures.length + pendingOf(keys.address) >= maxFailures) {
-          return { kind: 'wait', by: 'address' };
-        }
         const accountFailures = failuresOf(keys.account, at).length;
         const accountPending = pendingOf(keys.account);
         if (accountFailures >= maxFailures) {

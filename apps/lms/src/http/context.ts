@@ -9,6 +9,7 @@ import type { StormWatch } from '../ops/storm-watch.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { SubmissionQueue } from '../queue/submission-queue.ts';
 import type { LmsUser } from '../users.ts';
+import type { ProxyTrust } from './client-address.ts';
 
 /** What every route module is built from (created once per app in createApp). */
 export interface Services {
@@ -32,8 +33,8 @@ export interface Services {
   /** The grader side of the submissions: pull, put_result, lengths (statements prepared once). */
   queue: SubmissionQueue;
   sessionTtlSeconds: number;
-  /** Whether the client address comes from X-Forwarded-For (see clientAddress). */
-  trustProxy: boolean;
+  /** TRUST_PROXY compiled: which peers' X-Forwarded-* headers count (see clientAddress). */
+  trustProxy: ProxyTrust;
   now: () => number;
 }
 

@@ -224,7 +224,8 @@ describe('Origin and Referer checks on the login POSTs (login CSRF, as Django 4)
         'x-forwarded-proto': 'https',
         'x-forwarded-host': 'lms.example',
       };
-      lms = await createTestLms({ config: { trustProxy: true } });
+      // The proxy on loopback (TRUST_PROXY=loopback) forwards over a real socket.
+      lms = await createTestLms({ transport: 'socket', config: { trustProxy: ['loopback'] } });
       expect((await loginWithToken(new TestClient(lms.fetcher), route, proxied)).status).toBe(200);
       await lms.close();
       lms = await createTestLms();

@@ -2,7 +2,7 @@ import type { Context } from 'hono';
 import { getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { isCsrfToken, newCsrfToken, safeEqual } from '../auth/tokens.ts';
-import { lastForwarded } from './client-address.ts';
+import { type ProxyTrust, TRUST_NO_PROXY, trustedForwarded } from './client-address.ts';
 import type { LmsEnv } from './context.ts';
 
 /** Django's cookie and header names; real xqueue clients send exactly these. */
@@ -15,8 +15,11 @@ const ONE_YEAR_SECONDS = 365 * 24 * 60 * 60;
 
 /** What the CSRF checks and cookies trust; the app sets it on every request ({@link csrfSettings}). */
 export interface CsrfSettings {
-  /** TRUST_PROXY: X-Forwarded-Proto and X-Forwarded-Host come from our own reverse proxy. */
-  trustProxy: boolean;
+  /**
+   * TRUST_PROXY: our reverse proxies. X-Forwarded-Proto and X-Forwarded-Host count only on a
+   * request whose socket peer is one of them (see clientAddress, which reads X-Forwarded-For so).
+   */
+  trustProxy: ProxyTrust;
   /** CSRF_TRUSTED_ORIGINS: other origins (`scheme://host[:port]`) that may post to us. */
   trustedOrigins: readonly string[];
 }
@@ -29,7 +32,7 @@ declare module 'hono' {
 }
 
 // A route mounted without csrfSettings (a unit test) trusts no proxy header and no other site.
-const TRUST_NOTHING: CsrfSettings = { trustProxy: false, trustedOrigins: [] };
+const TRUST_NOTHING: CsrfSettings = { trustProxy: TRUST_NO_PROXY, trustedOrigins: [] };
 
 function settingsOf(c: Context): CsrfSettings {
   return (c.get('csrfSettings') as CsrfSettings | undefined) ?? TRUST_NOTHING;
@@ -63,7 +66,7 @@ export function originOf(text: string): string | null {
  * trusted origin is not `scheme://host[:port]`.
  *
  * @example
- * app.use('*', csrfSettings({ trustProxy: false, trustedOrigins: ['https://lms.example'] }));
+ * app.use('*', csrfSettings({ trustProxy: TRUST_NO_PROXY, trustedOrigins: ['https://lms.example'] }));
  */
 export function csrfSettings(settings: CsrfSettings) {
   const trustedOrigins = settings.trustedOrigins.map((text) => {
@@ -83,24 +86,24 @@ export function csrfSettings(settings: CsrfSettings) {
 }
 
 /**
- * Whether the request arrived over TLS: an https URL, or `X-Forwarded-Proto: https` from our
- * proxy. Without TRUST_PROXY the header is the client's word and counts for nothing.
+ * Whether the request arrived over TLS: an https URL, or `X-Forwarded-Proto: https` from one of
+ * our proxies. From any other peer the header is the client's word and counts for nothing.
  */
 export function isSecure(c: Context): boolean {
   if (c.req.url.startsWith('https:')) return true;
-  if (!settingsOf(c).trustProxy) return false;
-  return lastForwarded(c, 'x-forwarded-proto')?.toLowerCase() === 'https';
+  const proto = trustedForwarded(c, settingsOf(c).trustProxy, 'x-forwarded-proto');
+  return proto?.toLowerCase() === 'https';
 }
 
 /**
  * The origin the client addressed, as Django's `request.get_host()` with the scheme: the Host
- * header (X-Forwarded-Host from our proxy under TRUST_PROXY), null when it is not a host.
+ * header (X-Forwarded-Host from one of our proxies, TRUST_PROXY), null when it is not a host.
  *
  * @example
  * requestOrigin(c); // 'http://127.0.0.1:8000'
  */
 export function requestOrigin(c: Context): string | null {
-  const forwarded = settingsOf(c).trustProxy ? lastForwarded(c, 'x-forwarded-host') : undefined;
+  const forwarded = trustedForwarded(c, settingsOf(c).trustProxy, 'x-forwarded-host');
   const host = forwarded ?? c.req.header('host') ?? new URL(c.req.url).host;
   return originOf(`${isSecure(c) ? 'https' : 'http'}://${host}`);
 }

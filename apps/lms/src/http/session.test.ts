@@ -61,7 +61,8 @@ describe('session and CSRF cookies', () => {
   it.each(LOGINS)(
     'marks every cookie Secure behind a TLS proxy with TRUST_PROXY (%s login)',
     async (_, login) => {
-      lms = await createTestLms({ config: { trustProxy: true } });
+      // The proxy on loopback (TRUST_PROXY=loopback) forwards over a real socket.
+      lms = await createTestLms({ transport: 'socket', config: { trustProxy: ['loopback'] } });
       const client = new TestClient(lms.fetcher);
       const csrf = await client.request('/xqueue/login/', {
         headers: { 'x-forwarded-proto': 'https' },

@@ -60,6 +60,8 @@ export interface LmsMetrics {
   accounts: AccountLabels;
   logins: Counter<'account' | 'path'>;
   loginFailures: Counter<'path'>;
+  /** Password checks run (each one PBKDF2 at the configured count), refused attempts not. */
+  passwordChecks: Counter<'path'>;
   sessionsEvicted: Counter<'account'>;
   /** Sessions a dry run would have ended (none was). */
   dryRunEvictions: Counter<'account'>;
@@ -106,6 +108,14 @@ export function createMetrics(
     loginFailures: new Counter({
       name: 'lms_login_failures_total',
       help: 'Failed logins (bad credentials, denied by the session limit) by path.',
+      labelNames: ['path'],
+      registers,
+    }),
+    passwordChecks: new Counter({
+      name: 'lms_password_checks_total',
+      help:
+        'Password checks run, right or wrong (each costs one PBKDF2 at PASSWORD_HASH_ITERATIONS; ' +
+        'an attempt the login throttle refuses runs none), by path.',
       labelNames: ['path'],
       registers,
     }),

@@ -6,6 +6,8 @@ import { ensureCsrfCookie } from '../http/csrf.ts';
 
 function pageHeaders(c: Context) {
   c.header('Content-Security-Policy', DASHBOARD_CSP);
+  // The CSP's frame-ancestors 'none', for browsers that know only the older header.
+  c.header('X-Frame-Options', 'DENY');
   c.header('X-Content-Type-Options', 'nosniff');
   c.header('Referrer-Policy', 'same-origin');
   // The page names the signed-in user; a shared proxy or the back button must not replay it.

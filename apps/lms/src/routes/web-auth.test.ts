@@ -19,6 +19,30 @@ describe('human login', () => {
     expect(page).toContain(`name="csrfmiddlewaretoken" value="${token}"`);
   });
 
+  it('lets no other site frame the login page or any other HTML page (clickjacking)', async () => {
+    const browser = await client();
+    const staff = new TestClient(lms!.fetcher);
+    expect((await staff.webLogin('staff', 'staff-pass')).status).toBe(200);
+    const student = new TestClient(lms!.fetcher);
+    expect((await student.webLogin('student1', 'student-pass')).status).toBe(200);
+    const pages = [
+      ['/login', browser],
+      ['/dashboard/login', browser],
+      ['/dashboard', staff],
+      ['/dashboard', student],
+    ] as const;
+    for (const [path, visitor] of pages) {
+      const response = await visitor.get(path);
+      expect(response.headers.get('content-type'), path).toMatch(/^text\/html/);
+      expect(response.headers.get('x-frame-options'), path).toBe('DENY');
+      const policy = response.headers.get('content-security-policy') ?? '';
+      expect(
+        policy.split(';').map((part) => part.trim()),
+        path,
+      ).toContain("frame-ancestors 'none'");
+    }
+  });
+
   it('logs in with the form field token, then /me shows the user', async () => {
     const browser = await client();
     expect((await browser.get('/me')).status).toBe(401);

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import { html } from 'hono/html';
+import { secureHeaders } from 'hono/secure-headers';
 import { clientAddress } from '../http/client-address.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import {
@@ -30,6 +31,23 @@ function loginForm(csrfToken: string) {
 }
 
 /**
+ * The login page's headers: no other site may frame it (clickjacking: CSP `frame-ancestors` for
+ * today's browsers, `X-Frame-Options` for older ones), and, having no script, style or image,
+ * it loads nothing. HSTS stays with the TLS proxy; the lab itself speaks plain HTTP.
+ */
+const loginPageHeaders = secureHeaders({
+  contentSecurityPolicy: {
+    defaultSrc: ["'none'"],
+    formAction: ["'self'"],
+    baseUri: ["'none'"],
+    frameAncestors: ["'none'"],
+  },
+  xFrameOptions: 'DENY',
+  referrerPolicy: 'same-origin',
+  strictTransportSecurity: false,
+});
+
+/**
  * Human login and logout with Django's CSRF scheme (Origin/Referer check, then the token; a new
  * token on login), and `GET /me`.
  *
@@ -41,7 +59,7 @@ export function webAuthRoutes(services: Services) {
   // Another site may neither log a browser in (login CSRF) nor out, with or without a session.
   const sameOrigin = requireSameOrigin((c, message) => c.json({ detail: message }, 403));
 
-  app.get('/login', (c) => c.html(loginForm(ensureCsrfCookie(c))));
+  app.get('/login', loginPageHeaders, (c) => c.html(loginForm(ensureCsrfCookie(c))));
 
   app.post('/login', sameOrigin, async (c) => {
     const read = await readFields(c);

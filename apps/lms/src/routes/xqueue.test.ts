@@ -33,7 +33,8 @@ describe.each(TRANSPORTS)('xqueue login and CSRF over %s', (transport) => {
   });
 
   it('marks cookies Secure behind a TLS proxy', async () => {
-    lms = await createTestLms({ transport, config: { trustProxy: true } });
+    // Only a peer that is a TRUST_PROXY proxy (here loopback) is believed: a real socket.
+    lms = await createTestLms({ transport: 'socket', config: { trustProxy: ['loopback'] } });
     const response = await lms.fetcher('/xqueue/login/', {
       headers: { 'x-forwarded-proto': 'https' },
     });

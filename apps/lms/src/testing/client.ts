@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import type { Hono } from 'hono';
 import type { LmsEnv } from '../http/context.ts';
 
@@ -11,6 +12,42 @@ export function appFetcher(app: Hono<LmsEnv>): Fetcher {
 
 export function urlFetcher(baseUrl: string): Fetcher {
   return (path, init) => fetch(new URL(path, baseUrl), init);
+}
+
+/**
+ * Sends each request over a connection from `localAddress`: any 127.0.0.0/8 address reaches a
+ * server on 127.0.0.1, so a test can be a client other than the proxy it trusts (TRUST_PROXY).
+ *
+ * @example
+ * const direct = new TestClient(localAddressFetcher(server.url, '127.0.0.2'));
+ */
+export function localAddressFetcher(baseUrl: string, localAddress: string): Fetcher {
+  return (path, init) =>
+    new Promise((resolve, reject) => {
+      const headers = Object.fromEntries(new Headers(init.headers));
+      const body = init.body == null ? undefined : String(init.body);
+      if (init.body instanceof URLSearchParams) {
+        headers['content-type'] ??= 'application/x-www-form-urlencoded;charset=UTF-8';
+      }
+      const options = { method: init.method ?? 'GET', headers, localAddress };
+      const sent = request(new URL(path, baseUrl), options, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const answer = new Headers();
+          for (const [name, value] of Object.entries(response.headers)) {
+            for (const each of [value ?? []].flat()) answer.append(name, each);
+          }
+          const status = response.statusCode ?? 0;
+          // A Response refuses a body, even an empty one, on these statuses.
+          const content = [204, 205, 304].includes(status) ? null : Buffer.concat(chunks);
+          resolve(new Response(content, { status, headers: answer }));
+        });
+      });
+      sent.on('error', reject);
+      sent.end(body);
+    });
 }
 
 /**
