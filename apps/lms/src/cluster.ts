@@ -38,6 +38,11 @@ interface Questions {
 }
 type Topic = keyof Questions;
 
+/** How the primary answers each topic. */
+type Answers = {
+  [T in Topic]: (question: Questions[T]['question']) => Promise<Questions[T]['answer']>;
+};
+
 interface AskMessage {
   type: typeof ASK;
   id: number;
@@ -149,6 +154,25 @@ export function workerLiveSeries(
   });
   const ask = workerAsk();
   return (seconds, at) => ask('live-series', { seconds, at });
+}
+
+/**
+ * In the primary: the reply to one message from a worker, or null when the message is not a
+ * question on one of `answers`' topics.
+ *
+ * @example
+ * const reply = replyTo(answers, message);
+ * if (reply) void reply.then((answer) => worker.send(answer));
+ */
+export function replyTo(answers: Answers, message: unknown): Promise<AnswerMessage> | null {
+  const ask = message as AskMessage | null;
+  // An own property only: `in` would take `toString` or `__proto__` for a topic.
+  if (ask?.type !== ASK || !Object.hasOwn(answers, ask.topic)) return null;
+  const answer = answers[ask.topic] as (question: unknown) => Promise<unknown>;
+  return answer(ask.question).then(
+    (value) => ({ type: ANSWER, id: ask.id, answer: value }),
+    (error: Error) => ({ type: ANSWER, id: ask.id, error: error.message }),
+  );
 }
 
 /** True in a process `runPrimary` forked. */
@@ -279,9 +303,7 @@ export async function runPrimary(config: LmsConfig, logger: Logger): Promise<voi
   const storms = localStormWatch(
     createStormDetector({ evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute }),
   );
-  const answers: {
-    [T in Topic]: (question: Questions[T]['question']) => Promise<Questions[T]['answer']>;
-  } = {
+  const answers: Answers = {
     metrics: () => gatherMetrics(listening),
     'storm-record': ({ account, at, evicted }) => storms.record(account, at, evicted),
     'storm-rates': ({ at }) => storms.rates(at),
@@ -291,15 +313,8 @@ export async function runPrimary(config: LmsConfig, logger: Logger): Promise<voi
   const listening = new Set<number>();
   const alive = new Set<number>();
 
-  cluster.on('message', (worker: Worker, message: AskMessage) => {
-    if (message?.type !== ASK || !(message.topic in answers)) return;
-    const answer = answers[message.topic] as (question: unknown) => Promise<unknown>;
-    answer(message.question).then(
-      (value) =>
-        worker.send({ type: ANSWER, id: message.id, answer: value } satisfies AnswerMessage),
-      (error: Error) =>
-        worker.send({ type: ANSWER, id: message.id, error: error.message } satisfies AnswerMessage),
-    );
+  cluster.on('message', (worker: Worker, message: unknown) => {
+    void replyTo(answers, message)?.then((reply) => worker.send(reply));
   });
   cluster.on('listening', (worker) => listening.add(worker.id));
 
