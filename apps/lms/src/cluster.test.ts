@@ -102,6 +102,7 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
       const text = await (await fetcher('/metrics', {})).text();
       expect(text).toContain('lms_logins_total{account="xqueue_svc",path="xqueue"} 20');
       expect(text).toMatch(/^lms_queue_length\{queue="test-queue"\} 0$/m);
+      expect(text).toMatch(new RegExp(`^lms_workers_serving ${WORKERS}$`, 'm'));
     }
   });
 
