@@ -22,6 +22,11 @@ const COLLECTED = 'lms:collected';
 const ASK_TIMEOUT_MS = 5_000;
 /** A worker that keeps dying is not restarted faster than this. */
 const RESTART_DELAY_MS = 1_000;
+/**
+ * The longest delay before replacing a worker that exited before it listened (it waited for
+ * Redis that long first): the delay doubles from RESTART_DELAY_MS while replacements fail.
+ */
+const RESTART_DELAY_MAX_MS = 10_000;
 
 /** What a worker asks the primary, and what each answer carries. */
 interface Questions {
@@ -37,6 +42,11 @@ interface Questions {
   'live-series': { question: { seconds: number; at: number }; answer: LiveSeries };
 }
 type Topic = keyof Questions;
+
+/** How the primary answers each topic. */
+type Answers = {
+  [T in Topic]: (question: Questions[T]['question']) => Promise<Questions[T]['answer']>;
+};
 
 interface AskMessage {
   type: typeof ASK;
@@ -149,6 +159,25 @@ export function workerLiveSeries(
   });
   const ask = workerAsk();
   return (seconds, at) => ask('live-series', { seconds, at });
+}
+
+/**
+ * In the primary: the reply to one message from a worker, or null when the message is not a
+ * question on one of `answers`' topics.
+ *
+ * @example
+ * const reply = replyTo(answers, message);
+ * if (reply) void reply.then((answer) => worker.send(answer));
+ */
+export function replyTo(answers: Answers, message: unknown): Promise<AnswerMessage> | null {
+  const ask = message as AskMessage | null;
+  // An own property only: `in` would take `toString` or `__proto__` for a topic.
+  if (ask?.type !== ASK || !Object.hasOwn(answers, ask.topic)) return null;
+  const answer = answers[ask.topic] as (question: unknown) => Promise<unknown>;
+  return answer(ask.question).then(
+    (value) => ({ type: ANSWER, id: ask.id, answer: value }),
+    (error: Error) => ({ type: ANSWER, id: ask.id, error: error.message }),
+  );
 }
 
 /** True in a process `runPrimary` forked. */
@@ -265,9 +294,11 @@ function collectSeries(
 /**
  * The primary of `LMS_WORKERS=N`: migrates the database once, forks N workers (each runs the
  * server and logs its own `listening` line), sums their metrics for `/metrics`, replaces a
- * worker that dies, and on SIGTERM or SIGINT stops them all and resolves. A worker that exits
- * before it listens (a bad setting, Redis unreachable) stops the others: the primary then
- * rejects, and the worker has already said why.
+ * worker that dies, and on SIGTERM or SIGINT stops them all and resolves. Until a first worker
+ * listens, a worker that exits before it listens (a bad setting) stops the others: the primary
+ * then rejects, and the worker has already said why. Once the LMS has served, such a worker
+ * (one that gave up waiting for Redis) is replaced after a delay that doubles while its
+ * replacements keep failing, and the others keep serving.
  *
  * @example
  * await runPrimary(readEnv(), logger);
@@ -279,63 +310,80 @@ export async function runPrimary(config: LmsConfig, logger: Logger): Promise<voi
   const storms = localStormWatch(
     createStormDetector({ evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute }),
   );
-  const answers: {
-    [T in Topic]: (question: Questions[T]['question']) => Promise<Questions[T]['answer']>;
-  } = {
+  const answers: Answers = {
     metrics: () => gatherMetrics(listening),
     'storm-record': ({ account, at, evicted }) => storms.record(account, at, evicted),
     'storm-rates': ({ at }) => storms.rates(at),
     'live-series': ({ seconds, at }) => collectSeries(listening, seconds, at),
   };
   let stopping = false;
+  /** Some worker has listened: the settings work, so a worker that cannot start is replaced. */
+  let served = false;
+  /** Workers in a row that exited before they listened: the restart delay doubles with it. */
+  let unstarted = 0;
   const listening = new Set<number>();
   const alive = new Set<number>();
+  const restarts = new Set<NodeJS.Timeout>();
 
-  cluster.on('message', (worker: Worker, message: AskMessage) => {
-    if (message?.type !== ASK || !(message.topic in answers)) return;
-    const answer = answers[message.topic] as (question: unknown) => Promise<unknown>;
-    answer(message.question).then(
-      (value) =>
-        worker.send({ type: ANSWER, id: message.id, answer: value } satisfies AnswerMessage),
-      (error: Error) =>
-        worker.send({ type: ANSWER, id: message.id, error: error.message } satisfies AnswerMessage),
-    );
+  cluster.on('message', (worker: Worker, message: unknown) => {
+    void replyTo(answers, message)?.then((reply) => worker.send(reply));
   });
-  cluster.on('listening', (worker) => listening.add(worker.id));
+  cluster.on('listening', (worker) => {
+    listening.add(worker.id);
+    served = true;
+    unstarted = 0;
+  });
 
+  const fork = () => alive.add(cluster.fork().id);
+  const restartAfter = (delayMs: number) => {
+    const timer = setTimeout(() => {
+      restarts.delete(timer);
+      fork();
+    }, delayMs);
+    restarts.add(timer);
+  };
   const stopAll = () => {
+    stopping = true;
+    for (const timer of restarts) clearTimeout(timer);
+    restarts.clear();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
   };
-  const fork = () => alive.add(cluster.fork().id);
 
   return new Promise<void>((resolve, reject) => {
     let failure: Error | null = null;
+    // Every worker gone, none to come (stopping cancels the pending restarts).
+    const settle = () => {
+      if (!stopping || alive.size > 0) return;
+      if (failure) return reject(failure);
+      lifecycle.info('stopped');
+      resolve();
+    };
     cluster.on('exit', (worker, code, signal) => {
       alive.delete(worker.id);
-      if (!stopping && !listening.has(worker.id)) {
+      const listened = listening.delete(worker.id);
+      const pid = worker.process.pid;
+      if (stopping) return settle();
+      if (!listened && !served) {
         failure = new Error(`an LMS worker exited before it listened (code ${code})`);
-        stopping = true;
         stopAll();
-      } else if (!stopping) {
+      } else if (!listened) {
+        unstarted++;
+        const delayMs = Math.min(RESTART_DELAY_MS * 2 ** (unstarted - 1), RESTART_DELAY_MAX_MS);
         lifecycle.warn(
-          { worker: worker.process.pid, code, signal },
-          'worker died; starting another',
+          { worker: pid, code, signal, delayMs },
+          'worker exited before it listened; starting another',
         );
-        setTimeout(fork, RESTART_DELAY_MS);
+        restartAfter(delayMs);
+      } else {
+        lifecycle.warn({ worker: pid, code, signal }, 'worker died; starting another');
+        restartAfter(RESTART_DELAY_MS);
       }
-      listening.delete(worker.id);
-      if (stopping && alive.size === 0) {
-        if (failure) reject(failure);
-        else {
-          lifecycle.info('stopped');
-          resolve();
-        }
-      }
+      settle();
     });
     const stop = (signal: NodeJS.Signals) => {
       lifecycle.info({ signal, workers: alive.size }, 'shutting down');
-      stopping = true;
       stopAll();
+      settle();
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

@@ -45,6 +45,25 @@ describe('createLiveStats', () => {
     expect(live.series(3).queues).toEqual({ a: [null, null, 1], b: [4, null, 2] });
   });
 
+  it('keeps a queue named like an Object.prototype member (__proto__, constructor) as its own series', () => {
+    const clock = createTestClock(0);
+    const live = createLiveStats({ now: clock.now });
+    live.sampleQueues([
+      { queue: '__proto__', length: 3 },
+      { queue: 'constructor', length: 5 },
+    ]);
+    clock.advance(1000);
+    const { queues } = live.series(1);
+    expect(Object.entries(queues)).toEqual([
+      ['__proto__', [3]],
+      ['constructor', [5]],
+    ]);
+    // What the dashboard reads: the JSON of the series.
+    expect(JSON.parse(JSON.stringify(queues))).toEqual(
+      JSON.parse('{"__proto__":[3],"constructor":[5]}'),
+    );
+  });
+
   it('forgets seconds older than its capacity, so memory stays bounded', () => {
     const clock = createTestClock(0);
     const live = createLiveStats({ now: clock.now, capacitySeconds: 10 });
@@ -83,6 +102,21 @@ describe('mergeSeries (LMS_WORKERS > 1: the dashboard of the whole LMS)', () => 
       latencySeconds: [(4 + 3 * 1) / 4, null],
       queues: { q: [7, 6] },
     });
+  });
+
+  it('merges queues named __proto__ and constructor, also after the series crossed IPC as JSON', () => {
+    const clock = createTestClock(5_000);
+    const [one, two] = [createLiveStats({ now: clock.now }), createLiveStats({ now: clock.now })];
+    one.sampleQueues([{ queue: '__proto__', length: 2 }]);
+    two.sampleQueues([{ queue: 'constructor', length: 4 }]);
+    const at = clock.now() + 1000;
+    const viaIpc = (series: ReturnType<typeof one.series>) =>
+      JSON.parse(JSON.stringify(series)) as typeof series;
+    const merged = mergeSeries([viaIpc(one.series(1, at)), viaIpc(two.series(1, at))]);
+    expect(Object.entries(merged.queues)).toEqual([
+      ['__proto__', [2]],
+      ['constructor', [4]],
+    ]);
   });
 
   it('refuses series of different seconds', () => {

@@ -13,7 +13,10 @@ export interface LiveSeries {
   graded: number[];
   /** Mean grading latency of the results accepted in that second; null when there were none. */
   latencySeconds: (number | null)[];
-  /** Queue length by queue, sampled when someone reads the stats; null where no sample. */
+  /**
+   * Queue length by queue, sampled when someone reads the stats; null where no sample. Built
+   * with own properties only (Object.fromEntries), so a queue named `__proto__` is a series too.
+   */
   queues: Record<string, (number | null)[]>;
 }
 
@@ -101,20 +104,21 @@ export function createLiveStats(options: LiveStatsOptions): LiveStats {
       const span = Math.max(1, Math.min(capacity - 1, Math.floor(seconds)));
       // The current second is still filling; showing it would draw a false dip at the edge.
       const last = secondOf(at) - 1;
-      const out: LiveSeries = {
+      const out: Omit<LiveSeries, 'queues'> = {
         t: [],
         logins: [],
         forbidden: [],
         evictions: [],
         graded: [],
         latencySeconds: [],
-        queues: {},
       };
+      // A Map, not an object: a queue may be named `__proto__` or `constructor`.
+      const queues = new Map<string, (number | null)[]>();
       const queueNames = new Set<string>();
       for (let second = last - span + 1; second <= last; second++) {
         for (const name of peek(second)?.queues?.keys() ?? []) queueNames.add(name);
       }
-      for (const name of [...queueNames].sort()) out.queues[name] = [];
+      for (const name of [...queueNames].sort()) queues.set(name, []);
       for (let second = last - span + 1; second <= last; second++) {
         const bucket = peek(second);
         const counts = bucket?.counts ?? emptyCounts();
@@ -123,11 +127,9 @@ export function createLiveStats(options: LiveStatsOptions): LiveStats {
         out.latencySeconds.push(
           bucket && bucket.latencyCount > 0 ? bucket.latencySumSeconds / bucket.latencyCount : null,
         );
-        for (const [name, values] of Object.entries(out.queues)) {
-          values.push(bucket?.queues?.get(name) ?? null);
-        }
+        for (const [name, values] of queues) values.push(bucket?.queues?.get(name) ?? null);
       }
-      return out;
+      return { ...out, queues: Object.fromEntries(queues) };
     },
   };
 }
@@ -153,14 +155,13 @@ export function mergeSeries(parts: readonly LiveSeries[]): LiveSeries {
     Array.from({ length: points }, (_, index) =>
       parts.reduce((total, part) => total + (pick(part)[index] ?? 0), 0),
     );
-  const merged: LiveSeries = {
+  const merged: Omit<LiveSeries, 'queues'> = {
     t: [...first.t],
     logins: sum((part) => part.logins),
     forbidden: sum((part) => part.forbidden),
     evictions: sum((part) => part.evictions),
     graded: sum((part) => part.graded),
     latencySeconds: [],
-    queues: {},
   };
   for (let index = 0; index < points; index++) {
     let weighted = 0;
@@ -174,13 +175,17 @@ export function mergeSeries(parts: readonly LiveSeries[]): LiveSeries {
     }
     merged.latencySeconds.push(weight === 0 ? null : weighted / weight);
   }
+  // Own properties only: a queue may be named `__proto__` or `constructor`.
+  const ownQueue = (part: LiveSeries, name: string) =>
+    Object.hasOwn(part.queues, name) ? part.queues[name] : undefined;
   const names = [...new Set(parts.flatMap((part) => Object.keys(part.queues)))].sort();
-  for (const name of names) {
-    merged.queues[name] = Array.from(
+  const queues = names.map((name) => [
+    name,
+    Array.from(
       { length: points },
       (_, index) =>
-        parts.map((part) => part.queues[name]?.[index]).find((value) => value != null) ?? null,
-    );
-  }
-  return merged;
+        parts.map((part) => ownQueue(part, name)?.[index]).find((value) => value != null) ?? null,
+    ),
+  ]);
+  return { ...merged, queues: Object.fromEntries(queues) };
 }

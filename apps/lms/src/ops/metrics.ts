@@ -95,6 +95,13 @@ export function createMetrics(
 ): LmsMetrics {
   const registry = new Registry();
   const registers = [registry];
+  // Each process that serves says 1; under LMS_WORKERS the primary sums the workers it asks,
+  // those that announced they listen (prom-client's cluster aggregation sums gauges).
+  new Gauge({
+    name: 'lms_workers_serving',
+    help: 'LMS processes accepting requests: 1, or under LMS_WORKERS the workers that listen.',
+    registers,
+  }).set(1);
   return {
     registry,
     accounts: createAccountLabels(policy),
