@@ -13,6 +13,7 @@ import {
   type ScenarioFigures,
   writeReport,
 } from '@storm-lab/storm';
+import { faultRun } from './faults.ts';
 import { measureLabCosts } from './lab.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { simulateScenario } from './run.ts';
@@ -39,6 +40,12 @@ Usage:
   pnpm sim --compare A,B,...      the named scenarios side by side
   pnpm sim --preset mit           MIT's incident: storm (2x2x5), their stop-gap (1x1x1) and the
                                   cure, an hour with a deadline surge (see docs/simulation.md)
+  pnpm sim --faults N             N seeds (from --seed) of a 10-minute storm and cure under
+                                  faults (replicas killed, an LMS restart, dropped responses,
+                                  slow hashes); checks that once the faults stop every
+                                  submission is graded, none accepted twice, no wrong score,
+                                  no person with two live sessions; a failing seed prints the
+                                  command that replays it (--scenario/--compare choose)
   pnpm sim --lab                  what \`pnpm storm\` runs by default (2x compression, its fleet,
                                   load and drain) with this machine's measured costs
 
@@ -101,6 +108,7 @@ const OPTIONS = {
   compare: { type: 'string' },
   preset: { type: 'string' },
   lab: { type: 'boolean' },
+  faults: { type: 'string' },
   replicas: { type: 'string' },
   queues: { type: 'string' },
   connections: { type: 'string' },
@@ -258,6 +266,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     }
     throw error;
   }
+  if (values.faults !== undefined) return runFaults(values, io);
   const figures: ScenarioFigures[] = [];
   for (const run of runs) {
     const started = performance.now();
@@ -295,6 +304,33 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     io.out.write(`${renderTable(figures)}\n\nReport: ${pathToFileURL(page).href}\n`);
   }
   return 0;
+}
+
+async function runFaults(values: Values, io: CliIo): Promise<number> {
+  const seeds = number('faults', values.faults, 200, 1, 100_000, true);
+  const first = number('seed', values.seed, 1, 0, 2 ** 31 - 1, true);
+  const names = values.scenario
+    ? [values.scenario]
+    : values.compare
+      ? values.compare
+          .split(',')
+          .map((name) => name.trim())
+          .filter(Boolean)
+      : ['storm', 'exempt-username'];
+  let failed = 0;
+  for (let seed = first; seed < first + seeds; seed++) {
+    for (const name of names) {
+      const run = await faultRun(name, seed);
+      if (run.ok) continue;
+      failed += 1;
+      io.out.write(
+        `FAIL seed ${seed} ${name}: ${JSON.stringify(run.invariants)}\n  faults: ${run.faults.map((f) => `${f.at} s ${f.what}`).join('; ')}\n  replay: ${run.replay}\n`,
+      );
+    }
+    io.err.write(`seed ${seed}: ${seed - first + 1}/${seeds} done, ${failed} failed\n`);
+  }
+  io.out.write(`${seeds * names.length - failed} passed, ${failed} failed (fault runs)\n`);
+  return failed > 0 ? 1 : 0;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

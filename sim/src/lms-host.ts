@@ -123,6 +123,8 @@ export interface SimLmsOptions {
  */
 export class SimLms {
   private app: ReturnType<typeof createApp>;
+  /** Every incarnation, the current last: a restarted LMS's counters start again at 0. */
+  private readonly apps: ReturnType<typeof createApp>[] = [];
   private readonly pool: WorkerPool;
   private down = false;
   readonly baseUrl = 'http://lms.sim';
@@ -133,6 +135,12 @@ export class SimLms {
   }
 
   private build() {
+    const app = this.create();
+    this.apps.push(app);
+    return app;
+  }
+
+  private create() {
     const { costs, faults } = this.options;
     const costMs = (iterations: number) =>
       (iterations * costs.iterationNs * faults.hashSlowdown) / 1e6;
@@ -148,9 +156,12 @@ export class SimLms {
     return this.pool.stats;
   }
 
-  /** The LMS's own /metrics text, read in process (no worker, no network). */
-  async metrics(): Promise<string> {
-    return (await this.app.request('/metrics')).text();
+  /**
+   * The LMS's own /metrics text of each incarnation so far (a restart starts its counters
+   * again), read in process: no worker, no network.
+   */
+  async metrics(): Promise<string[]> {
+    return Promise.all(this.apps.map(async (app) => (await app.request('/metrics')).text()));
   }
 
   /**
@@ -177,9 +188,10 @@ export class SimLms {
         signal?.addEventListener('abort', onAbort, { once: true });
         this.serve(host, url, init).then(
           (response) => {
+            // A lost answer resolves nothing: the client's own timeout (still listening) ends it.
+            if (!response || !(host.alive?.() ?? true)) return;
             signal?.removeEventListener('abort', onAbort);
-            if (response && (host.alive?.() ?? true)) resolve(response);
-            // Otherwise the answer is lost: the client's own timeout ends its wait.
+            resolve(response);
           },
           (error: unknown) => {
             signal?.removeEventListener('abort', onAbort);

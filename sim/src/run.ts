@@ -29,11 +29,14 @@ import { sleep, type VirtualClock, withVirtualClock } from './virtual-clock.ts';
 export const SERVICE_USERNAME = 'xqueue_svc';
 const SERVICE_PASSWORD = 'xqueue-pass';
 const STUDENT_PASSWORD = 'student-pass';
+const STUDENT_TIMEOUT_MS = 60_000;
 
 /** What a fault run does to the world while it runs (see faults.ts). */
 export interface WorldHooks {
   /** Called once the fleet is running; may kill replicas, restart the LMS, set faults. */
   during?(world: World): Promise<void>;
+  /** Called after the drain, before the world is taken down. */
+  atEnd?(world: World, seen: { acceptedResults: ReadonlyMap<number, number> }): void;
 }
 
 /** The parts of a running world a fault schedule may touch. */
@@ -60,7 +63,7 @@ function lmsConfig(settings: SimSettings, scenario: Scenario): LmsConfig {
       PASSWORD_HASH_ITERATIONS: String(settings.iterations),
       XQUEUE_LOCK_SECONDS: String(settings.lockSeconds / settings.compression),
       // People browse from their own addresses behind the LMS's proxy (studentAddress).
-      TRUST_PROXY: 'true',
+      TRUST_PROXY: 'loopback',
       ...scenario.lms,
     },
     process.cwd(),
@@ -74,8 +77,12 @@ async function watcherConfig(settings: SimSettings, scenario: Scenario, lmsUrl: 
     REDIS_URL: 'redis://127.0.0.1:6379', // never connected: grading runs in the simulated replica
     XQUEUE_USERNAME: SERVICE_USERNAME,
     XQUEUE_PASSWORD: SERVICE_PASSWORD,
-    WATCHER_QUEUES: queueNamesOf(settings).entries.join(','),
-    WATCHER_CONNECTIONS: String(settings.connections),
+    // Entries of one queue (sameQueue) are one entry with their connections added: the same
+    // clients, as upstream's Manager makes them for a queue repeated in conf.d.
+    WATCHER_QUEUES: queueNamesOf(settings).queues.join(','),
+    WATCHER_CONNECTIONS: String(
+      settings.sameQueue ? settings.queues * settings.connections : settings.connections,
+    ),
     WATCHER_MODE: 'current',
     XQWATCHER_POLL_INTERVAL: String(settings.pollIntervalSeconds / c),
     XQWATCHER_LOGIN_POLL_INTERVAL: String(settings.loginPollIntervalSeconds / c),
@@ -122,13 +129,15 @@ async function runWorld(
 ): Promise<ScenarioFigures> {
   const random = seededRandom(settings.seed);
   // Silent but for the watcher's event lines, which it prints at any level: counted, not kept.
-  const events: Record<string, number> = {};
+  // A `result-accepted` line is a put_result the LMS answered with success: counted per submission.
+  const acceptedResults = new Map<number, number>();
   const logger = pino(
     { level: 'silent' },
     {
       write(line: string) {
-        const event = /"event":"([a-z-]+)"/.exec(line)?.[1];
-        if (event) events[event] = (events[event] ?? 0) + 1;
+        if (!line.includes('"event":"result-accepted"')) return;
+        const id = Number(/"submissionId":(\d+)/.exec(line)?.[1]);
+        acceptedResults.set(id, (acceptedResults.get(id) ?? 0) + 1);
       },
     },
   );
@@ -163,8 +172,19 @@ async function runWorld(
     random: random.fork('network'),
     logger,
   });
-  const metricsFetch = async () => new Response(await lms.metrics());
-  const read = () => readCounters(lms.baseUrl, SERVICE_USERNAME, metricsFetch);
+  // Summed over the LMS's incarnations, as a Prometheus counter's increase survives a restart.
+  const read = async (): Promise<Counters> => {
+    const each = await Promise.all(
+      (await lms.metrics()).map((text) =>
+        readCounters(lms.baseUrl, SERVICE_USERNAME, async () => new Response(text)),
+      ),
+    );
+    return each.reduce((total, counters) => {
+      const sum = { ...total };
+      for (const key of Object.keys(sum) as (keyof Counters)[]) sum[key] += counters[key];
+      return sum;
+    });
+  };
   const base = await read();
 
   // Students log in first, on a quiet LMS, as in `pnpm storm`; each request's wait is timed.
@@ -178,9 +198,13 @@ async function runWorld(
     answerFor,
     fetch: async (url, init) => {
       const started = Date.now();
+      // A browser behind a proxy gives up too: a lost answer is an error after a minute.
+      const signal = new AbortController();
+      const timer = setTimeout(() => signal.abort(new Error('no answer')), STUDENT_TIMEOUT_MS);
       try {
-        return await studentFetch(url, init);
+        return await studentFetch(url, { ...init, signal: signal.signal });
       } finally {
+        clearTimeout(timer);
         studentLatencies.push(Date.now() - started);
       }
     },
@@ -298,6 +322,7 @@ async function runWorld(
       samples,
     },
   );
+  hooks.atEnd?.({ lms, fleet, faults, database, settings }, { acceptedResults });
   database.close();
   return {
     ...figures,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './cli.ts';
+import { faultRun } from './faults.ts';
 import { scenarioFor } from './presets.ts';
 import { simulateScenario } from './run.ts';
 import { PRODUCTION_SETTINGS, type SimSettings } from './settings.ts';
@@ -94,6 +95,7 @@ describe('the simulated world', () => {
       ...SHORT,
       lmsWorkers: 1,
       iterationNs: 2000, // a 2 s login against a 1 s timeout, one worker
+      students: 2,
       durationSeconds: 60,
       drainSeconds: 0,
     };
@@ -102,5 +104,26 @@ describe('the simulated world', () => {
     expect(storm.connectionDeaths).toBeGreaterThan(0);
     expect(storm.replicaRestarts).toBeGreaterThan(0);
     expect(storm.connectionDeathReasons[0]).toMatch(/no answer within 1000 ms/);
+  });
+});
+
+describe('fault runs', () => {
+  it('heal: replicas killed, the LMS restarted, answers dropped, hashes slowed, and still every submission graded once', async () => {
+    const run = await faultRun('exempt-username', 1);
+    expect(run.faults.map((fault) => fault.what)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^kill replica/),
+        expect.stringMatching(/^LMS restart/),
+      ]),
+    );
+    expect(run.figures.replicaRestarts).toBeGreaterThan(0);
+    expect(run.invariants).toEqual({
+      allGraded: true,
+      acceptedTwice: [],
+      wrongScores: 0,
+      peopleWithTwoSessions: [],
+    });
+    expect(run.ok).toBe(true);
+    expect(run.replay).toBe('pnpm sim --faults 1 --seed 1 --scenario exempt-username');
   });
 });

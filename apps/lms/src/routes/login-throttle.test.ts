@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../app.ts';
 import type { PasswordChecker } from '../auth/login.ts';
-import { burnPasswordCheck, verifyPassword } from '../auth/password.ts';
+import { burnPasswordCheck, hashPassword, verifyPassword } from '../auth/password.ts';
 import { openDatabase } from '../db/client.ts';
 import {
   type Fetcher,
@@ -290,6 +290,7 @@ describe('password checks of a parallel burst, counted where they run', () => {
         hashes++;
         return burnPasswordCheck(password, iterations);
       },
+      hash: hashPassword,
     };
     const app = createApp({
       db: lms.database.db,
