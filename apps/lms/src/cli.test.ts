@@ -12,15 +12,13 @@ import {
 import { POLICY_ENV } from '@storm-lab/session-policy';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { verifyPassword } from './auth/password.ts';
-import { runCli } from './cli.ts';
 import { openDatabase } from './db/client.ts';
 import { ENV_VARIABLES } from './env.ts';
+import { browserSessions, expectEnded, FAST, LMS_DIR, lmsCli } from './testing/cli.ts';
 import { TestClient, urlFetcher } from './testing/client.ts';
 import { currentShortId } from './testing/sessions.ts';
 import { findCredentials } from './users.ts';
 
-const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
-const LMS_DIR = new URL('..', import.meta.url).pathname;
 let lms: LocalLms | undefined;
 let redis: RedisHandle | undefined;
 beforeAll(async () => {
@@ -39,25 +37,6 @@ function spawnCli(args: string[], env: Record<string, string>) {
     env: { ...FAST, ...env },
   });
   return child.exited.then(({ code }) => ({ code, output: child.output() }));
-}
-
-/**
- * Runs a CLI command in this process (runCli, as `pnpm lms` does) on the database file, with
- * only FAST and `env` as its environment; its exit code and output (stdout and stderr, in order).
- */
-async function lmsCli(args: string[], databasePath: string, env: Record<string, string> = {}) {
-  let output = '';
-  const write = (text: string) => {
-    output += `${text}\n`;
-  };
-  const io = {
-    env: { ...FAST, ...env, DATABASE_PATH: databasePath },
-    cwd: LMS_DIR,
-    out: write,
-    err: write,
-  };
-  const code = await runCli(args, io);
-  return { code, output };
 }
 
 /** Whether USERNAME's stored hash accepts PASSWORD, read straight from the database file. */
@@ -217,24 +196,7 @@ for (const store of ['sqlite', 'redis'] as const) {
     const EXEMPT = { SINGLE_LOGIN_EXEMPT_USERNAMES: 'student3,student4' };
 
     /** Two live browser sessions of USERNAME (exempt from single login, so both stay). */
-    async function twoSessions(url: string, username: string) {
-      const clients = [new TestClient(urlFetcher(url)), new TestClient(urlFetcher(url))];
-      clients.forEach((client, index) => {
-        client.headers['User-Agent'] = `device ${index + 1}`;
-      });
-      for (const client of clients) {
-        expect((await client.webLogin(username, 'student-pass')).status).toBe(200);
-        expect((await client.get('/me')).status).toBe(200);
-      }
-      return clients;
-    }
-
-    async function expectEnded(client: TestClient, reason: string) {
-      const me = await client.get('/me');
-      expect(me.status).toBe(401);
-      expect(me.headers.get('x-session-end-reason')).toBe(reason);
-      expect(await me.json()).toMatchObject({ session_end: { reason } });
-    }
+    const twoSessions = (url: string, username: string) => browserSessions(url, username);
 
     it('ends every session of a user whose password `user add` changes, and says why', async () => {
       lms = await startLms({ env: { ...FAST, ...EXEMPT, ...storeEnv() } });

@@ -10,9 +10,11 @@ import type { ClientDb } from '../db/client.ts';
 import { sessionEnds, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { EndingReason } from './session-admin.ts';
+import { authHashMatches } from './session-auth-hash.ts';
 import { evictionEnds, loginRows } from './session-rows.ts';
 import {
   type LoginAdmitRequest,
+  passwordChanged,
   quotaAfter,
   type SessionLookup,
   type SessionStore,
@@ -57,6 +59,8 @@ const COUNT_BATCH = 64;
 /** A user with their groups, as the lookup needs them. */
 interface UserRow {
   username: string;
+  /** The stored password hash, for the session auth hash. */
+  password: string;
   isStaff: number;
   isActive: number;
   /** JSON array of the user's group names. */
@@ -64,10 +68,23 @@ interface UserRow {
 }
 
 const USER_SQL = `
-  SELECT u.username, u.is_staff AS isStaff, u.is_active AS isActive,
+  SELECT u.username, u.password, u.is_staff AS isStaff, u.is_active AS isActive,
          (SELECT json_group_array(g.name) FROM user_groups ug JOIN groups g ON g.id = ug.group_id
            WHERE ug.user_id = u.id) AS groups
   FROM users u WHERE u.id = ?`;
+
+/**
+ * What a session keeps besides the registry's own fields: the login's client (for the session
+ * lists) and its session auth hash (checked on every request).
+ */
+function attributesOf(request: LoginAdmitRequest): Record<string, string> {
+  const attributes: Record<string, string> = {};
+  const { client } = request;
+  if (client?.userAgent != null) attributes.userAgent = client.userAgent;
+  if (client?.address != null) attributes.address = client.address;
+  if (request.authHash != null) attributes.authHash = request.authHash;
+  return attributes;
+}
 
 /**
  * The session store on Redis, as Django's cache session backend keeps sessions in a cache
@@ -119,9 +136,9 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     rows: Array<{ sessionId: string; userId: string }>,
     reason: 'logged-out' | EndingReason,
     endedBy: string | null,
+    at = now(),
   ): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
-    const at = now();
     const insert = db.$client.transaction(() => {
       db.insert(sessionEnds)
         .values(rows.map((row) => ({ ...row, reason, at, endedBy })))
@@ -148,7 +165,11 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     const at = session.createdAt;
     const decision = request.decide([]);
     if (decision.outcome === 'deny') return { admitted: false, decision };
-    const saved = await registry.admit({ userId, session, decide: () => decision });
+    const saved = await registry.admit({
+      userId,
+      session: { ...session, attributes: attributesOf(request) },
+      decide: () => decision,
+    });
     if (!saved.admitted) return saved;
     if (request.replacing) await registry.remove(request.replacing);
     if (request.lastLoginAt !== undefined) {
@@ -172,13 +193,9 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
       // `decide` may run more than once (optimistic retries, without a limit): the last run is
       // the committed one.
       let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
-      const { client } = request;
-      const attributes: Record<string, string> = {};
-      if (client?.userAgent != null) attributes.userAgent = client.userAgent;
-      if (client?.address != null) attributes.address = client.address;
       const result = await registry.admit({
         userId: request.userId,
-        session: { ...request.session, attributes },
+        session: { ...request.session, attributes: attributesOf(request) },
         // With the limit, the registry decides in one script and calls `decide` once, after.
         ...(request.limit && { limit: request.limit }),
         decide: (live) => {
@@ -224,6 +241,12 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
       }
       const row = await read(() => userRow.get(session.userId));
       if (!row) return { kind: 'none' };
+      if (!authHashMatches(session.attributes.authHash, row.password)) {
+        // Whoever changed the password may not have reached this Redis: the session ends here.
+        if (!(await registry.remove(sessionId))) return passwordChanged(at, null);
+        await remember([{ sessionId, userId: session.userId }], 'password-change', null, at);
+        return passwordChanged(at, row.username);
+      }
       if (at - session.lastSeenAt >= TOUCH_INTERVAL_MS) await registry.touch(sessionId, at);
       return {
         kind: 'live',
