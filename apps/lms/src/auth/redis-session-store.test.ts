@@ -86,7 +86,10 @@ describe('Redis session store', () => {
     });
     const settings = parseSettings(policy);
     const user = { username: 'alice', groups: ['graders'] };
-    const login = (id: string, extra: { instanceId?: string; replacing?: string } = {}) =>
+    const login = (
+      id: string,
+      extra: { instanceId?: string; replacing?: string; password?: string } = {},
+    ) =>
       store.admit({
         userId,
         session: { id, instanceId: extra.instanceId ?? null, createdAt: clock.now() },
@@ -98,7 +101,7 @@ describe('Redis session store', () => {
           replacing: extra.replacing,
         }),
         lastLoginAt: clock.now(),
-        authHash: sessionAuthHash('x'),
+        authHash: sessionAuthHash(extra.password ?? 'x'),
         client: { userAgent: 'grader/1.0', address: '10.0.0.7' },
         ...(extra.replacing && { replacing: extra.replacing }),
       });
@@ -272,6 +275,21 @@ describe('Redis session store', () => {
     expect(await store.lookup('one')).toEqual({
       kind: 'ended',
       end: { reason: 'password-change', at: clock.now() - 1000 },
+    });
+  });
+
+  it('ends the sessions of an older password that alone deny a login under deny-new', async () => {
+    const { store, userId, login } = setup({ maxSessions: 2, onLimit: 'deny-new' });
+    await login('one');
+    await login('two');
+    expect(await login('three')).toMatchObject({ admitted: false });
+    // The password changed where this Redis was not reached: 'one' and 'two' are stale.
+    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
+    expect(await login('four', { password: 'y' })).toMatchObject({ admitted: true });
+    expect((await store.list(userId)).map((session) => session.id)).toEqual(['four']);
+    expect(await store.lookup('one')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'password-change' },
     });
   });
 

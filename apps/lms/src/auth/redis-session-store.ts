@@ -187,31 +187,59 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     return { ...saved, evicted };
   }
 
+  /**
+   * Ends the user's live sessions of an older password (an auth hash other than this login's),
+   * as the SQLite store does before it denies a login: they are refused on their next request
+   * anyway, but a password changed where this Redis was not reached must not lock the user out.
+   */
+  async function endStale(request: LoginAdmitRequest): Promise<number> {
+    // Called as a plain SessionRegistry (the conformance suite), a request carries no hash.
+    if (typeof request.authHash !== 'string') return 0;
+    const stale = (await registry.list(request.userId)).filter(
+      (session) => session.attributes.authHash !== request.authHash,
+    );
+    const ended: Array<{ sessionId: string; userId: string }> = [];
+    for (const session of stale) {
+      if (await registry.remove(session.id)) {
+        ended.push({ sessionId: session.id, userId: request.userId });
+      }
+    }
+    await remember(ended, 'password-change', null, request.session.createdAt);
+    return ended.length;
+  }
+
+  async function admitAtomic(request: LoginAdmitRequest): Promise<AdmitResult> {
+    // `decide` may run more than once (optimistic retries, without a limit): the last run is
+    // the committed one.
+    let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
+    const result = await registry.admit({
+      userId: request.userId,
+      session: { ...request.session, attributes: attributesOf(request) },
+      // With the limit, the registry decides in one script and calls `decide` once, after.
+      ...(request.limit && { limit: request.limit }),
+      decide: (live) => {
+        const decision = request.decide(live);
+        committed = { decision, live };
+        return decision;
+      },
+    });
+    if (!result.admitted) return result;
+    const seen = committed as { decision: LoginDecision; live: readonly LiveSession[] } | null;
+    const quota = seen
+      ? quotaAfter(seen.decision, seen.live, result.dryRun ? 0 : result.evicted.length, request)
+      : null;
+    await recordLogin(request, result, quota);
+    if (request.replacing) await registry.remove(request.replacing);
+    return result;
+  }
+
   return {
     async admit(request) {
       if (options.enforcement === 'upstream') return admitUpstream(request);
-      // `decide` may run more than once (optimistic retries, without a limit): the last run is
-      // the committed one.
-      let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
-      const result = await registry.admit({
-        userId: request.userId,
-        session: { ...request.session, attributes: attributesOf(request) },
-        // With the limit, the registry decides in one script and calls `decide` once, after.
-        ...(request.limit && { limit: request.limit }),
-        decide: (live) => {
-          const decision = request.decide(live);
-          committed = { decision, live };
-          return decision;
-        },
-      });
-      if (!result.admitted) return result;
-      const seen = committed as { decision: LoginDecision; live: readonly LiveSession[] } | null;
-      const quota = seen
-        ? quotaAfter(seen.decision, seen.live, result.dryRun ? 0 : result.evicted.length, request)
-        : null;
-      await recordLogin(request, result, quota);
-      if (request.replacing) await registry.remove(request.replacing);
-      return result;
+      const result = await admitAtomic(request);
+      // Only a denial pays for the look: an eviction would end a stale session anyway.
+      if (result.admitted || (await endStale(request)) === 0) return result;
+      return admitAtomic(request);
     },
 
     list: (userId) => registry.list(userId),

@@ -161,6 +161,35 @@ describe('SQLite session store', () => {
     });
   });
 
+  it('ends the sessions of an older password that alone deny a login under deny-new', async () => {
+    const { store, clock, userId } = setup();
+    const settings = parseSettings({ maxSessions: 2, onLimit: 'deny-new' });
+    const login = (id: string, password = 'x') =>
+      store.admit({
+        userId,
+        session: { id, instanceId: null, createdAt: clock.now() },
+        authHash: sessionAuthHash(password),
+        decide: (live) =>
+          decideLogin(
+            settings,
+            { username: 'alice', groups: [] },
+            { sessionId: id, now: clock.now() },
+            live,
+          ),
+      });
+    await login('one');
+    await login('two');
+    expect(await login('three')).toMatchObject({ admitted: false });
+    // A writer that ended no sessions: 'one' and 'two' are of the older password.
+    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
+    expect(await login('four', 'y')).toMatchObject({ admitted: true });
+    expect((await store.list(userId)).map((session) => session.id)).toEqual(['four']);
+    expect(await store.lookup('one')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'password-change' },
+    });
+  });
+
   it('refuses a session that recorded no auth hash, as Django flushes one without it', async () => {
     const { store, clock, userId } = setup();
     database.sqlite

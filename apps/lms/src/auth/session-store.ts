@@ -9,7 +9,7 @@ import {
   type SessionRecord,
   type SessionRegistry,
 } from '@storm-lab/session-policy';
-import { and, asc, count, eq, gt, inArray, lte } from 'drizzle-orm';
+import { and, asc, count, eq, gt, inArray, isNull, lte, ne, or } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
 import { type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
@@ -332,12 +332,40 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       .all();
   }
 
+  /**
+   * Ends the user's live sessions of an older password (an auth hash other than this login's):
+   * refused on their next request anyway, but until then they count toward a limit, and a
+   * password changed where their store was not reached must not lock the user out.
+   */
+  function endStale(tx: Db, request: LoginAdmitRequest, at: number): number {
+    // Called as a plain SessionRegistry (the conformance suite), a request carries no hash.
+    if (typeof request.authHash !== 'string') return 0;
+    const stale = tx
+      .select({ id: sessions.id })
+      .from(sessions)
+      .where(
+        and(
+          eq(sessions.userId, request.userId),
+          gt(sessions.expiresAt, at),
+          or(isNull(sessions.authHash), ne(sessions.authHash, request.authHash)),
+        ),
+      )
+      .all();
+    for (const { id } of stale) endSessionOf(tx, request.userId, id, 'password-change', at);
+    return stale.length;
+  }
+
   function admitNow(request: LoginAdmitRequest): AdmitResult {
     return db.transaction(
       (tx) => {
         const at = request.session.createdAt;
-        const live = liveTracked(tx, request.userId, at);
-        const decision = request.decide(live);
+        let live = liveTracked(tx, request.userId, at);
+        let decision = request.decide(live);
+        // Only a denial pays for the look: an eviction would end a stale session anyway.
+        if (decision.outcome === 'deny' && endStale(tx, request, at) > 0) {
+          live = liveTracked(tx, request.userId, at);
+          decision = request.decide(live);
+        }
         const plan = planAdmission(decision);
         if (!plan.admit) return admitResult(decision, plan);
         if (plan.deleteIds.length > 0) {
