@@ -18,6 +18,7 @@ import { hashPassword } from './auth/password.ts';
 import type { SessionDetails } from './auth/session-admin.ts';
 import type { SessionStore } from './auth/session-store.ts';
 import { shortId } from './auth/tokens.ts';
+import { usernameProblem } from './auth/username.ts';
 import { type ClientDb, openDatabase } from './db/client.ts';
 import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
@@ -73,9 +74,11 @@ operator's change) unless --reset-passwords is given.
   --service-password-file F read the service password from F when not given; write it there
                             (mode 0600) when set, for the watchers to read
   --reset-passwords         also set the passwords of accounts that exist; their sessions end`,
-  user: `Usage: pnpm lms user add NAME --password P [--group G]... [--staff]
+  user: `Usage: pnpm lms user add NAME --password P [--group G]... [--staff | --no-staff]
 
-Creates the user, or updates the password and staff flag and adds the groups. Setting the
+Creates the user, or updates the password and adds the groups. NAME follows Django's username
+rule (1-150 letters, digits and @ . + - _). --staff makes the user staff, --no-staff removes
+it; without either a new user is not staff and an existing one keeps its flag. Setting the
 password of an existing user ends all of that user's sessions (their next request is told
 session_end.reason "password-change"), as Django does when a password changes: in the store the
 LMS uses, whatever SESSION_STORE this shell has; when that is a Redis this shell cannot reach,
@@ -346,6 +349,9 @@ async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
   }
   const text = (key: string, fallback: string) =>
     typeof values[key] === 'string' ? (values[key] as string) : fallback;
+  for (const flag of ['service-username', 'staff-username']) {
+    if (typeof values[flag] === 'string') checkUsername(`--${flag}`, values[flag] as string);
+  }
   const serviceFile = text('service-password-file', '') || null;
   // The lab defaults are published: only a server that nobody else can reach may use them.
   const loopback = isLoopback(config.host);
@@ -385,17 +391,36 @@ async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
   }
 }
 
+/** What `user add` did to the staff flag, as its line says it. */
+function staffText(isStaff: boolean | undefined): string {
+  if (isStaff === undefined) return '';
+  return isStaff ? ' [staff]' : ' [not staff]';
+}
+
+/** A username Django would refuse is a mistake in the command line (see usernameProblem). */
+function checkUsername(where: string, username: string): void {
+  const problem = usernameProblem(username);
+  if (problem) throw new UsageError(`${where}: username ${JSON.stringify(username)} ${problem}`);
+}
+
 async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
   const { values, positionals } = parse(args, {
     password: { type: 'string' },
     group: { type: 'string', multiple: true },
     staff: { type: 'boolean' },
+    'no-staff': { type: 'boolean' },
   });
   if (values.help) return io.out(HELP.user!);
   const [action, username, ...extra] = positionals;
   if (action !== 'add' || !username || extra.length > 0) {
     throw new UsageError('expected: user add NAME');
   }
+  checkUsername('user add', username);
+  if (values.staff === true && values['no-staff'] === true) {
+    throw new UsageError('user add: give one of --staff and --no-staff, not both');
+  }
+  // Neither: the flag stays as it is (a new user is not staff).
+  const isStaff = values.staff === true ? true : values['no-staff'] === true ? false : undefined;
   if (typeof values.password !== 'string' || values.password === '') {
     throw new UsageError('--password is required');
   }
@@ -407,7 +432,7 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
       username,
       passwordHash,
       groups,
-      isStaff: values.staff === true,
+      ...(isStaff !== undefined && { isStaff }),
       now: Date.now(),
     });
     // The password is committed: from here every earlier session is refused, wherever it is.
@@ -417,7 +442,7 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
       await endRedisSessions(config, database.db, changed),
     );
     io.out(
-      `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${values.staff ? ' [staff]' : ''}${ended}`,
+      `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${staffText(isStaff)}${ended}`,
     );
   } finally {
     database.close();
