@@ -12,15 +12,13 @@ import {
 import { POLICY_ENV } from '@storm-lab/session-policy';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { verifyPassword } from './auth/password.ts';
-import { runCli } from './cli.ts';
 import { openDatabase } from './db/client.ts';
 import { ENV_VARIABLES } from './env.ts';
+import { browserSessions, expectEnded, FAST, LMS_DIR, lmsCli } from './testing/cli.ts';
 import { TestClient, urlFetcher } from './testing/client.ts';
 import { currentShortId } from './testing/sessions.ts';
 import { findCredentials } from './users.ts';
 
-const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
-const LMS_DIR = new URL('..', import.meta.url).pathname;
 let lms: LocalLms | undefined;
 let redis: RedisHandle | undefined;
 beforeAll(async () => {
@@ -39,25 +37,6 @@ function spawnCli(args: string[], env: Record<string, string>) {
     env: { ...FAST, ...env },
   });
   return child.exited.then(({ code }) => ({ code, output: child.output() }));
-}
-
-/**
- * Runs a CLI command in this process (runCli, as `pnpm lms` does) on the database file, with
- * only FAST and `env` as its environment; its exit code and output (stdout and stderr, in order).
- */
-async function lmsCli(args: string[], databasePath: string, env: Record<string, string> = {}) {
-  let output = '';
-  const write = (text: string) => {
-    output += `${text}\n`;
-  };
-  const io = {
-    env: { ...FAST, ...env, DATABASE_PATH: databasePath },
-    cwd: LMS_DIR,
-    out: write,
-    err: write,
-  };
-  const code = await runCli(args, io);
-  return { code, output };
 }
 
 /** Whether USERNAME's stored hash accepts PASSWORD, read straight from the database file. */
@@ -202,6 +181,90 @@ describe('lms seed on an existing database', { timeout: 90_000 }, () => {
   });
 });
 
+describe('accounts the CLI creates or changes', { timeout: 90_000 }, () => {
+  let dir: string;
+  let databasePath: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lms-users-'));
+    databasePath = join(dir, 'lms.db');
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  /** The stored row of USERNAME (is_staff as 0/1), or undefined. */
+  function row(username: string) {
+    const database = openDatabase({ path: databasePath });
+    try {
+      return database.sqlite
+        .prepare('SELECT username, is_staff AS isStaff FROM users WHERE username = ?')
+        .get(username);
+    } finally {
+      database.close();
+    }
+  }
+
+  it('refuses the usernames Django refuses, as the metrics labels rely on: (cli), (people), markup', async () => {
+    const rule = "may contain only letters, digits and @ . + - _ (Django's username rule)";
+    for (const username of ['(cli)', '(people)', '<img src=x onerror=alert(1)>', 'a b', 'é']) {
+      const added = await lmsCli(['user', 'add', username, '--password', 'pw'], databasePath);
+      expect(added, username).toEqual({
+        code: 2,
+        output: `error: user add: username ${JSON.stringify(username)} ${rule}\n\nRun "pnpm lms --help" for usage.\n`,
+      });
+      expect(row(username), username).toBeUndefined();
+    }
+    const long = 'a'.repeat(151);
+    expect(await lmsCli(['user', 'add', long, '--password', 'pw'], databasePath)).toMatchObject({
+      code: 2,
+      output: expect.stringContaining('must be at most 150 characters (got 151)'),
+    });
+    for (const flag of ['--service-username', '--staff-username']) {
+      const seeded = await lmsCli(['seed', '--students', '0', flag, '(people)'], databasePath);
+      expect(seeded, flag).toEqual({
+        code: 2,
+        output: `error: ${flag}: username "(people)" ${rule}\n\nRun "pnpm lms --help" for usage.\n`,
+      });
+      expect(row('(people)'), flag).toBeUndefined();
+    }
+    expect(await lmsCli(['user', 'add', 'a.b+c@d-e_f', '--password', 'pw'], databasePath)).toEqual({
+      code: 0,
+      output: 'User a.b+c@d-e_f saved\n',
+    });
+  });
+
+  it('keeps the staff flag of an account `user add` changes unless told --no-staff', async () => {
+    expect((await lmsCli(['seed', '--students', '1'], databasePath)).code).toBe(0);
+    expect(await lmsCli(['user', 'add', 'staff', '--password', 'new'], databasePath)).toEqual({
+      code: 0,
+      output: 'User staff saved\n',
+    });
+    expect(row('staff')).toEqual({ username: 'staff', isStaff: 1 });
+    expect(
+      await lmsCli(['user', 'add', 'staff', '--password', 'new', '--no-staff'], databasePath),
+    ).toEqual({
+      code: 0,
+      output: 'User staff saved [not staff]\n',
+    });
+    expect(row('staff')).toEqual({ username: 'staff', isStaff: 0 });
+    expect(
+      await lmsCli(['user', 'add', 'student1', '--password', 'pw', '--staff'], databasePath),
+    ).toEqual({
+      code: 0,
+      output: 'User student1 saved [staff]\n',
+    });
+    // seed --reset-passwords leaves a promoted student staff, too.
+    expect(
+      (await lmsCli(['seed', '--students', '1', '--reset-passwords'], databasePath)).code,
+    ).toBe(0);
+    expect(row('student1')).toEqual({ username: 'student1', isStaff: 1 });
+    expect(
+      await lmsCli(
+        ['user', 'add', 'student1', '--password', 'pw', '--staff', '--no-staff'],
+        databasePath,
+      ),
+    ).toMatchObject({ code: 2, output: expect.stringContaining('--staff and --no-staff') });
+  });
+});
+
 for (const store of ['sqlite', 'redis'] as const) {
   describe(`ending sessions from the CLI, sessions in ${store}`, { timeout: 90_000 }, () => {
     let prefix = '';
@@ -217,24 +280,7 @@ for (const store of ['sqlite', 'redis'] as const) {
     const EXEMPT = { SINGLE_LOGIN_EXEMPT_USERNAMES: 'student3,student4' };
 
     /** Two live browser sessions of USERNAME (exempt from single login, so both stay). */
-    async function twoSessions(url: string, username: string) {
-      const clients = [new TestClient(urlFetcher(url)), new TestClient(urlFetcher(url))];
-      clients.forEach((client, index) => {
-        client.headers['User-Agent'] = `device ${index + 1}`;
-      });
-      for (const client of clients) {
-        expect((await client.webLogin(username, 'student-pass')).status).toBe(200);
-        expect((await client.get('/me')).status).toBe(200);
-      }
-      return clients;
-    }
-
-    async function expectEnded(client: TestClient, reason: string) {
-      const me = await client.get('/me');
-      expect(me.status).toBe(401);
-      expect(me.headers.get('x-session-end-reason')).toBe(reason);
-      expect(await me.json()).toMatchObject({ session_end: { reason } });
-    }
+    const twoSessions = (url: string, username: string) => browserSessions(url, username);
 
     it('ends every session of a user whose password `user add` changes, and says why', async () => {
       lms = await startLms({ env: { ...FAST, ...EXEMPT, ...storeEnv() } });

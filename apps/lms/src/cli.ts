@@ -8,12 +8,18 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
-import { openSessionStore } from './auth/open-session-store.ts';
+import {
+  type OpenedSessionStore,
+  openServerSessionStore,
+  SessionStoreUnreachableError,
+  serverSessionStore,
+} from './auth/open-session-store.ts';
 import { hashPassword } from './auth/password.ts';
 import type { SessionDetails } from './auth/session-admin.ts';
 import type { SessionStore } from './auth/session-store.ts';
 import { shortId } from './auth/tokens.ts';
-import { openDatabase } from './db/client.ts';
+import { usernameProblem } from './auth/username.ts';
+import { type ClientDb, openDatabase } from './db/client.ts';
 import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
 import { SEED_DEFAULTS, type SeedSummary, seed } from './seed.ts';
@@ -68,11 +74,15 @@ operator's change) unless --reset-passwords is given.
   --service-password-file F read the service password from F when not given; write it there
                             (mode 0600) when set, for the watchers to read
   --reset-passwords         also set the passwords of accounts that exist; their sessions end`,
-  user: `Usage: pnpm lms user add NAME --password P [--group G]... [--staff]
+  user: `Usage: pnpm lms user add NAME --password P [--group G]... [--staff | --no-staff]
 
-Creates the user, or updates the password and staff flag and adds the groups. Setting the
+Creates the user, or updates the password and adds the groups. NAME follows Django's username
+rule (1-150 letters, digits and @ . + - _). --staff makes the user staff, --no-staff removes
+it; without either a new user is not staff and an existing one keeps its flag. Setting the
 password of an existing user ends all of that user's sessions (their next request is told
-session_end.reason "password-change"), as Django does when a password changes.`,
+session_end.reason "password-change"), as Django does when a password changes: in the store the
+LMS uses, whatever SESSION_STORE this shell has; when that is a Redis this shell cannot reach,
+each session ends on its next request (each keeps a hash of the password it logged in with).`,
   group: 'Usage: pnpm lms group add NAME',
   sessions: `Usage: pnpm lms sessions list USER
        pnpm lms sessions end USER ID
@@ -85,7 +95,11 @@ list: one line per live session of USER, oldest first: its short id (8 hex digit
 end: ends the session whose short id is ID, or with --all every live session of USER (a stolen
   cookie, a departing account), and prints how many ended. Each one's next request gets 401/403
   with session_end.reason "staff"; the record names "(cli)" as who ended it. USER can log in
-  again: change the password too (pnpm lms user add USER --password P).`,
+  again: change the password too (pnpm lms user add USER --password P).
+
+Both act on the session store the LMS uses, as its last start recorded it in the database,
+whatever SESSION_STORE this shell has (a Redis with a password needs SESSION_STORE=redis and
+SESSION_REDIS_URL here). When that Redis cannot be reached: an error, exit 1.`,
 };
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -227,11 +241,10 @@ function printSeedSummary(
   passwords: SeedPasswords,
   databasePath: string,
   serviceFile: string | null,
+  redis: RedisEnding,
   io: CliIo,
 ): void {
-  const ended = summary.sessionsEnded
-    ? `; ${summary.sessionsEnded} sessions ended (password-change)`
-    : '';
+  const ended = endedText(summary.sessionsEnded, redis);
   io.out(`Seeded ${databasePath}
   queues:          ${summary.queues.join(', ')}
   problems:        ${summary.problems.join(', ')}
@@ -256,6 +269,50 @@ function printSeedSummary(
   if (shown.length > 0) {
     io.out(`Generated passwords, shown this once (stored nowhere else):\n${shown.join('\n')}`);
   }
+}
+
+/** How the sessions of users whose password changed were ended in the LMS's Redis. */
+type RedisEnding = { ended: number } | { unreachable: SessionStoreUnreachableError };
+
+/**
+ * After a password change: ends the users' sessions in the Redis the LMS uses, if it uses one
+ * (SQLite sessions ended with the password, in its transaction). When that Redis cannot be
+ * reached the password stays changed and its sessions are refused all the same: each one's
+ * next request finds that its session auth hash no longer matches and ends it.
+ */
+async function endRedisSessions(
+  config: LmsConfig,
+  db: ClientDb,
+  userIds: readonly string[],
+): Promise<RedisEnding> {
+  if (userIds.length === 0 || serverSessionStore(db, config.sessionStore).kind !== 'redis') {
+    return { ended: 0 };
+  }
+  let opened: OpenedSessionStore | null = null;
+  try {
+    opened = await openServerSessionStore(config, db);
+    let ended = 0;
+    for (const id of userIds) ended += await opened.store.endAll(id, 'password-change');
+    return { ended };
+  } catch (error) {
+    if (error instanceof SessionStoreUnreachableError) return { unreachable: error };
+    // Lost after the PING: the same as never reached, for the sessions still there.
+    const where = opened?.where;
+    if (where?.kind !== 'redis') throw error;
+    return { unreachable: new SessionStoreUnreachableError(where.url, where.prefix, error) };
+  } finally {
+    opened?.close();
+  }
+}
+
+/** What a password change did to the sessions, for the line that reports it. */
+function endedText(sqliteEnded: number, redis: RedisEnding): string {
+  if ('unreachable' in redis) {
+    const { url, reason } = redis.unreachable;
+    return `; its sessions end on their next request (password-change): the session Redis at ${url} cannot be reached (${reason})`;
+  }
+  const ended = sqliteEnded + redis.ended;
+  return ended ? `; ${ended} session${ended === 1 ? '' : 's'} ended (password-change)` : '';
 }
 
 async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
@@ -292,6 +349,9 @@ async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
   }
   const text = (key: string, fallback: string) =>
     typeof values[key] === 'string' ? (values[key] as string) : fallback;
+  for (const flag of ['service-username', 'staff-username']) {
+    if (typeof values[flag] === 'string') checkUsername(`--${flag}`, values[flag] as string);
+  }
   const serviceFile = text('service-password-file', '') || null;
   // The lab defaults are published: only a server that nobody else can reach may use them.
   const loopback = isLoopback(config.host);
@@ -323,11 +383,24 @@ async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
       },
       { iterations: config.passwordHashIterations, now: Date.now() },
     );
-    printSeedSummary(summary, passwords, config.databasePath, serviceFile, io);
+    const redis = await endRedisSessions(config, database.db, summary.passwordChangedIds);
+    printSeedSummary(summary, passwords, config.databasePath, serviceFile, redis, io);
     if (serviceFile) await shareServicePassword(serviceFile, passwords.service, summary, io);
   } finally {
     database.close();
   }
+}
+
+/** What `user add` did to the staff flag, as its line says it. */
+function staffText(isStaff: boolean | undefined): string {
+  if (isStaff === undefined) return '';
+  return isStaff ? ' [staff]' : ' [not staff]';
+}
+
+/** A username Django would refuse is a mistake in the command line (see usernameProblem). */
+function checkUsername(where: string, username: string): void {
+  const problem = usernameProblem(username);
+  if (problem) throw new UsageError(`${where}: username ${JSON.stringify(username)} ${problem}`);
 }
 
 async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
@@ -335,39 +408,43 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
     password: { type: 'string' },
     group: { type: 'string', multiple: true },
     staff: { type: 'boolean' },
+    'no-staff': { type: 'boolean' },
   });
   if (values.help) return io.out(HELP.user!);
   const [action, username, ...extra] = positionals;
   if (action !== 'add' || !username || extra.length > 0) {
     throw new UsageError('expected: user add NAME');
   }
+  checkUsername('user add', username);
+  if (values.staff === true && values['no-staff'] === true) {
+    throw new UsageError('user add: give one of --staff and --no-staff, not both');
+  }
+  // Neither: the flag stays as it is (a new user is not staff).
+  const isStaff = values.staff === true ? true : values['no-staff'] === true ? false : undefined;
   if (typeof values.password !== 'string' || values.password === '') {
     throw new UsageError('--password is required');
   }
   const groups = (values.group as string[] | undefined) ?? [];
   const passwordHash = await hashPassword(values.password, config.passwordHashIterations);
   const database = openDatabase({ path: config.databasePath });
-  const sessions = openSessionStore(config, database.db);
   try {
     const saved = saveUser(database.db, {
       username,
       passwordHash,
       groups,
-      isStaff: values.staff === true,
+      ...(isStaff !== undefined && { isStaff }),
       now: Date.now(),
     });
-    // SQLite sessions ended with the password, in its transaction; Redis ones end right after.
-    if (config.sessionStore.kind === 'redis' && saved.passwordSet && !saved.created) {
-      saved.sessionsEnded += await sessions.store.endAll(saved.id, 'password-change');
-    }
-    const ended = saved.sessionsEnded
-      ? `; ${saved.sessionsEnded} session${saved.sessionsEnded === 1 ? '' : 's'} ended (password-change)`
-      : '';
+    // The password is committed: from here every earlier session is refused, wherever it is.
+    const changed = saved.passwordSet && !saved.created ? [saved.id] : [];
+    const ended = endedText(
+      saved.sessionsEnded,
+      await endRedisSessions(config, database.db, changed),
+    );
     io.out(
-      `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${values.staff ? ' [staff]' : ''}${ended}`,
+      `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${staffText(isStaff)}${ended}`,
     );
   } finally {
-    sessions.close();
     database.close();
   }
 }
@@ -442,12 +519,15 @@ async function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
     );
   }
   const database = openDatabase({ path: config.databasePath });
-  const sessions = openSessionStore(config, database.db);
+  let sessions: OpenedSessionStore | null = null;
   try {
     const user = findCredentials(database.db, username);
     if (!user) {
       throw new UsageError(`sessions ${action}: no user named ${JSON.stringify(username)}`);
     }
+    // The store the LMS uses (recorded at its start), not the one this shell names; rejects
+    // when that is a Redis this shell cannot reach, rather than report no sessions.
+    sessions = await openServerSessionStore(config, database.db);
     const { store } = sessions;
     if (action === 'list') {
       const live = await store.details(user.id);
@@ -459,7 +539,7 @@ async function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
     const ended = await store.endAll(user.id, 'staff', { endedBy: CLI_ACTOR });
     io.out(`Ended ${ended} session${ended === 1 ? '' : 's'} of ${username}`);
   } finally {
-    sessions.close();
+    sessions?.close();
     database.close();
   }
 }
@@ -492,8 +572,9 @@ async function run(argv: string[], io: CliIo): Promise<void> {
 }
 
 /**
- * Runs one `pnpm lms` command and returns its exit code: 0, or 2 for a mistake in the command
- * line or the environment (printed with a hint); anything else is thrown. Tests call it in
+ * Runs one `pnpm lms` command and returns its exit code: 0; 2 for a mistake in the command
+ * line or the environment (printed with a hint); 1 when the session store the LMS uses cannot
+ * be reached (printed); anything else is thrown. Tests call it in
  * process with their own environment and output.
  *
  * @example
@@ -504,6 +585,10 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     await run(argv, io);
     return 0;
   } catch (error) {
+    if (error instanceof SessionStoreUnreachableError) {
+      io.err(`error: ${error.message}`);
+      return 1;
+    }
     if (!(error instanceof UsageError || error instanceof EnvError)) throw error;
     io.err(`error: ${error.message}`);
     if (error instanceof UsageError) io.err('\nRun "pnpm lms --help" for usage.');

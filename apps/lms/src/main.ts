@@ -4,7 +4,9 @@ import { serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createApp } from './app.ts';
+import { recordSessionStore } from './auth/open-session-store.ts';
 import { isClusterWorker, runPrimary } from './cluster.ts';
+import { whenNotBusy } from './db/busy-retry.ts';
 import { openDatabase, SERVER_BUSY_TIMEOUT_MS } from './db/client.ts';
 import { EnvError, type LmsConfig, readEnv } from './env.ts';
 import { createLogger } from './ops/logger.ts';
@@ -135,6 +137,13 @@ export async function startServer(
     redis?.disconnect();
     database.close();
   };
+  try {
+    // The command line acts on the sessions this server keeps, whatever its shell says.
+    await whenNotBusy(() => recordSessionStore(database.db, config.sessionStore, Date.now()));
+  } catch (error) {
+    closeStores();
+    throw error;
+  }
   const app = createApp({
     db: database.db,
     logger,

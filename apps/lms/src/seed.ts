@@ -44,8 +44,14 @@ export interface SeedSummary {
   passwordsSet: string[];
   /** Accounts that existed and kept their password. */
   passwordsKept: string[];
-  /** Sessions ended because resetPasswords set the password of an account that had them. */
+  /**
+   * Sessions in SQLite ended because resetPasswords set the password of an account that had
+   * them (in the same transaction). Sessions in Redis are the caller's to end: see
+   * `passwordChangedIds`.
+   */
   sessionsEnded: number;
+  /** Ids of the accounts that existed and whose password this run changed. */
+  passwordChangedIds: string[];
 }
 
 /** What sets the seeded accounts apart: the service account's group, the staff flag. */
@@ -122,5 +128,8 @@ export async function seed(
     passwordsSet: named((user) => user.passwordSet),
     passwordsKept: named((user) => !user.passwordSet),
     sessionsEnded: saved.reduce((total, [, user]) => total + user.sessionsEnded, 0),
+    passwordChangedIds: saved
+      .filter(([, user]) => user.passwordSet && !user.created)
+      .map(([, user]) => user.id),
   };
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { endAllSessionsOf } from './auth/session-admin.ts';
+import { InvalidUsernameError, usernameProblem } from './auth/username.ts';
 import type { Db } from './db/client.ts';
 import { groups, profiles, userGroups, users } from './db/schema.ts';
 import { StoredDataError } from './ops/errors.ts';
@@ -52,6 +53,7 @@ export interface UpsertUserOptions {
   /** A Django-format hash (see hashPassword). */
   passwordHash: string;
   groups?: readonly string[];
+  /** Set (true) or clear (false) the staff flag; absent: a new user is not staff, an existing one keeps it. */
   isStaff?: boolean;
   now: number;
   /** Given in tests so that ids are predictable; default a random UUID. */
@@ -80,9 +82,11 @@ export interface SavedUser {
 
 /**
  * Creates a user, or updates an existing one: the password (ending every session of the user,
- * as Django does when a password changes, so an old cookie stops working), the staff flag and
- * the groups (added, never removed); with a profile row. With `keepPassword` an existing user's
- * password, sessions and staff flag are kept and only missing groups are added.
+ * as Django does when a password changes, so an old cookie stops working), the staff flag when
+ * `isStaff` is given, and the groups (added, never removed); with a profile row. With
+ * `keepPassword` an existing user's password, sessions and staff flag are kept (`isStaff: true`
+ * still promotes) and only missing groups are added. A new username must pass Django's rule
+ * ({@link usernameProblem}), else {@link InvalidUsernameError} and nothing is written.
  *
  * @example
  * saveUser(db, { username: 'student4', passwordHash, now: Date.now() });
@@ -98,6 +102,8 @@ export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
     const id = existing?.id ?? options.id ?? randomUUID();
     let passwordSet = true;
     let sessionsEnded = 0;
+    const problem = existing ? null : usernameProblem(options.username);
+    if (problem) throw new InvalidUsernameError(options.username, problem);
     if (!existing) {
       tx.insert(users)
         .values({
@@ -112,8 +118,12 @@ export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
       passwordSet = false;
       if (options.isStaff) tx.update(users).set({ isStaff: true }).where(eq(users.id, id)).run();
     } else {
+      // Without an explicit isStaff the flag stays: a password change never demotes staff.
       tx.update(users)
-        .set({ password: options.passwordHash, isStaff: options.isStaff ?? false })
+        .set({
+          password: options.passwordHash,
+          ...(options.isStaff !== undefined && { isStaff: options.isStaff }),
+        })
         .where(eq(users.id, id))
         .run();
       // In the same transaction: no request can see the new password with an old session.
@@ -129,8 +139,8 @@ export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
 }
 
 /**
- * Creates a user, or updates the password (ending the user's sessions), staff flag and groups
- * (added, never removed) of an existing one, with a profile row. Returns the user id; see
+ * Creates a user, or updates the password (ending the user's sessions), staff flag (when given)
+ * and groups (added, never removed) of an existing one, with a profile row. Returns the user id; see
  * {@link saveUser} for what happened.
  *
  * @example

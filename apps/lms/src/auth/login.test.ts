@@ -1,8 +1,11 @@
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TestClient } from '../testing/client.ts';
-import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+import { createApp } from '../app.ts';
+import { appFetcher, TestClient } from '../testing/client.ts';
+import { createTestLms, TEST_ITERATIONS, type TestLms } from '../testing/fixtures.ts';
 import { upsertUser } from '../users.ts';
-import { DJANGO_ITERATIONS, hashPassword } from './password.ts';
+import type { PasswordChecker } from './login.ts';
+import { burnPasswordCheck, DJANGO_ITERATIONS, hashPassword, verifyPassword } from './password.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
@@ -109,5 +112,58 @@ describe('one login, one transaction', () => {
     expect(lms.database.sqlite.prepare('SELECT count(*) AS n FROM sessions').get()).toEqual({
       n: 1,
     });
+  });
+});
+
+describe('the session auth hash of a login', () => {
+  /** A second app on the test LMS's database, with other settings or password checks. */
+  function appOn(base: TestLms, options: { iterations?: number; passwords?: PasswordChecker }) {
+    const app = createApp({
+      db: base.database.db,
+      config: { ...base.config, passwordHashIterations: options.iterations ?? TEST_ITERATIONS },
+      logger: pino({ level: 'silent' }),
+      now: base.clock.now,
+      ...(options.passwords && { passwords: options.passwords }),
+    });
+    return new TestClient(appFetcher(app));
+  }
+
+  async function expectRefused(client: TestClient) {
+    const me = await client.get('/me');
+    expect(me.status).toBe(401);
+    expect(me.headers.get('x-session-end-reason')).toBe('password-change');
+  }
+
+  it('is of the hash the password was checked against: a change during the check ends it', async () => {
+    lms = await createTestLms();
+    const base = lms;
+    const newHash = await hashPassword('new-pass', TEST_ITERATIONS);
+    const passwords: PasswordChecker = {
+      async verify(password, encoded) {
+        const valid = await verifyPassword(password, encoded);
+        // Staff set a new password while this login's hash was being computed.
+        upsertUser(base.database.db, { username: 'student1', passwordHash: newHash, now: 0 });
+        return valid;
+      },
+      burn: burnPasswordCheck,
+    };
+    const client = appOn(base, { passwords });
+    expect((await client.webLogin('student1', 'student-pass')).status).toBe(200);
+    await expectRefused(client);
+  });
+
+  it('changes when a login hashes the password again at a new count: the other sessions end once, as in Django', async () => {
+    // Exempt: the logins keep each other's sessions, so only the re-hash can end one.
+    lms = await createTestLms({ policy: { exemptUsernames: ['staff'] } });
+    const phone = new TestClient(lms.fetcher);
+    expect((await phone.webLogin('staff', 'staff-pass')).status).toBe(200);
+    const laptop = appOn(lms, { iterations: 2 * TEST_ITERATIONS });
+    expect((await laptop.webLogin('staff', 'staff-pass')).status).toBe(200);
+    await expectRefused(phone);
+    expect((await laptop.get('/me')).status).toBe(200);
+    // Stored at the new count now: the next login hashes nothing again and ends nothing.
+    const tablet = appOn(lms, { iterations: 2 * TEST_ITERATIONS });
+    expect((await tablet.webLogin('staff', 'staff-pass')).status).toBe(200);
+    expect((await laptop.get('/me')).status).toBe(200);
   });
 });

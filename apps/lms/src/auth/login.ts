@@ -8,6 +8,7 @@ import type { LmsMetrics } from '../ops/metrics.ts';
 import type { StormWatch } from '../ops/storm-watch.ts';
 import { findCredentials, groupsOf, type LmsUser } from '../users.ts';
 import { burnPasswordCheck, hashPassword, iterationsOf, verifyPassword } from './password.ts';
+import { sessionAuthHash } from './session-auth-hash.ts';
 import type { SessionStore } from './session-store.ts';
 import type { LoginThrottle } from './throttle.ts';
 import { newSessionToken, shortId } from './tokens.ts';
@@ -95,13 +96,17 @@ async function checkCredentials(deps: LoginServiceDeps, username: string, passwo
     if (stored !== null && stored < configured) await passwords.burn(password, configured - stored);
     return false;
   }
+  let checked = row;
   if (stored !== configured) {
     const rehashed = await passwords.hash(password, configured);
     await whenNotBusy(() =>
       deps.db.update(users).set({ password: rehashed }).where(eq(users.id, row.id)).run(),
     );
+    // The new session carries the hash written here (Django's login() after check_password's
+    // setter): the account's other sessions end once, as in Django.
+    checked = { ...row, password: rehashed };
   }
-  return row.isActive ? row : false;
+  return checked.isActive ? checked : false;
 }
 
 /**
@@ -203,6 +208,8 @@ export function createLoginService(deps: LoginServiceDeps) {
       session: { id, instanceId, createdAt: now },
       replacing: attempt.replacing,
       lastLoginAt: now,
+      // Of the hash the password was checked against: a change meanwhile ends this session.
+      authHash: sessionAuthHash(row.password),
       client: {
         userAgent: attempt.userAgent?.slice(0, MAX_USER_AGENT_LENGTH) || null,
         address: attempt.address,

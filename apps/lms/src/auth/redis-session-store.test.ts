@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type RedisHandle, useRedis } from '@storm-lab/harness';
 import { loginAdmission, type PolicySettingsInput, parseSettings } from '@storm-lab/session-policy';
-import { DecisionMismatchError } from '@storm-lab/session-policy/redis';
+import { createRedisSessionRegistry, DecisionMismatchError } from '@storm-lab/session-policy/redis';
 import {
   CONFORMANCE_USERNAMES,
   runSessionRegistryConformance,
@@ -12,6 +12,7 @@ import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
 import { ensureGroup, profileMeta, upsertUser } from '../users.ts';
 import { createRedisSessionStore } from './redis-session-store.ts';
+import { sessionAuthHash } from './session-auth-hash.ts';
 import type { SessionStore } from './session-store.ts';
 import { TOMBSTONE_TTL_MS } from './session-store.ts';
 
@@ -76,15 +77,19 @@ describe('Redis session store', () => {
       groups: ['graders'],
       now: clock.now(),
     });
+    const keys = freshRedis();
     const store = createRedisSessionStore({
       db: database.db,
-      ...freshRedis(),
+      ...keys,
       ttlMs: 10 * TOMBSTONE_TTL_MS,
       now: clock.now,
     });
     const settings = parseSettings(policy);
     const user = { username: 'alice', groups: ['graders'] };
-    const login = (id: string, extra: { instanceId?: string; replacing?: string } = {}) =>
+    const login = (
+      id: string,
+      extra: { instanceId?: string; replacing?: string; password?: string } = {},
+    ) =>
       store.admit({
         userId,
         session: { id, instanceId: extra.instanceId ?? null, createdAt: clock.now() },
@@ -96,10 +101,11 @@ describe('Redis session store', () => {
           replacing: extra.replacing,
         }),
         lastLoginAt: clock.now(),
+        authHash: sessionAuthHash(extra.password ?? 'x'),
         client: { userAgent: 'grader/1.0', address: '10.0.0.7' },
         ...(extra.replacing && { replacing: extra.replacing }),
       });
-    return { store, clock, userId, login };
+    return { store, clock, userId, login, keys };
   }
 
   it("hands the login's limit to the registry, which decides in Redis and checks decide agrees", async () => {
@@ -116,6 +122,7 @@ describe('Redis session store', () => {
     const admitted = store.admit({
       userId,
       session: { id: 'two', instanceId: null, createdAt: clock.now() },
+      authHash: sessionAuthHash('x'),
       limit,
       decide: () => ({ outcome: 'unrestricted' }),
     });
@@ -248,6 +255,62 @@ describe('Redis session store', () => {
     clock.advance(5 * 60_000);
     expect(await store.lookup('first')).toMatchObject({ kind: 'live' });
     expect(await login('third')).toMatchObject({ admitted: true, evicted: [{ id: 'second' }] });
+  });
+
+  it('refuses a session issued before its password hash changed, ends it and says why', async () => {
+    const { store, clock, userId, login } = setup();
+    await login('one');
+    expect(await store.lookup('one')).toMatchObject({ kind: 'live' });
+    clock.advance(1000);
+    // The password changed in SQLite by a process that never reached this Redis.
+    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
+    const refused = { kind: 'ended', end: { reason: 'password-change', at: clock.now() } };
+    expect(await store.lookup('one')).toEqual({ ...refused, endedNow: { username: 'alice' } });
+    expect(await store.list(userId)).toEqual([]);
+    const tombstone = database.sqlite
+      .prepare('SELECT reason, ended_by AS endedBy FROM session_ends WHERE session_id = ?')
+      .get('one');
+    expect(tombstone).toEqual({ reason: 'password-change', endedBy: null });
+    clock.advance(1000);
+    expect(await store.lookup('one')).toEqual({
+      kind: 'ended',
+      end: { reason: 'password-change', at: clock.now() - 1000 },
+    });
+  });
+
+  it('ends the sessions of an older password that alone deny a login under deny-new', async () => {
+    const { store, userId, login } = setup({ maxSessions: 2, onLimit: 'deny-new' });
+    await login('one');
+    await login('two');
+    expect(await login('three')).toMatchObject({ admitted: false });
+    // The password changed where this Redis was not reached: 'one' and 'two' are stale.
+    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
+    expect(await login('four', { password: 'y' })).toMatchObject({ admitted: true });
+    expect((await store.list(userId)).map((session) => session.id)).toEqual(['four']);
+    expect(await store.lookup('one')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'password-change' },
+    });
+  });
+
+  it('refuses a session that recorded no auth hash, as Django flushes one without it', async () => {
+    const { store, clock, userId, keys } = setup();
+    // Stored as the LMS did before it recorded auth hashes: through the registry alone.
+    const registry = createRedisSessionRegistry(keys.redis, {
+      prefix: keys.prefix,
+      sessionTtlMs: 60_000,
+      evictionRecordTtlMs: 60_000,
+      now: clock.now,
+    });
+    await registry.admit({
+      userId,
+      session: { id: 'legacy', instanceId: null, createdAt: clock.now() },
+      decide: () => ({ outcome: 'unrestricted' }),
+    });
+    expect(await store.lookup('legacy')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'password-change' },
+    });
   });
 
   it('prunes day-old tombstones', async () => {

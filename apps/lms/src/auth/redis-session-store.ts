@@ -10,9 +10,11 @@ import type { ClientDb } from '../db/client.ts';
 import { sessionEnds, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { EndingReason } from './session-admin.ts';
+import { authHashMatches } from './session-auth-hash.ts';
 import { evictionEnds, loginRows } from './session-rows.ts';
 import {
   type LoginAdmitRequest,
+  passwordChanged,
   quotaAfter,
   type SessionLookup,
   type SessionStore,
@@ -57,6 +59,8 @@ const COUNT_BATCH = 64;
 /** A user with their groups, as the lookup needs them. */
 interface UserRow {
   username: string;
+  /** The stored password hash, for the session auth hash. */
+  password: string;
   isStaff: number;
   isActive: number;
   /** JSON array of the user's group names. */
@@ -64,10 +68,23 @@ interface UserRow {
 }
 
 const USER_SQL = `
-  SELECT u.username, u.is_staff AS isStaff, u.is_active AS isActive,
+  SELECT u.username, u.password, u.is_staff AS isStaff, u.is_active AS isActive,
          (SELECT json_group_array(g.name) FROM user_groups ug JOIN groups g ON g.id = ug.group_id
            WHERE ug.user_id = u.id) AS groups
   FROM users u WHERE u.id = ?`;
+
+/**
+ * What a session keeps besides the registry's own fields: the login's client (for the session
+ * lists) and its session auth hash (checked on every request).
+ */
+function attributesOf(request: LoginAdmitRequest): Record<string, string> {
+  const attributes: Record<string, string> = {};
+  const { client } = request;
+  if (client?.userAgent != null) attributes.userAgent = client.userAgent;
+  if (client?.address != null) attributes.address = client.address;
+  if (request.authHash != null) attributes.authHash = request.authHash;
+  return attributes;
+}
 
 /**
  * The session store on Redis, as Django's cache session backend keeps sessions in a cache
@@ -119,9 +136,9 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     rows: Array<{ sessionId: string; userId: string }>,
     reason: 'logged-out' | EndingReason,
     endedBy: string | null,
+    at = now(),
   ): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
-    const at = now();
     const insert = db.$client.transaction(() => {
       db.insert(sessionEnds)
         .values(rows.map((row) => ({ ...row, reason, at, endedBy })))
@@ -148,7 +165,11 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     const at = session.createdAt;
     const decision = request.decide([]);
     if (decision.outcome === 'deny') return { admitted: false, decision };
-    const saved = await registry.admit({ userId, session, decide: () => decision });
+    const saved = await registry.admit({
+      userId,
+      session: { ...session, attributes: attributesOf(request) },
+      decide: () => decision,
+    });
     if (!saved.admitted) return saved;
     if (request.replacing) await registry.remove(request.replacing);
     if (request.lastLoginAt !== undefined) {
@@ -166,35 +187,59 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     return { ...saved, evicted };
   }
 
+  /**
+   * Ends the user's live sessions of an older password (an auth hash other than this login's),
+   * as the SQLite store does before it denies a login: they are refused on their next request
+   * anyway, but a password changed where this Redis was not reached must not lock the user out.
+   */
+  async function endStale(request: LoginAdmitRequest): Promise<number> {
+    // Called as a plain SessionRegistry (the conformance suite), a request carries no hash.
+    if (typeof request.authHash !== 'string') return 0;
+    const stale = (await registry.list(request.userId)).filter(
+      (session) => session.attributes.authHash !== request.authHash,
+    );
+    const ended: Array<{ sessionId: string; userId: string }> = [];
+    for (const session of stale) {
+      if (await registry.remove(session.id)) {
+        ended.push({ sessionId: session.id, userId: request.userId });
+      }
+    }
+    await remember(ended, 'password-change', null, request.session.createdAt);
+    return ended.length;
+  }
+
+  async function admitAtomic(request: LoginAdmitRequest): Promise<AdmitResult> {
+    // `decide` may run more than once (optimistic retries, without a limit): the last run is
+    // the committed one.
+    let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
+    const result = await registry.admit({
+      userId: request.userId,
+      session: { ...request.session, attributes: attributesOf(request) },
+      // With the limit, the registry decides in one script and calls `decide` once, after.
+      ...(request.limit && { limit: request.limit }),
+      decide: (live) => {
+        const decision = request.decide(live);
+        committed = { decision, live };
+        return decision;
+      },
+    });
+    if (!result.admitted) return result;
+    const seen = committed as { decision: LoginDecision; live: readonly LiveSession[] } | null;
+    const quota = seen
+      ? quotaAfter(seen.decision, seen.live, result.dryRun ? 0 : result.evicted.length, request)
+      : null;
+    await recordLogin(request, result, quota);
+    if (request.replacing) await registry.remove(request.replacing);
+    return result;
+  }
+
   return {
     async admit(request) {
       if (options.enforcement === 'upstream') return admitUpstream(request);
-      // `decide` may run more than once (optimistic retries, without a limit): the last run is
-      // the committed one.
-      let committed: { decision: LoginDecision; live: readonly LiveSession[] } | null = null;
-      const { client } = request;
-      const attributes: Record<string, string> = {};
-      if (client?.userAgent != null) attributes.userAgent = client.userAgent;
-      if (client?.address != null) attributes.address = client.address;
-      const result = await registry.admit({
-        userId: request.userId,
-        session: { ...request.session, attributes },
-        // With the limit, the registry decides in one script and calls `decide` once, after.
-        ...(request.limit && { limit: request.limit }),
-        decide: (live) => {
-          const decision = request.decide(live);
-          committed = { decision, live };
-          return decision;
-        },
-      });
-      if (!result.admitted) return result;
-      const seen = committed as { decision: LoginDecision; live: readonly LiveSession[] } | null;
-      const quota = seen
-        ? quotaAfter(seen.decision, seen.live, result.dryRun ? 0 : result.evicted.length, request)
-        : null;
-      await recordLogin(request, result, quota);
-      if (request.replacing) await registry.remove(request.replacing);
-      return result;
+      const result = await admitAtomic(request);
+      // Only a denial pays for the look: an eviction would end a stale session anyway.
+      if (result.admitted || (await endStale(request)) === 0) return result;
+      return admitAtomic(request);
     },
 
     list: (userId) => registry.list(userId),
@@ -224,6 +269,12 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
       }
       const row = await read(() => userRow.get(session.userId));
       if (!row) return { kind: 'none' };
+      if (!authHashMatches(session.attributes.authHash, row.password)) {
+        // Whoever changed the password may not have reached this Redis: the session ends here.
+        if (!(await registry.remove(sessionId))) return passwordChanged(at, null);
+        await remember([{ sessionId, userId: session.userId }], 'password-change', null, at);
+        return passwordChanged(at, row.username);
+      }
       if (at - session.lastSeenAt >= TOUCH_INTERVAL_MS) await registry.touch(sessionId, at);
       return {
         kind: 'live',

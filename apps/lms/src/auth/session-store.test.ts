@@ -8,6 +8,7 @@ import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
 import { profileMeta, upsertUser } from '../users.ts';
 import { endAllSessionsOf } from './session-admin.ts';
+import { sessionAuthHash } from './session-auth-hash.ts';
 import { createSessionStore, type SessionStore, TOMBSTONE_TTL_MS } from './session-store.ts';
 
 const CONFORMANCE_NOW = 1_700_000_000_000;
@@ -55,6 +56,7 @@ describe('SQLite session store', () => {
       store.admit({
         userId,
         session: { id, instanceId: null, createdAt: clock.now() },
+        authHash: sessionAuthHash('x'),
         decide: (live) => decideLogin(settings, user, { sessionId: id, now: clock.now() }, live),
       });
     return { store, clock, userId, login };
@@ -107,6 +109,7 @@ describe('SQLite session store', () => {
       store.admit({
         userId,
         session: { id, instanceId: null, createdAt: clock.now() },
+        authHash: sessionAuthHash('x'),
         decide: (live) =>
           decideLogin(
             settings,
@@ -134,6 +137,71 @@ describe('SQLite session store', () => {
     expect(await store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
     const result = await login('two');
     expect(result).toMatchObject({ admitted: true, evicted: [] });
+  });
+
+  it('refuses a session issued before its password hash changed, ends it and says why', async () => {
+    const { store, clock, userId, login } = setup(10 * TOMBSTONE_TTL_MS);
+    await login('one');
+    expect(await store.lookup('one')).toMatchObject({ kind: 'live' });
+    clock.advance(1000);
+    // A writer that ends no sessions itself (sqlite3 in a shell, an older CLI).
+    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
+    const refused = { kind: 'ended', end: { reason: 'password-change', at: clock.now() } };
+    expect(await store.lookup('one')).toEqual({ ...refused, endedNow: { username: 'alice' } });
+    expect(await store.list(userId)).toEqual([]);
+    const tombstone = database.sqlite
+      .prepare('SELECT reason, ended_by AS endedBy FROM session_ends WHERE session_id = ?')
+      .get('one');
+    expect(tombstone).toEqual({ reason: 'password-change', endedBy: null });
+    clock.advance(1000);
+    // Told again from the record, and not ended twice.
+    expect(await store.lookup('one')).toEqual({
+      kind: 'ended',
+      end: { reason: 'password-change', at: clock.now() - 1000 },
+    });
+  });
+
+  it('ends the sessions of an older password that alone deny a login under deny-new', async () => {
+    const { store, clock, userId } = setup();
+    const settings = parseSettings({ maxSessions: 2, onLimit: 'deny-new' });
+    const login = (id: string, password = 'x') =>
+      store.admit({
+        userId,
+        session: { id, instanceId: null, createdAt: clock.now() },
+        authHash: sessionAuthHash(password),
+        decide: (live) =>
+          decideLogin(
+            settings,
+            { username: 'alice', groups: [] },
+            { sessionId: id, now: clock.now() },
+            live,
+          ),
+      });
+    await login('one');
+    await login('two');
+    expect(await login('three')).toMatchObject({ admitted: false });
+    // A writer that ended no sessions: 'one' and 'two' are of the older password.
+    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
+    expect(await login('four', 'y')).toMatchObject({ admitted: true });
+    expect((await store.list(userId)).map((session) => session.id)).toEqual(['four']);
+    expect(await store.lookup('one')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'password-change' },
+    });
+  });
+
+  it('refuses a session that recorded no auth hash, as Django flushes one without it', async () => {
+    const { store, clock, userId } = setup();
+    database.sqlite
+      .prepare(
+        `INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at, tracked)
+         VALUES ('legacy', ?, ?, ?, ?, 0)`,
+      )
+      .run(userId, clock.now(), clock.now() + 60_000, clock.now());
+    expect(await store.lookup('legacy')).toMatchObject({
+      kind: 'ended',
+      end: { reason: 'password-change' },
+    });
   });
 
   it('prunes expired sessions and day-old tombstones', async () => {
@@ -167,6 +235,7 @@ describe('endAllSessionsOf', () => {
       store.admit({
         userId: userIds.get(username)!,
         session: { id, instanceId: null, createdAt: clock.now() },
+        authHash: sessionAuthHash('x'),
         decide: (live) =>
           decideLogin(
             settings,

@@ -9,7 +9,7 @@ import {
   type SessionRecord,
   type SessionRegistry,
 } from '@storm-lab/session-policy';
-import { and, asc, count, eq, gt, inArray, lte } from 'drizzle-orm';
+import { and, asc, count, eq, gt, inArray, isNull, lte, ne, or } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
 import { type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
@@ -25,6 +25,7 @@ import {
   type SessionDetails,
   type ShortIdMatch,
 } from './session-admin.ts';
+import { authHashMatches } from './session-auth-hash.ts';
 import { evictionEnds, loginRows } from './session-rows.ts';
 import { createUpstreamAdmission } from './upstream-admission.ts';
 
@@ -54,10 +55,14 @@ export interface Quota {
 /** Why a session ended, as its tombstone keeps it (see SESSION_END_REASONS). */
 export type StoredEndReason = (typeof SESSION_END_REASONS)[number];
 
-/** What a cookie's session id resolves to: a live session (with its user), a known end, or nothing. */
+/**
+ * What a cookie's session id resolves to: a live session (with its user), a known end, or
+ * nothing. `endedNow` is set when this lookup itself ended the session (its user's password
+ * changed since its login), naming the account for the log.
+ */
 export type SessionLookup =
   | { kind: 'live'; sessionId: string; userId: string; instanceId: string | null; user: LmsUser }
-  | { kind: 'ended'; end: SessionEnd }
+  | { kind: 'ended'; end: SessionEnd; endedNow?: { username: string } }
   | { kind: 'none' };
 
 /**
@@ -71,6 +76,12 @@ export interface LoginAdmitRequest extends AdmitRequest {
   lastLoginAt?: number;
   /** Recorded with the new session, for its user's and staff's session lists. */
   client?: LoginClient;
+  /**
+   * The session auth hash (`sessionAuthHash`) of the password hash the login was checked against (not the one
+   * stored when the session is written: a password changed during the check must still end
+   * it). A request whose user's password hash no longer gives it is refused (`password-change`).
+   */
+  authHash: string;
 }
 
 /** Where a login came from, as its session records it. */
@@ -90,7 +101,8 @@ export interface SessionStore extends SessionRegistry {
   admit(request: LoginAdmitRequest): Promise<AdmitResult>;
   /**
    * Resolves a session id on every request, with its user and groups; refreshes the session's
-   * last use at most once a minute.
+   * last use at most once a minute. A session whose user's password changed since its login
+   * (its auth hash no longer matches) is ended there, reason `password-change`, and refused.
    */
   lookup(sessionId: string): Promise<SessionLookup>;
   /**
@@ -131,6 +143,12 @@ export interface SessionStoreOptions {
    * one tick in one read transaction. Default: at once.
    */
   read?: <T>(op: () => T) => Promise<T>;
+  /**
+   * Runs a request's own write (ending a session refused for a password change), a
+   * better-sqlite3 transaction. Default: at once, waiting on timers while another process holds
+   * the lock.
+   */
+  write?: <T>(op: () => T) => Promise<T>;
 }
 
 /** How long the reason a session ended is remembered. */
@@ -146,7 +164,11 @@ interface LookupRow {
   expiresAt: number;
   lastSeenAt: number;
   instanceId: string | null;
+  /** The session auth hash the login recorded; null before migration 0009. */
+  authHash: string | null;
   username: string;
+  /** The user's stored password hash, for the session auth hash. */
+  password: string;
   isStaff: number;
   isActive: number;
   /** JSON array of the user's group names. */
@@ -156,7 +178,8 @@ interface LookupRow {
 // Every request runs this: session, user and groups in one statement, prepared once per store.
 const LOOKUP_SQL = `
   SELECT s.user_id AS userId, s.expires_at AS expiresAt, s.last_seen_at AS lastSeenAt,
-         s.instance_id AS instanceId, u.username, u.is_staff AS isStaff, u.is_active AS isActive,
+         s.instance_id AS instanceId, s.auth_hash AS authHash, u.username, u.password,
+         u.is_staff AS isStaff, u.is_active AS isActive,
          (SELECT json_group_array(g.name) FROM user_groups ug JOIN groups g ON g.id = ug.group_id
            WHERE ug.user_id = s.user_id) AS groups
   FROM sessions s JOIN users u ON u.id = s.user_id
@@ -164,7 +187,7 @@ const LOOKUP_SQL = `
 
 export function toUser(
   id: string,
-  row: Omit<LookupRow, 'userId' | 'expiresAt' | 'lastSeenAt' | 'instanceId'>,
+  row: Pick<LookupRow, 'username' | 'isStaff' | 'isActive' | 'groups'>,
 ): LmsUser {
   // Sorted in JavaScript, as groupsOf does, so both give the same order for any name.
   const groups = (JSON.parse(row.groups) as string[]).sort();
@@ -224,6 +247,17 @@ export function tombstoneReader(
   };
 }
 
+/**
+ * A session refused because its user's password changed since its login; `endedFor` names the
+ * account when this lookup ended it (so that one request logs it), null when another did.
+ */
+export function passwordChanged(at: number, endedFor: string | null): SessionLookup {
+  const end: SessionEnd = { reason: 'password-change', at };
+  return endedFor === null
+    ? { kind: 'ended', end }
+    : { kind: 'ended', end, endedNow: { username: endedFor } };
+}
+
 function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
   return {
     id: row.id,
@@ -270,6 +304,7 @@ export function quotaAfter(
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const { db, ttlMs, now } = options;
   const read = options.read ?? (async <T>(op: () => T) => op());
+  const write = options.write ?? whenNotBusy;
   const admitUpstream =
     options.enforcement === 'upstream' ? createUpstreamAdmission({ db, ttlMs }) : null;
   let lastPruneAt: number | null = null;
@@ -297,12 +332,40 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       .all();
   }
 
+  /**
+   * Ends the user's live sessions of an older password (an auth hash other than this login's):
+   * refused on their next request anyway, but until then they count toward a limit, and a
+   * password changed where their store was not reached must not lock the user out.
+   */
+  function endStale(tx: Db, request: LoginAdmitRequest, at: number): number {
+    // Called as a plain SessionRegistry (the conformance suite), a request carries no hash.
+    if (typeof request.authHash !== 'string') return 0;
+    const stale = tx
+      .select({ id: sessions.id })
+      .from(sessions)
+      .where(
+        and(
+          eq(sessions.userId, request.userId),
+          gt(sessions.expiresAt, at),
+          or(isNull(sessions.authHash), ne(sessions.authHash, request.authHash)),
+        ),
+      )
+      .all();
+    for (const { id } of stale) endSessionOf(tx, request.userId, id, 'password-change', at);
+    return stale.length;
+  }
+
   function admitNow(request: LoginAdmitRequest): AdmitResult {
     return db.transaction(
       (tx) => {
         const at = request.session.createdAt;
-        const live = liveTracked(tx, request.userId, at);
-        const decision = request.decide(live);
+        let live = liveTracked(tx, request.userId, at);
+        let decision = request.decide(live);
+        // Only a denial pays for the look: an eviction would end a stale session anyway.
+        if (decision.outcome === 'deny' && endStale(tx, request, at) > 0) {
+          live = liveTracked(tx, request.userId, at);
+          decision = request.decide(live);
+        }
         const plan = planAdmission(decision);
         if (!plan.admit) return admitResult(decision, plan);
         if (plan.deleteIds.length > 0) {
@@ -324,6 +387,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             userAgent: request.client?.userAgent ?? null,
             address: request.client?.address ?? null,
             pool: plan.pool,
+            authHash: request.authHash ?? null,
           })
           .run();
         if (plan.track) rows.slot(request.userId, request.session.id);
@@ -345,12 +409,18 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
   }
 
-  function lookupNow(sessionId: string): SessionLookup {
+  /** A lookup, or a session to end because its user's password changed since its login. */
+  type Looked = SessionLookup | { kind: 'stale'; userId: string; username: string; at: number };
+
+  function lookupNow(sessionId: string): Looked {
     const at = now();
     const row = lookupRow.get(sessionId);
     if (!row) return endedReason(sessionId, at) ?? { kind: 'none' };
     if (row.expiresAt <= at) {
       return { kind: 'ended', end: { reason: 'expired', at: row.expiresAt } };
+    }
+    if (!authHashMatches(row.authHash, row.password)) {
+      return { kind: 'stale', userId: row.userId, username: row.username, at };
     }
     if (at - row.lastSeenAt >= TOUCH_INTERVAL_MS) touchUnlessBusy(at, sessionId);
     return {
@@ -406,8 +476,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     async remove(sessionId) {
       return db.delete(sessions).where(eq(sessions.id, sessionId)).run().changes > 0;
     },
-    lookup(sessionId) {
-      return read(() => lookupNow(sessionId));
+    async lookup(sessionId) {
+      const looked = await read(() => lookupNow(sessionId));
+      if (looked.kind !== 'stale') return looked;
+      // Outside the read: the batch's read transaction cannot write.
+      const { userId, username, at } = looked;
+      const ended = await write(() => endSessionOf(db, userId, sessionId, 'password-change', at));
+      return passwordChanged(at, ended ? username : null);
     },
     async end(sessionId, reason) {
       return endNow(sessionId, reason);

@@ -112,6 +112,7 @@ export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }
           lastSeenAt: at,
           instanceId: session.instanceId,
           tracked: plan.track,
+          authHash: request.authHash ?? null,
         })
         .run();
       if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();

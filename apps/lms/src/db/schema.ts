@@ -77,9 +77,33 @@ export const sessions = sqliteTable(
      * `path` (session-policy's EffectiveRule.pool); only sessions of one pool compete.
      */
     pool: text('pool').notNull().default('default'),
+    /**
+     * The session auth hash of the password hash the login was checked against (see
+     * auth/session-auth-hash.ts): a request whose user's password changed since is refused.
+     * Null before 0009: such a session is refused.
+     */
+    authHash: text('auth_hash'),
   },
   (table) => [index('sessions_user_idx').on(table.userId, table.tracked, table.expiresAt)],
 );
+
+/** Where sessions live: `SESSION_STORE`. */
+export const SESSION_STORE_KINDS = ['sqlite', 'redis'] as const;
+
+/**
+ * Where the LMS keeps its sessions, as the last server started on this file recorded it (one
+ * row, `id` 1), so that `pnpm lms` acts on those sessions whatever its own shell says.
+ * `redisUrl` is kept without credentials: a shell reaches a Redis that has a password only
+ * with its own SESSION_REDIS_URL.
+ */
+export const sessionStoreRecord = sqliteTable('session_store', {
+  id: integer('id').primaryKey(),
+  kind: text('kind', { enum: SESSION_STORE_KINDS }).notNull(),
+  redisUrl: text('redis_url'),
+  redisPrefix: text('redis_prefix'),
+  /** When the server started, milliseconds since the epoch. */
+  recordedAt: integer('recorded_at').notNull(),
+});
 
 /**
  * Why a stored session ended: another login evicted it, its user logged out, its password

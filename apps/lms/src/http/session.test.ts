@@ -1,10 +1,18 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { sessionIdOf } from '../auth/tokens.ts';
+import { type RedisHandle, useRedis } from '@storm-lab/harness';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../auth/password.ts';
+import { sessionIdOf, shortId } from '../auth/tokens.ts';
 import { TestClient } from '../testing/client.ts';
-import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+import { createTestLms, TEST_ITERATIONS, type TestLms } from '../testing/fixtures.ts';
+import { upsertUser } from '../users.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
+let redis: RedisHandle | undefined;
+beforeAll(async () => {
+  redis = await useRedis(process.env.REDIS_URL);
+});
+afterAll(() => redis?.stop());
 
 /** The Set-Cookie line of `name`, split into its attributes (lowercased names). */
 function cookieOf(response: Response, name: string) {
@@ -127,5 +135,63 @@ describe('session and CSRF cookies', () => {
     );
     expect(dump).not.toContain(token);
     expect(dump).toContain(sessionIdOf(token));
+  });
+});
+
+describe.each(['sqlite', 'redis'] as const)('a password change, sessions in %s', (store) => {
+  it('refuses every session issued before it, on every route, and logs each ending once', async () => {
+    lms = await createTestLms({
+      policy: { exemptUsernames: ['xqueue_svc'] },
+      redisUrl: store === 'redis' ? redis?.url : undefined,
+    });
+    const graders = [new TestClient(lms.fetcher), new TestClient(lms.fetcher)];
+    for (const grader of graders) {
+      expect((await grader.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    }
+    const student = new TestClient(lms.fetcher);
+    expect((await student.webLogin('student1', 'student-pass')).status).toBe(200);
+    // As a shell reaching neither store would: only the users row changes (a SQLite store's
+    // sessions would end with it, in its transaction; this one leaves them).
+    const passwordHash = await hashPassword('new-pass', TEST_ITERATIONS);
+    lms.database.sqlite
+      .prepare("UPDATE users SET password = ? WHERE username = 'xqueue_svc'")
+      .run(passwordHash);
+
+    const queueLength = '/xqueue/get_queuelen/?queue_name=test-queue';
+    for (const grader of graders) {
+      for (let request = 0; request < 2; request++) {
+        const refused = await grader.get(queueLength);
+        expect(refused.status).toBe(403);
+        expect(refused.headers.get('x-session-end-reason')).toBe('password-change');
+        expect(await refused.json()).toEqual({
+          detail: 'Authentication credentials were not provided.',
+          session_end: { reason: 'password-change', at: new Date(lms.clock.now()).toISOString() },
+        });
+      }
+    }
+    const ends = lms.logs.filter((line) => line.event === 'session-end');
+    const shortIds = graders.map((grader) =>
+      shortId(sessionIdOf(grader.cookies.get('sessionid')!)),
+    );
+    expect(ends).toEqual(
+      shortIds.map((session) =>
+        expect.objectContaining({ account: 'xqueue_svc', session, reason: 'password-change' }),
+      ),
+    );
+    expect((await student.get('/me')).status).toBe(200);
+    const again = new TestClient(lms.fetcher);
+    expect((await again.xqueueLogin('xqueue_svc', 'new-pass')).status).toBe(200);
+    expect((await again.get(queueLength)).status).toBe(200);
+  });
+
+  it('ends the sessions upsertUser does not reach, for a store it does not write', async () => {
+    lms = await createTestLms({ redisUrl: store === 'redis' ? redis?.url : undefined });
+    const student = new TestClient(lms.fetcher);
+    expect((await student.webLogin('student1', 'student-pass')).status).toBe(200);
+    const passwordHash = await hashPassword('new-pass', TEST_ITERATIONS);
+    upsertUser(lms.database.db, { username: 'student1', passwordHash, now: lms.clock.now() });
+    const me = await student.get('/me');
+    expect(me.status).toBe(401);
+    expect(me.headers.get('x-session-end-reason')).toBe('password-change');
   });
 });

@@ -6,7 +6,7 @@ import {
 import type { Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { isSessionToken, sessionIdOf } from '../auth/tokens.ts';
+import { isSessionToken, sessionIdOf, shortId } from '../auth/tokens.ts';
 import type { LmsEnv, Services } from './context.ts';
 import { csrfFailure, isSecure, isUnsafeMethod } from './csrf.ts';
 
@@ -16,6 +16,8 @@ export const SESSION_COOKIE = 'sessionid';
 /**
  * Resolves the `sessionid` cookie on every request into `c.var.auth` (or null). A deleted or
  * expired session is simply anonymous; `c.var.sessionEnd` says why when the reason is known.
+ * A session issued before its user's password changed is refused and ended here (the store
+ * compares its session auth hash, as Django's `get_user` does): `password-change`.
  *
  * @example
  * app.use('*', sessionMiddleware(services));
@@ -32,6 +34,20 @@ export function sessionMiddleware(services: Services) {
         if (lookup.user.isActive) c.set('auth', { sessionId: lookup.sessionId, user: lookup.user });
       } else if (lookup.kind === 'ended') {
         c.set('sessionEnd', lookup.end);
+        // Ended by this very lookup: its user's password changed since the login (whoever
+        // changed it ended the session in neither store). Logged as the other endings are.
+        if (lookup.endedNow) {
+          const account = lookup.endedNow.username;
+          services.logger.info(
+            {
+              event: 'session-end',
+              account,
+              session: shortId(sessionId),
+              reason: lookup.end.reason,
+            },
+            `session ${shortId(sessionId)} of ${account} ended (${lookup.end.reason})`,
+          );
+        }
       }
     }
     await next();
