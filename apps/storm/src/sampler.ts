@@ -11,9 +11,16 @@ export interface Counters {
 
 const XQUEUE_ROUTES = ['/xqueue/get_submission/', '/xqueue/put_result/'];
 
-/** Reads the LMS's counters for the service account. */
-export async function readCounters(lmsUrl: string, serviceUsername: string): Promise<Counters> {
-  const response = await fetch(new URL('/metrics', lmsUrl));
+/** Reads the LMS's counters for the service account; `metricsToken` when it sets METRICS_TOKEN. */
+export async function readCounters(
+  lmsUrl: string,
+  serviceUsername: string,
+  metricsToken?: string,
+): Promise<Counters> {
+  const headers: Record<string, string> = metricsToken
+    ? { authorization: `Bearer ${metricsToken}` }
+    : {};
+  const response = await fetch(new URL('/metrics', lmsUrl), { headers });
   if (!response.ok) throw new Error(`GET /metrics answered ${response.status}`);
   const samples = parsePrometheus(await response.text());
   return {
