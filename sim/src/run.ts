@@ -176,7 +176,7 @@ async function runWorld(
   const read = async (): Promise<Counters> => {
     const each = await Promise.all(
       (await lms.metrics()).map((text) =>
-        readCounters(lms.baseUrl, SERVICE_USERNAME, async () => new Response(text)),
+        readCounters(lms.baseUrl, SERVICE_USERNAME, undefined, async () => new Response(text)),
       ),
     );
     return each.reduce((total, counters) => {

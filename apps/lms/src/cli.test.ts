@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -171,6 +171,37 @@ describe('lms seed on an existing database', { timeout: 90_000 }, () => {
     expect(await passwordWorks(databasePath, 'xqueue_svc', await readFile(file, 'utf8'))).toBe(
       true,
     );
+  });
+
+  it('reads the passwords not given from --passwords-from DIR, none on the command line', async () => {
+    const given = join(dir, 'given');
+    await mkdir(given);
+    await writeFile(join(given, 'service'), 'svc-from-file\n');
+    await writeFile(join(given, 'staff'), 'staff-from-file');
+    const file = join(dir, 'secrets', 'xqueue-password');
+    const seeded = await seedWith(
+      ['--passwords-from', given, '--service-password-file', file, '--random-passwords'],
+      { HOST: '0.0.0.0' },
+    );
+    expect(seeded.code).toBe(0);
+    expect(await passwordWorks(databasePath, 'xqueue_svc', 'svc-from-file')).toBe(true);
+    expect(await passwordWorks(databasePath, 'staff', 'staff-from-file')).toBe(true);
+    expect(await readFile(file, 'utf8')).toBe('svc-from-file');
+    // No student file: generated, as when --student-password is not given.
+    expect(seeded.output).toMatch(/^ {2}student1 +[\w-]{20,}$/m);
+    expect(seeded.output).not.toContain('from-file');
+    // A flag given wins over the file.
+    const flagged = await seedWith([
+      ...['--passwords-from', given, '--staff-password', 'staff-flag', '--reset-passwords'],
+    ]);
+    expect(flagged.code).toBe(0);
+    expect(await passwordWorks(databasePath, 'staff', 'staff-flag')).toBe(true);
+    expect(await seedWith(['--passwords-from', join(dir, 'missing')])).toMatchObject({
+      code: 2,
+      output: expect.stringContaining(
+        `--passwords-from: ${join(dir, 'missing')} is not a directory`,
+      ),
+    });
   });
 
   it('refuses an empty password rather than setting one', async () => {

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 
@@ -73,6 +73,8 @@ operator's change) unless --reset-passwords is given.
                             print them once; implied when HOST is not a loopback address
   --service-password-file F read the service password from F when not given; write it there
                             (mode 0600) when set, for the watchers to read
+  --passwords-from DIR      read the passwords not given above from DIR/service, DIR/staff and
+                            DIR/student (each optional), so that none is on a command line
   --reset-passwords         also set the passwords of accounts that exist; their sessions end`,
   user: `Usage: pnpm lms user add NAME --password P [--group G]... [--staff | --no-staff]
 
@@ -211,6 +213,22 @@ async function seedPasswords(
   };
 }
 
+/** Fills each `--ROLE-password` not given from DIR/ROLE: no password on a command line. */
+async function passwordsFrom(dir: string, values: Values): Promise<void> {
+  if (
+    !(await stat(dir).then(
+      (info) => info.isDirectory(),
+      () => false,
+    ))
+  )
+    throw new UsageError(`--passwords-from: ${dir} is not a directory`);
+  for (const role of ['service', 'staff', 'student']) {
+    const key = `${role}-password`;
+    const secret = values[key] === undefined ? await readSecret(join(dir, role)) : null;
+    if (secret !== null) values[key] = secret;
+  }
+}
+
 /** Keeps the service password file in step with the account; warns when it cannot. */
 async function shareServicePassword(
   file: string,
@@ -327,8 +345,12 @@ async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
     'random-passwords': { type: 'boolean' },
     'service-password-file': { type: 'string' },
     'reset-passwords': { type: 'boolean' },
+    'passwords-from': { type: 'string' },
   });
   if (values.help) return io.out(HELP.seed!);
+  if (typeof values['passwords-from'] === 'string') {
+    await passwordsFrom(values['passwords-from'], values);
+  }
   const queues =
     typeof values.queues === 'string'
       ? values.queues

@@ -10,6 +10,7 @@ import { CleanupStack, exitOnSignal } from './cleanup.ts';
 import { ensureBaseImages } from './compose/base-images.ts';
 import { installed, run } from './compose/command.ts';
 import { CheckError, engineRunning, ensureTools, useEngine } from './compose/engine.ts';
+import { checkHardening } from './compose/hardening.ts';
 import { ComposeStack, type WindowFigures } from './compose/stack.ts';
 import { VERDICT_RULE } from './figures.ts';
 
@@ -18,12 +19,16 @@ const HELP = `pnpm compose:check: build the compose stack, show the storm, scale
 Usage:
   pnpm compose:check [options]
 
-Builds the images of docker-compose.yml, starts Redis, the LMS and --replicas watchers with
-the defaults (PREVENT_CONCURRENT_LOGINS on, nothing exempt), waits until every container is
-healthy and measures --window seconds: the storm. Then sets
+Builds the images of docker-compose.yml, starts Redis, the session Redis, the LMS and
+--replicas watchers with the defaults (PREVENT_CONCURRENT_LOGINS on, nothing exempt) and waits
+until every container is healthy. Checks the hardened defaults: the LMS published on 127.0.0.1
+only, /metrics refused without METRICS_TOKEN (the check sets one), the session Redis refusing a
+client without its password and out of a watcher's reach, and no secret in the logs or on a
+process command line. Then measures --window seconds: the storm. Then sets
 SINGLE_LOGIN_EXEMPT_USERNAMES=xqueue_svc, scales the watchers to --scale-to (docker-compose
 recreates the LMS and adds replicas) and measures again: the cure. Prints both verdicts and
-exits 0 when the first is STORM and the second HEALTHY, 1 otherwise, 2 when it could not run.
+exits 0 when every check holds, the first verdict is STORM and the second HEALTHY, 1
+otherwise, 2 when it could not run.
 
 Whatever happens (also Ctrl-C), it removes what it started: the project's containers,
 network, volumes and images, stand-in base images it built, and a container engine it
@@ -33,8 +38,8 @@ Options:
   --replicas N          watcher replicas for the storm                (default 3)
   --scale-to N          watcher replicas for the cure, more than --replicas (default 5)
   --window S            seconds each verdict is measured over          (default 30)
-  --session-store S     SESSION_STORE of the LMS: sqlite, or redis (sessions in the
-                        fleet's Redis, as Django's cache backend)      (default sqlite)
+  --session-store S     SESSION_STORE of the LMS: sqlite, or redis (sessions in its own
+                        Redis, as Django's cache backend)             (default sqlite)
   --lms-workers N       LMS_WORKERS: LMS processes behind its port, as gunicorn's
                         workers (more than 1 needs --session-store redis) (default 1)
   --install             install Debian's docker.io and docker-compose (and debootstrap,
@@ -175,11 +180,13 @@ async function main(argv: string[]): Promise<number> {
 
     const project = `stormcheck${randomBytes(3).toString('hex')}`;
     const lmsPort = await freePort();
+    const metricsToken = randomBytes(24).toString('base64url');
     // The storm's settings are set here, not taken from the shell: an exemption left in the
-    // environment would hide the storm.
+    // environment would hide the storm. LMS_BIND is empty so that the file's default applies.
     const env = {
-      LMS_BIND: '127.0.0.1',
+      LMS_BIND: '',
       LMS_PORT: String(lmsPort),
+      METRICS_TOKEN: metricsToken,
       PREVENT_CONCURRENT_LOGINS: 'true',
       SINGLE_LOGIN_EXEMPT_USERNAMES: '',
       SINGLE_LOGIN_EXEMPT_GROUPS: '',
@@ -191,6 +198,7 @@ async function main(argv: string[]): Promise<number> {
       project,
       lmsPort,
       serviceUsername: SERVICE_USERNAME,
+      metricsToken,
       env,
       log,
       say,
@@ -212,6 +220,11 @@ async function main(argv: string[]): Promise<number> {
     const topology = `LMS_WORKERS=${options.lmsWorkers} SESSION_STORE=${options.sessionStore}`;
     step(`[4/5] Storm: ${options.replicas} replicas, defaults (nothing exempt), ${topology}`);
     await stack.up(options.replicas, {});
+    const hardening = await checkHardening(stack, { lmsPort, metricsToken });
+    for (const check of hardening)
+      say(`  ${check.ok ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`);
+    const hardened = hardening.every((check) => check.ok);
+    if (interrupted()) return 130;
     const storm = await stack.measure(
       'storm',
       options.replicas,
@@ -232,9 +245,13 @@ async function main(argv: string[]): Promise<number> {
     );
     say(verdictLine(cure, exempt));
 
-    const ok = storm.verdict === 'STORM' && cure.verdict === 'HEALTHY';
+    const ok = hardened && storm.verdict === 'STORM' && cure.verdict === 'HEALTHY';
+    const failedChecks = hardening.filter((check) => !check.ok).length;
+    const checks = hardened
+      ? 'hardened defaults hold'
+      : `${failedChecks} hardening check(s) failed`;
     say(
-      `\n${ok ? 'PASS' : 'FAIL'}: storm ${storm.verdict}, cure ${cure.verdict} with ${options.scaleTo} watcher replicas (${seconds()} s so far).`,
+      `\n${ok ? 'PASS' : 'FAIL'}: storm ${storm.verdict}, cure ${cure.verdict} with ${options.scaleTo} watcher replicas, ${checks} (${seconds()} s so far).`,
     );
     say(`Verdict rule: ${VERDICT_RULE}`);
     failed = !ok;

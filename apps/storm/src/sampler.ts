@@ -11,13 +11,20 @@ export interface Counters {
 
 const XQUEUE_ROUTES = ['/xqueue/get_submission/', '/xqueue/put_result/'];
 
-/** Reads the LMS's counters for the service account (`send`: default the global fetch). */
+/**
+ * Reads the LMS's counters for the service account; `metricsToken` when it sets METRICS_TOKEN;
+ * `send` default the global fetch (the simulator reads its LMS in process).
+ */
 export async function readCounters(
   lmsUrl: string,
   serviceUsername: string,
-  send: (url: string) => Promise<Response> = fetch,
+  metricsToken?: string,
+  send: (url: string, init: RequestInit) => Promise<Response> = fetch,
 ): Promise<Counters> {
-  const response = await send(new URL('/metrics', lmsUrl).href);
+  const headers: Record<string, string> = metricsToken
+    ? { authorization: `Bearer ${metricsToken}` }
+    : {};
+  const response = await send(new URL('/metrics', lmsUrl).href, { headers });
   if (!response.ok) throw new Error(`GET /metrics answered ${response.status}`);
   const samples = parsePrometheus(await response.text());
   return {

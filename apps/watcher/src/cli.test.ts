@@ -2,8 +2,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, spawnManaged, waitFor } from '@storm-lab/harness';
+import { freePort, spawnManaged, startLms, sumMetric, waitFor } from '@storm-lab/harness';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loginStudent, SERVICE_PASSWORD, SERVICE_USERNAME, scrape } from './testing/lab.ts';
 import { testRedis } from './testing/redis.ts';
 
 const APP_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -138,6 +139,102 @@ describe('watcher CLI', () => {
       `watcher: ${dir}/conf.d/a.json: queue "a": SERVER: must be a URL such as http://lms:8000`,
     );
   });
+
+  // as xqueue-watcher's Manager.client_from_config, which adds no handler for "HANDLERS": []
+  it('accepts a conf.d entry with "HANDLERS": [] and says in its warnings what it will do', async () => {
+    const dir = await createTestDir({
+      'conf.d/10-main.json': {
+        a: { SERVER: 'http://lms.test:18040', AUTH: ['u', 'p'], HANDLERS: [{ HANDLER: 'x.Y' }] },
+      },
+      'conf.d/20-more.json': {
+        a: { SERVER: 'http://lms.test:18040', AUTH: ['u', 'p'], CONNECTIONS: 2, HANDLERS: [] },
+      },
+    });
+    const cli = runCli(['config', '--config-dir', dir]);
+    expect((await cli.exited).code).toBe(0);
+    const printed = JSON.parse(cli.output());
+    expect(printed.totalConnections).toBe(3);
+    expect(printed.clientGroups[1]).toMatchObject({ confKey: 'a', connections: 2, handlers: [] });
+    expect(printed.warnings).toContain(
+      `${join(dir, 'conf.d', '20-more.json')}: queue "a" has "HANDLERS": [], as upstream ` +
+        'allows: its 2 connections pull submissions and never answer them (each waits out the ' +
+        "LMS's lock before another client gets it); list its HANDLERS, or raise CONNECTIONS of " +
+        'the entry that has them',
+    );
+  });
+
+  // as xqueue-watcher's XQueueClient._handle_submission with no handler: pulled, never answered
+  it.each(['current', 'hardened'])(
+    '%s: starts handler-less clients that pull and never answer, warning at start',
+    async (mode) => {
+      const redis = await testRedis();
+      cleanups.push(() => redis.stop());
+      const lms = await startLms({
+        env: { PASSWORD_HASH_ITERATIONS: '1000', XQUEUE_LOCK_SECONDS: '0.3' },
+        seed: [
+          ...['--queues', 'none-q,graded-q', '--students', '1'],
+          ...['--service-password', SERVICE_PASSWORD, '--student-password', 'student-test-pass'],
+        ],
+      });
+      cleanups.push(() => lms.stop());
+      const server = { SERVER: lms.url, AUTH: [SERVICE_USERNAME, SERVICE_PASSWORD] };
+      const dir = await createTestDir({
+        'conf.d/a.json': { 'none-q': { ...server, HANDLERS: [] } },
+        'conf.d/b.json': { 'graded-q': { ...server, HANDLERS: [{ HANDLER: 'exact-answer' }] } },
+      });
+      const cli = runCli(['start', '--config-dir', dir], {
+        REDIS_URL: redis.url,
+        WATCHER_METRICS_PORT: '0',
+        WATCHER_MODE: mode,
+        WATCHER_QUEUE_PREFIX: `cli-none-${process.pid}-${mode}`,
+        XQWATCHER_POLL_INTERVAL: '0.05',
+      });
+      cleanups.push(() => cli.stop('SIGKILL'));
+      const metricsUrl = await waitFor(
+        () => /"url":"(http:[^"]+)","msg":"metrics listening"/.exec(cli.output())?.[1],
+        { timeoutMs: 20_000, what: 'the replica' },
+      );
+      // Logged right after the replica's start line, at warn level.
+      const warning = await waitFor(
+        () =>
+          cli
+            .output()
+            .split('\n')
+            .filter((line) => line.includes('"level":40'))
+            .map((line) => (JSON.parse(line) as { msg: string }).msg)
+            .find((msg) => msg.includes('queue "none-q" has "HANDLERS": []')),
+        { timeoutMs: 10_000, what: 'the warning about none-q' },
+      );
+      expect(warning).toContain('pull submissions and never answer them');
+
+      const student = await loginStudent(lms.url, 'student1');
+      const unanswered = await student.submit('none-q', 'none-q-p1', 'answer-none-q-p1');
+      const graded = await student.submit('graded-q', 'graded-q-p1', 'answer-graded-q-p1');
+      await waitFor(
+        async () => ((await student.get(graded)).state === 'graded' ? true : undefined),
+        {
+          timeoutMs: 20_000,
+          what: 'the submission of the queue with a handler graded',
+        },
+      );
+      // Served again after each 0.3 s lock, and pulled again: at least three pulls of it.
+      await waitFor(
+        async () => {
+          const pulled = sumMetric(await scrape(metricsUrl), 'watcher_pulled_total', {
+            queue: 'none-q',
+          });
+          return pulled >= 3 ? true : undefined;
+        },
+        { timeoutMs: 20_000, what: 'three pulls on the handler-less queue' },
+      );
+      expect((await student.get(unanswered)).state).not.toBe('graded');
+      const lmsMetrics = await scrape(`${lms.url}/metrics`);
+      expect(sumMetric(lmsMetrics, 'lms_submissions_graded_total')).toBe(1);
+      cli.child.kill('SIGTERM');
+      expect((await cli.exited).code).toBe(0);
+    },
+    60_000,
+  );
 
   it('rejects an unknown command with the usage text', async () => {
     const cli = runCli(['stat']);

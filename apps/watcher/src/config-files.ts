@@ -64,7 +64,7 @@ const queueSchema = z.strictObject({
         CODEJAIL: jsonObject.nullable().optional(),
       }),
     )
-    .min(1, 'needs at least one {"HANDLER": ..., "KWARGS": {...}}')
+    // May be empty, as upstream's Manager.client_from_config allows (loadConfig warns).
     .optional(),
 });
 

@@ -283,6 +283,34 @@ describe('loadConfig with upstream config directories', () => {
     expect(selected.queues.map((q) => q.connections)).toEqual([3, 1]);
   });
 
+  // as xqueue-watcher's Manager.client_from_config: `for handler_config in HANDLERS` adds none
+  it('accepts "HANDLERS": [] as upstream does, a client group with no handler, and warns', async () => {
+    const dir = await createTestConfigDir({
+      'xqueue_servers.json': servers,
+      'conf.d/10-main.json': { 'ml-101': refQueue },
+      'conf.d/20-more.json': { 'ml-101': { SERVER_REF: 'default', CONNECTIONS: 4, HANDLERS: [] } },
+    });
+    const config = await loadDir(dir);
+    expect(config.queues.map((q) => [q.name, q.connections, q.handlers.length])).toEqual([
+      ['ml-101', 3, 1],
+      ['ml-101', 4, 0],
+    ]);
+    expect(config.warnings).toContainEqual(
+      `${join(dir, 'conf.d', '20-more.json')}: queue "ml-101" has "HANDLERS": [], as upstream ` +
+        'allows: its 4 connections pull submissions and never answer them (each waits out the ' +
+        "LMS's lock before another client gets it); list its HANDLERS, or raise CONNECTIONS of " +
+        'the entry that has them',
+    );
+    // An entry left without HANDLERS keeps the default handler, and no such warning.
+    const plain = await loadDir(
+      await createTestConfigDir({ 'conf.d/a.json': { a: { ...queueA, HANDLERS: undefined } } }),
+    );
+    expect(plain.queues[0]?.handlers).toEqual([
+      { name: 'exact-answer', kwargs: { trim: true, case_sensitive: true } },
+    ]);
+    expect(plain.warnings).toEqual([]);
+  });
+
   // as xqueue-watcher's Manager.client_from_config: NAME_OVERRIDE or the key is the queue_name
   it('sends NAME_OVERRIDE as the queue name, and the key when the override is empty', async () => {
     const dir = await createTestConfigDir({

@@ -100,7 +100,10 @@ function serverOf(entry: QueueEntry, ctx: ResolveContext) {
 
 function handlersOf(entry: QueueEntry, ctx: ResolveContext): HandlerSpec[] {
   const where = `${entry.source}: queue "${entry.name}"`;
-  const handlers = (entry.raw?.HANDLERS ?? []).map((raw, index) => {
+  // No HANDLERS key: the default handler (beyond upstream, whose client then has none).
+  if (entry.raw?.HANDLERS === undefined)
+    return [ctx.env.WATCHER_DEFAULT_HANDLER ?? DEFAULT_HANDLER];
+  return entry.raw.HANDLERS.map((raw, index) => {
     const spec = parseHandler(raw.HANDLER, raw.KWARGS, {
       pythonHandler: ctx.env.WATCHER_PYTHON_HANDLER,
     });
@@ -119,7 +122,6 @@ function handlersOf(entry: QueueEntry, ctx: ResolveContext): HandlerSpec[] {
     );
     return { ...spec.value, codejail: raw.CODEJAIL };
   });
-  return handlers.length > 0 ? handlers : [ctx.env.WATCHER_DEFAULT_HANDLER ?? DEFAULT_HANDLER];
 }
 
 function resolveQueue(entry: QueueEntry, ctx: ResolveContext): QueueConfig {
@@ -219,6 +221,16 @@ export async function loadConfig(env: WatcherEnv): Promise<WatcherConfig> {
   // as upstream's Manager.configure: CONNECTIONS 0 starts no client for that entry.
   for (const queue of queues.filter((q) => q.connections === 0)) {
     warnings.add(`${queue.source}: queue "${queue.name}" has CONNECTIONS 0: no client polls it`);
+  }
+  // as upstream's Manager.client_from_config: `"HANDLERS": []` makes clients with no handler,
+  // whose process_one pulls, answers nothing (`all([])` is true) and pulls again at once.
+  for (const queue of queues.filter((q) => q.connections > 0 && q.handlers.length === 0)) {
+    warnings.add(
+      `${queue.source}: queue "${queue.name}" has "HANDLERS": [], as upstream allows: its ` +
+        `${queue.connections} connection${queue.connections === 1 ? '' : 's'} pull submissions ` +
+        "and never answer them (each waits out the LMS's lock before another client gets it); " +
+        'list its HANDLERS, or raise CONNECTIONS of the entry that has them',
+    );
   }
   if (queues.every((queue) => queue.connections === 0)) {
     throw new ConfigError('every queue has CONNECTIONS 0: no client would poll the LMS');

@@ -26,6 +26,7 @@ const seedArgs = (students: number) => [
   ...['--service-password', SERVICE_PASSWORD, '--student-password', 'student-test-pass'],
 ];
 const silent = pino({ level: 'silent' });
+const EXACT = { name: 'exact-answer', kwargs: { trim: true, case_sensitive: true } } as const;
 
 describe('a replica whose logins outlast REQUESTS_TIMEOUT', () => {
   let lms: LocalLms;
@@ -191,13 +192,7 @@ describe('the serial connection loop against a real LMS and Redis', () => {
     const queuePrefix = `reserve-${process.pid}-${Date.now()}`;
     const connection = { url: redis.url };
     let gradings = 0;
-    const grader = createGrader(
-      { name: 'exact-answer', kwargs: { trim: true, case_sensitive: true } },
-      {
-        sleep: async () => undefined,
-        random: Math.random,
-      },
-    );
+    const grader = createGrader(EXACT, { sleep: async () => undefined, random: Math.random });
     const metrics = createMetrics('reserve');
     const processor = createGradeProcessor({
       graderFor: () => async (submission) => {
@@ -240,7 +235,8 @@ describe('the serial connection loop against a real LMS and Redis', () => {
       const options = (client: XQueueClient): ConnectionOptions => ({
         client,
         grade,
-        jobMeta: { handlers: [], serverUrl: lms.url, queue: QUEUE, pulledBy: 'test' },
+        // The processor above grades with its own grader; an empty list would mean no handler.
+        jobMeta: { handlers: [EXACT], serverUrl: lms.url, queue: QUEUE, pulledBy: 'test' },
         pollIntervalMs: 20,
         loginPollIntervalMs: 200,
         sleep: async () => undefined,

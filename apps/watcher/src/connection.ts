@@ -69,6 +69,12 @@ export async function processOne(options: ConnectionOptions): Promise<boolean> {
       return false;
     }
     metrics.pulled.inc({ queue: client.queue });
+    // as upstream's _handle_submission with no handler (`"HANDLERS": []`): nothing is posted,
+    // `all([])` is true, and the loop pulls again at once; the LMS re-serves it after its lock.
+    if (options.jobMeta.handlers.length === 0) {
+      logger.debug('pulled a submission this entry has no handler for: not answered');
+      return true;
+    }
     const pulledAtMs = options.now();
     const job = toGradeJob(pulled.content, { ...options.jobMeta, pulledAtMs, postResult: false });
     if (!job.ok) {

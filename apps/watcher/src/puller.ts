@@ -65,6 +65,11 @@ export async function runHardenedPuller(options: PullerOptions): Promise<void> {
 /** True when the pull became a new job. */
 async function enqueuePulled(options: PullerOptions, content: string): Promise<boolean> {
   const { logger } = options;
+  // `"HANDLERS": []`: no job, as upstream answers nothing; then POLL_INTERVAL, not a spin.
+  if (options.jobMeta.handlers.length === 0) {
+    logger.debug('pulled a submission this entry has no handler for: not answered');
+    return false;
+  }
   const meta = { ...options.jobMeta, pulledAtMs: options.now(), postResult: true };
   const job = toGradeJob(content, meta);
   if (!job.ok) {

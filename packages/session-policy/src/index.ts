@@ -40,6 +40,9 @@ export type {
   SessionScope,
 } from './settings.ts';
 export {
+  MAX_NAME_LENGTH,
+  MAX_NAMES,
+  MAX_RULES,
   POLICY_ENV,
   PolicySettingsError,
   parseSettings,

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { POLICY_ENV, PolicySettingsError, parseSettings, settingsFromEnv } from './settings.ts';
+import {
+  MAX_NAME_LENGTH,
+  MAX_NAMES,
+  MAX_RULES,
+  POLICY_ENV,
+  PolicySettingsError,
+  parseSettings,
+  settingsFromEnv,
+} from './settings.ts';
 
 describe('parseSettings', () => {
   it('defaults to upstream: enforcing, single session, nothing exempt', () => {
@@ -264,5 +272,85 @@ describe('parseSettings: login-path rules', () => {
       'Invalid session policy settings:\n' +
         '  - SINGLE_LOGIN_RULES at 0.match.path: must be one path segment, without "/", "?" or "#" (got "a/b")',
     );
+  });
+});
+
+/** `[[[…]]]` nested `depth` levels, built without recursion. */
+function nested(depth: number): unknown {
+  let value: unknown = [];
+  for (let level = 1; level < depth; level += 1) value = [value];
+  return value;
+}
+
+describe('parseSettings: size and depth caps', () => {
+  it('accepts lists and rules up to the documented caps', () => {
+    const names = Array.from({ length: MAX_NAMES }, (_, i) => `u${i}`.padEnd(MAX_NAME_LENGTH, 'x'));
+    const rules = Array.from({ length: MAX_RULES }, (_, i) => ({ match: { username: `u${i}` } }));
+    const settings = parseSettings({ exemptUsernames: names, exemptGroups: names, rules });
+    expect(settings.exemptUsernames).toHaveLength(MAX_NAMES);
+    expect(settings.exemptGroups).toHaveLength(MAX_NAMES);
+    expect(settings.rules).toHaveLength(MAX_RULES);
+  });
+
+  it.each([
+    [
+      'one rule too many',
+      { rules: Array.from({ length: MAX_RULES + 1 }, () => ({ match: { path: 'xqueue' } })) },
+      `rules: at most ${MAX_RULES} rules`,
+    ],
+    [
+      'one exempt username too many',
+      { exemptUsernames: Array.from({ length: MAX_NAMES + 1 }, (_, i) => `u${i}`) },
+      `exemptUsernames: at most ${MAX_NAMES} names`,
+    ],
+    [
+      'one exempt group too many',
+      { exemptGroups: Array.from({ length: MAX_NAMES + 1 }, (_, i) => `g${i}`) },
+      `exemptGroups: at most ${MAX_NAMES} names`,
+    ],
+    [
+      'a username one character too long',
+      { exemptUsernames: ['x'.repeat(MAX_NAME_LENGTH + 1)] },
+      `exemptUsernames at 0: at most ${MAX_NAME_LENGTH} characters`,
+    ],
+    [
+      "a rule's group one character too long",
+      { rules: [{ match: { group: 'g'.repeat(MAX_NAME_LENGTH + 1) } }] },
+      `rules at 0.match.group: at most ${MAX_NAME_LENGTH} characters`,
+    ],
+    [
+      "a rule's path one character too long",
+      { rules: [{ match: { path: 'p'.repeat(MAX_NAME_LENGTH + 1) } }] },
+      `rules at 0.match.path: at most ${MAX_NAME_LENGTH} characters`,
+    ],
+  ])('rejects %s, saying the cap', (_, input, issue) => {
+    expect(thrown(() => parseSettings(input as never))).toContain(`  - ${issue}`);
+  });
+
+  it('rejects a value nested 400,000 levels deep with its own error, not a stack overflow', () => {
+    const message = thrown(() => parseSettings({ rules: [nested(400_000)] } as never));
+    expect(message).toMatch(/^Invalid session policy settings:\n {2}- rules at 0: /);
+    expect(message).toContain('(got [[[[[[[[[…]]]]]]]]])');
+    const deep = `[${'['.repeat(400_000)}${']'.repeat(400_000)}]`;
+    expect(thrown(() => settingsFromEnv({ SINGLE_LOGIN_RULES: deep }))).toMatch(
+      /^Invalid session policy settings:\n {2}- SINGLE_LOGIN_RULES at 0: .*\(got \[\[/,
+    );
+  });
+
+  it('shows at most 200 characters of a rejected value, and the first 20 issues', () => {
+    const huge = 'x'.repeat(1_000_000);
+    const one = thrown(() => parseSettings({ onLimit: huge as never }));
+    expect(one).toContain(`(got "${'x'.repeat(199)}…)`);
+    expect(one.length).toBeLessThan(400);
+    const wide = thrown(() =>
+      parseSettings({ exemptUsername: Array.from({ length: 100_000 }, (_, i) => i) } as never),
+    );
+    expect(wide).toMatch(/\(got \{"exemptUsername":\[0,1,2,3,[\d,]+…\)$/);
+    expect(wide.length).toBeLessThan(400);
+    const many = thrown(() =>
+      parseSettings({ exemptUsernames: Array.from({ length: 30 }, () => '') }),
+    );
+    expect(many.split('\n')).toHaveLength(1 + 20 + 1);
+    expect(many).toMatch(/exemptUsernames at 19: must not be empty \(got ""\)\n {2}- and 10 more$/);
   });
 });

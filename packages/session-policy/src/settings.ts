@@ -56,7 +56,22 @@ export interface PolicySettings {
   dryRun: boolean;
 }
 
-const name = z.string().trim().min(1, 'must not be empty');
+/** Most rules `rules` may hold: each login is matched against every rule. */
+export const MAX_RULES = 200;
+/** Most names each of `exemptUsernames` and `exemptGroups` may hold. */
+export const MAX_NAMES = 1000;
+/**
+ * Longest username, group name or rule path segment, in characters (after trimming): Django's
+ * `User.username` and `Group.name` are 150 characters at most.
+ */
+export const MAX_NAME_LENGTH = 150;
+
+const name = z
+  .string()
+  .trim()
+  .min(1, 'must not be empty')
+  .max(MAX_NAME_LENGTH, `at most ${MAX_NAME_LENGTH} characters`);
+const names = z.array(name).max(MAX_NAMES, `at most ${MAX_NAMES} names`);
 const onLimit = z.enum(['evict-oldest', 'evict-least-recent', 'deny-new']);
 const scope = z.enum(['account', 'instance']);
 const maxSessions = z.number().int().min(1).max(10_000);
@@ -104,12 +119,12 @@ const accountRuleSchema = z
 const settingsSchema = z
   .object({
     preventConcurrentLogins: z.boolean().default(true),
-    exemptUsernames: z.array(name).default([]),
-    exemptGroups: z.array(name).default([]),
+    exemptUsernames: names.default([]),
+    exemptGroups: names.default([]),
     maxSessions: maxSessions.default(1),
     onLimit: onLimit.default('evict-oldest'),
     scope: scope.default('account'),
-    rules: z.array(accountRuleSchema).default([]),
+    rules: z.array(accountRuleSchema).max(MAX_RULES, `at most ${MAX_RULES} rules`).default([]),
     dryRun: z.boolean().default(false),
   })
   .strict();
@@ -117,12 +132,51 @@ const settingsSchema = z
 /** Plain input for {@link parseSettings}: every field optional, defaults as upstream. */
 export type PolicySettingsInput = z.input<typeof settingsSchema>;
 
+/** Issues a {@link PolicySettingsError}'s message lists; the rest are counted. */
+const LISTED_ISSUES = 20;
+
 /** Thrown when settings are invalid; the message names each setting and the rejected value. */
 export class PolicySettingsError extends Error {
   override readonly name = 'PolicySettingsError';
   constructor(readonly issues: readonly string[]) {
-    super(`Invalid session policy settings:\n  - ${issues.join('\n  - ')}`);
+    const listed = issues.slice(0, LISTED_ISSUES);
+    if (issues.length > LISTED_ISSUES) listed.push(`and ${issues.length - LISTED_ISSUES} more`);
+    super(`Invalid session policy settings:\n  - ${listed.join('\n  - ')}`);
   }
+}
+
+/** Characters of a rejected value an issue shows, and the nesting levels it opens. */
+const SHOWN_CHARS = 200;
+const SHOWN_LEVELS = 8;
+
+/** `value` as JSON, `…` for what lies more than `levels` deep or past about SHOWN_CHARS. */
+function preview(value: unknown, levels: number): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, SHOWN_CHARS + 1));
+  if (value === null || typeof value !== 'object') return String(JSON.stringify(value));
+  const array = Array.isArray(value);
+  const [open, close] = array ? ['[', ']'] : ['{', '}'];
+  if (levels === 0) return `${open}…${close}`;
+  const parts: string[] = [];
+  let length = 0;
+  for (const [key, item] of array ? value.entries() : Object.entries(value)) {
+    if (length > SHOWN_CHARS) {
+      parts.push('…');
+      break;
+    }
+    const shown = preview(item, levels - 1);
+    parts.push(array ? shown : `${JSON.stringify(key)}:${shown}`);
+    length += shown.length + 1;
+  }
+  return `${open}${parts.join(',')}${close}`;
+}
+
+/**
+ * A rejected value for an issue's message: input may be megabytes, or nested deeper than
+ * JSON.stringify can recurse (a RangeError), so only its start is shown.
+ */
+function shownValue(value: unknown): string {
+  const text = preview(value, SHOWN_LEVELS);
+  return text.length > SHOWN_CHARS ? `${text.slice(0, SHOWN_CHARS)}…` : text;
 }
 
 function describeIssues(error: z.ZodError, input: unknown, names: Record<string, string>) {
@@ -135,7 +189,7 @@ function describeIssues(error: z.ZodError, input: unknown, names: Record<string,
         at && typeof at === 'object' ? (at as Record<string, unknown>)[key] : undefined,
       input,
     );
-    const shown = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
+    const shown = value === undefined ? '' : ` (got ${shownValue(value)})`;
     const where = path.length > 1 ? ` at ${path.slice(1).join('.')}` : '';
     return `${label}${where}: ${issue.message}${shown}`;
   });

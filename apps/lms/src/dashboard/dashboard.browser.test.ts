@@ -234,4 +234,38 @@ describe('the storm dashboard in a browser', () => {
       await context.close();
     }
   }, 60_000);
+
+  it('pages through the policy changes: older ones stay reachable past the newest 50', async () => {
+    const staff = new TestClient(urlFetcher(lms!.url));
+    expect((await staff.webLogin(STAFF.username, STAFF.password)).status).toBe(200);
+    // Groups nobody is in: the changes are real, and change no login.
+    for (let change = 1; change <= 51; change += 1) {
+      const settings = { exemptGroups: [`audit-${change}`] };
+      const saved = await staff.request('/api/admin/policy', {
+        method: 'PUT',
+        body: JSON.stringify({ settings, reason: `audit page #${change}` }),
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(saved.status).toBe(200);
+    }
+    const { context, page, consoleErrors } = await openDashboard();
+    const rows = page.locator('#audit tbody tr');
+    const reason = (n: number) =>
+      page.locator('#audit tbody td', { hasText: new RegExp(`^audit page #${n}$`) });
+    try {
+      await reason(51).waitFor({ timeout: UI_TIMEOUT_MS });
+      expect(await rows.count()).toBe(50);
+      expect(await page.isDisabled('#audit-newest')).toBe(true);
+      await page.click('#audit-older');
+      await reason(1).waitFor({ timeout: UI_TIMEOUT_MS });
+      expect(await reason(51).count()).toBe(0);
+      expect(await page.isDisabled('#audit-newest')).toBe(false);
+      await page.click('#audit-newest');
+      await reason(51).waitFor({ timeout: UI_TIMEOUT_MS });
+      expect(await page.isDisabled('#audit-newest')).toBe(true);
+      expect(consoleErrors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
 });

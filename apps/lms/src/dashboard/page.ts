@@ -154,7 +154,11 @@ export function dashboardPage(username: string) {
   </div>
   ${sessionsPanel()}
   <section class="panel">
-    <h2>Policy changes</h2>
+    <div class="panel-head">
+      <h2>Policy changes</h2>
+      <button type="button" id="audit-newest" class="secondary" disabled>Newest</button>
+      <button type="button" id="audit-older" class="secondary" disabled>Older</button>
+    </div>
     <table id="audit" class="grid">
       <thead><tr><th>When</th><th>Who</th><th>Action</th><th>Reason</th><th>Change</th></tr></thead>
       <tbody></tbody>

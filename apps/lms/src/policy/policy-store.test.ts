@@ -107,6 +107,48 @@ describe('createPolicyStore', () => {
   });
 });
 
+describe('createPolicyStore: changes that change nothing, and audit pages', () => {
+  it('refuses as unchanged an update that gives the settings in force, saving and auditing nothing', () => {
+    const { open } = setup({ exemptGroups: ['graders'] });
+    const store = open();
+    expect(store.update({ exemptUsernames: ['xqueue_svc'] }, BY_STAFF)).toMatchObject({ ok: true });
+    for (const fields of [{ exemptUsernames: ['xqueue_svc'] }, { exemptGroups: ['graders'] }, {}]) {
+      expect(store.update(fields, BY_STAFF)).toEqual({
+        ok: false,
+        kind: 'unchanged',
+        error: 'Nothing to save: the policy already has these settings.',
+      });
+    }
+    expect(store.overrides()).toEqual({ exemptUsernames: ['xqueue_svc'] });
+    expect(store.audit()).toHaveLength(1);
+  });
+
+  it('refuses a reset when no override is saved, and tells invalid settings apart', () => {
+    const { open } = setup();
+    const store = open();
+    expect(store.reset(BY_STAFF)).toMatchObject({ ok: false, kind: 'unchanged' });
+    expect(store.update({ maxSessions: 0 }, BY_STAFF)).toMatchObject({
+      ok: false,
+      kind: 'invalid',
+    });
+    expect(store.audit()).toEqual([]);
+  });
+
+  it('lists the audit a page at a time, older than a given id', () => {
+    const { open } = setup();
+    const store = open();
+    for (let change = 1; change <= 7; change += 1) {
+      store.update({ maxSessions: change + 1 }, { actor: 'staff', reason: `#${change}` });
+    }
+    const reasons = (entries: { reason: string }[]) => entries.map((entry) => entry.reason);
+    const first = store.audit({ limit: 3 });
+    expect(reasons(first)).toEqual(['#7', '#6', '#5']);
+    const second = store.audit({ limit: 3, before: first.at(-1)?.id });
+    expect(reasons(second)).toEqual(['#4', '#3', '#2']);
+    expect(reasons(store.audit({ limit: 3, before: second.at(-1)?.id }))).toEqual(['#1']);
+  });
+});
+
 /** Two stores on one database file through two connections, as two LMS processes have. */
 function twoProcesses(env = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'policy-store-'));

@@ -1,10 +1,11 @@
+import { isDeepStrictEqual } from 'node:util';
 import {
   type PolicySettings,
   PolicySettingsError,
   type PolicySettingsInput,
   parseSettings,
 } from '@storm-lab/session-policy';
-import { desc, eq } from 'drizzle-orm';
+import { desc, eq, lt } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { policyAudit, policyOverrides } from '../db/schema.ts';
 import { StoredDataError } from '../ops/errors.ts';
@@ -32,10 +33,22 @@ export interface PolicyChangeRequest {
   reason: string;
 }
 
-/** A change's outcome; settings that do not validate are an expected "no". */
+/**
+ * A change's outcome. Expected "no"s: settings that do not validate (`invalid`), and a change
+ * that would leave the settings as they are (`unchanged`: nothing is saved or audited, so
+ * repeated saves cannot push real changes down the audit list).
+ */
 export type PolicyChangeResult =
   | { ok: true; settings: PolicySettings }
-  | { ok: false; error: string };
+  | { ok: false; kind: 'invalid' | 'unchanged'; error: string };
+
+/** Which audit entries {@link PolicyStore.audit} lists. */
+export interface AuditPageOptions {
+  /** Most entries to list (default 50). */
+  limit?: number | undefined;
+  /** Only entries older than this id: the last id of the page before. */
+  before?: number | undefined;
+}
 
 /** The session policy as a run-time value: environment defaults plus staff overrides. */
 export interface PolicyStore {
@@ -53,13 +66,14 @@ export interface PolicyStore {
   /**
    * Sets the given fields (any of {@link PolicySettings}) on top of the latest saved overrides,
    * whichever process saved them; fields left out keep their saved value. The whole result is
-   * validated before anything is written.
+   * validated before anything is written, and refused as `unchanged` when it gives the settings
+   * already in force.
    */
   update(fields: Record<string, unknown>, change: PolicyChangeRequest): PolicyChangeResult;
-  /** Drops every override: the environment's settings apply again. */
+  /** Drops every override: the environment's settings apply again; `unchanged` when none is saved. */
   reset(change: PolicyChangeRequest): PolicyChangeResult;
-  /** The newest changes first. */
-  audit(limit?: number): PolicyAuditEntry[];
+  /** The newest changes first, a page at a time. */
+  audit(page?: AuditPageOptions): PolicyAuditEntry[];
 }
 
 export interface PolicyStoreOptions {
@@ -74,6 +88,9 @@ const OVERRIDE_ID = 1;
 // The version while no process has saved a change yet; a saved row starts at 1.
 const UNSAVED_VERSION = 0;
 const DEFAULT_AUDIT_LIMIT = 50;
+const NOTHING_TO_SAVE = 'Nothing to save: the policy already has these settings.';
+const NOTHING_TO_RESET =
+  "Nothing to reset: no override is saved; the environment's settings apply.";
 
 type OverrideRow = typeof policyOverrides.$inferSelect;
 
@@ -109,7 +126,8 @@ function validate(
       settings: parseSettings({ ...defaults, ...overrides } as PolicySettingsInput),
     };
   } catch (error) {
-    if (error instanceof PolicySettingsError) return { ok: false, error: error.message };
+    if (error instanceof PolicySettingsError)
+      return { ok: false, kind: 'invalid', error: error.message };
     throw error;
   }
 }
@@ -166,6 +184,7 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore {
     action: 'update' | 'reset',
     apply: (saved: Readonly<Record<string, unknown>>) => Record<string, unknown>,
     change: PolicyChangeRequest,
+    unchanged: (saved: Loaded, next: PolicySettings) => string | null,
   ): PolicyChangeResult {
     const at = now();
     // IMMEDIATE takes the write lock before the read: no other process can save between this
@@ -176,6 +195,10 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore {
         const next = apply(saved.overrides);
         const result = validate(defaults, next);
         if (!result.ok) return { result, saved: null };
+        const same = unchanged(saved, result.settings);
+        if (same !== null) {
+          return { result: { ok: false, kind: 'unchanged', error: same } as const, saved: null };
+        }
         const version = saved.version + 1;
         const values = { settings: JSON.stringify(next), updatedAt: at, updatedBy: change.actor };
         const written = tx
@@ -216,12 +239,25 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore {
     current: () => latest().settings,
     overrides: () => latest().overrides,
     source: () => latest().source,
-    update: (fields, change) => record('update', (saved) => ({ ...saved, ...fields }), change),
-    reset: (change) => record('reset', () => ({}), change),
-    audit(limit = DEFAULT_AUDIT_LIMIT) {
+    update: (fields, change) =>
+      record(
+        'update',
+        (saved) => ({ ...saved, ...fields }),
+        change,
+        (saved, next) => (isDeepStrictEqual(saved.settings, next) ? NOTHING_TO_SAVE : null),
+      ),
+    reset: (change) =>
+      record(
+        'reset',
+        () => ({}),
+        change,
+        (saved) => (Object.keys(saved.overrides).length === 0 ? NOTHING_TO_RESET : null),
+      ),
+    audit({ limit = DEFAULT_AUDIT_LIMIT, before } = {}) {
       return db
         .select()
         .from(policyAudit)
+        .where(before === undefined ? undefined : lt(policyAudit.id, before))
         .orderBy(desc(policyAudit.id))
         .limit(limit)
         .all()

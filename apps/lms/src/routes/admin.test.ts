@@ -206,3 +206,116 @@ describe('admin policy changes', () => {
     expect(view.audit.map((entry) => entry.action)).toEqual(['reset', 'update']);
   });
 });
+
+describe('admin policy input caps', () => {
+  it('answers 400 to settings nested 400,000 levels deep, and saves nothing', async () => {
+    const { staff } = await setup();
+    const deep = `${'['.repeat(400_000)}${']'.repeat(400_000)}`;
+    const response = await staff.request('/api/admin/policy', {
+      method: 'PUT',
+      body: `{"settings":{"rules":[${deep}]},"reason":"r"}`,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(response.status).toBe(400);
+    const { detail } = (await response.json()) as { detail: string };
+    expect(detail).toMatch(/^Invalid session policy settings:\n {2}- rules at 0: .*\(got \[\[\[/);
+    expect((await policyOf(staff)).audit).toEqual([]);
+  });
+
+  it.each([
+    ['201 rules', { rules: Array.from({ length: 201 }, () => ({ match: { path: 'xqueue' } })) }],
+    [
+      '1,001 exempt usernames',
+      { exemptUsernames: Array.from({ length: 1001 }, (_, i) => `u${i}`) },
+    ],
+    ['a group name of 151 characters', { exemptGroups: ['g'.repeat(151)] }],
+  ])('answers 400 to %s, naming the cap', async (_, settings) => {
+    const { staff } = await setup();
+    const response = await send(staff, 'PUT', '/api/admin/policy', { settings, reason: 'r' });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { detail: string }).detail).toMatch(
+      /at most (200|1000|150) /,
+    );
+    expect((await policyOf(staff)).audit).toEqual([]);
+  });
+});
+
+describe('admin policy changes that change nothing', () => {
+  it('answers 409 to a save that leaves the settings as they are, and audits nothing', async () => {
+    const { staff } = await setup({ policy: { exemptGroups: ['graders'] } });
+    expect((await send(staff, 'PUT', '/api/admin/policy', EXEMPT_SVC)).status).toBe(200);
+    for (const settings of [{ exemptUsernames: ['xqueue_svc'] }, { exemptGroups: ['graders'] }]) {
+      const again = await send(staff, 'PUT', '/api/admin/policy', { settings, reason: 'again' });
+      expect(again.status).toBe(409);
+      expect(await again.json()).toEqual({
+        detail: 'Nothing to save: the policy already has these settings.',
+      });
+    }
+    expect((await policyOf(staff)).audit.map((entry) => entry.reason)).toEqual([EXEMPT_SVC.reason]);
+  });
+
+  it('answers 409 to a reset when nothing is saved', async () => {
+    const { staff } = await setup();
+    const reset = await send(staff, 'DELETE', '/api/admin/policy', { reason: 'tidy' });
+    expect(reset.status).toBe(409);
+    expect(await reset.json()).toEqual({
+      detail: "Nothing to reset: no override is saved; the environment's settings apply.",
+    });
+    expect((await policyOf(staff)).audit).toEqual([]);
+  });
+});
+
+describe('admin policy audit paging', () => {
+  type Page = {
+    audit: { id: number; reason: string; before: object; after: object }[];
+    auditNext: number | null;
+  };
+  const page = async (client: TestClient, query = '') =>
+    (await (await client.get(`/api/admin/policy${query}`)).json()) as Page;
+
+  it('keeps every change reachable, newest first, page by page', async () => {
+    const { staff } = await setup();
+    for (let change = 1; change <= 60; change += 1) {
+      const settings = { maxSessions: (change % 2) + 1 };
+      const saved = await send(staff, 'PUT', '/api/admin/policy', {
+        settings,
+        reason: `#${change}`,
+      });
+      expect(saved.status).toBe(200);
+    }
+    const first = await page(staff);
+    expect(first.audit.map((entry) => entry.reason)).toEqual(
+      Array.from({ length: 50 }, (_, i) => `#${60 - i}`),
+    );
+    expect(first.auditNext).toBe(first.audit.at(-1)?.id);
+    const second = await page(staff, `?before=${first.auditNext}`);
+    expect(second.audit.map((entry) => entry.reason)).toEqual(
+      Array.from({ length: 10 }, (_, i) => `#${10 - i}`),
+    );
+    expect(second.auditNext).toBeNull();
+    const small = await page(staff, '?limit=3');
+    expect(small.audit.map((entry) => entry.reason)).toEqual(['#60', '#59', '#58']);
+    const next = await page(staff, `?before=${small.auditNext}&limit=3`);
+    expect(next.audit.map((entry) => entry.reason)).toEqual(['#57', '#56', '#55']);
+  });
+
+  it('shows in each entry only the settings that changed', async () => {
+    const { staff } = await setup();
+    await send(staff, 'PUT', '/api/admin/policy', EXEMPT_SVC);
+    const [entry] = (await page(staff)).audit;
+    expect(entry?.before).toEqual({ exemptUsernames: [] });
+    expect(entry?.after).toEqual({ exemptUsernames: ['xqueue_svc'] });
+  });
+
+  it.each([
+    ['?before=0', 'before must be an audit entry id (a positive integer)'],
+    ['?before=x', 'before must be an audit entry id (a positive integer)'],
+    ['?limit=0', 'limit must be an integer 1..50'],
+    ['?limit=51', 'limit must be an integer 1..50'],
+  ])('answers 400 to %s', async (query, detail) => {
+    const { staff } = await setup();
+    const response = await staff.get(`/api/admin/policy${query}`);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({ detail });
+  });
+});

@@ -1,3 +1,5 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { PolicySettings } from '@storm-lab/session-policy';
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { dashboardStats } from '../dashboard/stats.ts';
@@ -6,7 +8,7 @@ import { requireStaff } from '../http/staff.ts';
 import type { PolicyChangeResult } from '../policy/policy-store.ts';
 import { staffSessionRoutes } from './sessions.ts';
 
-/** Audit entries `GET /api/admin/policy` lists, newest first. */
+/** Audit entries `GET /api/admin/policy` lists, newest first: the default and largest page. */
 export const AUDIT_LIST_LENGTH = 50;
 const MAX_REASON_LENGTH = 500;
 /** Default and largest span of the stats series, in seconds. */
@@ -78,17 +80,48 @@ async function readJson(
   }
 }
 
-function policyView(services: Services) {
+/** Only the fields whose value differs between `before` and `after`, from each. */
+function changedFields(before: PolicySettings, after: PolicySettings) {
+  const keys = (Object.keys(after) as (keyof PolicySettings)[]).filter(
+    (key) => !isDeepStrictEqual(before[key], after[key]),
+  );
+  const pick = (settings: PolicySettings) =>
+    Object.fromEntries(keys.map((key) => [key, settings[key]]));
+  return { before: pick(before), after: pick(after) };
+}
+
+/** An audit page: `before` an entry id (older entries only), `limit` 1..AUDIT_LIST_LENGTH. */
+type AuditPage = { ok: true; before?: number; limit: number } | { ok: false; error: string };
+
+function auditPage(c: Context<LmsEnv>): AuditPage {
+  const rawBefore = c.req.query('before');
+  const rawLimit = c.req.query('limit');
+  const before = rawBefore === undefined ? undefined : Number(rawBefore);
+  const limit = rawLimit === undefined ? AUDIT_LIST_LENGTH : Number(rawLimit);
+  if (before !== undefined && (!Number.isSafeInteger(before) || before < 1))
+    return { ok: false, error: 'before must be an audit entry id (a positive integer)' };
+  if (!Number.isInteger(limit) || limit < 1 || limit > AUDIT_LIST_LENGTH)
+    return { ok: false, error: `limit must be an integer 1..${AUDIT_LIST_LENGTH}` };
+  return before === undefined ? { ok: true, limit } : { ok: true, before, limit };
+}
+
+function policyView(services: Services, page: { before?: number; limit: number }) {
   const { policy } = services;
+  // One more than the page: whether an older page exists, without a count.
+  const entries = policy.audit({ before: page.before, limit: page.limit + 1 });
+  const shown = entries.slice(0, page.limit);
   return {
     settings: policy.current(),
     source: policy.source(),
     defaults: policy.defaults,
     overrides: policy.overrides(),
-    audit: policy.audit(AUDIT_LIST_LENGTH).map((entry) => ({
+    // The full settings before and after stay in policy_audit; the list shows what changed.
+    audit: shown.map((entry) => ({
       ...entry,
+      ...changedFields(entry.before, entry.after),
       at: new Date(entry.at).toISOString(),
     })),
+    auditNext: entries.length > page.limit ? (shown.at(-1)?.id ?? null) : null,
   };
 }
 
@@ -107,7 +140,8 @@ export function adminRoutes(services: Services) {
   const settingsFields = Object.keys(services.policy.defaults);
 
   function answer(c: Context<LmsEnv>, result: PolicyChangeResult, why: string, action: string) {
-    if (!result.ok) return c.json({ detail: result.error }, 400);
+    if (!result.ok)
+      return c.json({ detail: result.error }, result.kind === 'unchanged' ? 409 : 400);
     const actor = c.get('auth')?.user.username;
     services.logger.info(
       {
@@ -119,10 +153,14 @@ export function adminRoutes(services: Services) {
       },
       `session policy ${action} by ${actor}: ${why}`,
     );
-    return c.json(policyView(services));
+    return c.json(policyView(services, { limit: AUDIT_LIST_LENGTH }));
   }
 
-  app.get('/policy', (c) => c.json(policyView(services)));
+  app.get('/policy', (c) => {
+    const page = auditPage(c);
+    if (!page.ok) return c.json({ detail: page.error }, 400);
+    return c.json(policyView(services, page));
+  });
 
   app.put('/policy', async (c) => {
     const body = await readJson(c);

@@ -114,7 +114,9 @@ CMD ["node"]
 
 /**
  * The redis stand-in: Debian's redis-server (7.0). Like the official image's entrypoint, it
- * turns protected mode off when started as `redis-server ...`, so other containers may connect.
+ * turns protected mode off when started as `redis-server ...`, so other containers may connect;
+ * like the official image, it has a /data owned by `redis` as its working directory (the
+ * session Redis keeps its password there).
  */
 async function redisImage(work: string, log: string): Promise<void> {
   const context = join(work, 'redis-image');
@@ -129,8 +131,9 @@ async function redisImage(work: string, log: string): Promise<void> {
     BASE_IMAGES.redis,
     `${fromBookwormWith('redis-server')}
 COPY entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+RUN mkdir /data && chown redis:redis /data
 USER redis
-WORKDIR /var/lib/redis
+WORKDIR /data
 ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["redis-server"]
 `,

@@ -19,6 +19,8 @@ export interface StackOptions {
   lmsPort: number;
   /** The service account the watchers log in as (docker-compose.yml's XQUEUE_USERNAME). */
   serviceUsername: string;
+  /** The LMS's METRICS_TOKEN (also in `env`): sent with every read of its /metrics. */
+  metricsToken: string;
   /** Variables for docker-compose on top of the process's own. */
   env: Record<string, string>;
   log: string;
@@ -99,6 +101,11 @@ export class ComposeStack {
   /** The process's variables, the check's on top, then `extra`. */
   private env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     return { ...process.env, ...this.options.env, ...extra };
+  }
+
+  /** Runs docker-compose for this project and resolves with its output, whatever its exit. */
+  query(args: readonly string[]) {
+    return run('docker-compose', this.args(args), { env: this.env(), timeoutMs: 60_000 });
   }
 
   /** Runs docker-compose for this project, its output to the log; fails on a non-zero exit. */
@@ -194,8 +201,10 @@ export class ComposeStack {
           (c) => c.service === service && c.status === 'running' && c.health === 'healthy',
         ).length;
       const watchers = healthy('watcher');
-      last = `redis ${healthy('redis')}/1, lms ${healthy('lms')}/1, watchers ${watchers}/${replicas} healthy`;
-      if (healthy('redis') === 1 && healthy('lms') === 1 && watchers === replicas) return;
+      const redis = healthy('redis');
+      const sessions = healthy('session-redis');
+      last = `redis ${redis}/1, session-redis ${sessions}/1, lms ${healthy('lms')}/1, watchers ${watchers}/${replicas} healthy`;
+      if (redis === 1 && sessions === 1 && healthy('lms') === 1 && watchers === replicas) return;
       if (Date.now() > deadline) {
         const logs = await run(
           'docker-compose',
@@ -235,14 +244,15 @@ export class ComposeStack {
   ): Promise<WindowFigures> {
     const lmsUrl = `http://127.0.0.1:${this.options.lmsPort}`;
     const user = this.options.serviceUsername;
-    const base = await readCounters(lmsUrl, user);
+    const token = this.options.metricsToken;
+    const base = await readCounters(lmsUrl, user, token);
     const before = await this.watchers();
     const started = Date.now();
     const line = new LiveLine(this.options.tty, this.options.say, 5000);
     let figures: WindowFigures | null = null;
     for (;;) {
       const elapsed = (Date.now() - started) / 1000;
-      const counters = since(await readCounters(lmsUrl, user), base);
+      const counters = since(await readCounters(lmsUrl, user, token), base);
       const now = await this.watchers();
       const alive = await readConnectionsAlive(now.urls);
       figures = {

@@ -80,10 +80,20 @@ function fillForm(settings, force = false) {
   form.dataset.dirty = 'false';
 }
 
+// The audit page shown: null for the newest changes (kept fresh by the poll), else the id the
+// older page starts below (GET /api/admin/policy?before=<id>).
+let auditBefore = null;
+let auditNext = null;
+const auditNewest = document.getElementById('audit-newest');
+const auditOlder = document.getElementById('audit-older');
+
 function applyPolicy(view, force = false) {
   current = view.settings;
   renderSettings(document.getElementById('settings'), view);
   renderAudit(document.querySelector('#audit tbody'), view.audit);
+  auditNext = view.auditNext;
+  auditOlder.disabled = auditNext === null;
+  auditNewest.disabled = auditBefore === null;
   fillForm(view.settings, force);
 }
 
@@ -121,9 +131,15 @@ const sessions = createSessionsPanel({
 });
 
 async function refreshPolicy() {
-  const { ok, status, json } = await api('GET', '/api/admin/policy');
+  const query = auditBefore === null ? '' : `?before=${auditBefore}`;
+  const { ok, status, json } = await api('GET', `/api/admin/policy${query}`);
   if (ok) applyPolicy(json);
   else sessionEnded(status);
+}
+
+function showAuditPage(before) {
+  auditBefore = before;
+  void refreshPolicy();
 }
 
 function every(intervalMs, task) {
@@ -172,6 +188,7 @@ async function save(event) {
     return;
   }
   form.elements.reason.value = '';
+  auditBefore = null;
   applyPolicy(json, true);
   setStatus(formStatus, `Saved at ${new Date().toLocaleTimeString()}. Logins now use it.`, 'ok');
 }
@@ -185,6 +202,7 @@ async function reset() {
     return;
   }
   form.elements.reason.value = '';
+  auditBefore = null;
   applyPolicy(json, true);
   setStatus(formStatus, 'Reset: the environment settings apply again.', 'ok');
 }
@@ -194,6 +212,8 @@ form.addEventListener('input', () => {
 });
 form.addEventListener('submit', (event) => void save(event));
 document.getElementById('reset-policy').addEventListener('click', () => void reset());
+auditOlder.addEventListener('click', () => showAuditPage(auditNext));
+auditNewest.addEventListener('click', () => showAuditPage(null));
 document.getElementById('logout').addEventListener('click', async () => {
   await api('POST', '/logout');
   window.location.assign('/dashboard/login');
