@@ -146,6 +146,7 @@ describe('the session auth hash of a login', () => {
         return valid;
       },
       burn: burnPasswordCheck,
+      hash: hashPassword,
     };
     const client = appOn(base, { passwords });
     expect((await client.webLogin('student1', 'student-pass')).status).toBe(200);
