@@ -96,8 +96,15 @@ export function faultSchedule(seed: number, log: FaultEvent[]) {
 export interface Invariants {
   /** Every submission graded. */
   allGraded: boolean;
-  /** Submissions whose result the LMS accepted more than once. */
+  /** Submissions whose result the LMS accepted under more than one pull key: graded twice. */
   acceptedTwice: number[];
+  /**
+   * Submissions accepted more than once under one pull key: after a lost answer to
+   * get_submission, edx-submissions serves the timed-out row with the same key to every poll
+   * until a result lands, so each connection that got it posts, and each post is accepted
+   * (the same result; upstream's behaviour, reported, not a failure).
+   */
+  repeatsOfOneKey: number[];
   wrongScores: number;
   /** People holding more than one live session at the end. */
   peopleWithTwoSessions: string[];
@@ -120,10 +127,15 @@ export async function faultRun(scenarioName: string, seed: number): Promise<Faul
   const log: FaultEvent[] = [];
   let people: string[] = [];
   let acceptedTwice: number[] = [];
+  let repeatsOfOneKey: number[] = [];
   const figures = await simulateScenario(scenario, settings, {
     during: faultSchedule(seed, log),
     atEnd: (world, seen) => {
-      acceptedTwice = [...seen.acceptedResults].filter(([, n]) => n > 1).map(([id]) => id);
+      const accepted = [...seen.acceptedResults];
+      acceptedTwice = accepted.filter(([, keys]) => keys.size > 1).map(([id]) => id);
+      repeatsOfOneKey = accepted
+        .filter(([, keys]) => [...keys.values()].some((count) => count > 1))
+        .map(([id]) => id);
       const rows = world.database.sqlite
         .prepare(
           `SELECT u.username AS username FROM sessions s JOIN users u ON u.id = s.user_id
@@ -137,6 +149,7 @@ export async function faultRun(scenarioName: string, seed: number): Promise<Faul
   const invariants: Invariants = {
     allGraded: figures.graded === figures.submitted,
     acceptedTwice,
+    repeatsOfOneKey,
     wrongScores: figures.wrongScores,
     peopleWithTwoSessions: scenario.lms.PREVENT_CONCURRENT_LOGINS === 'false' ? [] : people,
   };

@@ -36,7 +36,10 @@ export interface WorldHooks {
   /** Called once the fleet is running; may kill replicas, restart the LMS, set faults. */
   during?(world: World): Promise<void>;
   /** Called after the drain, before the world is taken down. */
-  atEnd?(world: World, seen: { acceptedResults: ReadonlyMap<number, number> }): void;
+  atEnd?(
+    world: World,
+    seen: { acceptedResults: ReadonlyMap<number, ReadonlyMap<string, number>> },
+  ): void;
 }
 
 /** The parts of a running world a fault schedule may touch. */
@@ -129,15 +132,19 @@ async function runWorld(
 ): Promise<ScenarioFigures> {
   const random = seededRandom(settings.seed);
   // Silent but for the watcher's event lines, which it prints at any level: counted, not kept.
-  // A `result-accepted` line is a put_result the LMS answered with success: counted per submission.
-  const acceptedResults = new Map<number, number>();
+  // A `result-accepted` line is a put_result the LMS answered with success: counted per
+  // submission and pull key (the job id names both).
+  const acceptedResults = new Map<number, Map<string, number>>();
   const logger = pino(
     { level: 'silent' },
     {
       write(line: string) {
         if (!line.includes('"event":"result-accepted"')) return;
         const id = Number(/"submissionId":(\d+)/.exec(line)?.[1]);
-        acceptedResults.set(id, (acceptedResults.get(id) ?? 0) + 1);
+        const key = /"jobId":"([^"]+)"/.exec(line)?.[1] ?? '';
+        const keys = acceptedResults.get(id) ?? new Map<string, number>();
+        keys.set(key, (keys.get(key) ?? 0) + 1);
+        acceptedResults.set(id, keys);
       },
     },
   );
@@ -278,9 +285,20 @@ async function runWorld(
         studentFetch,
       )
     : null;
-  // Drain: until every submission is graded, or the drain's deadline.
+  // Drain: until every submission a student saw made is graded, or the drain's deadline. The
+  // LMS's counter may also count one whose answer a student never got, so once it says "all",
+  // the students ask about theirs (as `pnpm storm` does).
   const drainEnd = Date.now() + (settings.drainSeconds * 1000) / c;
-  while (Date.now() < drainEnd && last.graded < load.submitted.length) {
+  const graded = new Set<number>();
+  while (Date.now() < drainEnd) {
+    if (last.graded >= load.submitted.length) {
+      const pending = load.submitted.filter((submission) => !graded.has(submission.id));
+      const outcomes = await Promise.all(pending.map((submission) => load.outcome(submission)));
+      pending.forEach((submission, index) => {
+        if (outcomes[index]?.graded) graded.add(submission.id);
+      });
+      if (graded.size === load.submitted.length) break;
+    }
     await sleep(sampleEveryMs);
   }
   stopSampling.abort();

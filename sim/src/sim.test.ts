@@ -120,6 +120,7 @@ describe('fault runs', () => {
     expect(run.invariants).toEqual({
       allGraded: true,
       acceptedTwice: [],
+      repeatsOfOneKey: [],
       wrongScores: 0,
       peopleWithTwoSessions: [],
     });
