@@ -191,13 +191,16 @@ export async function labSettings(): Promise<SimSettings> {
     ...PRODUCTION_SETTINGS,
     ...shape,
     replicas: 2,
-    // The lab's LMS hashes on this machine's cores, shared with everything else.
+    // The lab's LMS is one Node process: its event loop serves, and it hashes on libuv's
+    // threads, as many at once as this machine has cores.
+    lmsModel: 'event-loop',
     lmsWorkers: availableParallelism(),
     iterations: times.hashIterations,
     iterationNs: costs.iterationNs,
     requestMs: costs.requestMs,
     latencyMs: 0.05,
     replicaStartupSeconds: 1,
+    oneByOne: true,
     students: 4,
     load: { kind: 'even', submissions: 24 },
     durationSeconds: 12,

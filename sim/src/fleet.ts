@@ -18,7 +18,7 @@ import {
   type WatcherMetrics,
   type WatcherMode,
 } from '@storm-lab/watcher';
-import type { Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import type { SimLms } from './lms-host.ts';
 import type { Random } from './random.ts';
 import { sleep } from './virtual-clock.ts';
@@ -36,8 +36,15 @@ export interface FleetOptions {
   jobLockMs: number;
   /** BullMQ worker concurrency per queue and replica (hardened mode). */
   concurrency: number;
+  /**
+   * Replicas start one after another, each once the previous one's connections ended their
+   * first login (as `pnpm storm` starts them, and as a rolling deployment does); otherwise all
+   * at once.
+   */
+  oneByOne: boolean;
   random: Random;
-  logger: Logger;
+  /** Every log line of every replica (the watcher's event lines among them). */
+  onLine(line: string): void;
 }
 
 /** What the whole fleet did, summed over replicas and incarnations. */
@@ -55,6 +62,8 @@ export interface FleetCounts {
 }
 
 /** A BullMQ job as the processor reads it: its id, data and attempts so far. */
+const FIRST_LOGINS_WAIT_MS = 10_000;
+
 type SimJob = Parameters<ReturnType<typeof createGradeProcessor>>[0];
 
 async function counted(counter: { get(): Promise<{ values: { value: number }[] }> }) {
@@ -82,8 +91,22 @@ export class SimFleet {
     this.jobs = new SimJobs(this, options);
     for (let index = 0; index < options.replicas; index++) {
       this.backoffs.push(new CrashLoopBackoff(options.supervise));
-      this.launch(index, 0);
     }
+    if (options.oneByOne) this.launchInTurn(0);
+    else for (let index = 0; index < options.replicas; index++) this.launch(index, 0);
+  }
+
+  // As the storm runner's oneByOne: the next replica once this one logged in (at most 10 s).
+  private launchInTurn(index: number) {
+    if (index >= this.options.replicas || this.stopped) return;
+    const replica = this.launch(index, 0);
+    const deadline = Date.now() + FIRST_LOGINS_WAIT_MS;
+    const check = () => {
+      if (replica.firstLoginsEnded >= replica.connections || Date.now() >= deadline) {
+        this.launchInTurn(index + 1);
+      } else setTimeout(check, 20);
+    };
+    setTimeout(check, 20);
   }
 
   /** Live replicas (the hardened job queue's workers). */
@@ -91,7 +114,7 @@ export class SimFleet {
     return this.incarnations.filter((replica) => replica.alive);
   }
 
-  private launch(index: number, incarnation: number) {
+  private launch(index: number, incarnation: number): Replica {
     const replica = new Replica(this, this.options, index, incarnation);
     this.incarnations.push(replica);
     void replica.run().then((reason) => {
@@ -105,6 +128,7 @@ export class SimFleet {
         this.launch(index, incarnation + 1);
       }, delay);
     });
+    return replica;
   }
 
   /** Kills a replica as SIGKILL would: no shutdown, its connections and answers gone. */
@@ -145,6 +169,10 @@ export class SimFleet {
 class Replica {
   readonly id: string;
   readonly metrics: WatcherMetrics;
+  readonly logger: Logger;
+  readonly connections: number;
+  /** Connections whose first login attempt ended (`first-login` lines), as the harness counts. */
+  firstLoginsEnded = 0;
   alive = true;
   running = 0;
   readonly clients = new Map<string, XQueueClient[]>();
@@ -163,6 +191,17 @@ class Replica {
   ) {
     this.id = `r${index + 1}.${incarnation}`;
     this.metrics = createMetrics(this.id);
+    this.connections = options.config.queues.reduce((total, queue) => total + queue.connections, 0);
+    // Silent but for the watcher's event lines, which it prints at any level.
+    this.logger = pino(
+      { level: 'silent' },
+      {
+        write: (line: string) => {
+          if (line.includes('"event":"first-login"')) this.firstLoginsEnded += 1;
+          options.onLine(line);
+        },
+      },
+    );
     this.exited = new Promise((resolve) => {
       this.exitWith = resolve;
     });
@@ -199,7 +238,7 @@ class Replica {
         return list.length > 0 ? list[this.nextClient++ % list.length] : undefined;
       },
       metrics: this.metrics,
-      logger: this.options.logger,
+      logger: this.logger,
       now: Date.now,
     });
   }
@@ -229,7 +268,7 @@ class Replica {
           httpBasicAuth: manager.httpBasicAuth,
           verifyTls: manager.verifyTls,
           metrics: this.metrics,
-          logger: options.logger,
+          logger: this.logger,
           now: Date.now,
           fetch,
         });
@@ -247,7 +286,7 @@ class Replica {
           sleep,
           now: Date.now,
           metrics: this.metrics,
-          logger: options.logger,
+          logger: this.logger,
           signal: this.stopLoops.signal,
         };
         this.running += 1;

@@ -7,7 +7,14 @@ import { sleep } from './virtual-clock.ts';
 
 /** What the LMS's capacity is made of; only these are modelled, the rest is the LMS's own code. */
 export interface LmsCosts {
-  /** Synchronous workers (gunicorn/uwsgi): each holds one request for its whole service time. */
+  /**
+   * How the LMS serves: `workers` (production's Django under gunicorn/uwsgi: W synchronous
+   * workers, each holding one request for its whole service time, hashing included) or
+   * `event-loop` (this project's Node LMS, as `pnpm storm` runs it: one event loop does every
+   * request's `requestMs` in turn, and password hashes run on W threads beside it).
+   */
+  model: 'workers' | 'event-loop';
+  /** Synchronous workers, or hashing threads in the `event-loop` model. */
   workers: number;
   /** Virtual nanoseconds one PBKDF2 iteration takes in a worker. */
   iterationNs: number;
@@ -46,7 +53,11 @@ export interface WorkerStats {
  * iterationNs`, spent while the request holds its worker. Hashes keep Django's layout (so the
  * LMS reads their iteration count as usual); the digest is one SHA-256, not PBKDF2.
  */
-export function simulatedPasswords(costMs: (iterations: number) => number): PasswordChecker {
+export function simulatedPasswords(
+  costMs: (iterations: number) => number,
+  hashOn: (work: () => Promise<void>) => Promise<void> = (work) => work(),
+): PasswordChecker {
+  const spend = (iterations: number) => hashOn(() => sleep(costMs(iterations)));
   const digest = (password: string, salt: string) =>
     createHash('sha256').update(`${salt}$${password}`).digest('base64');
   const encode = (password: string, iterations: number) =>
@@ -54,15 +65,15 @@ export function simulatedPasswords(costMs: (iterations: number) => number): Pass
   return {
     async verify(password, encoded) {
       const [algorithm, iterations = '', salt = '', hash] = encoded.split('$');
-      await sleep(costMs(Number(iterations)));
+      await spend(Number(iterations));
       return algorithm === 'pbkdf2_sha256' && digest(password, salt) === hash;
     },
     async burn(_password, iterations) {
-      await sleep(costMs(iterations));
+      await spend(iterations);
       return false;
     },
     async hash(password, iterations) {
-      await sleep(costMs(iterations));
+      await spend(iterations);
       return encode(password, iterations);
     },
   };
@@ -126,6 +137,8 @@ export class SimLms {
   /** Every incarnation, the current last: a restarted LMS's counters start again at 0. */
   private readonly apps: ReturnType<typeof createApp>[] = [];
   private readonly pool: WorkerPool;
+  /** The event loop (`event-loop` model): one request's own work at a time. */
+  private readonly loop = new WorkerPool(1);
   private down = false;
   readonly baseUrl = 'http://lms.sim';
 
@@ -148,7 +161,10 @@ export class SimLms {
       db: this.options.database.db,
       config: this.options.config,
       logger: this.options.logger,
-      passwords: simulatedPasswords(costMs),
+      passwords:
+        costs.model === 'event-loop'
+          ? simulatedPasswords(costMs, (work) => this.pool.hold(work))
+          : simulatedPasswords(costMs),
     });
   }
 
@@ -206,8 +222,8 @@ export class SimLms {
     await sleep(costs.latencyMs);
     if (this.down) throw connectionRefused();
     const app = this.app;
-    const answer = await this.pool.hold(async () => {
-      await sleep(costs.requestMs);
+    const handle = async (own: () => Promise<void>) => {
+      await own();
       const request = new Request(url, {
         method: init.method ?? 'GET',
         headers: init.headers ?? {},
@@ -219,7 +235,11 @@ export class SimLms {
       const response = await app.fetch(request, env);
       const body = await response.arrayBuffer();
       return { status: response.status, headers: response.headers, body };
-    });
+    };
+    const answer =
+      costs.model === 'event-loop'
+        ? await handle(() => this.loop.hold(() => sleep(costs.requestMs)))
+        : await this.pool.hold(() => handle(() => sleep(costs.requestMs)));
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;

@@ -135,19 +135,15 @@ async function runWorld(
   // A `result-accepted` line is a put_result the LMS answered with success: counted per
   // submission and pull key (the job id names both).
   const acceptedResults = new Map<number, Map<string, number>>();
-  const logger = pino(
-    { level: 'silent' },
-    {
-      write(line: string) {
-        if (!line.includes('"event":"result-accepted"')) return;
-        const id = Number(/"submissionId":(\d+)/.exec(line)?.[1]);
-        const key = /"jobId":"([^"]+)"/.exec(line)?.[1] ?? '';
-        const keys = acceptedResults.get(id) ?? new Map<string, number>();
-        keys.set(key, (keys.get(key) ?? 0) + 1);
-        acceptedResults.set(id, keys);
-      },
-    },
-  );
+  const onLine = (line: string) => {
+    if (!line.includes('"event":"result-accepted"')) return;
+    const id = Number(/"submissionId":(\d+)/.exec(line)?.[1]);
+    const key = /"jobId":"([^"]+)"/.exec(line)?.[1] ?? '';
+    const keys = acceptedResults.get(id) ?? new Map<string, number>();
+    keys.set(key, (keys.get(key) ?? 0) + 1);
+    acceptedResults.set(id, keys);
+  };
+  const logger = pino({ level: 'silent' });
   const { queues } = queueNamesOf(settings);
   const database = openDatabase({ path: ':memory:', synchronous: 'normal' });
   const config = lmsConfig(settings, scenario);
@@ -168,6 +164,7 @@ async function runWorld(
     database,
     config,
     costs: {
+      model: settings.lmsModel,
       workers: settings.lmsWorkers,
       // Costs are what the LMS's machine spends; a compressed run (--lab) compresses the
       // iteration count instead, as `pnpm storm` does.
@@ -233,8 +230,9 @@ async function runWorld(
     startupMs: (settings.replicaStartupSeconds * 1000) / c,
     jobLockMs: watcherEnv.WATCHER_JOB_LOCK_MS,
     concurrency: watcherEnv.WATCHER_CONCURRENCY,
+    oneByOne: settings.oneByOne,
     random: random.fork('fleet'),
-    logger,
+    onLine,
   });
 
   const loadStarted = Date.now();

@@ -21,7 +21,9 @@ export interface SimSettings {
    * second conf.d file to add connections (MIT's); otherwise entry i watches `queue-i`.
    */
   sameQueue: boolean;
-  /** The LMS's synchronous workers (gunicorn/uwsgi). */
+  /** How the LMS serves: see `LmsCosts.model` (production: `workers`; `--lab`: `event-loop`). */
+  lmsModel: 'workers' | 'event-loop';
+  /** The LMS's synchronous workers (gunicorn/uwsgi), or hashing threads for `event-loop`. */
   lmsWorkers: number;
   /** PBKDF2 iterations of a login (PASSWORD_HASH_ITERATIONS). */
   iterations: number;
@@ -39,6 +41,8 @@ export interface SimSettings {
   lockSeconds: number;
   restartBackoffBaseSeconds: number;
   restartBackoffMaxSeconds: number;
+  /** Replicas start one after another (`pnpm storm`'s way), or all at once (a deployment's). */
+  oneByOne: boolean;
   /** From a replica's start until its connections log in. */
   replicaStartupSeconds: number;
   gradingSeconds: number;
@@ -69,6 +73,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   queues: 2,
   connections: 2,
   sameQueue: false,
+  lmsModel: 'workers',
   lmsWorkers: 4,
   iterations: 1_000_000,
   iterationNs: DEFAULT_ITERATION_NS,
@@ -81,6 +86,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   lockSeconds: 300,
   restartBackoffBaseSeconds: 10,
   restartBackoffMaxSeconds: 300,
+  oneByOne: false,
   replicaStartupSeconds: 2,
   gradingSeconds: 1,
   students: 40,
