@@ -12,6 +12,7 @@ import {
 import { POLICY_ENV } from '@storm-lab/session-policy';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { verifyPassword } from './auth/password.ts';
+import { runCli } from './cli.ts';
 import { openDatabase } from './db/client.ts';
 import { ENV_VARIABLES } from './env.ts';
 import { browserSessions, expectEnded, FAST, LMS_DIR, lmsCli } from './testing/cli.ts';
@@ -293,6 +294,74 @@ describe('accounts the CLI creates or changes', { timeout: 90_000 }, () => {
         databasePath,
       ),
     ).toMatchObject({ code: 2, output: expect.stringContaining('--staff and --no-staff') });
+  });
+});
+
+describe('serve off loopback with lab passwords', { timeout: 90_000 }, () => {
+  let dir: string;
+  let databasePath: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lms-serve-'));
+    databasePath = join(dir, 'lms.db');
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  // 192.0.2.1 (TEST-NET-1) is not loopback and not an address of this machine: `serve` says
+  // what it says at start, then cannot bind, so nothing is ever exposed.
+  const OFF_LOOPBACK = { HOST: '192.0.2.1', PORT: '0' };
+
+  /** `pnpm lms serve` in this process until it fails to bind; all it printed before. */
+  async function serveOutput(): Promise<string> {
+    let output = '';
+    const write = (text: string) => {
+      output += `${text}\n`;
+    };
+    const io = {
+      env: { ...FAST, ...OFF_LOOPBACK, DATABASE_PATH: databasePath },
+      cwd: LMS_DIR,
+      out: write,
+      err: write,
+    };
+    await expect(runCli(['serve'], io)).rejects.toThrow(/EADDRNOTAVAIL/);
+    return output;
+  }
+
+  it('warns loudly at start when an account still has a lab default password', async () => {
+    expect(
+      (await lmsCli(['seed', '--students', '2', '--staff-password', 'own-pass'], databasePath))
+        .code,
+    ).toBe(0);
+    const output = await serveOutput();
+    expect(output).toContain(
+      'WARNING: HOST=192.0.2.1 is not a loopback address, and 3 accounts still have a lab ' +
+        "default password (the seed's published xqueue-pass, staff-pass, student-pass): " +
+        'xqueue_svc, student1, student2.',
+    );
+    expect(output).not.toMatch(/WARNING.*\bstaff\b,/);
+  });
+
+  it('checks an account whose password predates the record once, and says nothing for own passwords', async () => {
+    expect(
+      (await lmsCli(['seed', '--students', '1', '--random-passwords'], databasePath)).code,
+    ).toBe(0);
+    expect(await serveOutput()).not.toContain('WARNING');
+    expect(
+      (await lmsCli(['user', 'add', 'student1', '--password', 'student-pass'], databasePath)).code,
+    ).toBe(0);
+    // As a password set before the LMS recorded whether it is a lab default.
+    const database = openDatabase({ path: databasePath });
+    database.sqlite
+      .prepare("UPDATE users SET lab_password = NULL WHERE username = 'student1'")
+      .run();
+    database.close();
+    expect(await serveOutput()).toMatch(/lab default password \(.*\): student1\. /);
+    // Checked once: the answer is recorded, the next start only reads it.
+    const recorded = openDatabase({ path: databasePath });
+    const row = recorded.sqlite
+      .prepare("SELECT lab_password AS lab FROM users WHERE username = 'student1'")
+      .get();
+    recorded.close();
+    expect(row).toEqual({ lab: 1 });
   });
 });
 

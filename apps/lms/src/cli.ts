@@ -19,10 +19,18 @@ import type { SessionDetails } from './auth/session-admin.ts';
 import type { SessionStore } from './auth/session-store.ts';
 import { shortId } from './auth/tokens.ts';
 import { usernameProblem } from './auth/username.ts';
+import { isClusterWorker } from './cluster.ts';
 import { type ClientDb, openDatabase } from './db/client.ts';
 import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
-import { SEED_DEFAULTS, type SeedSummary, seed } from './seed.ts';
+import {
+  isLabPassword,
+  LAB_PASSWORDS,
+  labPasswordAccounts,
+  SEED_DEFAULTS,
+  type SeedSummary,
+  seed,
+} from './seed.ts';
 import { ensureGroup, findCredentials, saveUser } from './users.ts';
 
 /** A mistake in the command line: printed with the command's help, exit code 2. */
@@ -55,7 +63,11 @@ Commands:
 
 Run "pnpm lms <command> --help" for a command's options.
 ${ENV_HELP}`,
-  serve: `Usage: pnpm lms serve\n\nMigrates the database, then listens on HOST:PORT.\n${ENV_HELP}`,
+  serve: `Usage: pnpm lms serve
+
+Migrates the database, then listens on HOST:PORT. When HOST is not a loopback address it first
+warns (WARNING: on stderr) about every active account that still has a lab default password.
+${ENV_HELP}`,
   migrate: 'Usage: pnpm lms migrate\n\nApplies the committed migrations to DATABASE_PATH.',
   seed: `Usage: pnpm lms seed [options]   (idempotent)
 
@@ -453,6 +465,7 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
     const saved = saveUser(database.db, {
       username,
       passwordHash,
+      labPassword: isLabPassword(values.password),
       groups,
       ...(isStaff !== undefined && { isStaff }),
       now: Date.now(),
@@ -566,6 +579,43 @@ async function sessionsCommand(args: string[], config: LmsConfig, io: CliIo) {
   }
 }
 
+/** Usernames a warning names at most; the rest are counted. */
+const NAMED_ACCOUNTS = 10;
+
+/**
+ * Before `serve` listens off loopback: a loud warning when an account still has a lab default
+ * password, which anyone who can reach the server may then use (the seed uses them only while
+ * HOST is loopback; a database seeded that way may be served elsewhere later).
+ */
+async function warnLabPasswords(config: LmsConfig, io: CliIo): Promise<void> {
+  if (isLoopback(config.host)) return;
+  const database = openDatabase({ path: config.databasePath });
+  let found: Awaited<ReturnType<typeof labPasswordAccounts>>;
+  try {
+    found = await labPasswordAccounts(database.db);
+  } finally {
+    database.close();
+  }
+  const { usernames, unchecked } = found;
+  if (usernames.length > 0) {
+    const named = usernames.slice(0, NAMED_ACCOUNTS).join(', ');
+    const more =
+      usernames.length > NAMED_ACCOUNTS ? ` and ${usernames.length - NAMED_ACCOUNTS} more` : '';
+    io.err(
+      `WARNING: HOST=${config.host} is not a loopback address, and ${usernames.length} account${usernames.length === 1 ? '' : 's'} still ` +
+        `${usernames.length === 1 ? 'has' : 'have'} a lab default password (the seed's published ${LAB_PASSWORDS.join(', ')}): ${named}${more}. ` +
+        'Anyone who can reach this server can log in as them. Set new passwords: pnpm lms seed ' +
+        '--reset-passwords --random-passwords, or pnpm lms user add NAME --password P.',
+    );
+  }
+  if (unchecked > 0) {
+    io.err(
+      `WARNING: HOST=${config.host} is not a loopback address, and ${unchecked} more accounts have passwords from before ` +
+        'the LMS recorded whether they are lab defaults; the next starts check them, 20 at a time.',
+    );
+  }
+}
+
 async function run(argv: string[], io: CliIo): Promise<void> {
   const [command, ...args] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -577,6 +627,8 @@ async function run(argv: string[], io: CliIo): Promise<void> {
   switch (command) {
     case 'serve':
       parse(args);
+      // Once per LMS: the workers of LMS_WORKERS run this command again.
+      if (!isClusterWorker()) await warnLabPasswords(config, io);
       return runUntilSignal(config);
     case 'migrate':
       parse(args);

@@ -1,7 +1,8 @@
-import { hashPassword } from './auth/password.ts';
+import { and, eq } from 'drizzle-orm';
+import { hashPassword, verifyPassword } from './auth/password.ts';
 import type { Db } from './db/client.ts';
-import { problems, queues } from './db/schema.ts';
-import { type SavedUser, type SaveUserOptions, saveUser, XQUEUE_GROUP } from './users.ts';
+import { problems, queues, users } from './db/schema.ts';
+import { groupsOf, type SavedUser, type SaveUserOptions, saveUser, XQUEUE_GROUP } from './users.ts';
 
 /** What `pnpm lms seed` creates; every field has a lab default. */
 export interface SeedOptions {
@@ -32,6 +33,18 @@ export const SEED_DEFAULTS: SeedOptions = {
   staffPassword: 'staff-pass',
   studentPassword: 'student-pass',
 };
+
+/** The lab default passwords: published, so never to be served off loopback. */
+export const LAB_PASSWORDS: readonly string[] = [
+  SEED_DEFAULTS.servicePassword,
+  SEED_DEFAULTS.staffPassword,
+  SEED_DEFAULTS.studentPassword,
+];
+
+/** Whether a password is one of {@link LAB_PASSWORDS}. */
+export function isLabPassword(password: string): boolean {
+  return LAB_PASSWORDS.includes(password);
+}
 
 /** What a seed run wrote, for printing. */
 export interface SeedSummary {
@@ -106,15 +119,31 @@ export async function seed(
         .run();
     }
     const keepPassword = options.resetPasswords !== true;
-    const account = (username: string, passwordHash: string, extra: AccountExtras = {}) =>
+    const account = (
+      username: string,
+      password: string,
+      passwordHash: string,
+      extra: AccountExtras = {},
+    ) =>
       [
         username,
-        saveUser(tx, { username, passwordHash, now: context.now, keepPassword, ...extra }),
+        saveUser(tx, {
+          username,
+          passwordHash,
+          labPassword: isLabPassword(password),
+          now: context.now,
+          keepPassword,
+          ...extra,
+        }),
       ] as const;
     return [
-      account(options.serviceUsername, serviceHash!, { groups: [XQUEUE_GROUP] }),
-      account(options.staffUsername, staffHash!, { isStaff: true }),
-      ...students.map((username, index) => account(username, studentHashes[index]!)),
+      account(options.serviceUsername, options.servicePassword, serviceHash!, {
+        groups: [XQUEUE_GROUP],
+      }),
+      account(options.staffUsername, options.staffPassword, staffHash!, { isStaff: true }),
+      ...students.map((username, index) =>
+        account(username, options.studentPassword, studentHashes[index]!),
+      ),
     ];
   });
   const named = (keep: (user: SavedUser) => boolean) =>
@@ -131,5 +160,65 @@ export async function seed(
     passwordChangedIds: saved
       .filter(([, user]) => user.passwordSet && !user.created)
       .map(([, user]) => user.id),
+  };
+}
+
+/** Accounts with a password from before the record (migration 0011) checked per call at most. */
+const UNRECORDED_CHECKS = 20;
+
+/** Which active accounts {@link labPasswordAccounts} found with a lab default password. */
+export interface LabPasswordAccounts {
+  /** Their usernames, in table order. */
+  usernames: string[];
+  /** Accounts whose password predates the record and were left unchecked (beyond the cap). */
+  unchecked: number;
+}
+
+/**
+ * The active accounts whose password is a lab default ({@link LAB_PASSWORDS}), for `serve` to
+ * warn off loopback. Each password written since migration 0011 records whether it is one, so
+ * this is a query; an older one is checked against the default of its account's role (one
+ * password hash each, for at most 20 accounts a call) and the answer recorded, so each is
+ * hashed once.
+ *
+ * @example
+ * const { usernames } = await labPasswordAccounts(db); // ['xqueue_svc', 'student1']
+ */
+export async function labPasswordAccounts(db: Db): Promise<LabPasswordAccounts> {
+  const rows = db
+    .select({
+      id: users.id,
+      username: users.username,
+      password: users.password,
+      isStaff: users.isStaff,
+      labPassword: users.labPassword,
+    })
+    .from(users)
+    .where(eq(users.isActive, true))
+    .all();
+  const unrecorded = rows.filter((row) => row.labPassword === null);
+  const checked = unrecorded.slice(0, UNRECORDED_CHECKS);
+  const found = await Promise.all(
+    checked.map(async (row) => {
+      const groups = groupsOf(db, row.id);
+      const candidate = groups.includes(XQUEUE_GROUP)
+        ? SEED_DEFAULTS.servicePassword
+        : row.isStaff
+          ? SEED_DEFAULTS.staffPassword
+          : SEED_DEFAULTS.studentPassword;
+      return verifyPassword(candidate, row.password);
+    }),
+  );
+  checked.forEach((row, index) => {
+    // Only if the password is still the one checked.
+    db.update(users)
+      .set({ labPassword: found[index] ?? false })
+      .where(and(eq(users.id, row.id), eq(users.password, row.password)))
+      .run();
+    row.labPassword = found[index] ?? false;
+  });
+  return {
+    usernames: rows.filter((row) => row.labPassword === true).map((row) => row.username),
+    unchecked: unrecorded.length - checked.length,
   };
 }

@@ -52,6 +52,8 @@ export interface UpsertUserOptions {
   username: string;
   /** A Django-format hash (see hashPassword). */
   passwordHash: string;
+  /** Whether it hashes one of the seed's published lab passwords (see isLabPassword). Default false. */
+  labPassword?: boolean;
   groups?: readonly string[];
   /** Set (true) or clear (false) the staff flag; absent: a new user is not staff, an existing one keeps it. */
   isStaff?: boolean;
@@ -110,6 +112,7 @@ export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
           id,
           username: options.username,
           password: options.passwordHash,
+          labPassword: options.labPassword ?? false,
           isStaff: options.isStaff ?? false,
           dateJoined: options.now,
         })
@@ -122,6 +125,7 @@ export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
       tx.update(users)
         .set({
           password: options.passwordHash,
+          labPassword: options.labPassword ?? false,
           ...(options.isStaff !== undefined && { isStaff: options.isStaff }),
         })
         .where(eq(users.id, id))

@@ -10,7 +10,7 @@ import type { ClientDb } from '../db/client.ts';
 import { sessionEnds, users } from '../db/schema.ts';
 import { isBusy } from '../ops/errors.ts';
 import type { EndingReason } from './session-admin.ts';
-import { authHashMatches } from './session-auth-hash.ts';
+import { createAuthHashCheck } from './session-auth-hash.ts';
 import { evictionEnds, loginRows } from './session-rows.ts';
 import {
   type LoginAdmitRequest,
@@ -110,6 +110,7 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     now,
   });
   const userRow = db.$client.prepare<[string], UserRow>(USER_SQL);
+  const authHashMatches = createAuthHashCheck();
   const rows = loginRows(db);
   const endedReason = tombstoneReader(db);
   let lastPruneAt: number | null = null;

@@ -7,19 +7,12 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 // key only separates the use. Without the database the digest reveals nothing: the hash it is
 // taken of holds a random 22-character salt and the PBKDF2 output.
 const KEY = 'storm-lab.lms.session-auth-hash';
-// Every request compares against its user's hash: the digests of recent hashes are kept so
-// that a request costs a map lookup, not an HMAC. Cleared when full (a hash is ~90 bytes).
+// A checker keeps the digests of recent hashes, so that a request costs a map lookup, not an
+// HMAC; cleared when full (a hash is about 90 bytes).
 const MEMO_LIMIT = 4096;
-const memo = new Map<string, Buffer>();
 
 function digest(passwordHash: string): Buffer {
-  let known = memo.get(passwordHash);
-  if (known === undefined) {
-    known = createHmac('sha256', KEY).update(passwordHash).digest();
-    if (memo.size >= MEMO_LIMIT) memo.clear();
-    memo.set(passwordHash, known);
-  }
-  return known;
+  return createHmac('sha256', KEY).update(passwordHash).digest();
 }
 
 /**
@@ -34,17 +27,29 @@ export function sessionAuthHash(passwordHash: string): string {
   return digest(passwordHash).toString('hex');
 }
 
+/** Whether a session's recorded auth hash still matches its user's stored password hash. */
+export type AuthHashCheck = (recorded: string | null | undefined, passwordHash: string) => boolean;
+
 /**
- * Whether a session's recorded auth hash still matches its user's stored password hash,
- * compared in constant time. A session without one (recorded before the LMS kept it, or by a
- * caller that gave none) does not match, as Django flushes a session without a hash.
+ * Creates the per-request check (one per session store): compares a session's recorded auth
+ * hash with that of its user's stored password hash, in constant time. A session without one
+ * (recorded before the LMS kept it) does not match, as Django flushes a session without a hash.
  *
  * @example
- * if (!authHashMatches(session.authHash, user.password)) refuse('password-change');
+ * const matches = createAuthHashCheck();
+ * if (!matches(session.authHash, user.password)) refuse('password-change');
  */
-export function authHashMatches(recorded: string | null | undefined, passwordHash: string) {
-  if (typeof recorded !== 'string' || recorded.length !== 64) return false;
-  const expected = digest(passwordHash);
-  const given = Buffer.from(recorded, 'hex');
-  return given.length === expected.length && timingSafeEqual(given, expected);
+export function createAuthHashCheck(): AuthHashCheck {
+  const memo = new Map<string, Buffer>();
+  return (recorded, passwordHash) => {
+    if (typeof recorded !== 'string' || recorded.length !== 64) return false;
+    let expected = memo.get(passwordHash);
+    if (expected === undefined) {
+      expected = digest(passwordHash);
+      if (memo.size >= MEMO_LIMIT) memo.clear();
+      memo.set(passwordHash, expected);
+    }
+    const given = Buffer.from(recorded, 'hex');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
 }

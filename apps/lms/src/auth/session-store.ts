@@ -25,7 +25,7 @@ import {
   type SessionDetails,
   type ShortIdMatch,
 } from './session-admin.ts';
-import { authHashMatches } from './session-auth-hash.ts';
+import { createAuthHashCheck } from './session-auth-hash.ts';
 import { evictionEnds, loginRows } from './session-rows.ts';
 import { createUpstreamAdmission } from './upstream-admission.ts';
 
@@ -309,6 +309,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     options.enforcement === 'upstream' ? createUpstreamAdmission({ db, ttlMs }) : null;
   let lastPruneAt: number | null = null;
   const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
+  const authHashMatches = createAuthHashCheck();
   const rows = loginRows(db);
   const endedReason = tombstoneReader(db);
   const touch = db.$client.prepare<[number, string]>(

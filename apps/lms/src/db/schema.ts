@@ -20,6 +20,11 @@ export const users = sqliteTable(
     isActive: integer('is_active', { mode: 'boolean' }).notNull().default(true),
     dateJoined: integer('date_joined').notNull(),
     lastLogin: integer('last_login'),
+    /**
+     * Whether the password is one of the seed's published lab defaults, written with it, so
+     * `serve` off loopback can warn without hashing. Null: set before 0011, not known yet.
+     */
+    labPassword: integer('lab_password', { mode: 'boolean' }),
   },
   (table) => [uniqueIndex('users_username_unique').on(table.username)],
 );
