@@ -14,7 +14,7 @@ import {
   writeReport,
 } from '@storm-lab/storm';
 import { faultRun } from './faults.ts';
-import { measureLabCosts } from './lab.ts';
+import { type LabCosts, measureLabCosts } from './lab.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { simulateScenario } from './run.ts';
 import {
@@ -181,12 +181,15 @@ export function settingsOf(values: Values, base: SimSettings): SimSettings {
   };
 }
 
-/** `pnpm storm`'s default run, as the simulator replays it (`--lab`). */
-export async function labSettings(): Promise<SimSettings> {
+/**
+ * `pnpm storm`'s default run, as the simulator replays it (`--lab`), at `costs` (default: this
+ * machine's, measured now).
+ */
+export async function labSettings(costs?: LabCosts): Promise<SimSettings> {
   const compression = 2;
   const shape = { queues: 2, connections: 2 };
   const times = compress(compression, 1, hashShare(shape));
-  const costs = await measureLabCosts();
+  costs ??= await measureLabCosts();
   return {
     ...PRODUCTION_SETTINGS,
     ...shape,
@@ -194,6 +197,7 @@ export async function labSettings(): Promise<SimSettings> {
     // The lab's LMS is one Node process: its event loop serves, and it hashes on libuv's
     // threads, as many at once as this machine has cores.
     lmsModel: 'event-loop',
+    loginThrottle: true,
     lmsWorkers: availableParallelism(),
     iterations: times.hashIterations,
     iterationNs: costs.iterationNs,

@@ -96,10 +96,12 @@ export function faultSchedule(seed: number, log: FaultEvent[]) {
 export interface Invariants {
   /** Every submission graded. */
   allGraded: boolean;
-  /** Submissions whose result the LMS accepted under more than one pull key: graded twice. */
+  /**
+   * Submissions graded twice: accepted under more than one pull key, or twice from one poster.
+   */
   acceptedTwice: number[];
   /**
-   * Submissions accepted more than once under one pull key: after a lost answer to
+   * Submissions accepted under one pull key from several connections: after a lost answer to
    * get_submission, edx-submissions serves the timed-out row with the same key to every poll
    * until a result lands, so each connection that got it posts, and each post is accepted
    * (the same result; upstream's behaviour, reported, not a failure).
@@ -126,16 +128,18 @@ export async function faultRun(scenarioName: string, seed: number): Promise<Faul
   const scenario = await scenarioFor(scenarioName, settings);
   const log: FaultEvent[] = [];
   let people: string[] = [];
-  let acceptedTwice: number[] = [];
-  let repeatsOfOneKey: number[] = [];
+  const acceptedTwice: number[] = [];
+  const repeatsOfOneKey: number[] = [];
   const figures = await simulateScenario(scenario, settings, {
     during: faultSchedule(seed, log),
     atEnd: (world, seen) => {
-      const accepted = [...seen.acceptedResults];
-      acceptedTwice = accepted.filter(([, keys]) => keys.size > 1).map(([id]) => id);
-      repeatsOfOneKey = accepted
-        .filter(([, keys]) => [...keys.values()].some((count) => count > 1))
-        .map(([id]) => id);
+      for (const [id, posts] of seen.acceptedResults) {
+        const keys = new Set([...posts.keys()].map((post) => post.split(' ')[0]));
+        // One poster accepted twice, or two keys accepted: graded twice.
+        if (keys.size > 1 || [...posts.values()].some((count) => count > 1)) acceptedTwice.push(id);
+        // One key from several connections: upstream's re-serve of a timed-out pull.
+        else if (posts.size > 1) repeatsOfOneKey.push(id);
+      }
       const rows = world.database.sqlite
         .prepare(
           `SELECT u.username AS username FROM sessions s JOIN users u ON u.id = s.user_id

@@ -286,7 +286,8 @@ class Replica {
           sleep,
           now: Date.now,
           metrics: this.metrics,
-          logger: this.logger,
+          // As the replica's: its lines name the connection (here with the incarnation).
+          logger: this.logger.child({ connection: `${this.id}/${index}` }),
           signal: this.stopLoops.signal,
         };
         this.running += 1;

@@ -38,6 +38,7 @@ export interface WorldHooks {
   /** Called after the drain, before the world is taken down. */
   atEnd?(
     world: World,
+    /** Per submission: accepted results by `jobId poster` (the poster: a connection, or `job`). */
     seen: { acceptedResults: ReadonlyMap<number, ReadonlyMap<string, number>> },
   ): void;
 }
@@ -67,6 +68,7 @@ function lmsConfig(settings: SimSettings, scenario: Scenario): LmsConfig {
       XQUEUE_LOCK_SECONDS: String(settings.lockSeconds / settings.compression),
       // People browse from their own addresses behind the LMS's proxy (studentAddress).
       TRUST_PROXY: 'loopback',
+      ...(!settings.loginThrottle && { LOGIN_THROTTLE_FAILURES: '0' }),
       ...scenario.lms,
     },
     process.cwd(),
@@ -138,7 +140,9 @@ async function runWorld(
   const onLine = (line: string) => {
     if (!line.includes('"event":"result-accepted"')) return;
     const id = Number(/"submissionId":(\d+)/.exec(line)?.[1]);
-    const key = /"jobId":"([^"]+)"/.exec(line)?.[1] ?? '';
+    // The pull key (in the job id) and who posted: a hardened job posts from no connection.
+    const job = /"jobId":"([^"]+)"/.exec(line)?.[1] ?? '';
+    const key = `${job} ${/"connection":"([^"]+)"/.exec(line)?.[1] ?? 'job'}`;
     const keys = acceptedResults.get(id) ?? new Map<string, number>();
     keys.set(key, (keys.get(key) ?? 0) + 1);
     acceptedResults.set(id, keys);

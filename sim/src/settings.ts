@@ -21,6 +21,11 @@ export interface SimSettings {
    * second conf.d file to add connections (MIT's); otherwise entry i watches `queue-i`.
    */
   sameQueue: boolean;
+  /**
+   * The LMS's login throttle (this project's, `LOGIN_THROTTLE_FAILURES` 10): off in production
+   * mode, as edx-submissions' xqueue login has none; on with `--lab`, as `pnpm storm` runs it.
+   */
+  loginThrottle: boolean;
   /** How the LMS serves: see `LmsCosts.model` (production: `workers`; `--lab`: `event-loop`). */
   lmsModel: 'workers' | 'event-loop';
   /** The LMS's synchronous workers (gunicorn/uwsgi), or hashing threads for `event-loop`. */
@@ -73,6 +78,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   queues: 2,
   connections: 2,
   sameQueue: false,
+  loginThrottle: false,
   lmsModel: 'workers',
   lmsWorkers: 4,
   iterations: 1_000_000,
