@@ -206,27 +206,32 @@ export class SimLms {
     await sleep(costs.latencyMs);
     if (this.down) throw connectionRefused();
     const app = this.app;
-    const answer = await this.pool.hold(async () => {
+    const response = await this.pool.hold(async () => {
       await sleep(costs.requestMs);
-      const request = new Request(url, {
-        method: init.method ?? 'GET',
-        headers: init.headers ?? {},
-        body: init.body ?? null,
-      });
       const env = {
         incoming: { socket: { remoteAddress: host.address, remotePort: 0, remoteFamily: 'IPv4' } },
       };
-      const response = await app.fetch(request, env);
-      const body = await response.arrayBuffer();
-      return { status: response.status, headers: response.headers, body };
+      return app.fetch(requestOf(url, init), env);
     });
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
     await sleep(costs.latencyMs);
-    return new Response(answer.body.byteLength > 0 ? answer.body : null, {
-      status: answer.status,
-      headers: answer.headers,
-    });
+    // The app's own answer, its body already whole (the LMS answers JSON, text and HTML, never
+    // a stream), read once by its client as it would be from the socket.
+    return response;
   }
+}
+
+/**
+ * The request as the LMS receives it: a string body comes with its `Content-Length`, as every
+ * HTTP client sends it on the wire (and @hono/node-server passes it on), so the LMS checks its
+ * size from the header as in production instead of counting the stream.
+ */
+function requestOf(url: string, init: RequestInit): Request {
+  const headers = new Headers(init.headers ?? {});
+  if (typeof init.body === 'string' && !headers.has('content-length')) {
+    headers.set('content-length', String(Buffer.byteLength(init.body)));
+  }
+  return new Request(url, { method: init.method ?? 'GET', headers, body: init.body ?? null });
 }
