@@ -6,6 +6,7 @@ import { renderSvg } from '@storm-lab/charts';
 import { curveChart } from './curve-chart.ts';
 import { type Results, renderMarkdown } from './markdown.ts';
 import { fleetScale, loginCost, throughput } from './sections.ts';
+import { simSpeed } from './sim-speed.ts';
 import { fleetRun } from './storm-cost.ts';
 import { topology } from './topology.ts';
 
@@ -20,9 +21,12 @@ Runs, on real processes over loopback:
   4. storm cost curve: 1..64 connections, with and without the exemption
   5. topology: get_queuelen with 1 and 2 LMS workers, admission latency on SQLite and on
      Redis with 32 parallel logins, the storm with 2 workers on Redis sessions
+and, in this process:
+  6. sim: the simulator's speed on MIT's incident (pnpm sim --preset mit), storm and cure:
+     wall time, CPU time, simulated seconds per wall second
 Writes DIR/latest.json and DIR/latest.md (default bench/results) and prints the table.
 --quick shortens every measurement (for a smoke run; numbers are noisier).
---only throughput,login,fleet,curve,topology runs some sections (to profile one thing); the files are
+--only throughput,login,fleet,curve,topology,sim runs some sections (to profile one thing); the files are
 then written to DIR/partial.json and partial.md so latest.* always hold a full run.
 Fixed loads go through wrk when it is installed (apt-get install wrk), else autocannon;
 BENCH_LOAD_GENERATOR=wrk|autocannon chooses (wrk when missing is an error).`;
@@ -43,7 +47,7 @@ async function main() {
     return;
   }
   const quick = values.quick ?? false;
-  const SECTIONS = ['throughput', 'login', 'fleet', 'curve', 'topology'];
+  const SECTIONS = ['throughput', 'login', 'fleet', 'curve', 'topology', 'sim'];
   const only = values.only?.split(',').map((name) => name.trim()) ?? SECTIONS;
   const unknown = only.filter((name) => !SECTIONS.includes(name));
   if (unknown.length > 0) {
@@ -141,6 +145,12 @@ async function main() {
       (f) => f.target === 'redis-registry' && f.accounts === 'many',
     );
     results.targets.storeAdmissionRedisP99Ms = { target: 2, actual: store?.p99Ms ?? null };
+  }
+  if (run('sim')) {
+    log("sim: MIT's incident on the virtual clock, storm and cure");
+    results.sim = await simSpeed(quick);
+    const storm = results.sim.find((figures) => figures.scenario === 'storm');
+    results.targets.simStormSpeedup = { target: 120, actual: storm?.speedup ?? null };
   }
   results.wallSeconds = Math.round((Date.now() - started) / 1000);
   await mkdir(outDir, { recursive: true });

@@ -1,5 +1,6 @@
 import type { LoadFigures } from './load.ts';
 import type { FleetFigures, LoginCostFigures, ThroughputFigures } from './sections.ts';
+import type { SimSpeedFigures } from './sim-speed.ts';
 import type { FleetRun } from './storm-cost.ts';
 import type { TopologyFigures } from './topology.ts';
 
@@ -15,6 +16,7 @@ export interface Results {
   fleetScale?: FleetFigures[];
   stormCurve?: FleetRun[];
   topology?: TopologyFigures;
+  sim?: SimSpeedFigures[];
   targets: Record<string, { target: number; actual: number | null }>;
 }
 
@@ -225,6 +227,37 @@ function topologySection(figures: TopologyFigures): string[] {
   ];
 }
 
+function simSection(figures: SimSpeedFigures[], quick: boolean): string[] {
+  return [
+    `**6. Simulator speed** (\`pnpm sim --preset mit\`: ${quick ? 'its first 10 minutes, the surge moved into them (--quick)' : 'an hour of load, then the drain until all is graded or 30 minutes'}; one process on a virtual clock, no report written)`,
+    '',
+    row([
+      'scenario',
+      'simulated s',
+      'wall s',
+      'CPU s',
+      'simulated s per wall s',
+      'logins',
+      'graded / submitted',
+      'verdict',
+    ]),
+    row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---']),
+    ...figures.map((f) =>
+      row([
+        f.scenario,
+        f.simulatedSeconds,
+        f.wallSeconds,
+        f.cpuSeconds,
+        f.speedup,
+        f.logins,
+        `${f.graded}/${f.submitted}`,
+        f.verdict,
+      ]),
+    ),
+    '',
+  ];
+}
+
 const TARGETS: Record<string, [string, (actual: number, target: number) => boolean]> = {
   getQueuelenRatio: ['get_queuelen / bare Hono', (a, t) => a >= t],
   cycleRatio: ['cycles / bare Hono', (a, t) => a >= t],
@@ -243,6 +276,10 @@ const TARGETS: Record<string, [string, (actual: number, target: number) => boole
     'admission p99 ms on Redis, one account logging in 32 times at once',
     (a, t) => a < t,
   ],
+  simStormSpeedup: [
+    "simulated s per wall s, MIT's storm (pnpm sim --preset mit)",
+    (a, t) => a >= t,
+  ],
 };
 
 /** The Markdown tables of latest.md (and the README's Performance section). */
@@ -257,6 +294,7 @@ export function renderMarkdown(results: Results): string {
     ...(results.fleetScale ? fleetSection(results.fleetScale) : []),
     ...(results.stormCurve ? curveSection(results.stormCurve) : []),
     ...(results.topology ? topologySection(results.topology) : []),
+    ...(results.sim ? simSection(results.sim, results.quick) : []),
     '**Targets**',
     '',
     row(['target', 'wanted', 'measured', 'met']),

@@ -97,7 +97,8 @@ export interface Invariants {
   /** Every submission graded. */
   allGraded: boolean;
   /**
-   * Submissions graded twice: accepted under more than one pull key, or twice from one poster.
+   * Submissions graded twice: accepted under more than one pull key, or twice from one poster
+   * (the watcher's lines), or accepted at the LMS's door more often than it was served there.
    */
   acceptedTwice: number[];
   /**
@@ -131,6 +132,7 @@ export async function faultRun(scenarioName: string, seed: number): Promise<Faul
   const acceptedTwice: number[] = [];
   const repeatsOfOneKey: number[] = [];
   const figures = await simulateScenario(scenario, settings, {
+    audit: true,
     during: faultSchedule(seed, log),
     atEnd: (world, seen) => {
       for (const [id, posts] of seen.acceptedResults) {
@@ -139,6 +141,11 @@ export async function faultRun(scenarioName: string, seed: number): Promise<Faul
         if (keys.size > 1 || [...posts.values()].some((count) => count > 1)) acceptedTwice.push(id);
         // One key from several connections: upstream's re-serve of a timed-out pull.
         else if (posts.size > 1) repeatsOfOneKey.push(id);
+      }
+      // At the LMS's door: each serve of a pull may be answered once, no more.
+      for (const [id, accepted] of world.lms.door.accepted) {
+        const served = world.lms.door.served.get(id) ?? 0;
+        if (accepted > served && !acceptedTwice.includes(id)) acceptedTwice.push(id);
       }
       const rows = world.database.sqlite
         .prepare(

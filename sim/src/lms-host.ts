@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { createApp, type LmsConfig, type LmsDatabase, type PasswordChecker } from '@storm-lab/lms';
 import type { FetchLike } from '@storm-lab/lms-client';
+import {
+  decodeSubmission,
+  parseEnvelope,
+  parseXQueueHeader,
+  XQUEUE_PATHS,
+} from '@storm-lab/xqueue-protocol';
 import type { Logger } from 'pino';
 import type { Random } from './random.ts';
 import { sleep } from './virtual-clock.ts';
@@ -123,6 +129,8 @@ export interface SimLmsOptions {
   faults: LmsFaults;
   random: Random;
   logger: Logger;
+  /** Count, per submission, the pulls served and the results accepted (see `door`). */
+  audit?: boolean;
 }
 
 /**
@@ -191,6 +199,32 @@ export class SimLms {
     this.down = false;
   }
 
+  /**
+   * Per submission, what the LMS did at its door (with `audit`): pulls it served (a re-serve of
+   * a timed-out pull counts again) and put_results it accepted, whether or not the answer then
+   * reached its client.
+   */
+  readonly door = { served: new Map<number, number>(), accepted: new Map<number, number>() };
+
+  private async audit(url: string, init: RequestInit, response: Response) {
+    if (response.status !== 200) return;
+    const count = (map: Map<number, number>, id: number | null) => {
+      if (id !== null) map.set(id, (map.get(id) ?? 0) + 1);
+    };
+    if (url.includes(XQUEUE_PATHS.putResult)) {
+      const envelope = parseEnvelope(await response.clone().text());
+      if (!envelope.ok || envelope.value.return_code !== 0) return;
+      const header = new URLSearchParams(String(init.body ?? '')).get('xqueue_header');
+      const parsed = parseXQueueHeader(header);
+      count(this.door.accepted, parsed.ok ? parsed.value.submission_id : null);
+    } else if (url.includes(XQUEUE_PATHS.getSubmission)) {
+      const envelope = parseEnvelope(await response.clone().text());
+      if (!envelope.ok || envelope.value.return_code !== 0) return;
+      const pulled = decodeSubmission(envelope.value.content);
+      count(this.door.served, pulled.ok ? pulled.value.header.submission_id : null);
+    }
+  }
+
   /** A fetch for one host: requests from its address, answers only while it is alive. */
   fetchFor(host: SimHost): FetchLike {
     return (url, init) =>
@@ -224,29 +258,35 @@ export class SimLms {
     const app = this.app;
     const handle = async (own: () => Promise<void>) => {
       await own();
-      const request = new Request(url, {
-        method: init.method ?? 'GET',
-        headers: init.headers ?? {},
-        body: init.body ?? null,
-      });
       const env = {
         incoming: { socket: { remoteAddress: host.address, remotePort: 0, remoteFamily: 'IPv4' } },
       };
-      const response = await app.fetch(request, env);
-      const body = await response.arrayBuffer();
-      return { status: response.status, headers: response.headers, body };
+      return app.fetch(requestOf(url, init), env);
     };
-    const answer =
+    const response =
       costs.model === 'event-loop'
         ? await handle(() => this.loop.hold(() => sleep(costs.requestMs)))
         : await this.pool.hold(() => handle(() => sleep(costs.requestMs)));
+    if (this.options.audit) await this.audit(url, init, response);
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
     await sleep(costs.latencyMs);
-    return new Response(answer.body.byteLength > 0 ? answer.body : null, {
-      status: answer.status,
-      headers: answer.headers,
-    });
+    // The app's own answer, its body already whole (the LMS answers JSON, text and HTML, never
+    // a stream), read once by its client as it would be from the socket.
+    return response;
   }
+}
+
+/**
+ * The request as the LMS receives it: a string body comes with its `Content-Length`, as every
+ * HTTP client sends it on the wire (and @hono/node-server passes it on), so the LMS checks its
+ * size from the header as in production instead of counting the stream.
+ */
+function requestOf(url: string, init: RequestInit): Request {
+  const headers = new Headers(init.headers ?? {});
+  if (typeof init.body === 'string' && !headers.has('content-length')) {
+    headers.set('content-length', String(Buffer.byteLength(init.body)));
+  }
+  return new Request(url, { method: init.method ?? 'GET', headers, body: init.body ?? null });
 }

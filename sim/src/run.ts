@@ -35,6 +35,8 @@ const STUDENT_TIMEOUT_MS = 60_000;
 export interface WorldHooks {
   /** Called once the fleet is running; may kill replicas, restart the LMS, set faults. */
   during?(world: World): Promise<void>;
+  /** Count each submission's pulls served and results accepted at the LMS (`SimLms.door`). */
+  audit?: boolean;
   /** Called after the drain, before the world is taken down. */
   atEnd?(
     world: World,
@@ -179,6 +181,7 @@ async function runWorld(
     faults,
     random: random.fork('network'),
     logger,
+    audit: hooks.audit ?? false,
   });
   // Summed over the LMS's incarnations, as a Prometheus counter's increase survives a restart.
   const read = async (): Promise<Counters> => {

@@ -97,6 +97,31 @@ describe('re-login of a logged-in client', () => {
   });
 });
 
+describe('the statements of a storm', () => {
+  it('prepares no SQL for a login that evicts, nor for the evicted worker 403 and its re-login', async () => {
+    lms = await createTestLms();
+    const first = new TestClient(lms.fetcher);
+    const second = new TestClient(lms.fetcher);
+    // The app's first login also prunes (once a minute), which is not what a storm repeats.
+    expect((await first.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    const { sqlite } = lms.database;
+    const prepare = sqlite.prepare.bind(sqlite);
+    const prepared: string[] = [];
+    sqlite.prepare = ((source: string) => {
+      prepared.push(source);
+      return prepare(source);
+    }) as typeof sqlite.prepare;
+    // Each login evicts the other worker's session, as a storm's logins do, thousands an hour.
+    expect((await second.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    const queuelen = '/xqueue/get_queuelen/?queue_name=test-queue';
+    expect((await first.get(queuelen)).status).toBe(403);
+    expect((await first.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
+    expect((await first.get(queuelen)).status).toBe(200);
+    expect((await second.get(queuelen)).status).toBe(403);
+    expect(prepared).toEqual([]);
+  });
+});
+
 describe('one login, one transaction', () => {
   it('leaves the user logged in elsewhere when a write of the login fails', async () => {
     lms = await createTestLms();

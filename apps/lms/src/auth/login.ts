@@ -1,12 +1,12 @@
 import { type AdmitResult, loginAdmission, type PolicySettings } from '@storm-lab/session-policy';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { Db } from '../db/client.ts';
-import { users } from '../db/schema.ts';
+import { groups, userGroups, users } from '../db/schema.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
 import type { StormWatch } from '../ops/storm-watch.ts';
-import { findCredentials, groupsOf, type LmsUser } from '../users.ts';
+import type { LmsUser } from '../users.ts';
 import { burnPasswordCheck, hashPassword, iterationsOf, verifyPassword } from './password.ts';
 import { sessionAuthHash } from './session-auth-hash.ts';
 import type { SessionStore } from './session-store.ts';
@@ -78,6 +78,41 @@ export interface LoginServiceDeps {
   passwords?: PasswordChecker;
 }
 
+/** What a login reads of its user; see {@link userRows}. */
+interface UserRows {
+  /** users.ts's `findCredentials`: the user's row with its password hash; null when unknown. */
+  credentials(username: string): typeof users.$inferSelect | null;
+  /** users.ts's `groupsOf`: the user's group names, sorted. */
+  groups(userId: string): string[];
+}
+
+/**
+ * The reads of every login (users.ts's `findCredentials` and `groupsOf`, the same queries) as
+ * statements prepared once per login service: building and compiling them again cost more
+ * than running them, on every login of a storm.
+ */
+function userRows(db: Db): UserRows {
+  const credentials = db
+    .select()
+    .from(users)
+    .where(eq(users.username, sql.placeholder('username')))
+    .prepare();
+  const groupNames = db
+    .select({ name: groups.name })
+    .from(userGroups)
+    .innerJoin(groups, eq(userGroups.groupId, groups.id))
+    .where(eq(userGroups.userId, sql.placeholder('userId')))
+    .prepare();
+  return {
+    credentials: (username) => credentials.get({ username }) ?? null,
+    groups: (userId) =>
+      groupNames
+        .all({ userId })
+        .map((row) => row.name)
+        .sort(),
+  };
+}
+
 /**
  * Checks a password as Django's `check_password` does: an unknown user costs one hash at the
  * configured count; a wrong password for a hash with fewer iterations costs the difference too
@@ -85,10 +120,15 @@ export interface LoginServiceDeps {
  * is hashed again at the configured one (`must_update`), so timing cannot tell users apart for
  * long.
  */
-async function checkCredentials(deps: LoginServiceDeps, username: string, password: string) {
+async function checkCredentials(
+  deps: LoginServiceDeps,
+  rows: UserRows,
+  username: string,
+  password: string,
+) {
   const passwords = deps.passwords ?? PASSWORDS;
   const configured = deps.passwordHashIterations;
-  const row = findCredentials(deps.db, username);
+  const row = rows.credentials(username);
   if (!row) return passwords.burn(password, configured);
   const valid = await passwords.verify(password, row.password);
   const stored = iterationsOf(row.password);
@@ -113,7 +153,7 @@ async function checkCredentials(deps: LoginServiceDeps, username: string, passwo
  * Checks credentials unless the throttle holds this account or address. The check is reserved
  * before the hash starts, so parallel attempts cannot get past the throttle's budget.
  */
-async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
+async function throttledCheck(deps: LoginServiceDeps, rows: UserRows, attempt: LoginAttempt) {
   const key = { account: attempt.username, address: attempt.address };
   const start = deps.throttle ? await deps.throttle.begin(key) : null;
   if (start && !start.allowed) {
@@ -126,7 +166,7 @@ async function throttledCheck(deps: LoginServiceDeps, attempt: LoginAttempt) {
   let row: Awaited<ReturnType<typeof checkCredentials>> = false;
   try {
     deps.metrics.passwordChecks.inc({ path: attempt.path });
-    row = await checkCredentials(deps, attempt.username, attempt.password);
+    row = await checkCredentials(deps, rows, attempt.username, attempt.password);
   } finally {
     await start?.finish(Boolean(row));
   }
@@ -182,8 +222,9 @@ async function report(
  * });
  */
 export function createLoginService(deps: LoginServiceDeps) {
+  const rows = userRows(deps.db);
   return async function login(attempt: LoginAttempt): Promise<LoginOutcome> {
-    const check = await throttledCheck(deps, attempt);
+    const check = await throttledCheck(deps, rows, attempt);
     if (check.throttled || !check.row) deps.metrics.loginFailures.inc({ path: attempt.path });
     if (check.throttled) {
       return { ok: false, reason: 'throttled', retryAfterSeconds: check.retryAfterSeconds };
@@ -195,7 +236,7 @@ export function createLoginService(deps: LoginServiceDeps) {
       username: row.username,
       isStaff: row.isStaff,
       isActive: row.isActive,
-      groups: groupsOf(deps.db, row.id),
+      groups: rows.groups(row.id),
     };
     const { token, id } = newSessionToken();
     const now = deps.now();

@@ -1,7 +1,7 @@
-import type { AdmitRequest } from '@storm-lab/session-policy';
-import { eq, sql } from 'drizzle-orm';
+import type { AdmitRequest, LiveSession } from '@storm-lab/session-policy';
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
-import { profiles, sessionEnds, users } from '../db/schema.ts';
+import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
 import type { Quota } from './session-store.ts';
 import { shortId } from './tokens.ts';
 
@@ -103,6 +103,74 @@ export function loginRows(db: Db): LoginRows {
     },
     lastLogin(userId, at) {
       lastLogin.run({ userId, at });
+    },
+  };
+}
+
+/** The SQLite store's own statements of an admission; see {@link admissionRows}. */
+export interface AdmissionRows {
+  /** The user's tracked sessions live at `at`, oldest first: what the policy decides on. */
+  liveTracked(userId: string, at: number): LiveSession[];
+  /** Records the admitted session. */
+  insert(row: typeof sessions.$inferSelect): void;
+  /** Deletes one session (an evicted one, or the one the login replaces). */
+  remove(sessionId: string): void;
+}
+
+/**
+ * The SQLite store's admission statements, prepared once on `db`'s connection as
+ * {@link loginRows} are: every login of a storm runs them, inside its IMMEDIATE transaction.
+ *
+ * @example
+ * const rows = admissionRows(db);
+ * db.transaction(() => rows.liveTracked(userId, Date.now()), { behavior: 'immediate' });
+ */
+export function admissionRows(db: Db): AdmissionRows {
+  const liveTracked = db
+    .select({
+      id: sessions.id,
+      createdAt: sessions.createdAt,
+      instanceId: sessions.instanceId,
+      lastSeenAt: sessions.lastSeenAt,
+      pool: sessions.pool,
+    })
+    .from(sessions)
+    .where(
+      and(
+        eq(sessions.userId, placeholder('userId')),
+        eq(sessions.tracked, true),
+        gt(sessions.expiresAt, placeholder('at')),
+      ),
+    )
+    .orderBy(asc(sessions.createdAt), asc(sessions.id))
+    .prepare();
+  const insert = db
+    .insert(sessions)
+    .values({
+      id: placeholder('id'),
+      userId: placeholder('userId'),
+      createdAt: placeholder('createdAt'),
+      expiresAt: placeholder('expiresAt'),
+      lastSeenAt: placeholder('lastSeenAt'),
+      instanceId: placeholder('instanceId'),
+      tracked: placeholder('tracked'),
+      userAgent: placeholder('userAgent'),
+      address: placeholder('address'),
+      pool: placeholder('pool'),
+      authHash: placeholder('authHash'),
+    })
+    .prepare();
+  const remove = db
+    .delete(sessions)
+    .where(eq(sessions.id, placeholder('id')))
+    .prepare();
+  return {
+    liveTracked: (userId, at) => liveTracked.all({ userId, at }),
+    insert(row) {
+      insert.run(row);
+    },
+    remove(id) {
+      remove.run({ id });
     },
   };
 }

@@ -9,7 +9,7 @@ import {
   type SessionRecord,
   type SessionRegistry,
 } from '@storm-lab/session-policy';
-import { and, asc, count, eq, gt, inArray, isNull, lte, ne, or } from 'drizzle-orm';
+import { and, asc, count, eq, gt, isNull, lte, ne, or } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
 import { type SESSION_END_REASONS, sessionEnds, sessions, users } from '../db/schema.ts';
@@ -26,7 +26,7 @@ import {
   type ShortIdMatch,
 } from './session-admin.ts';
 import { createAuthHashCheck } from './session-auth-hash.ts';
-import { evictionEnds, loginRows } from './session-rows.ts';
+import { admissionRows, evictionEnds, loginRows } from './session-rows.ts';
 import { createUpstreamAdmission } from './upstream-admission.ts';
 
 /** Why a session that a cookie names is gone, as the 403 body reports it. */
@@ -311,27 +311,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const lookupRow = db.$client.prepare<[string], LookupRow>(LOOKUP_SQL);
   const authHashMatches = createAuthHashCheck();
   const rows = loginRows(db);
+  const admission = admissionRows(db);
   const endedReason = tombstoneReader(db);
   const touch = db.$client.prepare<[number, string]>(
     'UPDATE sessions SET last_seen_at = ? WHERE id = ?',
   );
-
-  function liveTracked(tx: Db, userId: string, at: number): LiveSession[] {
-    return tx
-      .select({
-        id: sessions.id,
-        createdAt: sessions.createdAt,
-        instanceId: sessions.instanceId,
-        lastSeenAt: sessions.lastSeenAt,
-        pool: sessions.pool,
-      })
-      .from(sessions)
-      .where(
-        and(eq(sessions.userId, userId), eq(sessions.tracked, true), gt(sessions.expiresAt, at)),
-      )
-      .orderBy(asc(sessions.createdAt), asc(sessions.id))
-      .all();
-  }
 
   /**
    * Ends the user's live sessions of an older password (an auth hash other than this login's):
@@ -360,39 +344,35 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     return db.transaction(
       (tx) => {
         const at = request.session.createdAt;
-        let live = liveTracked(tx, request.userId, at);
+        let live = admission.liveTracked(request.userId, at);
         let decision = request.decide(live);
         // Only a denial pays for the look: an eviction would end a stale session anyway.
         if (decision.outcome === 'deny' && endStale(tx, request, at) > 0) {
-          live = liveTracked(tx, request.userId, at);
+          live = admission.liveTracked(request.userId, at);
           decision = request.decide(live);
         }
         const plan = planAdmission(decision);
         if (!plan.admit) return admitResult(decision, plan);
         if (plan.deleteIds.length > 0) {
-          tx.delete(sessions)
-            .where(inArray(sessions.id, [...plan.deleteIds]))
-            .run();
+          for (const id of plan.deleteIds) admission.remove(id);
           const quota = quotaAfter(decision, live, plan.deleteIds.length, request);
           rows.ends(evictionEnds(plan.deleteIds, request, at, quota));
         }
-        tx.insert(sessions)
-          .values({
-            id: request.session.id,
-            userId: request.userId,
-            createdAt: at,
-            expiresAt: at + ttlMs,
-            lastSeenAt: at,
-            instanceId: request.session.instanceId,
-            tracked: plan.track,
-            userAgent: request.client?.userAgent ?? null,
-            address: request.client?.address ?? null,
-            pool: plan.pool,
-            authHash: request.authHash ?? null,
-          })
-          .run();
+        admission.insert({
+          id: request.session.id,
+          userId: request.userId,
+          createdAt: at,
+          expiresAt: at + ttlMs,
+          lastSeenAt: at,
+          instanceId: request.session.instanceId,
+          tracked: plan.track,
+          userAgent: request.client?.userAgent ?? null,
+          address: request.client?.address ?? null,
+          pool: plan.pool,
+          authHash: request.authHash ?? null,
+        });
         if (plan.track) rows.slot(request.userId, request.session.id);
-        if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();
+        if (request.replacing) admission.remove(request.replacing);
         if (request.lastLoginAt !== undefined) rows.lastLogin(request.userId, request.lastLoginAt);
         return admitResult(decision, plan);
       },

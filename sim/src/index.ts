@@ -1,0 +1,3 @@
+export { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun, scenarioFor } from './presets.ts';
+export { simulateScenario } from './run.ts';
+export { PRODUCTION_SETTINGS, type SimSettings } from './settings.ts';
