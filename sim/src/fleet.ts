@@ -92,21 +92,34 @@ export class SimFleet {
     for (let index = 0; index < options.replicas; index++) {
       this.backoffs.push(new CrashLoopBackoff(options.supervise));
     }
-    if (options.oneByOne) this.launchInTurn(0);
-    else for (let index = 0; index < options.replicas; index++) this.launch(index, 0);
+    this.ready = options.oneByOne ? this.launchInTurn() : this.launchAll();
   }
 
-  // As the storm runner's oneByOne: the next replica once this one logged in (at most 10 s).
-  private launchInTurn(index: number) {
-    if (index >= this.options.replicas || this.stopped) return;
-    const replica = this.launch(index, 0);
+  /**
+   * Resolves once every replica started and its connections ended their first login (at most
+   * 10 s each), as the storm runner's `startWatchers` returns: the load starts then.
+   */
+  readonly ready: Promise<void>;
+
+  private async launchAll() {
+    const replicas = Array.from({ length: this.options.replicas }, (_, index) =>
+      this.launch(index, 0),
+    );
+    await Promise.all(replicas.map((replica) => this.firstLogins(replica)));
+  }
+
+  // As the storm runner's oneByOne: the next replica once this one logged in.
+  private async launchInTurn() {
+    for (let index = 0; index < this.options.replicas && !this.stopped; index++) {
+      await this.firstLogins(this.launch(index, 0));
+    }
+  }
+
+  private async firstLogins(replica: Replica) {
     const deadline = Date.now() + FIRST_LOGINS_WAIT_MS;
-    const check = () => {
-      if (replica.firstLoginsEnded >= replica.connections || Date.now() >= deadline) {
-        this.launchInTurn(index + 1);
-      } else setTimeout(check, 20);
-    };
-    setTimeout(check, 20);
+    while (replica.firstLoginsEnded < replica.connections && Date.now() < deadline) {
+      await sleep(20);
+    }
   }
 
   /** Live replicas (the hardened job queue's workers). */

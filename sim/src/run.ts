@@ -242,6 +242,7 @@ async function runWorld(
     onLine,
   });
 
+  await fleet.ready;
   const loadStarted = Date.now();
   const elapsed = () => (Date.now() - loadStarted) / 1000;
   const samples: Sample[] = [];

@@ -1,0 +1,56 @@
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { labSettings } from './cli.ts';
+import type { LabCosts } from './lab.ts';
+import { scenarioFor } from './presets.ts';
+import { simulateScenario } from './run.ts';
+
+/** Real `pnpm storm` runs of the default scenarios, recorded with this machine's costs. */
+interface LabRuns {
+  costs: LabCosts;
+  runs: {
+    scenarios: {
+      name: string;
+      logins: number;
+      forbiddenPerLogin: number;
+      gradedPerMinute: number;
+    }[];
+  }[];
+}
+
+const FIGURES = ['logins', 'forbiddenPerLogin', 'gradedPerMinute'] as const;
+
+async function recorded(): Promise<LabRuns> {
+  const file = new URL('../../docs/lab-runs.json', import.meta.url);
+  return JSON.parse(await readFile(file, 'utf8')) as LabRuns;
+}
+
+/** The smallest and largest value of one figure of one scenario over the real runs. */
+function spread(lab: LabRuns, name: string, figure: (typeof FIGURES)[number]) {
+  const values = lab.runs.flatMap((run) =>
+    run.scenarios.filter((s) => s.name === name).map((s) => s[figure]),
+  );
+  return { min: Math.min(...values), max: Math.max(...values), runs: values.length };
+}
+
+describe('pnpm sim --lab against the real lab', () => {
+  // The figures whose replay falls within the real runs' spread; docs/lab-runs.md gives every
+  // figure of every scenario, and says where the replay falls outside and what is known of why.
+  it.each([
+    ['storm', ['logins', 'forbiddenPerLogin']],
+    ['storm-legacy-watcher', ['logins', 'gradedPerMinute']],
+    ['exempt-username', FIGURES],
+    ['exempt-group', FIGURES],
+  ] as const)('%s: %s within the spread of the real runs', async (name, figures) => {
+    const lab = await recorded();
+    const settings = await labSettings(lab.costs);
+    const replay = await simulateScenario(await scenarioFor(name, settings), settings);
+    for (const figure of figures) {
+      const { min, max, runs } = spread(lab, name, figure);
+      expect(runs, `${name}: real runs recorded`).toBeGreaterThanOrEqual(5);
+      const what = `${name} ${figure} ${replay[figure]} in [${min}, ${max}]`;
+      expect(replay[figure], what).toBeGreaterThanOrEqual(min);
+      expect(replay[figure], what).toBeLessThanOrEqual(max);
+    }
+  });
+});
