@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { CrashLoopBackoff, type SuperviseOptions } from '@storm-lab/harness';
 import type { XQueueClient } from '@storm-lab/lms-client';
 import {
@@ -204,6 +205,8 @@ class Replica {
   ) {
     this.id = `r${index + 1}.${incarnation}`;
     this.metrics = createMetrics(this.id);
+    // Every connection and the manager wait on this signal: more than Node's default 10.
+    setMaxListeners(0, this.stopLoops.signal);
     this.connections = options.config.queues.reduce((total, queue) => total + queue.connections, 0);
     // Silent but for the watcher's event lines, which it prints at any level.
     this.logger = pino(

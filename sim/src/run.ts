@@ -199,7 +199,9 @@ async function runWorld(
   const base = await read();
 
   // Students log in first, on a quiet LMS, as in `pnpm storm`; each request's wait is timed.
+  // Students' requests while the load runs (not their logins before it, nor the reads after).
   const studentLatencies: number[] = [];
+  let recordStudents = false;
   const studentFetch = lms.fetchFor({ address: '127.0.0.1' });
   const load = new StudentLoad({
     lmsUrl: lms.baseUrl,
@@ -216,12 +218,11 @@ async function runWorld(
         return await studentFetch(url, { ...init, signal: signal.signal });
       } finally {
         clearTimeout(timer);
-        studentLatencies.push(Date.now() - started);
+        if (recordStudents) studentLatencies.push(Date.now() - started);
       }
     },
   });
   await load.logIn();
-  studentLatencies.length = 0;
 
   const { config: watcher, env: watcherEnv } = await watcherConfig(settings, scenario, lms.baseUrl);
   const c = settings.compression;
@@ -244,6 +245,7 @@ async function runWorld(
 
   await fleet.ready;
   const loadStarted = Date.now();
+  recordStudents = true;
   const elapsed = () => (Date.now() - loadStarted) / 1000;
   const samples: Sample[] = [];
   const busyAtStart = lms.workerStats.busyMs;
@@ -281,6 +283,7 @@ async function runWorld(
   await sleep((settings.durationSeconds * 1000) / c - (Date.now() - loadStarted));
   await Promise.all(submissions);
   await during;
+  recordStudents = false;
   const enforcing = scenario.lms.PREVENT_CONCURRENT_LOGINS !== 'false';
   const person = enforcing
     ? await checkPersonSingleSession(
