@@ -1,2 +1,3 @@
+export { type HeatCell, type HeatMapOptions, heatMap } from './heat-map.ts';
 export { type LineChartOptions, lineChart, type Point } from './line-chart.ts';
 export { renderSvg, type TopLevelSpec } from './render.ts';
