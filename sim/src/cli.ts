@@ -16,6 +16,7 @@ import {
 import { faultRun } from './faults.ts';
 import { type LabCosts, measureLabCosts } from './lab.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
+import { REGIME_MAP_SETTINGS, runRegimeMap } from './regime-map.ts';
 import { simulateScenario } from './run.ts';
 import {
   type LoadShape,
@@ -46,6 +47,10 @@ Usage:
                                   submission is graded, none accepted twice, no wrong score,
                                   no person with two live sessions; a failing seed prints the
                                   command that replays it (--scenario/--compare choose)
+  pnpm sim --map                  the regime map: storm and cure over fleet size (4, 8, 20, 40
+                                  connections) x LMS workers (1, 2, 4, 8) at REQUESTS_TIMEOUT
+                                  1 s and 5 s; writes regime-map.svg/.md/.json to --out
+                                  (see docs/regime-map.md)
   pnpm sim --lab                  what \`pnpm storm\` runs by default (2x compression, its fleet,
                                   load and drain) with this machine's measured costs
 
@@ -109,6 +114,7 @@ const OPTIONS = {
   preset: { type: 'string' },
   lab: { type: 'boolean' },
   faults: { type: 'string' },
+  map: { type: 'boolean' },
   replicas: { type: 'string' },
   queues: { type: 'string' },
   connections: { type: 'string' },
@@ -274,6 +280,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     throw error;
   }
   if (values.faults !== undefined) return runFaults(values, io);
+  if (values.map) return runMap(values, io);
   const figures: ScenarioFigures[] = [];
   for (const run of runs) {
     const started = performance.now();
@@ -310,6 +317,25 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   } else {
     io.out.write(`${renderTable(figures)}\n\nReport: ${pathToFileURL(page).href}\n`);
   }
+  return 0;
+}
+
+async function runMap(values: Values, io: CliIo): Promise<number> {
+  const dir = resolve(io.cwd, values.out ?? 'sim-report');
+  const seed = number('seed', values.seed, REGIME_MAP_SETTINGS.seed, 0, 2 ** 31 - 1, true);
+  const started = performance.now();
+  const map = await runRegimeMap({
+    settings: { ...REGIME_MAP_SETTINGS, seed },
+    outDir: dir,
+    onProgress: ({ done, total, cell, wallSeconds }) =>
+      io.err.write(
+        `${done}/${total}: ${cell.totalConnections} connections, ${cell.workers} workers, timeout ${cell.timeoutSeconds} s: storm/cure ${cell.ratio === null ? '-' : cell.ratio.toFixed(2)} (${wallSeconds.toFixed(1)} s)\n`,
+      ),
+  });
+  const minutes = ((performance.now() - started) / 60_000).toFixed(1);
+  io.out.write(
+    `${map.cells.length} cells in ${minutes} min; the rule holds for the storm in ${map.rule.stormAgrees} of ${map.cells.length} cells.\nRegime map: ${pathToFileURL(join(dir, 'regime-map.svg')).href}\n`,
+  );
   return 0;
 }
 
