@@ -236,6 +236,11 @@ async function plan(values: Values): Promise<PlannedRun[]> {
   }
   const base = values.lab ? await labSettings() : PRODUCTION_SETTINGS;
   const settings = settingsOf(values, base);
+  return comparisonOf(scenarioNames(values, DEFAULT_COMPARISON), settings);
+}
+
+/** The scenarios `--scenario` or `--compare` name, or `fallback`. */
+function scenarioNames(values: Values, fallback: readonly string[]): string[] {
   const names = values.scenario
     ? [values.scenario]
     : values.compare
@@ -243,9 +248,9 @@ async function plan(values: Values): Promise<PlannedRun[]> {
           .split(',')
           .map((name) => name.trim())
           .filter(Boolean)
-      : [...DEFAULT_COMPARISON];
+      : [...fallback];
   if (names.length === 0) throw new UsageError('--compare needs at least one scenario name');
-  return comparisonOf(names, settings);
+  return names;
 }
 
 export interface CliIo {
@@ -342,14 +347,7 @@ async function runMap(values: Values, io: CliIo): Promise<number> {
 async function runFaults(values: Values, io: CliIo): Promise<number> {
   const seeds = number('faults', values.faults, 200, 1, 100_000, true);
   const first = number('seed', values.seed, 1, 0, 2 ** 31 - 1, true);
-  const names = values.scenario
-    ? [values.scenario]
-    : values.compare
-      ? values.compare
-          .split(',')
-          .map((name) => name.trim())
-          .filter(Boolean)
-      : ['storm', 'exempt-username'];
+  const names = scenarioNames(values, ['storm', 'exempt-username']);
   let failed = 0;
   for (let seed = first; seed < first + seeds; seed++) {
     for (const name of names) {
