@@ -36,6 +36,8 @@ export interface VirtualClock {
   /** Fires the next due timer (moving time to it) and settles what it starts. */
   next(): Promise<void>;
   now(): number;
+  /** Timers set and neither fired nor cleared yet. */
+  pendingTimers(): number;
 }
 
 /**
@@ -84,6 +86,7 @@ export async function withVirtualClock<T>(body: (clock: VirtualClock) => Promise
         await settle();
       },
       now: () => installed.now,
+      pendingTimers: () => installed.countTimers(),
     });
   } finally {
     installed.uninstall();
