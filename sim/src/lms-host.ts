@@ -4,6 +4,7 @@ import type { FetchLike } from '@storm-lab/lms-client';
 import type { Logger } from 'pino';
 import type { Random } from './random.ts';
 import { sleep } from './virtual-clock.ts';
+import { responseOf, type WireAnswer, type WireRequest, wireServer } from './wire.ts';
 
 /** What the LMS's capacity is made of; only these are modelled, the rest is the LMS's own code. */
 export interface LmsCosts {
@@ -101,6 +102,12 @@ class WorkerPool {
   }
 }
 
+/** One run of the LMS's process: the app, served as its HTTP server serves it. */
+interface Incarnation {
+  app: ReturnType<typeof createApp>;
+  serve: (request: WireRequest) => Promise<WireAnswer>;
+}
+
 function connectionRefused(): Error {
   return Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
 }
@@ -122,9 +129,9 @@ export interface SimLmsOptions {
  * end at the LMS, as a login a gunicorn worker has accepted does, and still evicts.
  */
 export class SimLms {
-  private app: ReturnType<typeof createApp>;
+  private app: Incarnation;
   /** Every incarnation, the current last: a restarted LMS's counters start again at 0. */
-  private readonly apps: ReturnType<typeof createApp>[] = [];
+  private readonly apps: Incarnation[] = [];
   private readonly pool: WorkerPool;
   private down = false;
   readonly baseUrl = 'http://lms.sim';
@@ -134,10 +141,11 @@ export class SimLms {
     this.app = this.build();
   }
 
-  private build() {
+  private build(): Incarnation {
     const app = this.create();
-    this.apps.push(app);
-    return app;
+    const incarnation = { app, serve: wireServer(app.fetch) };
+    this.apps.push(incarnation);
+    return incarnation;
   }
 
   private create() {
@@ -161,7 +169,7 @@ export class SimLms {
    * again), read in process: no worker, no network.
    */
   async metrics(): Promise<string[]> {
-    return Promise.all(this.apps.map(async (app) => (await app.request('/metrics')).text()));
+    return Promise.all(this.apps.map(async ({ app }) => (await app.request('/metrics')).text()));
   }
 
   /**
@@ -206,32 +214,14 @@ export class SimLms {
     await sleep(costs.latencyMs);
     if (this.down) throw connectionRefused();
     const app = this.app;
-    const response = await this.pool.hold(async () => {
+    const answer = await this.pool.hold(async () => {
       await sleep(costs.requestMs);
-      const env = {
-        incoming: { socket: { remoteAddress: host.address, remotePort: 0, remoteFamily: 'IPv4' } },
-      };
-      return app.fetch(requestOf(url, init), env);
+      return app.serve({ url, init, remoteAddress: host.address });
     });
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
     await sleep(costs.latencyMs);
-    // The app's own answer, its body already whole (the LMS answers JSON, text and HTML, never
-    // a stream), read once by its client as it would be from the socket.
-    return response;
+    return responseOf(answer);
   }
-}
-
-/**
- * The request as the LMS receives it: a string body comes with its `Content-Length`, as every
- * HTTP client sends it on the wire (and @hono/node-server passes it on), so the LMS checks its
- * size from the header as in production instead of counting the stream.
- */
-function requestOf(url: string, init: RequestInit): Request {
-  const headers = new Headers(init.headers ?? {});
-  if (typeof init.body === 'string' && !headers.has('content-length')) {
-    headers.set('content-length', String(Buffer.byteLength(init.body)));
-  }
-  return new Request(url, { method: init.method ?? 'GET', headers, body: init.body ?? null });
 }
