@@ -130,6 +130,73 @@ export function wireServer(
   };
 }
 
+// This runtime's fetch Response, taken before @hono/node-server puts its own in place.
+const FetchResponse = globalThis.Response;
+// Its status and headers, as a base to override the body's methods on (the DOM typings declare
+// those methods as properties, which a subclass may not redefine as methods).
+const ResponseHead = FetchResponse as unknown as new (
+  body: null,
+  init: ResponseInit,
+) => Pick<Response, 'headers' | 'ok' | 'redirected' | 'status' | 'statusText' | 'type' | 'url'>;
+
+/**
+ * An answer as a client's HTTP library hands it over once it has read it off the socket: status
+ * and headers as any fetch Response, and the body already whole, so that reading it builds no
+ * stream. The body reads once, as a fetch Response's does; taking `body` counts as reading it.
+ */
+class ReceivedResponse extends ResponseHead {
+  readonly #content: string | Buffer | null;
+  #used = false;
+
+  constructor(content: string | Buffer | null, init: ResponseInit) {
+    super(null, init);
+    this.#content = content;
+  }
+
+  #take(): string | Buffer {
+    if (this.#used) throw new TypeError('Body is unusable: Body has already been read');
+    this.#used = true;
+    return this.#content ?? '';
+  }
+
+  get bodyUsed(): boolean {
+    return this.#used;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#content === null) return null;
+    return new FetchResponse(this.#take()).body;
+  }
+
+  async text(): Promise<string> {
+    const content = this.#take();
+    return typeof content === 'string' ? content : content.toString('utf8');
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const bytes = Buffer.from(this.#take());
+    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  }
+
+  async blob(): Promise<Blob> {
+    return new Blob([this.#take()], { type: this.headers.get('content-type') ?? '' });
+  }
+
+  async formData(): Promise<FormData> {
+    return new FetchResponse(this.#take(), { headers: this.headers }).formData();
+  }
+
+  clone(): Response {
+    if (this.#used) throw new TypeError('Response.clone: Body has already been consumed.');
+    const init = { status: this.status, statusText: this.statusText, headers: this.headers };
+    return new ReceivedResponse(this.#content, init) as unknown as Response;
+  }
+}
+
 /** The answer as the client's HTTP library hands it over. */
 export function responseOf(answer: WireAnswer): Response {
   const headers = new Headers();
@@ -138,5 +205,8 @@ export function responseOf(answer: WireAnswer): Response {
     if (Array.isArray(value)) for (const each of value) headers.append(name, each);
     else headers.set(name, String(value));
   }
-  return new Response(answer.body, { status: answer.status, headers });
+  return new ReceivedResponse(answer.body, {
+    status: answer.status,
+    headers,
+  }) as unknown as Response;
 }
