@@ -10,6 +10,7 @@ import {
 import type { Logger } from 'pino';
 import type { Random } from './random.ts';
 import { sleep } from './virtual-clock.ts';
+import { responseOf, type WireAnswer, type WireRequest, wireServer } from './wire.ts';
 
 /** What the LMS's capacity is made of; only these are modelled, the rest is the LMS's own code. */
 export interface LmsCosts {
@@ -118,6 +119,12 @@ class WorkerPool {
   }
 }
 
+/** One run of the LMS's process: the app, served as its HTTP server serves it. */
+interface Incarnation {
+  app: ReturnType<typeof createApp>;
+  serve: (request: WireRequest) => Promise<WireAnswer>;
+}
+
 function connectionRefused(): Error {
   return Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
 }
@@ -141,9 +148,9 @@ export interface SimLmsOptions {
  * end at the LMS, as a login a gunicorn worker has accepted does, and still evicts.
  */
 export class SimLms {
-  private app: ReturnType<typeof createApp>;
+  private app: Incarnation;
   /** Every incarnation, the current last: a restarted LMS's counters start again at 0. */
-  private readonly apps: ReturnType<typeof createApp>[] = [];
+  private readonly apps: Incarnation[] = [];
   private readonly pool: WorkerPool;
   /** The event loop (`event-loop` model): one request's own work at a time. */
   private readonly loop = new WorkerPool(1);
@@ -155,10 +162,11 @@ export class SimLms {
     this.app = this.build();
   }
 
-  private build() {
+  private build(): Incarnation {
     const app = this.create();
-    this.apps.push(app);
-    return app;
+    const incarnation = { app, serve: wireServer(app.fetch) };
+    this.apps.push(incarnation);
+    return incarnation;
   }
 
   private create() {
@@ -185,7 +193,7 @@ export class SimLms {
    * again), read in process: no worker, no network.
    */
   async metrics(): Promise<string[]> {
-    return Promise.all(this.apps.map(async (app) => (await app.request('/metrics')).text()));
+    return Promise.all(this.apps.map(async ({ app }) => (await app.request('/metrics')).text()));
   }
 
   /**
@@ -206,20 +214,18 @@ export class SimLms {
    */
   readonly door = { served: new Map<number, number>(), accepted: new Map<number, number>() };
 
-  private async audit(url: string, init: RequestInit, response: Response) {
-    if (response.status !== 200) return;
+  private audit(url: string, init: RequestInit, answer: WireAnswer) {
+    if (answer.status !== 200) return;
     const count = (map: Map<number, number>, id: number | null) => {
       if (id !== null) map.set(id, (map.get(id) ?? 0) + 1);
     };
+    const envelope = parseEnvelope(String(answer.body ?? ''));
+    if (!envelope.ok || envelope.value.return_code !== 0) return;
     if (url.includes(XQUEUE_PATHS.putResult)) {
-      const envelope = parseEnvelope(await response.clone().text());
-      if (!envelope.ok || envelope.value.return_code !== 0) return;
       const header = new URLSearchParams(String(init.body ?? '')).get('xqueue_header');
       const parsed = parseXQueueHeader(header);
       count(this.door.accepted, parsed.ok ? parsed.value.submission_id : null);
     } else if (url.includes(XQUEUE_PATHS.getSubmission)) {
-      const envelope = parseEnvelope(await response.clone().text());
-      if (!envelope.ok || envelope.value.return_code !== 0) return;
       const pulled = decodeSubmission(envelope.value.content);
       count(this.door.served, pulled.ok ? pulled.value.header.submission_id : null);
     }
@@ -256,37 +262,19 @@ export class SimLms {
     await sleep(costs.latencyMs);
     if (this.down) throw connectionRefused();
     const app = this.app;
-    const handle = async (own: () => Promise<void>) => {
+    const serve = async (own: () => Promise<void>) => {
       await own();
-      const env = {
-        incoming: { socket: { remoteAddress: host.address, remotePort: 0, remoteFamily: 'IPv4' } },
-      };
-      return app.fetch(requestOf(url, init), env);
+      return app.serve({ url, init, remoteAddress: host.address });
     };
-    const response =
+    const answer =
       costs.model === 'event-loop'
-        ? await handle(() => this.loop.hold(() => sleep(costs.requestMs)))
-        : await this.pool.hold(() => handle(() => sleep(costs.requestMs)));
-    if (this.options.audit) await this.audit(url, init, response);
+        ? await serve(() => this.loop.hold(() => sleep(costs.requestMs)))
+        : await this.pool.hold(() => serve(() => sleep(costs.requestMs)));
+    if (this.options.audit) this.audit(url, init, answer);
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
     await sleep(costs.latencyMs);
-    // The app's own answer, its body already whole (the LMS answers JSON, text and HTML, never
-    // a stream), read once by its client as it would be from the socket.
-    return response;
+    return responseOf(answer);
   }
-}
-
-/**
- * The request as the LMS receives it: a string body comes with its `Content-Length`, as every
- * HTTP client sends it on the wire (and @hono/node-server passes it on), so the LMS checks its
- * size from the header as in production instead of counting the stream.
- */
-function requestOf(url: string, init: RequestInit): Request {
-  const headers = new Headers(init.headers ?? {});
-  if (typeof init.body === 'string' && !headers.has('content-length')) {
-    headers.set('content-length', String(Buffer.byteLength(init.body)));
-  }
-  return new Request(url, { method: init.method ?? 'GET', headers, body: init.body ?? null });
 }

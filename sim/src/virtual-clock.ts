@@ -4,7 +4,32 @@ import * as FakeTimers from '@sinonjs/fake-timers';
 const realSetImmediate = globalThis.setImmediate;
 
 /** Resolves on the next real turn of the event loop, once every promise job queued has run. */
-const settle = () => new Promise<void>((resolve) => realSetImmediate(resolve));
+const realTurn = () => new Promise<void>((resolve) => realSetImmediate(resolve));
+
+/** Immediates queued at once by {@link settler}: timers fired per turn of the event loop. */
+const SETTLE_BATCH = 256;
+
+/**
+ * Waits until every promise job queued so far has run. Node runs the promise jobs (and
+ * `process.nextTick`s) between one immediate and the next, so each immediate marks a point where
+ * all is settled; queued in batches, a turn of the event loop settles many timers' work one after
+ * another instead of one.
+ */
+function settler(): () => Promise<void> {
+  const waiting: (() => void)[] = [];
+  let queued = 0;
+  const settled = () => {
+    queued -= 1;
+    waiting.shift()?.();
+  };
+  return () =>
+    new Promise<void>((resolve) => {
+      waiting.push(resolve);
+      if (waiting.length <= queued) return;
+      for (let index = 0; index < SETTLE_BATCH; index++) realSetImmediate(settled);
+      queued += SETTLE_BATCH;
+    });
+}
 
 /** Midnight UTC, 2026-06-29 (the day of MIT's incident): every run starts there. */
 export const SIM_EPOCH_MS = Date.UTC(2026, 5, 29);
@@ -36,6 +61,8 @@ export interface VirtualClock {
   /** Fires the next due timer (moving time to it) and settles what it starts. */
   next(): Promise<void>;
   now(): number;
+  /** Timers set and neither fired nor cleared yet. */
+  pendingTimers(): number;
 }
 
 /**
@@ -65,6 +92,7 @@ export async function withVirtualClock<T>(body: (clock: VirtualClock) => Promise
     // A loop that never waits would spin forever on a virtual clock: fail loudly instead.
     loopLimit: 10_000_000,
   });
+  const settle = settler();
   try {
     return await body({
       advance: async (ms) => {
@@ -72,18 +100,19 @@ export async function withVirtualClock<T>(body: (clock: VirtualClock) => Promise
       },
       next: async () => {
         if (installed.countTimers() === 0) {
-          await settle();
+          await realTurn();
           if (installed.countTimers() === 0) {
             throw new Error('the simulated world waits for something that no timer will bring');
           }
         }
         // Called once what the last timer started has settled; fires the next one at once and
         // lets what it starts settle (fake-timers' nextAsync waits for a real turn before
-        // firing too: two turns of the event loop per timer instead of one).
+        // firing too, and after: two turns of the event loop per timer).
         installed.next();
         await settle();
       },
       now: () => installed.now,
+      pendingTimers: () => installed.countTimers(),
     });
   } finally {
     installed.uninstall();

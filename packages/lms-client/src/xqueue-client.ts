@@ -193,14 +193,13 @@ export class XQueueClient {
     this.jar.clear();
     for (const name of Object.keys(this.headers)) delete this.headers[name];
     // Read to the end (as requests does before it returns), so the POST can reuse the socket.
-    await (await this.send('GET', url, undefined, {}, timeoutMs)).arrayBuffer();
+    await this.send('GET', url, undefined, {}, timeoutMs, (response) => response.arrayBuffer());
     const extra: Record<string, string> = { Referer: url };
     const csrf = this.jar.get('csrftoken');
     if (csrf) extra['X-CSRFToken'] = csrf;
     if (this.options.instanceId) extra[CLIENT_INSTANCE_HEADER] = this.options.instanceId;
     const form = { username: this.options.username, password: this.options.password };
-    const response = await this.send('POST', url, form, extra, timeoutMs);
-    const text = await response.text().catch(() => '');
+    const { response, body: text } = await this.send('POST', url, form, extra, timeoutMs, textOf);
     const envelope = parseEnvelope(text);
     if (response.status !== 200 || !envelope.ok || envelope.value.return_code !== 0) {
       this.options.logger.error(
@@ -251,14 +250,15 @@ export class XQueueClient {
     let reauthenticated = false;
     for (;;) {
       const generation = this.generation;
-      let response: Response;
+      let answer: { response: Response; body: string };
       try {
-        response = await this.send(
+        answer = await this.send(
           method,
           this.url(path),
           form,
           {},
           this.options.requestsTimeoutMs,
+          textOf,
         );
       } catch (error) {
         if (error instanceof XQueueConnectionError || mode === 'hardened') {
@@ -266,7 +266,7 @@ export class XQueueClient {
         }
         throw error; // a timeout: upstream's `_request` does not catch it
       }
-      const text = await response.text().catch(() => '');
+      const { response, body: text } = answer;
       const status = response.status;
       if (status === 200) return parseReply(text);
       // Beyond upstream: a 403 carrying an xqueue envelope is put_result's "Incorrect key",
@@ -302,13 +302,18 @@ export class XQueueClient {
     return { kind: 'failed', reason, status };
   }
 
-  private async send(
+  /**
+   * Sends a request and reads its answer with `read`, both under one timeout (as requests' does
+   * until it returns); the timer ends with the read, so no request leaves one behind.
+   */
+  private async send<T>(
     method: 'GET' | 'POST',
     url: string,
     form: Record<string, string> | undefined,
     extra: Record<string, string>,
     timeoutMs: number,
-  ): Promise<Response> {
+    read: (response: Response) => Promise<T>,
+  ): Promise<{ response: Response; body: T }> {
     const headers: Record<string, string> = {
       ...this.headers,
       ...extra,
@@ -322,27 +327,32 @@ export class XQueueClient {
       headers.Authorization = `Basic ${Buffer.from(`${basic.username}:${basic.password}`).toString('base64')}`;
     }
     await this.observer.beforeRequest?.();
-    let response: Response;
+    const timeout = timeoutSignal(timeoutMs);
     try {
-      response = await this.fetch(url, {
-        method,
-        headers,
-        body: form ? new URLSearchParams(form).toString() : undefined,
-        redirect: 'manual', // upstream never follows: a redirect to a login page means "log in"
-        signal: timeoutSignal(timeoutMs),
-      });
-    } catch (error) {
-      const name = (error as Error).name;
-      if (name === 'TimeoutError' || name === 'AbortError') {
-        throw new XQueueTimeoutError(`${method} ${url}: no answer within ${timeoutMs} ms`);
+      let response: Response;
+      try {
+        response = await this.fetch(url, {
+          method,
+          headers,
+          body: form ? new URLSearchParams(form).toString() : undefined,
+          redirect: 'manual', // upstream never follows: a redirect to a login page means "log in"
+          signal: timeout.signal,
+        });
+      } catch (error) {
+        const name = (error as Error).name;
+        if (name === 'TimeoutError' || name === 'AbortError') {
+          throw new XQueueTimeoutError(`${method} ${url}: no answer within ${timeoutMs} ms`);
+        }
+        const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+        throw new XQueueConnectionError(
+          `${method} ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`,
+        );
       }
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      throw new XQueueConnectionError(
-        `${method} ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`,
-      );
+      this.jar.store(response.headers.getSetCookie());
+      return { response, body: await read(response) };
+    } finally {
+      timeout.clear();
     }
-    this.jar.store(response.headers.getSetCookie());
-    return response;
   }
 
   private url(path: string): string {
@@ -352,9 +362,10 @@ export class XQueueClient {
 
 /**
  * Aborts after `ms` with a `TimeoutError`, as `AbortSignal.timeout` does, but on the global
- * `setTimeout`, so a virtual clock (the simulator's) governs it too.
+ * `setTimeout`, so a virtual clock (the simulator's) governs it too; `clear` ends the timer once
+ * the answer is read.
  */
-function timeoutSignal(ms: number): AbortSignal {
+function timeoutSignal(ms: number): { signal: AbortSignal; clear: () => void } {
   const controller = new AbortController();
   const timer = setTimeout(
     () => controller.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')),
@@ -362,8 +373,11 @@ function timeoutSignal(ms: number): AbortSignal {
   );
   // Like AbortSignal.timeout's timer, it never keeps the process alive.
   (timer as { unref?: () => void }).unref?.();
-  return controller.signal;
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
+
+/** An answer's body as text; one that cannot be read is empty (upstream then fails to parse it). */
+const textOf = (response: Response) => response.text().catch(() => '');
 
 // As upstream's `_parse_response`: a 200 must carry `return_code` (0 is success).
 function parseReply(text: string): Reply {

@@ -340,45 +340,43 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     return stale.length;
   }
 
-  function admitNow(request: LoginAdmitRequest): AdmitResult {
-    return db.transaction(
-      (tx) => {
-        const at = request.session.createdAt;
-        let live = admission.liveTracked(request.userId, at);
-        let decision = request.decide(live);
-        // Only a denial pays for the look: an eviction would end a stale session anyway.
-        if (decision.outcome === 'deny' && endStale(tx, request, at) > 0) {
-          live = admission.liveTracked(request.userId, at);
-          decision = request.decide(live);
-        }
-        const plan = planAdmission(decision);
-        if (!plan.admit) return admitResult(decision, plan);
-        if (plan.deleteIds.length > 0) {
-          for (const id of plan.deleteIds) admission.remove(id);
-          const quota = quotaAfter(decision, live, plan.deleteIds.length, request);
-          rows.ends(evictionEnds(plan.deleteIds, request, at, quota));
-        }
-        admission.insert({
-          id: request.session.id,
-          userId: request.userId,
-          createdAt: at,
-          expiresAt: at + ttlMs,
-          lastSeenAt: at,
-          instanceId: request.session.instanceId,
-          tracked: plan.track,
-          userAgent: request.client?.userAgent ?? null,
-          address: request.client?.address ?? null,
-          pool: plan.pool,
-          authHash: request.authHash ?? null,
-        });
-        if (plan.track) rows.slot(request.userId, request.session.id);
-        if (request.replacing) admission.remove(request.replacing);
-        if (request.lastLoginAt !== undefined) rows.lastLogin(request.userId, request.lastLoginAt);
-        return admitResult(decision, plan);
-      },
-      { behavior: 'immediate' },
-    );
-  }
+  // better-sqlite3's own transaction, made once: a drizzle transaction builds a query API
+  // object on every call, which a storm pays on every login. Its statements are prepared.
+  const admitTransaction = db.$client.transaction((request: LoginAdmitRequest): AdmitResult => {
+    const at = request.session.createdAt;
+    let live = admission.liveTracked(request.userId, at);
+    let decision = request.decide(live);
+    // Only a denial pays for the look: an eviction would end a stale session anyway.
+    if (decision.outcome === 'deny' && endStale(db, request, at) > 0) {
+      live = admission.liveTracked(request.userId, at);
+      decision = request.decide(live);
+    }
+    const plan = planAdmission(decision);
+    if (!plan.admit) return admitResult(decision, plan);
+    if (plan.deleteIds.length > 0) {
+      for (const id of plan.deleteIds) admission.remove(id);
+      const quota = quotaAfter(decision, live, plan.deleteIds.length, request);
+      rows.ends(evictionEnds(plan.deleteIds, request, at, quota));
+    }
+    admission.insert({
+      id: request.session.id,
+      userId: request.userId,
+      createdAt: at,
+      expiresAt: at + ttlMs,
+      lastSeenAt: at,
+      instanceId: request.session.instanceId,
+      tracked: plan.track,
+      userAgent: request.client?.userAgent ?? null,
+      address: request.client?.address ?? null,
+      pool: plan.pool,
+      authHash: request.authHash ?? null,
+    });
+    if (plan.track) rows.slot(request.userId, request.session.id);
+    if (request.replacing) admission.remove(request.replacing);
+    if (request.lastLoginAt !== undefined) rows.lastLogin(request.userId, request.lastLoginAt);
+    return admitResult(decision, plan);
+  });
+  const admitNow = (request: LoginAdmitRequest) => admitTransaction.immediate(request);
 
   function touchUnlessBusy(at: number, sessionId: string): void {
     try {

@@ -28,7 +28,7 @@ export function sessionIdOf(token: string): string {
  * const { token, id } = newSessionToken(); // token goes in the cookie, id in the database
  */
 export function newSessionToken(): { token: string; id: string } {
-  const token = randomBytes(SESSION_TOKEN_BYTES).toString('base64url');
+  const token = randomSlice(SESSION_TOKEN_BYTES).toString('base64url');
   return { token, id: sessionIdOf(token) };
 }
 
@@ -61,20 +61,27 @@ export function shortId(id: string): string {
   return id.slice(0, 8);
 }
 
+// One randomBytes call costs more than the rest of making a session token or a pull key (a
+// storm makes one per login and one per pull); as Node does for randomUUID, draw 4 KiB at a
+// time. Each byte is used once.
+const RANDOM_POOL_BYTES = 4096;
+let randomPool = Buffer.alloc(0);
+let randomOffset = 0;
+
+/** `bytes` fresh random bytes (at most {@link RANDOM_POOL_BYTES}), never handed out before. */
+function randomSlice(bytes: number): Buffer {
+  if (randomOffset + bytes > randomPool.length) {
+    randomPool = randomBytes(RANDOM_POOL_BYTES);
+    randomOffset = 0;
+  }
+  const slice = randomPool.subarray(randomOffset, randomOffset + bytes);
+  randomOffset += bytes;
+  return slice;
+}
+
 const PULL_KEY_BYTES = 16;
-// One randomBytes call per pull costs more than the rest of get_submission's key handling; as
-// Node does for randomUUID, draw 256 keys' worth at a time. Each byte is used once.
-const PULL_KEY_POOL_BYTES = 256 * PULL_KEY_BYTES;
-let pullKeyPool = Buffer.alloc(0);
-let pullKeyOffset = 0;
 
 /** A pull key for get_submission: 128 random bits, hex (what xqueue's `make_hashkey` yields). */
 export function newPullKey(): string {
-  if (pullKeyOffset + PULL_KEY_BYTES > pullKeyPool.length) {
-    pullKeyPool = randomBytes(PULL_KEY_POOL_BYTES);
-    pullKeyOffset = 0;
-  }
-  const key = pullKeyPool.toString('hex', pullKeyOffset, pullKeyOffset + PULL_KEY_BYTES);
-  pullKeyOffset += PULL_KEY_BYTES;
-  return key;
+  return randomSlice(PULL_KEY_BYTES).toString('hex');
 }
