@@ -1,5 +1,11 @@
 import { type HeatCell, heatMap, renderSvg } from '@storm-lab/charts';
-import { type FleetShape, LIMP_RATIO, type RegimeCell, type RegimeMap } from './regime-rule.ts';
+import {
+  COLLAPSE_RATIO,
+  type FleetShape,
+  LIMP_RATIO,
+  type RegimeCell,
+  type RegimeMap,
+} from './regime-rule.ts';
 
 const fleetLabel = (fleet: FleetShape) =>
   `${fleet.replicas * fleet.queues * fleet.connections} (${fleet.replicas}x${fleet.queues}x${fleet.connections})`;
@@ -72,6 +78,7 @@ function tableOf(cells: readonly RegimeCell[]): string[] {
       cell.storm.gradedPerMinute,
       cell.cure.gradedPerMinute,
       ratioText(cell.ratio),
+      ratioText(cell.lateRatio),
       cell.deathsPerHour,
       cell.loginsPerHour,
       cell.storm.lateRestarts,
@@ -84,8 +91,8 @@ function tableOf(cells: readonly RegimeCell[]): string[] {
     ].join(' | '),
   );
   return [
-    '| connections | workers | Q = C x L / W (s) | one replica (s) | storm graded/min | cure graded/min | storm / cure | deaths/h | logins/h | late restarts | alive at end | LMS busy | storm | rule: storm | cure | rule: cure |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|---|',
+    '| connections | workers | Q = C x L / W (s) | one replica (s) | storm graded/min | cure graded/min | storm / cure | same, 2nd half | deaths/h | logins/h | late restarts | alive at end | LMS busy | storm | rule: storm | cure | rule: cure |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|---|',
     ...rows.map((row) => `| ${row} |`),
   ];
 }
@@ -108,13 +115,22 @@ function boundsLine(
   return `${what}: the cells put the boundary between ${measure} = ${below} T (the highest that did not stall) and ${above} T (the lowest that did); the rule's ${factor} T ${inside ? 'lies in that interval, as a round figure: the map does not pin it closer' : 'lies outside it'}.`;
 }
 
-/** Below the boundary: the cells by Q, each as `Q s: ratio`. */
+/** Below the stall boundary: up to which Q the storm limps, and every cell where it slows. */
 function trendOf(map: RegimeMap): string {
-  return map.rule.belowBoundary
-    .map(
-      (cell) => `${cell.loginQueueSeconds} s (T ${cell.timeoutSeconds} s) ${ratioText(cell.ratio)}`,
-    )
-    .join(', ');
+  const below = map.rule.belowBoundary;
+  const limps = below.filter((cell) => cell.verdict === 'limps');
+  const slows = below.filter((cell) => cell.verdict !== 'limps');
+  const cellText = (cell: (typeof below)[number]) =>
+    `Q ${cell.loginQueueSeconds} s at T ${cell.timeoutSeconds} s: ${ratioText(cell.ratio)}`;
+  const limpText =
+    limps.length > 0
+      ? `the storm limps (at least ${Math.round(LIMP_RATIO * 100)}% of the cure) in ${limps.length} cells, up to Q = ${Math.max(...limps.map((cell) => cell.loginQueueSeconds))} s`
+      : 'the storm limps in no cell';
+  const slowText =
+    slows.length > 0
+      ? `it slows in ${slows.length}: ${slows.map(cellText).join('; ')}`
+      : 'it slows in none';
+  return `${limpText}; ${slowText}`;
 }
 
 /**
@@ -140,7 +156,7 @@ export function regimeMapMarkdown(map: RegimeMap): string {
     '',
     ...rule.statement.map((line) => `- ${line}`),
     '',
-    `A storm "stalls" when its fleet crash-loops: replicas still restarting in the load's second half, or connections still dead at its end (replicas waiting in CrashLoopBackOff); otherwise it "limps" when it grades at least ${Math.round(LIMP_RATIO * 100)}% of the cure's rate and "slows" below that. The cure "stalls" on the same test. Checked against the cells: the storm stalls exactly where the rule says in ${rule.stormAgrees} of ${rule.cells} cells, the cure in ${rule.cureAgrees} of ${rule.cells}.`,
+    `A storm "stalls" when its fleet crash-loops (replicas still restarting in the load's second half, or connections still dead at its end) or its grading collapses (under ${Math.round(COLLAPSE_RATIO * 100)}% of the cure's in the second half); otherwise it "limps" when it grades at least ${Math.round(LIMP_RATIO * 100)}% of the cure's rate and "slows" below that (a backlog that grows). The cure "stalls" when it crash-loops. Checked against the cells: the storm stalls exactly where the rule says in ${rule.stormAgrees} of ${rule.cells} cells, the cure in ${rule.cureAgrees} of ${rule.cells}.`,
     '',
     ...(rule.exceptions.length === 0
       ? ['No cell contradicts the rule.']
@@ -149,7 +165,7 @@ export function regimeMapMarkdown(map: RegimeMap): string {
     `- ${boundsLine('The storm', 'Q', 2, rule.bounds.storm)}`,
     `- ${boundsLine('The cure', '(C / R) x L / W', 1, rule.bounds.cure)}`,
     '',
-    `Below the stall boundary, storm / cure by Q: ${trendOf(map)}.`,
+    `Below the stall boundary ${trendOf(map)}.`,
     '',
   ];
   for (const timeoutSeconds of map.timeoutsSeconds) {

@@ -118,13 +118,16 @@ describe('the regime rule', () => {
     expect(cureStallPredicted(at(2.16, 1.08, 1))).toBe(true);
   });
 
-  it('calls a storm that still restarts replicas late, or ends with dead connections, a stall, whatever it graded', () => {
+  it('calls a storm a stall when it still restarts replicas late, ends with dead connections, or its grading collapses', () => {
     const figures = { aliveAtEnd: 20, lateRestarts: 0 } as RegimeCell['storm'];
-    const cell = { totalConnections: 20, storm: figures, ratio: 0.96 };
+    const cell = { totalConnections: 20, storm: figures, ratio: 0.96, lateRatio: 0.97 };
     expect(regimeOf(cell)).toBe('limps');
     expect(regimeOf({ ...cell, ratio: 0.94 })).toBe('slows');
     expect(regimeOf({ ...cell, ratio: null })).toBe('slows');
     expect(regimeOf({ ...cell, storm: { ...figures, aliveAtEnd: 19 } })).toBe('stalls');
     expect(regimeOf({ ...cell, storm: { ...figures, lateRestarts: 1 } })).toBe('stalls');
+    // Every connection alive, and nothing graded once the cold start is over: a livelock.
+    expect(regimeOf({ ...cell, ratio: 0.3, lateRatio: 0.05 })).toBe('stalls');
+    expect(regimeOf({ ...cell, ratio: 0.3, lateRatio: 0.3 })).toBe('slows');
   });
 });

@@ -3,7 +3,7 @@
 // regime-map.md and regime-map.svg to outDir; docs/regime-map.* are its output.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { perHour, type ScenarioFigures } from '@storm-lab/storm';
+import { perHour, perMinute, type ScenarioFigures } from '@storm-lab/storm';
 import { scenarioFor } from './presets.ts';
 import { regimeMapMarkdown, regimeMapSvg } from './regime-map-report.ts';
 import {
@@ -96,6 +96,11 @@ function figuresOf(figures: ScenarioFigures, settings: SimSettings): RunFigures 
     replicaRestarts: figures.replicaRestarts,
     aliveAtEnd: last?.alive ?? 0,
     lateRestarts: (last?.restarts ?? 0) - (atHalf?.restarts ?? 0),
+    lateGradedPerMinute: perMinute(
+      (last?.graded ?? 0) - (atHalf?.graded ?? 0),
+      (last?.t ?? 0) - (atHalf?.t ?? 0),
+      settings.compression,
+    ),
     lmsWorkerUtilisation: Math.round((figures.lmsWorkerUtilisation ?? 0) * 1000) / 1000,
   };
 }
@@ -129,10 +134,9 @@ async function runCell(
   );
   const totalConnections = fleet.replicas * fleet.queues * fleet.connections;
   const loginSeconds = loginSecondsOf(settings);
-  const ratio =
-    cure.gradedPerMinute > 0
-      ? Math.round((storm.gradedPerMinute / cure.gradedPerMinute) * 1000) / 1000
-      : null;
+  const ratioOf = (stormRate: number, cureRate: number) =>
+    cureRate > 0 ? Math.round((stormRate / cureRate) * 1000) / 1000 : null;
+  const ratio = ratioOf(storm.gradedPerMinute, cure.gradedPerMinute);
   const cell = {
     ...fleet,
     totalConnections,
@@ -144,6 +148,7 @@ async function runCell(
     storm,
     cure,
     ratio,
+    lateRatio: ratioOf(storm.lateGradedPerMinute, cure.lateGradedPerMinute),
     deathsPerHour: storm.deathsPerHour,
     loginsPerHour: storm.loginsPerHour,
   };

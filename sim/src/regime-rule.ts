@@ -23,13 +23,15 @@ export interface RunFigures {
   aliveAtEnd: number;
   /** Replicas restarted in the load's second half, long after any cold start's deaths. */
   lateRestarts: number;
+  /** Graded per minute in the load's second half alone (the steady state, past any cold start). */
+  lateGradedPerMinute: number;
   lmsWorkerUtilisation: number;
 }
 
 /**
- * What the storm does to grading: `stalls` (the fleet crash-loops: replicas still restarting in
- * the load's second half, or connections dead at its end), otherwise `limps` (grades as the
- * cure does, at a cost in logins, 403s and CPU) or `slows` (grades below the cure's).
+ * What the storm does to grading: `stalls` (the fleet crash-loops, or its grading collapses),
+ * otherwise `limps` (grades as the cure does, at a cost in logins, 403s and CPU) or `slows`
+ * (grades below the cure's, every connection alive).
  */
 export type Regime = 'limps' | 'slows' | 'stalls';
 
@@ -50,6 +52,8 @@ export interface RegimeCell extends FleetShape {
   cure: RunFigures;
   /** Storm's graded per minute over the cure's; null when the cure graded nothing. */
   ratio: number | null;
+  /** The same in the load's second half alone; null when the cure graded nothing there. */
+  lateRatio: number | null;
   /** The storm's connection deaths and logins per hour (as in `storm`), for the map's text. */
   deathsPerHour: number;
   loginsPerHour: number;
@@ -103,14 +107,17 @@ export interface RegimeMap {
 /** The share of the cure's graded per minute from which a storm (every connection alive) only limps. */
 export const LIMP_RATIO = 0.95;
 
+/** Below this share of the cure's grading in the load's second half, a storm's grading has collapsed. */
+export const COLLAPSE_RATIO = 0.1;
+
 /**
  * The boundary rule the map checks, in one login's time L (in a worker), C connections of R
  * replicas, W LMS workers, POLL_INTERVAL P and REQUESTS_TIMEOUT T; Q = C x L / W is the time
  * the LMS's workers need to hash one login for every connection.
  */
 export const REGIME_RULE: readonly string[] = [
-  "The storm stalls when Q > 2T: the wait for a worker passes the timeout (about half the fleet waits in the LMS's queue at a time, so the wait is about Q / 2), first logins time out, their connections die, Manager exits and the replicas crash-loop; connections are still dead when the load ends.",
-  "Below that every connection survives, and the storm limps or slows: a storming connection logs in about once per poll, C / P logins a second against the LMS's W / L, so once Q passes about P the workers are saturated with logins and grading falls below the cure's, the further the larger Q.",
+  "The storm stalls when Q > 2T. The wait for a worker then passes the timeout: first logins time out, their connections die, Manager exits and the replicas crash-loop; or, with every connection alive, each request is given up and sent again at once and nothing is graded. Q is the wait with every connection's login queued at once; in a storm some connections sleep out their poll or grade, so the wait is a fraction of Q: the factor 2 is what the map shows, not derived.",
+  "Below that the fleet survives the storm. A storming connection logs in about once per poll, C / P logins a second against the LMS's W / L, so the workers fill with logins once Q passes about P, at a cost in CPU and 403s; while they still serve the graders' own requests in time the storm limps, grading as the cure does, and where they do not it slows: every connection alive, grading below the offered load (a backlog that grows), the less the larger Q.",
   "The cure stalls too when one replica's connections, which log in at once when it starts, already wait past the timeout: (C / R) x L / W > T.",
 ];
 
@@ -134,9 +141,16 @@ export function crashLoops(run: RunFigures, totalConnections: number): boolean {
   return run.lateRestarts > 0 || run.aliveAtEnd < totalConnections;
 }
 
-/** The regime a cell's storm showed: see {@link Regime}. */
-export function regimeOf(cell: Pick<RegimeCell, 'ratio' | 'storm' | 'totalConnections'>): Regime {
+/**
+ * The regime a cell's storm showed: see {@link Regime}. A storm can stall with every connection
+ * alive: requests waiting past the timeout are given up and sent again at once, and nothing gets
+ * graded (a livelock rather than a crash loop).
+ */
+export function regimeOf(
+  cell: Pick<RegimeCell, 'ratio' | 'lateRatio' | 'storm' | 'totalConnections'>,
+): Regime {
   if (crashLoops(cell.storm, cell.totalConnections)) return 'stalls';
+  if (cell.lateRatio !== null && cell.lateRatio < COLLAPSE_RATIO) return 'stalls';
   return cell.ratio !== null && cell.ratio >= LIMP_RATIO ? 'limps' : 'slows';
 }
 
@@ -148,7 +162,7 @@ function exceptionsOf(cell: RegimeCell): string[] {
   const found: string[] = [];
   if (cell.stallPredicted !== (cell.verdict === 'stalls')) {
     found.push(
-      `${describe(cell)}: the rule says the storm ${cell.stallPredicted ? 'stalls' : 'does not stall'}, it ${cell.verdict} (storm / cure ${cell.ratio ?? 'none'}, ${cell.deathsPerHour} deaths/h, ${cell.storm.lateRestarts} restarts in the second half, ${cell.storm.aliveAtEnd}/${cell.totalConnections} connections alive at the end)`,
+      `${describe(cell)}: the rule says the storm ${cell.stallPredicted ? 'stalls' : 'does not stall'}, it ${cell.verdict} (storm / cure ${cell.ratio ?? 'none'}, ${cell.lateRatio ?? 'none'} in the second half, ${cell.deathsPerHour} deaths/h, ${cell.storm.lateRestarts} restarts in the second half, ${cell.storm.aliveAtEnd}/${cell.totalConnections} connections alive at the end)`,
     );
   }
   if (cell.cureStallPredicted !== cell.cureStalls) {
