@@ -48,9 +48,15 @@ function incomingOf(request: WireRequest): IncomingMessage {
     socket,
     httpVersion: '1.1',
     readableEnded: true,
-    on: () => incoming,
-    once: () => incoming,
-    off: () => incoming,
+    on() {
+      return this;
+    },
+    once() {
+      return this;
+    },
+    off() {
+      return this;
+    },
   };
   return incoming as unknown as IncomingMessage;
 }

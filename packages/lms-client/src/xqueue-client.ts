@@ -373,7 +373,12 @@ function timeoutSignal(ms: number): { signal: AbortSignal; clear: () => void } {
   );
   // Like AbortSignal.timeout's timer, it never keeps the process alive.
   (timer as { unref?: () => void }).unref?.();
-  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+  return {
+    signal: controller.signal,
+    clear() {
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** An answer's body as text; one that cannot be read is empty (upstream then fails to parse it). */
