@@ -58,7 +58,10 @@ export function faultSchedule(seed: number, log: FaultEvent[]) {
       const length = 10 + random() * 50;
       events.push({
         at: start,
-        run: () => (log.push({ at: at(), what: `${what} for ${length.toFixed(0)} s` }), on()),
+        run: () => {
+          log.push({ at: at(), what: `${what} for ${length.toFixed(0)} s` });
+          on();
+        },
       });
       events.push({ at: start + length, run: off });
     };

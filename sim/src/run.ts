@@ -190,11 +190,12 @@ async function runWorld(
         readCounters(lms.baseUrl, SERVICE_USERNAME, undefined, async () => new Response(text)),
       ),
     );
-    return each.reduce((total, counters) => {
-      const sum = { ...total };
+    const [first, ...rest] = each as [Counters, ...Counters[]];
+    const sum = { ...first };
+    for (const counters of rest) {
       for (const key of Object.keys(sum) as (keyof Counters)[]) sum[key] += counters[key];
-      return sum;
-    });
+    }
+    return sum;
   };
   const base = await read();
 
