@@ -16,6 +16,19 @@ export interface WireAnswer {
   body: string | Buffer | null;
 }
 
+/** A request's header fields as `[name, value]` pairs, as sent. */
+function fieldsOf(headers: RequestInit['headers']): [string, string][] {
+  if (headers === undefined) return [];
+  // The clients' own way: a plain record of names to values, taken as it is.
+  if (!(headers instanceof Headers) && !Array.isArray(headers)) {
+    return Object.entries(headers).map(([name, value]) => [
+      name,
+      typeof value === 'string' ? value : value.join(', '),
+    ]);
+  }
+  return [...new Headers(headers)];
+}
+
 /** The request line and headers as Node's HTTP parser gives them to a server. */
 function incomingOf(request: WireRequest): IncomingMessage {
   const { url, init } = request;
@@ -24,8 +37,8 @@ function incomingOf(request: WireRequest): IncomingMessage {
     start === -1 ? url.slice(url.indexOf('//') + 2) : url.slice(url.indexOf('//') + 2, start);
   const headers: Record<string, string> = { host };
   const rawHeaders = ['Host', host];
-  for (const [name, value] of new Headers(init.headers ?? {})) {
-    headers[name] = value;
+  for (const [name, value] of fieldsOf(init.headers)) {
+    headers[name.toLowerCase()] = value;
     rawHeaders.push(name, value);
   }
   let rawBody: Buffer | undefined;
@@ -205,11 +218,11 @@ class ReceivedResponse extends ResponseHead {
 
 /** The answer as the client's HTTP library hands it over. */
 export function responseOf(answer: WireAnswer): Response {
-  const headers = new Headers();
+  const headers: [string, string][] = [];
   for (const [name, value] of Object.entries(answer.headers)) {
     if (value === undefined) continue;
-    if (Array.isArray(value)) for (const each of value) headers.append(name, each);
-    else headers.set(name, String(value));
+    if (Array.isArray(value)) for (const each of value) headers.push([name, each]);
+    else headers.push([name, String(value)]);
   }
   return new ReceivedResponse(answer.body, {
     status: answer.status,

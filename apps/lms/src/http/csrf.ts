@@ -48,6 +48,29 @@ function settingsOf(c: Context): CsrfSettings {
  * originOf('https://lms.example/login'); // null
  */
 export function originOf(text: string): string | null {
+  return knownOrigins(text);
+}
+
+// Every login of a client that sends a Referer (xqueue-watcher does) parses it and the
+// request's own origin as URLs, which cost more than the rest of the check. The answers depend
+// on the text alone and clients send the same few: a small memo keeps them. Emptied when full,
+// so no client can make it grow.
+const MEMO_LIMIT = 1024;
+
+function memoized<T>(compute: (text: string) => T): (text: string) => T {
+  const memo = new Map<string, T>();
+  return (text) => {
+    if (memo.has(text)) return memo.get(text) as T;
+    const value = compute(text);
+    if (memo.size >= MEMO_LIMIT) memo.clear();
+    memo.set(text, value);
+    return value;
+  };
+}
+
+const knownOrigins = memoized(parseOrigin);
+
+function parseOrigin(text: string): string | null {
   // Django allows `https://*.example.com`; we list origins exactly, so a `*` is a mistake.
   if (text.includes('*')) return null;
   let url: URL;
@@ -108,15 +131,19 @@ export function requestOrigin(c: Context): string | null {
   return originOf(`${isSecure(c) ? 'https' : 'http'}://${host}`);
 }
 
-/** The origin of a Referer URL (which has a path), or null when it is not an http(s) URL. */
-function refererOrigin(referer: string): string | null {
+/**
+ * The origin of a Referer URL (which has a path): null when it is not an http(s) URL, undefined
+ * when it is no URL at all.
+ */
+const refererOrigin = memoized((referer: string): string | null | undefined => {
+  let url: URL;
   try {
-    const url = new URL(referer);
-    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : null;
+    url = new URL(referer);
   } catch {
-    return null;
+    return undefined;
   }
-}
+  return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : null;
+});
 
 /**
  * Django's Origin check (CsrfViewMiddleware, Django 4): an `Origin` other than the request's
@@ -140,8 +167,11 @@ export function originFailure(c: Context): string | null {
   }
   const referer = c.req.header('referer')?.trim();
   if (!referer) return null;
-  if (!URL.canParse(referer)) return 'CSRF Failed: Referer checking failed - Referer is malformed.';
-  if (trusted(refererOrigin(referer))) return null;
+  const refererFrom = refererOrigin(referer);
+  if (refererFrom === undefined) {
+    return 'CSRF Failed: Referer checking failed - Referer is malformed.';
+  }
+  if (trusted(refererFrom)) return null;
   return `CSRF Failed: Referer checking failed - ${referer} does not match any trusted origins.`;
 }
 
