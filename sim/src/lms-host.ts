@@ -240,7 +240,12 @@ export class SimLms {
           reject(signal.reason);
           return;
         }
-        const onAbort = () => reject(signal?.reason);
+        // An object, not a named arrow: tsx's keepNames would name a function on every request.
+        const onAbort = {
+          handleEvent() {
+            reject(signal?.reason);
+          },
+        };
         signal?.addEventListener('abort', onAbort, { once: true });
         this.serve(host, url, init).then(
           (response) => {

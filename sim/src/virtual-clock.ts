@@ -100,18 +100,25 @@ export async function withVirtualClock<T>(body: (clock: VirtualClock) => Promise
       advance: async (ms) => {
         await installed.tickAsync(ms);
       },
-      next: async () => {
+      next: () => {
         if (installed.countTimers() === 0) {
-          await realTurn();
-          if (installed.countTimers() === 0) {
-            throw new Error('the simulated world waits for something that no timer will bring');
-          }
+          return realTurn().then(() => {
+            if (installed.countTimers() === 0) {
+              throw new Error('the simulated world waits for something that no timer will bring');
+            }
+            installed.next();
+            return settle();
+          });
         }
         // Called once what the last timer started has settled; fires the next one at once and
         // lets what it starts settle (fake-timers' nextAsync waits for a real turn before
         // firing too, and after: two turns of the event loop per timer).
-        installed.next();
-        await settle();
+        try {
+          installed.next();
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return settle();
       },
       now: () => installed.now,
       pendingTimers: () => installed.countTimers(),

@@ -145,6 +145,14 @@ const refererOrigin = memoized((referer: string): string | null | undefined => {
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : null;
 });
 
+/** Whether `origin` is the request's own or one of CSRF_TRUSTED_ORIGINS. */
+function isTrusted(
+  origin: string | null,
+  trusted: { own: string | null; others: readonly string[] },
+) {
+  return origin !== null && (origin === trusted.own || trusted.others.includes(origin));
+}
+
 /**
  * Django's Origin check (CsrfViewMiddleware, Django 4): an `Origin` other than the request's
  * own and not in CSRF_TRUSTED_ORIGINS fails, even when the token matches. Without Origin, a
@@ -158,11 +166,10 @@ const refererOrigin = memoized((referer: string): string | null | undefined => {
 export function originFailure(c: Context): string | null {
   const { trustedOrigins } = settingsOf(c);
   const own = requestOrigin(c);
-  const trusted = (origin: string | null) =>
-    origin !== null && (origin === own || trustedOrigins.includes(origin));
+  const trusted = { own, others: trustedOrigins };
   const origin = c.req.header('origin');
   if (origin !== undefined) {
-    if (trusted(originOf(origin))) return null;
+    if (isTrusted(originOf(origin), trusted)) return null;
     return `CSRF Failed: Origin checking failed - ${origin} does not match any trusted origins.`;
   }
   const referer = c.req.header('referer')?.trim();
@@ -171,7 +178,7 @@ export function originFailure(c: Context): string | null {
   if (refererFrom === undefined) {
     return 'CSRF Failed: Referer checking failed - Referer is malformed.';
   }
-  if (trusted(refererFrom)) return null;
+  if (isTrusted(refererFrom, trusted)) return null;
   return `CSRF Failed: Referer checking failed - ${referer} does not match any trusted origins.`;
 }
 
