@@ -196,6 +196,7 @@ class Replica {
   private readonly started = Date.now();
   private readonly grader: (handlers: HandlerSpec[]) => Grader;
   private nextClient = 0;
+  private gradeProcessor: ReturnType<typeof createGradeProcessor> | undefined;
 
   constructor(
     private readonly fleet: SimFleet,
@@ -245,9 +246,9 @@ class Replica {
     this.exitWith(reason);
   }
 
-  /** The grading processor of this replica (BullMQ's, called in process). */
-  processor() {
-    return createGradeProcessor({
+  /** The grading processor of this replica (BullMQ's, called in process), built once. */
+  get processor() {
+    this.gradeProcessor ??= createGradeProcessor({
       graderFor: this.grader,
       clientFor: (_serverUrl, queue) => {
         const list = this.clients.get(queue) ?? [];
@@ -257,6 +258,7 @@ class Replica {
       logger: this.logger,
       now: Date.now,
     });
+    return this.gradeProcessor;
   }
 
   /** Runs until the replica exits; resolves with why (null: stopped on purpose). */
@@ -268,7 +270,7 @@ class Replica {
     const address = `10.1.${this.index}.${1 + (Number(this.id.split('.')[1]) % 250)}`;
     const fetch = options.lms.fetchFor({ address, alive: () => this.alive });
     const ends: ConnectionEnd[] = [];
-    const processor = this.processor();
+    const processor = this.processor;
     let ordinal = 0;
     for (const queue of options.config.queues) {
       for (let c = 0; c < queue.connections; c++) {
@@ -390,7 +392,7 @@ class SimJobs {
     job.state = 'active';
     job.holder = replica;
     this.active.set(replica, (this.active.get(replica) ?? 0) + 1);
-    const processor = replica.processor();
+    const processor = replica.processor;
     const attempt = { id: jobId, data: job.data, attemptsMade: job.attemptsMade } as SimJob;
     const release = () => this.active.set(replica, (this.active.get(replica) ?? 1) - 1);
     const lapse = setTimeout(() => {

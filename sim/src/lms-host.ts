@@ -55,6 +55,13 @@ export interface WorkerStats {
   queued: number;
 }
 
+const digest = (password: string, salt: string) =>
+  createHash('sha256').update(`${salt}$${password}`).digest('base64');
+
+/** Django's layout with the simulator's digest: `pbkdf2_sha256$<iterations>$sim$<sha256>`. */
+const encode = (password: string, iterations: number) =>
+  `pbkdf2_sha256$${iterations}$sim$${digest(password, 'sim')}`;
+
 /**
  * A password checker whose hashing costs virtual time instead of CPU: `iterations x
  * iterationNs`, spent while the request holds its worker. Hashes keep Django's layout (so the
@@ -65,10 +72,6 @@ export function simulatedPasswords(
   hashOn: (work: () => Promise<void>) => Promise<void> = (work) => work(),
 ): PasswordChecker {
   const spend = (iterations: number) => hashOn(() => sleep(costMs(iterations)));
-  const digest = (password: string, salt: string) =>
-    createHash('sha256').update(`${salt}$${password}`).digest('base64');
-  const encode = (password: string, iterations: number) =>
-    `pbkdf2_sha256$${iterations}$sim$${digest(password, 'sim')}`;
   return {
     async verify(password, encoded) {
       const [algorithm, iterations = '', salt = '', hash] = encoded.split('$');
@@ -88,7 +91,7 @@ export function simulatedPasswords(
 
 /** The same hashes at no cost, for seeding the database before the world starts. */
 export const freeHash = async (password: string, iterations: number) =>
-  `pbkdf2_sha256$${iterations}$sim$${createHash('sha256').update(`sim$${password}`).digest('base64')}`;
+  encode(password, iterations);
 
 class WorkerPool {
   private free: number;

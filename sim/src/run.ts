@@ -354,8 +354,6 @@ async function runWorld(
   database.close();
   return {
     ...figures,
-    // A submission the LMS refused (or that timed out) was never made: the load says so.
-    submitted: figures.submitted,
     lmsWorkerUtilisation: busyMs / (settings.lmsWorkers * durationSeconds * 1000),
     studentLatencyP50Ms: scaled(percentile(studentLatencies, 50), c),
     studentLatencyP95Ms: scaled(percentile(studentLatencies, 95), c),
