@@ -46,13 +46,10 @@ export interface SimHost {
   alive?: () => boolean;
 }
 
-/** What the workers did, for utilisation and queueing figures. */
+/** What the workers did, for the utilisation figure. */
 export interface WorkerStats {
   /** Worker-milliseconds spent serving requests, summed over workers. */
   busyMs: number;
-  served: number;
-  /** Requests waiting for a worker right now. */
-  queued: number;
 }
 
 const digest = (password: string, salt: string) =>
@@ -96,7 +93,7 @@ export const freeHash = async (password: string, iterations: number) =>
 class WorkerPool {
   private free: number;
   private readonly waiting: (() => void)[] = [];
-  readonly stats: WorkerStats = { busyMs: 0, served: 0, queued: 0 };
+  readonly stats: WorkerStats = { busyMs: 0 };
 
   constructor(workers: number) {
     this.free = workers;
@@ -104,17 +101,12 @@ class WorkerPool {
 
   async hold<T>(work: () => Promise<T>): Promise<T> {
     if (this.free > 0) this.free -= 1;
-    else {
-      this.stats.queued += 1;
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
-      this.stats.queued -= 1;
-    }
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
     const started = Date.now();
     try {
       return await work();
     } finally {
       this.stats.busyMs += Date.now() - started;
-      this.stats.served += 1;
       const next = this.waiting.shift();
       if (next) next();
       else this.free += 1;
