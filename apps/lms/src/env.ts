@@ -70,45 +70,96 @@ const positive = (max: number) => z.coerce.number().positive().max(max);
 // Each entry: the schema and, for the error message, the values it accepts.
 const VARIABLES = {
   PORT: {
-    schema: integer(0, 65_535).default(8000),
+    schema: integer(0, 65_535)
+      .default(8000)
+      .describe('Port the LMS listens on; `0` picks a free port.'),
     accepts: 'an integer 0..65535 (0 = any free port)',
   },
-  HOST: { schema: z.string().min(1).default('127.0.0.1'), accepts: 'a host name or IP address' },
+  HOST: {
+    schema: z
+      .string()
+      .min(1)
+      .default('127.0.0.1')
+      .describe(
+        'Address the LMS listens on. Off loopback `pnpm lms seed` uses no default password, and `pnpm lms serve` first warns about accounts that still have one.',
+      ),
+    accepts: 'a host name or IP address',
+  },
   DATABASE_PATH: {
-    schema: z.string().min(1).default('./data/lms.db'),
+    schema: z
+      .string()
+      .min(1)
+      .default('./data/lms.db')
+      .describe(
+        'The SQLite file (WAL mode), relative to where you ran pnpm (`INIT_CWD`), or `:memory:`.',
+      ),
     accepts: 'a file path or :memory:',
   },
   PASSWORD_HASH_ITERATIONS: {
-    schema: integer(1, 10_000_000).default(1_000_000),
+    schema: integer(1, 10_000_000)
+      .default(1_000_000)
+      .describe(
+        "PBKDF2 iterations for new password hashes (Django 5.2's count); a login hashes a password stored at another count again.",
+      ),
     accepts: 'an integer 1..10000000',
   },
-  LOG_LEVEL: { schema: z.enum(LOG_LEVELS).default('info'), accepts: LOG_LEVELS.join(', ') },
+  LOG_LEVEL: {
+    schema: z
+      .enum(LOG_LEVELS)
+      .default('info')
+      .describe(
+        'pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`; JSON lines on stdout unless it is a terminal.',
+      ),
+    accepts: LOG_LEVELS.join(', '),
+  },
   XQUEUE_LOCK_SECONDS: {
-    schema: positive(86_400).default(300),
+    schema: positive(86_400)
+      .default(300)
+      .describe(
+        'A pulled submission without a result is served again, with the same key, after this many seconds (fractions allowed; upstream: 5 minutes, fixed).',
+      ),
     accepts: 'seconds > 0, fractions allowed',
   },
   XQUEUE_MAX_FAILURES: {
-    schema: integer(0, 1_000_000).default(0),
+    schema: integer(0, 1_000_000)
+      .default(0)
+      .describe('Serves of an expired lock after which a submission is `failed`; `0` = never.'),
     accepts: 'an integer >= 0 (0 = never fail)',
   },
   SESSION_TTL_SECONDS: {
-    schema: positive(31_536_000).default(1_209_600),
+    schema: positive(31_536_000)
+      .default(1_209_600)
+      .describe("Lifetime of a session in seconds (two weeks, as Django's `SESSION_COOKIE_AGE`)."),
     accepts: 'seconds > 0 (at most a year)',
   },
   STORM_ALERT_EVICTIONS_PER_MINUTE: {
-    schema: positive(1_000_000).default(30),
+    schema: positive(1_000_000)
+      .default(30)
+      .describe(
+        'Evictions of one account within a sliding minute that raise a storm alert (log line, metrics, dashboard banner).',
+      ),
     accepts: 'a number > 0',
   },
   MAX_BODY_BYTES: {
-    schema: integer(1024, 100 * 1024 * 1024).default(1_048_576),
+    schema: integer(1024, 100 * 1024 * 1024)
+      .default(1_048_576)
+      .describe(
+        'Larger request bodies get 413 on every route, before authentication (1024 to 104857600).',
+      ),
     accepts: 'bytes 1024..104857600',
   },
   LOGIN_THROTTLE_FAILURES: {
-    schema: integer(0, 1_000_000).default(10),
+    schema: integer(0, 1_000_000)
+      .default(10)
+      .describe(
+        'Password checks per account, and per client address, within the window: an address beyond it gets 429, an account beyond it a growing delay of 1 s to 30 s for addresses it does not trust; `0` = no throttle.',
+      ),
     accepts: 'an integer >= 0 (0 = no throttle)',
   },
   LOGIN_THROTTLE_WINDOW_SECONDS: {
-    schema: positive(86_400).default(300),
+    schema: positive(86_400)
+      .default(300)
+      .describe('The sliding window of the login throttle, in seconds.'),
     accepts: 'seconds > 0 (at most a day)',
   },
   TRUST_PROXY: {
@@ -128,7 +179,10 @@ const VARIABLES = {
           return z.NEVER;
         }
         return proxies;
-      }),
+      })
+      .describe(
+        "The reverse proxies in front of the LMS, comma-separated addresses or CIDR ranges, or `loopback`, `linklocal`, `uniquelocal` (e.g. `127.0.0.1,10.0.0.0/8`), as Express's `trust proxy`. Only a request whose socket peer is one of them has its `X-Forwarded-For` / `-Proto` / `-Host` read: the client address is the right-most `X-Forwarded-For` entry that is not a proxy, scheme and host the last entry. Empty or `false`: none; `true` is refused at start (it would believe any client).",
+      ),
     accepts: PROXY_LIST,
   },
   CSRF_TRUSTED_ORIGINS: {
@@ -143,12 +197,20 @@ const VARIABLES = {
           return z.NEVER;
         }
         return origins as string[];
-      }),
+      })
+      .describe(
+        "Comma-separated origins (`scheme://host[:port]`) besides the LMS's own that may POST to `/login`, `/logout`, `/xqueue/login/` (Django's setting); a foreign `Origin` or `Referer` is refused.",
+      ),
     accepts:
       'comma-separated origins scheme://host[:port] (http or https, no path, no wildcard), e.g. https://lms.example,http://127.0.0.1:8000; empty = none',
   },
   SQLITE_SYNCHRONOUS: {
-    schema: z.enum(SYNCHRONOUS_MODES).default('full'),
+    schema: z
+      .enum(SYNCHRONOUS_MODES)
+      .default('full')
+      .describe(
+        '`full`: each commit is fsynced before its answers go out, so every answered write survives a power loss; `normal`: no fsync at commit (faster), a power loss may drop the last commits.',
+      ),
     accepts: SYNCHRONOUS_MODES.join(' or '),
   },
   METRICS_TOKEN: {
@@ -159,18 +221,30 @@ const VARIABLES = {
       .max(512)
       .regex(/^[A-Za-z0-9._~+/-]+=*$/)
       .nullable()
-      .default(null),
+      .default(null)
+      .describe(
+        'When set (16 to 512 characters of `A-Za-z0-9._~+/-`), `/metrics` requires `Authorization: Bearer <token>`, else 401. Per-account series name only service accounts; people are counted under `account="(people)"`.',
+      ),
     accepts:
       'empty (open) or 16..512 characters of A-Z a-z 0-9 . _ ~ + / - ' +
       '(then /metrics needs Authorization: Bearer <token>)',
     secret: true,
   },
   LMS_WORKERS: {
-    schema: integer(1, 64).default(1),
+    schema: integer(1, 64)
+      .default(1)
+      .describe(
+        "Worker processes sharing the port (`node:cluster`), as gunicorn's workers; more than one needs `SESSION_STORE=redis`. The primary migrates the database, forks the workers, replaces one that dies (a worker started while the session Redis is down waits up to 10 s for it) and stops them all on SIGTERM. `/metrics` on any worker sums every worker's counters (`lms_workers_serving` counts those that listen); the storm detector runs in the primary, fed by every worker's logins.",
+      ),
     accepts: 'an integer 1..64',
   },
   SESSION_STORE: {
-    schema: z.enum(['sqlite', 'redis']).default('sqlite'),
+    schema: z
+      .enum(['sqlite', 'redis'])
+      .default('sqlite')
+      .describe(
+        "Where sessions live. `sqlite`: the database file. `redis`: a Redis every LMS process shares, as Django's cache session backend (lookup, admission and eviction through session-policy's Redis registry; users, groups, the profile slot and session ends stay in SQLite); the LMS refuses to start when that Redis cannot be reached, and a session Redis let expire answers as unknown, not `expired`. Each start records the store in the database, so `pnpm lms sessions` and a password change act on the LMS's sessions whatever the shell's `SESSION_STORE`.",
+      ),
     accepts: 'sqlite (the database file) or redis (SESSION_REDIS_URL, else REDIS_URL)',
   },
   SESSION_REDIS_URL: {
@@ -178,25 +252,39 @@ const VARIABLES = {
       .string()
       .regex(/^rediss?:\/\/\S+$/)
       .nullable()
-      .default(null),
+      .default(null)
+      .describe(
+        'The Redis of `SESSION_STORE=redis` (`redis://` or `rediss://`); unset: `REDIS_URL`.',
+      ),
     accepts: 'a redis:// or rediss:// URL',
   },
   SESSION_REDIS_PREFIX: {
     schema: z
       .string()
       .regex(/^[^\s{}]{1,64}$/)
-      .default('lms:'),
+      .default('lms:')
+      .describe(
+        "Put before every session key, so several LMSs can share one Redis: up to 64 characters, no spaces, `{` or `}` (one user's keys share a Redis Cluster hash tag).",
+      ),
     accepts: 'up to 64 characters, no spaces, "{" or "}" (a Redis Cluster hash tag)',
   },
   REDIS_URL: {
     schema: z
       .string()
       .regex(/^rediss?:\/\/\S+$/)
-      .default('redis://127.0.0.1:6379'),
+      .default('redis://127.0.0.1:6379')
+      .describe(
+        'The session Redis when `SESSION_REDIS_URL` is unset (the watcher fleet reads the same variable for BullMQ).',
+      ),
     accepts: 'a redis:// or rediss:// URL',
   },
   SINGLE_LOGIN_ENFORCEMENT: {
-    schema: z.enum(['atomic', 'upstream']).default('atomic'),
+    schema: z
+      .enum(['atomic', 'upstream'])
+      .default('atomic')
+      .describe(
+        "`atomic`: a login's read-decide-evict-record is one transaction. `upstream`: edx-platform's `set_login_session` step by step with no lock (read the profile's `session_id`, delete that session, write the new id), so its race can be watched (`pnpm storm --race`); takes only the flag and the exemptions (the other `SINGLE_LOGIN_*` variables are refused at start).",
+      ),
     accepts:
       "atomic (one transaction) or upstream (edx-platform's set_login_session: read the " +
       'slot, delete that session, write the new id, no lock; single session only)',
@@ -220,6 +308,17 @@ function readVariable<K extends keyof typeof VARIABLES>(source: Source, name: K)
 
 /** The LMS's own variables (the session policy's are `POLICY_ENV` of session-policy). */
 export const ENV_VARIABLES: readonly string[] = Object.keys(VARIABLES);
+
+/**
+ * Each of the LMS's own variables with its schema, whose `.describe()` text and default make
+ * the configuration reference (docs/configuration.md).
+ *
+ * @example
+ * ENV_SCHEMAS.PORT?.description; // 'Port the LMS listens on; ...'
+ */
+export const ENV_SCHEMAS: Readonly<Record<string, z.ZodType>> = Object.fromEntries(
+  Object.entries(VARIABLES).map(([name, { schema }]) => [name, schema]),
+);
 
 /**
  * Parses an environment into {@link LmsConfig}. A relative DATABASE_PATH is resolved against

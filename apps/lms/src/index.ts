@@ -8,7 +8,7 @@ export { openDatabase } from './db/client.ts';
 export type { TickBatcher } from './db/tick-batch.ts';
 export { createTickBatcher } from './db/tick-batch.ts';
 export type { LmsConfig } from './env.ts';
-export { EnvError, parseEnv } from './env.ts';
+export { ENV_SCHEMAS, EnvError, parseEnv } from './env.ts';
 export type { RunningServer } from './main.ts';
 export { startServer } from './main.ts';
 export type { SeedOptions, SeedSummary } from './seed.ts';

@@ -160,67 +160,148 @@ const handlerEntry = z
     return spec.value;
   });
 
-const envSchema = z
-  .object({
-    REDIS_URL: z
-      .url({ error: 'expected a URL such as redis://127.0.0.1:6379' })
-      .default('redis://127.0.0.1:6379'),
-    WATCHER_REPLICA_ID: z
-      .string()
-      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 letters, digits, _ . -')
-      .optional(),
-    WATCHER_CONFIG_DIR: optionalText,
-    LMS_URL: z.url({ error: 'expected a URL such as http://127.0.0.1:8000' }).optional(),
-    XQUEUE_USERNAME: optionalText,
-    XQUEUE_PASSWORD: z.string().min(1).optional(),
-    WATCHER_CONNECTIONS: integer(1, 100),
-    WATCHER_QUEUES: queueList,
-    WATCHER_MODE: z
-      .enum(WATCHER_MODES, { error: `expected one of ${WATCHER_MODES.join(', ')}` })
-      .default('current'),
-    WATCHER_PYTHON_HANDLER: z
-      .enum(HANDLER_NAMES as [HandlerName, ...HandlerName[]], {
-        error: `expected one of ${HANDLER_NAMES.join(', ')}`,
-      })
-      .default('exact-answer'),
-    WATCHER_DEFAULT_HANDLER: handlerEntry,
-    WATCHER_SEND_INSTANCE_ID: flag(false),
-    WATCHER_CONCURRENCY: integer(1, 1000).transform((value) => value ?? 4),
-    WATCHER_METRICS_PORT: integer(0, 65535).transform((value) => value ?? 9100),
-    WATCHER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
-    WATCHER_QUEUE_PREFIX: z
-      .string()
-      .regex(/^[^:\s]+$/, 'expected a non-empty prefix without ":" or spaces')
-      .default('storm'),
-    WATCHER_JOB_LOCK_MS: integer(100, 3_600_000).transform((value) => value ?? 30_000),
-    // xqueue-watcher's own variables (docs/operators.md); unset ones fall back to xqwatcher.json.
-    XQWATCHER_HTTP_BASIC_AUTH: basicAuth,
-    XQWATCHER_POLL_TIME: seconds,
-    XQWATCHER_REQUESTS_TIMEOUT: seconds,
-    XQWATCHER_POLL_INTERVAL: seconds,
-    XQWATCHER_LOGIN_POLL_INTERVAL: seconds,
-    XQWATCHER_FOLLOW_CLIENT_REDIRECTS: bool,
-    XQWATCHER_VERIFY_TLS: flag(true),
-    XQWATCHER_LOG_LEVEL: pythonLogLevel,
-    LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).optional(),
-    WATCHER_RELOGIN: removed('use WATCHER_MODE (current|legacy|hardened)'),
-    WATCHER_POLL_INTERVAL: removed('use XQWATCHER_POLL_INTERVAL'),
-    WATCHER_LOGIN_POLL_INTERVAL: removed('use XQWATCHER_LOGIN_POLL_INTERVAL'),
-    WATCHER_REQUESTS_TIMEOUT: removed('use XQWATCHER_REQUESTS_TIMEOUT'),
-    INIT_CWD: optionalText,
-    HOSTNAME: optionalText,
-  })
-  .transform(
-    ({
-      WATCHER_RELOGIN: _relogin,
-      WATCHER_POLL_INTERVAL: _poll,
-      WATCHER_LOGIN_POLL_INTERVAL: _loginPoll,
-      WATCHER_REQUESTS_TIMEOUT: _timeout,
-      XQWATCHER_LOG_LEVEL,
-      LOG_LEVEL,
-      ...rest
-    }) => ({ ...rest, LOG_LEVEL: LOG_LEVEL ?? XQWATCHER_LOG_LEVEL ?? 'info' }),
-  );
+/**
+ * Every variable the watcher reads, each with its `.describe()` text: the source of the
+ * configuration reference (docs/configuration.md). An unset variable's default is what its
+ * schema gives for `undefined`.
+ *
+ * @example
+ * ENV_SCHEMA.shape.WATCHER_MODE.description; // 'Which xqueue-watcher the clients behave as: ...'
+ */
+export const ENV_SCHEMA = z.object({
+  REDIS_URL: z
+    .url({ error: 'expected a URL such as redis://127.0.0.1:6379' })
+    .default('redis://127.0.0.1:6379')
+    .describe("BullMQ's Redis, shared by every replica of the fleet."),
+  WATCHER_REPLICA_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 letters, digits, _ . -')
+    .optional()
+    .describe(
+      'Replica id in logs, metrics and `X-Client-Instance` (1-64 letters, digits, `_ . -`); unset: the host name. `--replicas N` appends `-1..N`.',
+    ),
+  WATCHER_CONFIG_DIR: optionalText.describe(
+    'An xqueue-watcher config directory (`conf.d/*.json`, `xqueue_servers.json`, `xqwatcher.json`), read unchanged; `--config-dir` overrides it.',
+  ),
+  LMS_URL: z
+    .url({ error: 'expected a URL such as http://127.0.0.1:8000' })
+    .optional()
+    .describe("Overrides every queue's `SERVER` (for containers and the storm runner)."),
+  XQUEUE_USERNAME: optionalText.describe("Overrides every queue's `AUTH` username."),
+  XQUEUE_PASSWORD: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Overrides every queue's `AUTH` password (never shown in errors)."),
+  WATCHER_CONNECTIONS: integer(1, 100).describe(
+    "xqueue clients per queue per replica (1 to 100), each with its own login; overrides every queue's `CONNECTIONS`. Unset: `CONNECTIONS`, else 1.",
+  ),
+  WATCHER_QUEUES: queueList.describe(
+    'Comma-separated queues to serve; a queue missing from conf.d uses the environment credentials and the default handler (`WATCHER_DEFAULT_HANDLER`). Unset: every conf.d queue.',
+  ),
+  WATCHER_MODE: z
+    .enum(WATCHER_MODES, { error: `expected one of ${WATCHER_MODES.join(', ')}` })
+    .default('current')
+    .describe(
+      "Which xqueue-watcher the clients behave as: `current` (the current release: one re-login on 301/302/401/403), `legacy` (before its re-login-on-403 change) or `hardened` (this project's client). Replaces `WATCHER_RELOGIN`.",
+    ),
+  WATCHER_PYTHON_HANDLER: z
+    .enum(HANDLER_NAMES as [HandlerName, ...HandlerName[]], {
+      error: `expected one of ${HANDLER_NAMES.join(', ')}`,
+    })
+    .default('exact-answer')
+    .describe(
+      'Mock grader standing in for a dotted Python `HANDLER` path in conf.d: `exact-answer`, `slow-flaky` or `test-report`.',
+    ),
+  WATCHER_DEFAULT_HANDLER: handlerEntry.describe(
+    'The handler of a queue that names none, as one conf.d `HANDLERS` entry in JSON, e.g. `{"HANDLER": "slow-flaky", "KWARGS": {"latency_ms": 500}}` (the storm runner sets it to its compressed grading time). Unset: `exact-answer`.',
+  ),
+  WATCHER_SEND_INSTANCE_ID: flag(false).describe(
+    "Send `X-Client-Instance` on login, for session-policy's instance scope.",
+  ),
+  WATCHER_CONCURRENCY: integer(1, 1000)
+    .transform((value) => value ?? 4)
+    .describe('BullMQ worker concurrency per queue per replica (1 to 1000).'),
+  WATCHER_METRICS_PORT: integer(0, 65535)
+    .transform((value) => value ?? 9100)
+    .describe(
+      'Prometheus port of the replica (replica i of `--replicas` gets base + i - 1; `0` = a free port).',
+    ),
+  WATCHER_METRICS_HOST: z
+    .string()
+    .min(1)
+    .default('127.0.0.1')
+    .describe('Address the metrics endpoint listens on.'),
+  WATCHER_QUEUE_PREFIX: z
+    .string()
+    .regex(/^[^:\s]+$/, 'expected a non-empty prefix without ":" or spaces')
+    .default('storm')
+    .describe('BullMQ key prefix (no `:` or spaces).'),
+  WATCHER_JOB_LOCK_MS: integer(100, 3_600_000)
+    .transform((value) => value ?? 30_000)
+    .describe(
+      "BullMQ's job lock in milliseconds: a dead replica's jobs are picked up by another after it.",
+    ),
+  // xqueue-watcher's own variables (docs/operators.md); unset ones fall back to xqwatcher.json.
+  XQWATCHER_HTTP_BASIC_AUTH: basicAuth.describe(
+    '`user:pass` (split at the first colon), sent on every request; overrides `HTTP_BASIC_AUTH` of `xqwatcher.json` (never shown in errors).',
+  ),
+  XQWATCHER_POLL_TIME: seconds.describe(
+    "Seconds between the manager's checks for a dead connection (fractions allowed); overrides `POLL_TIME` of `xqwatcher.json`, whose default is 10.",
+  ),
+  XQWATCHER_REQUESTS_TIMEOUT: seconds.describe(
+    'Timeout of each request, both login requests included (fractions allowed); overrides `REQUESTS_TIMEOUT` of `xqwatcher.json`, whose default is 1. Replaces `WATCHER_REQUESTS_TIMEOUT`.',
+  ),
+  XQWATCHER_POLL_INTERVAL: seconds.describe(
+    'Seconds a connection sleeps after an empty or failed poll (fractions allowed); overrides `POLL_INTERVAL` of `xqwatcher.json`, whose default is 1. Replaces `WATCHER_POLL_INTERVAL`.',
+  ),
+  XQWATCHER_LOGIN_POLL_INTERVAL: seconds.describe(
+    'Seconds between attempts of a failed first login (fractions allowed); overrides `LOGIN_POLL_INTERVAL` of `xqwatcher.json`, whose default is 5. Replaces `WATCHER_LOGIN_POLL_INTERVAL`.',
+  ),
+  XQWATCHER_FOLLOW_CLIENT_REDIRECTS: bool.describe(
+    "Overrides `FOLLOW_CLIENT_REDIRECTS` of `xqwatcher.json` (default false); parsed but, as upstream's Manager, not passed to the clients.",
+  ),
+  XQWATCHER_VERIFY_TLS: flag(true).describe(
+    'Verify TLS certificates; `false` is for development only (a warning says so).',
+  ),
+  XQWATCHER_LOG_LEVEL: pythonLogLevel.describe(
+    "Python's level names as xqueue-watcher takes them: `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`; used when `LOG_LEVEL` is unset.",
+  ),
+  LOG_LEVEL: z
+    .enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })
+    .optional()
+    .describe(
+      'pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Unset: `XQWATCHER_LOG_LEVEL`, else `info`. Lines with an `event` field are printed whatever the level.',
+    ),
+  WATCHER_RELOGIN: removed('use WATCHER_MODE (current|legacy|hardened)').describe(
+    'No longer read: setting it is an error; use `WATCHER_MODE`.',
+  ),
+  WATCHER_POLL_INTERVAL: removed('use XQWATCHER_POLL_INTERVAL').describe(
+    'No longer read: setting it is an error; use `XQWATCHER_POLL_INTERVAL`.',
+  ),
+  WATCHER_LOGIN_POLL_INTERVAL: removed('use XQWATCHER_LOGIN_POLL_INTERVAL').describe(
+    'No longer read: setting it is an error; use `XQWATCHER_LOGIN_POLL_INTERVAL`.',
+  ),
+  WATCHER_REQUESTS_TIMEOUT: removed('use XQWATCHER_REQUESTS_TIMEOUT').describe(
+    'No longer read: setting it is an error; use `XQWATCHER_REQUESTS_TIMEOUT`.',
+  ),
+  INIT_CWD: optionalText.describe(
+    'Set by pnpm: where you ran it. A relative `--config-dir` is resolved against it.',
+  ),
+  HOSTNAME: optionalText.describe('Set by the system: the default replica id.'),
+});
+
+const envSchema = ENV_SCHEMA.transform(
+  ({
+    WATCHER_RELOGIN: _relogin,
+    WATCHER_POLL_INTERVAL: _poll,
+    WATCHER_LOGIN_POLL_INTERVAL: _loginPoll,
+    WATCHER_REQUESTS_TIMEOUT: _timeout,
+    XQWATCHER_LOG_LEVEL,
+    LOG_LEVEL,
+    ...rest
+  }) => ({ ...rest, LOG_LEVEL: LOG_LEVEL ?? XQWATCHER_LOG_LEVEL ?? 'info' }),
+);
 
 /** The watcher's environment, parsed and defaulted. */
 export type WatcherEnv = z.output<typeof envSchema>;

@@ -5,7 +5,7 @@ export { ConfigError, loadConfig } from './config.ts';
 export type { ConnectionEnd, ConnectionOptions, GradeViaJob } from './connection.ts';
 export { processOne, runConnection } from './connection.ts';
 export type { WatcherEnv, WatcherMode } from './env.ts';
-export { EnvError, parseEnv } from './env.ts';
+export { ENV_SCHEMA, EnvError, parseEnv } from './env.ts';
 export type { WatcherEvent } from './events.ts';
 export { logEvent } from './events.ts';
 export type { Grader, GraderDeps, HandlerSpec } from './graders.ts';

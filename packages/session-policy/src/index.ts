@@ -44,6 +44,7 @@ export {
   MAX_NAMES,
   MAX_RULES,
   POLICY_ENV,
+  POLICY_SETTINGS_SCHEMA,
   PolicySettingsError,
   parseSettings,
   settingsFromEnv,

@@ -118,16 +118,59 @@ const accountRuleSchema = z
 
 const settingsSchema = z
   .object({
-    preventConcurrentLogins: z.boolean().default(true),
-    exemptUsernames: names.default([]),
-    exemptGroups: names.default([]),
-    maxSessions: maxSessions.default(1),
-    onLimit: onLimit.default('evict-oldest'),
-    scope: scope.default('account'),
-    rules: z.array(accountRuleSchema).max(MAX_RULES, `at most ${MAX_RULES} rules`).default([]),
-    dryRun: z.boolean().default(false),
+    preventConcurrentLogins: z
+      .boolean()
+      .default(true)
+      .describe("Upstream's flag: `false` never evicts a session."),
+    exemptUsernames: names
+      .default([])
+      .describe(
+        'Comma-separated exact, case-sensitive usernames that are exempt: their logins evict nothing and are not recorded in the slot (at most 1,000, each at most 150 characters).',
+      ),
+    exemptGroups: names
+      .default([])
+      .describe(
+        'Comma-separated group names; membership in any of them exempts (at most 1,000, each at most 150 characters).',
+      ),
+    maxSessions: maxSessions
+      .default(1)
+      .describe(
+        'Live sessions allowed per account, counted in each pool separately; 1 is upstream.',
+      ),
+    onLimit: onLimit
+      .default('evict-oldest')
+      .describe(
+        'What a login beyond the limit does: `evict-oldest` (end the sessions created first), `evict-least-recent` (end the sessions used least recently; the LMS records use at most once a minute, a registry without use times falls back to creation) or `deny-new`.',
+      ),
+    scope: scope
+      .default('account')
+      .describe(
+        "Which sessions compete for the limit: `account` (all of the account's) or `instance` (only those of the login's client instance, `X-Client-Instance`).",
+      ),
+    rules: z
+      .array(accountRuleSchema)
+      .max(MAX_RULES, `at most ${MAX_RULES} rules`)
+      .default([])
+      .describe(
+        'JSON array of per-account rules, e.g. `[{"match":{"group":"xqueue"},"maxSessions":16,"scope":"instance"}]`. `match` names a `username` or a `group`, and may add a `path` (one segment of the login path, alone or with either): such a rule gives its logins their own pool, whose sessions compete only with each other. Most specific wins: username+path, group+path, path, username, group; fields left out keep the defaults. At most 200 rules.',
+      ),
+    dryRun: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Decide and count evictions (`lms_dry_run_evictions_total`), delete nothing: for a safe rollout.',
+      ),
   })
   .strict();
+
+/**
+ * The settings' schema, each field with its `.describe()` text: the source of the policy part
+ * of the configuration reference (docs/configuration.md), by way of {@link POLICY_ENV}.
+ *
+ * @example
+ * POLICY_SETTINGS_SCHEMA.shape.dryRun.description; // 'Decide and count evictions ...'
+ */
+export const POLICY_SETTINGS_SCHEMA = settingsSchema;
 
 /** Plain input for {@link parseSettings}: every field optional, defaults as upstream. */
 export type PolicySettingsInput = z.input<typeof settingsSchema>;

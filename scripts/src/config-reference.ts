@@ -1,0 +1,175 @@
+import { ENV_SCHEMAS as LMS_ENV } from '@storm-lab/lms';
+import { POLICY_ENV, POLICY_SETTINGS_SCHEMA } from '@storm-lab/session-policy';
+import { ENV_SCHEMA as WATCHER_ENV } from '@storm-lab/watcher';
+import type { z } from 'zod';
+import { COMPOSE_MEANINGS, OTHER_VARIABLES } from './other-variables.ts';
+
+/** Where the reference is committed, relative to the repository root. */
+export const CONFIG_REFERENCE_PATH = 'docs/configuration.md';
+
+/** One documented variable: its default as shown and its meaning. */
+export interface VariableRow {
+  name: string;
+  defaultText: string;
+  meaning: string;
+}
+
+/** Thrown when a schema lacks what the reference needs (a `.describe()` text). */
+export class ConfigReferenceError extends Error {
+  override readonly name = 'ConfigReferenceError';
+}
+
+/** How a parsed default reads in the table: unset, empty, or the value in code. */
+export function formatDefault(value: unknown): string {
+  if (value === undefined || value === null) return 'unset';
+  if (value === '' || (Array.isArray(value) && value.length === 0)) return 'empty';
+  return `\`${typeof value === 'string' ? value : JSON.stringify(value)}\``;
+}
+
+/** A row from a variable's schema: the default is what the schema makes of `undefined`. */
+export function rowOf(name: string, schema: z.ZodType): VariableRow {
+  const meaning = schema.description;
+  if (meaning === undefined || meaning.trim() === '') {
+    throw new ConfigReferenceError(`${name} has no .describe() text in its schema`);
+  }
+  const parsed = schema.safeParse(undefined);
+  return {
+    name,
+    defaultText: parsed.success ? formatDefault(parsed.data) : 'required',
+    meaning,
+  };
+}
+
+/** The rows of every variable an env.ts schema reads, in the schema's order. */
+export function schemaRows(schemas: Readonly<Record<string, z.ZodType>>): VariableRow[] {
+  return Object.entries(schemas).map(([name, schema]) => rowOf(name, schema));
+}
+
+/** The session policy's variables: `POLICY_ENV` names each setting of the schema. */
+export function policyRows(): VariableRow[] {
+  const shape = POLICY_SETTINGS_SCHEMA.shape as Record<string, z.ZodType>;
+  return Object.entries(POLICY_ENV).map(([variable, key]) => {
+    const schema = shape[key];
+    if (schema === undefined) throw new ConfigReferenceError(`${variable}: no setting ${key}`);
+    return rowOf(variable, schema);
+  });
+}
+
+/** `${NAME:-default}` and `${NAME}` in a compose file, first default wins (`$${...}` is shell). */
+export function composeVariables(composeFile: string): Map<string, string | undefined> {
+  const found = new Map<string, string | undefined>();
+  for (const match of composeFile.matchAll(/(?<!\$)\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}/g)) {
+    const [, name, fallback] = match;
+    if (name === undefined) continue;
+    if (!found.has(name) || (found.get(name) === undefined && fallback !== undefined)) {
+      found.set(name, fallback);
+    }
+  }
+  return found;
+}
+
+/** Rows for docker-compose.yml: its own variables, and the apps' with the file's defaults. */
+export function composeRows(composeFile: string): VariableRow[] {
+  const lms = new Set([...Object.keys(LMS_ENV), ...Object.keys(POLICY_ENV)]);
+  const watcher = new Set(Object.keys(WATCHER_ENV.shape));
+  return [...composeVariables(composeFile)].map(([name, fallback]) => {
+    const own = COMPOSE_MEANINGS[name];
+    const where = [
+      lms.has(name) ? '[LMS](#lms)' : '',
+      watcher.has(name) ? '[watcher](#watcher)' : '',
+    ]
+      .filter((link) => link !== '')
+      .join(' and ');
+    const meaning = own ?? (where === '' ? undefined : `Passed to the ${where}.`);
+    if (meaning === undefined) {
+      throw new ConfigReferenceError(
+        `${name} in docker-compose.yml is read by no schema: add its meaning to COMPOSE_MEANINGS`,
+      );
+    }
+    return {
+      name,
+      defaultText: fallback === undefined ? 'unset' : formatDefault(fallback),
+      meaning,
+    };
+  });
+}
+
+function table(rows: readonly VariableRow[]): string {
+  const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+  return [
+    '| variable | default | meaning |',
+    '|---|---|---|',
+    ...rows.map((row) => `| \`${row.name}\` | ${cell(row.defaultText)} | ${cell(row.meaning)} |`),
+  ].join('\n');
+}
+
+function otherTable(): string {
+  const cell = (text: string) => text.replaceAll('|', '\\|');
+  return [
+    '| variable | read by | default | meaning |',
+    '|---|---|---|---|',
+    ...OTHER_VARIABLES.map(
+      (row) =>
+        `| \`${row.name}\` | \`${row.readBy}\` | ${cell(row.defaultText)} | ${cell(row.meaning)} |`,
+    ),
+  ].join('\n');
+}
+
+/**
+ * The whole configuration reference, from the schemas and the compose file's text.
+ *
+ * @example
+ * const markdown = renderConfigReference(readFileSync('docker-compose.yml', 'utf8'));
+ */
+export function renderConfigReference(composeFile: string): string {
+  return `# Configuration reference
+
+<!-- Generated by \`pnpm docs:config\` from the zod schemas; do not edit by hand. -->
+
+Every environment variable the lab reads, with its default and meaning. This file is generated
+from the schemas that parse them (\`apps/lms/src/env.ts\`, the session policy's settings in
+\`packages/session-policy/src/settings.ts\`, \`apps/watcher/src/env.ts\`): change a variable's
+\`.describe()\` text there and run \`pnpm docs:config\`. \`scripts/src/config-reference.test.ts\`
+fails when this file and the schemas disagree.
+
+An empty variable counts as unset. An invalid value stops the program at start with a message
+that names the variable and the values it accepts.
+
+## LMS
+
+\`pnpm lms serve\` (and every \`pnpm lms\` command that opens the database); details in
+[apps/lms/README.md](../apps/lms/README.md).
+
+${table(schemaRows(LMS_ENV))}
+
+## Session policy
+
+Read by the LMS through session-policy's \`settingsFromEnv\`; staff can override them at run time
+from the dashboard (see [apps/lms/README.md](../apps/lms/README.md#live-storm-dashboard)).
+Booleans take \`true\`/\`false\`, \`1\`/\`0\`, \`yes\`/\`no\` or \`on\`/\`off\`; lists are comma-separated.
+
+${table(policyRows())}
+
+## Watcher
+
+\`pnpm watcher start|config\`, each replica of the fleet. The \`XQWATCHER_*\` variables override
+\`xqwatcher.json\`; \`LMS_URL\`, \`XQUEUE_USERNAME\`, \`XQUEUE_PASSWORD\` and \`WATCHER_CONNECTIONS\`
+override every queue of \`conf.d\` (see [apps/watcher/README.md](../apps/watcher/README.md)).
+Booleans take \`true\`/\`false\`, \`1\`/\`0\` or \`yes\`/\`no\`, in any case.
+
+${table(schemaRows(WATCHER_ENV.shape as Record<string, z.ZodType>))}
+
+## Runners, probe, bench and tests
+
+Read without a schema, by the package named.
+
+${otherTable()}
+
+## docker-compose.yml
+
+What \`docker-compose.yml\` reads from the shell (or an \`.env\` file), with the file's own
+defaults, which differ from the programs' for some (see [docker.md](docker.md)).
+
+${table(composeRows(composeFile))}
+`;
+}
