@@ -19,7 +19,7 @@ import type { SessionDetails } from './auth/session-admin.ts';
 import type { SessionStore } from './auth/session-store.ts';
 import { shortId } from './auth/tokens.ts';
 import { usernameProblem } from './auth/username.ts';
-import { isClusterWorker } from './cluster.ts';
+import { isClusterWorker } from './cluster/worker.ts';
 import { type ClientDb, openDatabase } from './db/client.ts';
 import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
