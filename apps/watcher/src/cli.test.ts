@@ -239,7 +239,7 @@ describe('watcher CLI', () => {
   it('rejects an unknown command with the usage text', async () => {
     const cli = runCli(['stat']);
     expect((await cli.exited).code).toBe(2);
-    expect(cli.output()).toMatch(/unknown command "stat"; the commands are "start" and "config"/);
+    expect(cli.output()).toMatch(/unknown command "stat"; the commands are start, config, help/);
     expect(cli.output()).toContain('Usage:');
   });
 
