@@ -115,7 +115,12 @@ export interface WatcherCliIo extends CliIo {
 }
 
 const HELP_FLAG = { help: { type: 'boolean', short: 'h' } } as const;
-const CONFIG_DIR_FLAG = { 'config-dir': { type: 'string' } } as const;
+/** Both commands take the same flags (`config` refuses --replicas with a word of why). */
+const FLAGS = {
+  'config-dir': { type: 'string' },
+  replicas: { type: 'string' },
+  ...HELP_FLAG,
+} as const;
 
 function childEnv(io: WatcherCliIo, env: WatcherEnv, configDir: string | undefined, index: number) {
   const base = env.WATCHER_REPLICA_ID ?? env.HOSTNAME ?? hostname();
@@ -139,16 +144,15 @@ function cliEnv(
   return { env: { ...env, WATCHER_CONFIG_DIR: configDir ?? env.WATCHER_CONFIG_DIR }, configDir };
 }
 
+/** Prints `text` on stdout; a command's status 0. */
+function say(io: CliIo, text: string): number {
+  io.out.write(`${text}\n`);
+  return 0;
+}
+
 async function start(io: WatcherCliIo, argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    ...CONFIG_DIR_FLAG,
-    replicas: { type: 'string' },
-    ...HELP_FLAG,
-  });
-  if (values.help) {
-    io.out.write(`${START_HELP}\n`);
-    return 0;
-  }
+  const { values } = parseFlags(argv, FLAGS);
+  if (values.help) return say(io, START_HELP);
   const replicas = numberFlag('replicas', values.replicas, 1, { min: 1, max: 64, integer: true });
   const { env, configDir } = cliEnv(io, values['config-dir']);
   // Validate once here so a mistake is reported once, not by every replica.
@@ -173,19 +177,11 @@ async function start(io: WatcherCliIo, argv: string[]): Promise<number> {
 }
 
 async function printConfig(io: WatcherCliIo, argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    ...CONFIG_DIR_FLAG,
-    replicas: { type: 'string' },
-    ...HELP_FLAG,
-  });
-  if (values.help) {
-    io.out.write(`${CONFIG_HELP}\n`);
-    return 0;
-  }
+  const { values } = parseFlags(argv, FLAGS);
+  if (values.help) return say(io, CONFIG_HELP);
   if (values.replicas !== undefined) throw new UsageError('--replicas applies to "start" only');
   const config = await loadConfig(cliEnv(io, values['config-dir']).env);
-  io.out.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
-  return 0;
+  return say(io, JSON.stringify(describeConfig(config), null, 2));
 }
 
 function commands(io: WatcherCliIo): Record<string, Subcommand> {
@@ -196,8 +192,7 @@ function commands(io: WatcherCliIo): Record<string, Subcommand> {
       summary: 'this text',
       run(argv) {
         parseFlags(argv, HELP_FLAG);
-        io.out.write(`${USAGE}\n`);
-        return 0;
+        return say(io, USAGE);
       },
     },
   };
