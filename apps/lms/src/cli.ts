@@ -19,7 +19,7 @@ export type { LmsCliIo } from './cli/command.ts';
 
 /** Every `pnpm lms` command, bound to `io`, and `help`, which lists them. */
 function commands(io: LmsCliIo): Record<string, Subcommand> {
-  const commands: Record<string, Subcommand> = {
+  const listed: Record<string, Subcommand> = {
     serve: serveCommand(io),
     migrate: migrateCommand(io),
     seed: seedCommand(io),
@@ -30,12 +30,12 @@ function commands(io: LmsCliIo): Record<string, Subcommand> {
   const help = `Usage: pnpm lms <command> [options]
 
 Commands:
-${commandList(commands)}
+${commandList(listed)}
 
 Run "pnpm lms <command> --help" for a command's options.
 ${ENV_HELP}`;
   return {
-    ...commands,
+    ...listed,
     help: {
       summary: 'this text',
       run(argv) {

@@ -56,13 +56,8 @@ export function bindCommand<const O extends FlagSpec>(
   return {
     summary: command.summary,
     async run(argv) {
-      const parsed = parseFlags(
-        argv,
-        { ...command.flags, ...HELP_FLAG },
-        {
-          positionals: command.positionals ?? false,
-        },
-      );
+      const flags = { ...command.flags, ...HELP_FLAG };
+      const parsed = parseFlags(argv, flags, { positionals: command.positionals ?? false });
       if ((parsed.values as { help?: boolean }).help) {
         say(io.out, command.help);
         return 0;

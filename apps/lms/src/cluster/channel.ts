@@ -9,6 +9,8 @@ import type { LiveSeries } from '../ops/live-stats.ts';
 
 export const REQUEST = 'lms:ask';
 export const REPLY = 'lms:answer';
+/** How long either side waits for a reply (a fan-out waits as long for every worker at once). */
+export const REQUEST_TIMEOUT_MS = 5_000;
 
 export interface RequestMessage {
   type: typeof REQUEST;

@@ -6,8 +6,13 @@ import { openDatabase } from '../db/client.ts';
 import type { LmsConfig } from '../env.ts';
 import { mergeSeries } from '../ops/live-stats.ts';
 import { localStormWatch, type StormWatch } from '../ops/storm-watch.ts';
-import { createEndpoint, type Peer, type PrimaryTopics, type WorkerTopics } from './channel.ts';
-import { ASK_TIMEOUT_MS } from './worker.ts';
+import {
+  createEndpoint,
+  type Peer,
+  type PrimaryTopics,
+  REQUEST_TIMEOUT_MS,
+  type WorkerTopics,
+} from './channel.ts';
 
 // LMS_WORKERS=N: N worker processes share one port through node:cluster, as gunicorn's workers
 // share one socket. Sessions are in Redis (SESSION_STORE=redis), the rest in the SQLite file;
@@ -60,7 +65,7 @@ function answerWorkers(listening: ReadonlySet<number>, storms: StormWatch): void
       // The asking worker listens, so there is always at least one part.
       'live-series': async (question) => mergeSeries(await fanOut('live-series', question)),
     },
-    { timeoutMs: ASK_TIMEOUT_MS },
+    { timeoutMs: REQUEST_TIMEOUT_MS },
   );
   cluster.on('message', (worker: Worker, message: unknown) =>
     endpoint.receive(peerOf(worker), message),

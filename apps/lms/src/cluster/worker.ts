@@ -6,13 +6,11 @@ import {
   createEndpoint,
   type Peer,
   type PrimaryTopics,
+  REQUEST_TIMEOUT_MS,
   type ReplyMessage,
   type RequestMessage,
   type WorkerTopics,
 } from './channel.ts';
-
-/** How long a worker waits for the primary's answer. */
-export const ASK_TIMEOUT_MS = 5_000;
 
 /** True in a process `runPrimary` forked. */
 export const isClusterWorker = () => cluster.isWorker;
@@ -67,7 +65,7 @@ export function joinCluster({
   registry,
   live,
   link = processLink(),
-  timeoutMs = ASK_TIMEOUT_MS,
+  timeoutMs = REQUEST_TIMEOUT_MS,
 }: JoinClusterOptions): ClusterWorker {
   const primary: Peer = { name: 'the primary', send: (message) => link.send(message) };
   const endpoint = createEndpoint<PrimaryTopics, WorkerTopics>(
