@@ -1,8 +1,10 @@
+import { realpathSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
 import { renderSvg } from '@storm-lab/charts';
+import { type CliIo, parseFlags, processIo, runCli, UsageError } from '@storm-lab/cli-kit';
 import { curveChart } from './curve-chart.ts';
 import { type Results, renderMarkdown } from './markdown.ts';
 import { fleetScale, loginCost, throughput } from './sections.ts';
@@ -33,32 +35,56 @@ BENCH_LOAD_GENERATOR=wrk|autocannon chooses (wrk when missing is an error).`;
 
 const log = (message: string) => process.stderr.write(`bench: ${message}\n`);
 
-async function main() {
-  const { values } = parseArgs({
-    options: {
-      quick: { type: 'boolean' },
-      only: { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+const SECTIONS = ['throughput', 'login', 'fleet', 'curve', 'topology', 'sim'] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** What one `pnpm bench` run measures and where it writes. */
+export interface BenchOptions {
+  quick: boolean;
+  /** The sections to run, all of them by default. */
+  only: Section[];
+  /** Where the files go; default bench/results. */
+  outDir: string;
+}
+
+/**
+ * Parses `pnpm bench ARGS`: the options, or 'help'; a `UsageError` for an unknown flag or section.
+ *
+ * @example
+ * parseBenchArgs(['--quick', '--only', 'sim']); // { quick: true, only: ['sim'], outDir: … }
+ */
+export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
+  const { values } = parseFlags(argv, {
+    quick: { type: 'boolean' },
+    only: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   });
-  if (values.help) {
-    process.stdout.write(`${HELP}\n`);
-    return;
-  }
-  const quick = values.quick ?? false;
-  const SECTIONS = ['throughput', 'login', 'fleet', 'curve', 'topology', 'sim'];
-  const only = values.only?.split(',').map((name) => name.trim()) ?? SECTIONS;
-  const unknown = only.filter((name) => !SECTIONS.includes(name));
+  if (values.help) return 'help';
+  const only = values.only?.split(',').map((name) => name.trim()) ?? [...SECTIONS];
+  const unknown = only.filter((name) => !(SECTIONS as readonly string[]).includes(name));
   if (unknown.length > 0) {
-    throw new Error(
+    throw new UsageError(
       `--only: unknown section ${unknown.join(', ')} (choose from ${SECTIONS.join(', ')})`,
     );
   }
-  const run = (name: string) => only.includes(name);
+  return {
+    quick: values.quick ?? false,
+    only: only as Section[],
+    outDir: values.out ?? join(import.meta.dirname, '..', 'results'),
+  };
+}
+
+async function bench(argv: readonly string[], io: CliIo): Promise<number> {
+  const options = parseBenchArgs(argv);
+  if (options === 'help') {
+    io.out.write(`${HELP}\n`);
+    return 0;
+  }
+  const { quick, only, outDir } = options;
+  const run = (name: Section) => only.includes(name);
   const name = only.length === SECTIONS.length ? 'latest' : 'partial';
   const seconds = quick ? 2 : 5;
-  const outDir = values.out ?? join(import.meta.dirname, '..', 'results');
   const started = Date.now();
 
   const results: Results = {
@@ -162,10 +188,31 @@ async function main() {
       join(outDir, 'storm-curve.svg'),
       await renderSvg(curveChart(results.stormCurve)),
     );
-  process.stdout.write(`${markdown}\nWrote ${outDir}/${name}.json and ${name}.md\n`);
+  io.out.write(`${markdown}\nWrote ${outDir}/${name}.json and ${name}.md\n`);
+  return 0;
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
-  process.exit(1);
-});
+/**
+ * Runs `pnpm bench ARGS` and returns its exit status: 0, or 2 for a mistake in the command line
+ * (printed). Never exits the process.
+ *
+ * @example
+ * const status = await main(['--quick', '--only', 'sim']);
+ */
+export function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  return runCli(() => bench(argv, io), { help: 'pnpm bench --help', io });
+}
+
+// Run as a program (`tsx src/bench.ts`), not when imported.
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
+  main(process.argv.slice(2)).then(
+    (status) => {
+      process.exitCode = status;
+    },
+    (error: unknown) => {
+      process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

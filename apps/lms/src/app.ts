@@ -15,7 +15,7 @@ import {
   DEFAULT_THROTTLE_FAILURES,
   DEFAULT_THROTTLE_WINDOW_SECONDS,
 } from './auth/throttle.ts';
-import { workerLiveSeries, workerMetrics, workerStormWatch } from './cluster.ts';
+import { joinCluster } from './cluster/worker.ts';
 import { DatabaseBusyError } from './db/busy-retry.ts';
 import type { ClientDb } from './db/client.ts';
 import { createTickBatcher } from './db/tick-batch.ts';
@@ -81,7 +81,7 @@ export interface AppDeps {
    * session backend; the caller owns the connection.
    */
   sessionRedis?: { client: Redis; prefix: string };
-  /** This process is one of LMS_WORKERS: `/metrics` answers for every worker (cluster.ts). */
+  /** This process is one of LMS_WORKERS: `/metrics` answers for every worker (cluster/). */
   clusterWorker?: boolean;
   /** How passwords are checked; default Django's pbkdf2_sha256. */
   passwords?: PasswordChecker;
@@ -149,11 +149,12 @@ function buildServices(deps: AppDeps): Services {
   const live = createLiveStats({ now });
   const policy = createPolicyStore({ db, defaults: config.policy, now });
   const metrics = createMetrics(() => queue.lengths(now()), live, policy.current);
-  const detector = deps.clusterWorker
-    ? workerStormWatch()
-    : localStormWatch(
-        createStormDetector({ evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute }),
-      );
+  const worker = deps.clusterWorker ? joinCluster({ registry: metrics.registry, live }) : null;
+  const detector =
+    worker?.storms ??
+    localStormWatch(
+      createStormDetector({ evictionsPerMinuteThreshold: config.stormAlertEvictionsPerMinute }),
+    );
   const login = createLoginService({
     db,
     store,
@@ -172,10 +173,8 @@ function buildServices(deps: AppDeps): Services {
     batch,
     login,
     metrics,
-    ...(deps.clusterWorker && { clusterMetrics: workerMetrics(metrics.registry) }),
-    liveSeries: deps.clusterWorker
-      ? workerLiveSeries(live)
-      : async (seconds, at) => live.series(seconds, at),
+    ...(worker && { clusterMetrics: worker.metrics }),
+    liveSeries: worker?.liveSeries ?? (async (seconds, at) => live.series(seconds, at)),
     detector,
     logger,
     policy,

@@ -15,7 +15,7 @@ import { verifyPassword } from './auth/password.ts';
 import { runCli } from './cli.ts';
 import { openDatabase } from './db/client.ts';
 import { ENV_VARIABLES } from './env.ts';
-import { browserSessions, expectEnded, FAST, LMS_DIR, lmsCli } from './testing/cli.ts';
+import { browserSessions, captureIo, expectEnded, FAST, LMS_DIR, lmsCli } from './testing/cli.ts';
 import { TestClient, urlFetcher } from './testing/client.ts';
 import { currentShortId } from './testing/sessions.ts';
 import { findCredentials } from './users.ts';
@@ -87,7 +87,7 @@ describe('lms CLI', { timeout: 90_000 }, () => {
     });
     expect(await cli(['sessions', 'end', 'nobody', '--all'])).toEqual({
       code: 2,
-      output: 'error: sessions end: no user named "nobody"\n\nRun "pnpm lms --help" for usage.\n',
+      output: 'sessions end: no user named "nobody" (see pnpm lms sessions --help)\n',
     });
   });
 });
@@ -240,7 +240,7 @@ describe('accounts the CLI creates or changes', { timeout: 90_000 }, () => {
       const added = await lmsCli(['user', 'add', username, '--password', 'pw'], databasePath);
       expect(added, username).toEqual({
         code: 2,
-        output: `error: user add: username ${JSON.stringify(username)} ${rule}\n\nRun "pnpm lms --help" for usage.\n`,
+        output: `user add: username ${JSON.stringify(username)} ${rule} (see pnpm lms user --help)\n`,
       });
       expect(row(username), username).toBeUndefined();
     }
@@ -253,7 +253,7 @@ describe('accounts the CLI creates or changes', { timeout: 90_000 }, () => {
       const seeded = await lmsCli(['seed', '--students', '0', flag, '(people)'], databasePath);
       expect(seeded, flag).toEqual({
         code: 2,
-        output: `error: ${flag}: username "(people)" ${rule}\n\nRun "pnpm lms --help" for usage.\n`,
+        output: `${flag}: username "(people)" ${rule} (see pnpm lms seed --help)\n`,
       });
       expect(row('(people)'), flag).toBeUndefined();
     }
@@ -312,18 +312,9 @@ describe('serve off loopback with lab passwords', { timeout: 90_000 }, () => {
 
   /** `pnpm lms serve` in this process until it fails to bind; all it printed before. */
   async function serveOutput(): Promise<string> {
-    let output = '';
-    const write = (text: string) => {
-      output += `${text}\n`;
-    };
-    const io = {
-      env: { ...FAST, ...OFF_LOOPBACK, DATABASE_PATH: databasePath },
-      cwd: LMS_DIR,
-      out: write,
-      err: write,
-    };
+    const io = captureIo({ ...OFF_LOOPBACK, DATABASE_PATH: databasePath });
     await expect(runCli(['serve'], io)).rejects.toThrow(/EADDRNOTAVAIL/);
-    return output;
+    return io.output();
   }
 
   it('warns loudly at start when an account still has a lab default password', async () => {
@@ -500,8 +491,8 @@ for (const store of ['sqlite', 'redis'] as const) {
         expect(await lmsCli(args, databasePath), args.join(' ')).toEqual({
           code: 2,
           output:
-            'error: expected: sessions list USER, sessions end USER ID or sessions end USER --all\n' +
-            '\nRun "pnpm lms --help" for usage.\n',
+            'expected: sessions list USER, sessions end USER ID or sessions end USER --all' +
+            ' (see pnpm lms sessions --help)\n',
         });
       }
       const help = await lmsCli(['sessions', '--help'], databasePath, storeEnv());

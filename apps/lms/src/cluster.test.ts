@@ -11,7 +11,6 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisSessionStore } from './auth/redis-session-store.ts';
 import { sessionIdOf } from './auth/tokens.ts';
-import { replyTo } from './cluster.ts';
 import { openDatabase } from './db/client.ts';
 import { newConnectionFetcher, TestClient, urlFetcher } from './testing/client.ts';
 import { TEST_ITERATIONS } from './testing/fixtures.ts';
@@ -237,38 +236,5 @@ describe(`LMS_WORKERS=${WORKERS} with SESSION_STORE=redis`, { timeout: 180_000 }
     });
     await expect(failing).rejects.toThrow(LmsStartError);
     await expect(failing).rejects.toThrow(/LMS_WORKERS=2 .* set SESSION_STORE=redis/);
-  });
-});
-
-describe("replyTo (the primary's answers to its workers' questions)", () => {
-  const answers: Parameters<typeof replyTo>[0] = {
-    metrics: async () => 'lms_logins_total 0',
-    'storm-record': async () => [],
-    'storm-rates': async () => [],
-    'live-series': async () => {
-      throw new Error('no worker listens');
-    },
-  };
-  const ask = (topic: string) => ({ type: 'lms:ask', id: 7, topic, question: {} });
-
-  it('answers a question on one of its topics, and passes an error back as text', async () => {
-    expect(await replyTo(answers, ask('metrics'))).toEqual({
-      type: 'lms:answer',
-      id: 7,
-      answer: 'lms_logins_total 0',
-    });
-    expect(await replyTo(answers, ask('live-series'))).toEqual({
-      type: 'lms:answer',
-      id: 7,
-      error: 'no worker listens',
-    });
-  });
-
-  it('ignores a topic that is only an inherited name (toString, __proto__, constructor)', () => {
-    for (const topic of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {
-      expect(replyTo(answers, ask(topic)), topic).toBeNull();
-    }
-    expect(replyTo(answers, { type: 'other', id: 1, topic: 'metrics' })).toBeNull();
-    expect(replyTo(answers, null)).toBeNull();
   });
 });

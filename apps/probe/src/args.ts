@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { numberFlag, parseFlags, UsageError } from '@storm-lab/cli-kit';
 
 export const HELP = `pnpm probe: is this LMS storming with this account, and would the exemption cure it?
 
@@ -38,9 +38,6 @@ to poll: the others died on a login timeout, as upstream's threads do).
 Exit status: 0 HEALTHY, 1 STORM, 2 bad usage or the login was refused, 3 a submission came
 back (the probe stopped without posting anything), 4 INCONCLUSIVE.`;
 
-/** A command line that cannot run; the message is for the user. */
-export class UsageError extends Error {}
-
 export interface CliOptions {
   lmsUrl: URL;
   username: string;
@@ -53,16 +50,21 @@ export interface CliOptions {
   json: boolean;
 }
 
-function positive(name: string, raw: string | undefined, fallback: number, integer: boolean) {
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new UsageError(
-      `--${name}: expected a positive ${integer ? 'integer' : 'number'}, got "${raw}"`,
-    );
-  }
-  return value;
-}
+const FLAGS = {
+  'lms-url': { type: 'string' },
+  username: { type: 'string' },
+  connections: { type: 'string' },
+  duration: { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'poll-interval': { type: 'string' },
+  'login-poll-interval': { type: 'string' },
+  yes: { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Every duration flag: a millisecond (each is counted in whole milliseconds) to an hour. */
+const SECONDS = { min: 0.001, max: 3600, unit: 'seconds' };
 
 /** Parses the command line; throws UsageError with a message for the user. */
 export function parseCli(argv: readonly string[]): CliOptions | 'help' {
@@ -71,13 +73,7 @@ export function parseCli(argv: readonly string[]): CliOptions | 'help' {
       '--password: a password on the command line ends up in shell history and process lists; set PROBE_PASSWORD or answer the prompt',
     );
   }
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const { values } = parsed;
+  const { values } = parseFlags(argv, FLAGS);
   if (values.help) return 'help';
   if (!values['lms-url']) throw new UsageError('--lms-url is required');
   if (!values.username) throw new UsageError('--username is required');
@@ -91,11 +87,13 @@ export function parseCli(argv: readonly string[]): CliOptions | 'help' {
     throw new UsageError(`--lms-url: expected http:// or https://, got "${lmsUrl.protocol}"`);
   }
   const seconds = (name: string, raw: string | undefined, fallback: number) =>
-    Math.round(positive(name, raw, fallback, false) * 1000);
-  const connections = positive('connections', values.connections, 4, true);
-  if (connections > 64) throw new UsageError(`--connections: at most 64, got ${connections}`);
+    Math.round(numberFlag(name, raw, fallback, SECONDS) * 1000);
+  const connections = numberFlag('connections', values.connections, 4, {
+    min: 1,
+    max: 64,
+    integer: true,
+  });
   const durationMs = seconds('duration', values.duration, 30);
-  if (durationMs > 3_600_000) throw new UsageError('--duration: at most 3600 seconds');
   return {
     lmsUrl,
     username: values.username,
@@ -107,26 +105,6 @@ export function parseCli(argv: readonly string[]): CliOptions | 'help' {
     yes: values.yes ?? false,
     json: values.json ?? false,
   };
-}
-
-function parse(argv: readonly string[]) {
-  return parseArgs({
-    args: [...argv],
-    strict: true,
-    allowPositionals: false,
-    options: {
-      'lms-url': { type: 'string' },
-      username: { type: 'string' },
-      connections: { type: 'string' },
-      duration: { type: 'string' },
-      'request-timeout': { type: 'string' },
-      'poll-interval': { type: 'string' },
-      'login-poll-interval': { type: 'string' },
-      yes: { type: 'boolean' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
 }
 
 /** True for localhost, 127.0.0.0/8 and ::1: the only targets probed without `--yes`. */

@@ -1,4 +1,7 @@
-import { type CliOptions, HELP, isLoopback, parseCli, UsageError } from './args.ts';
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { type CliIo, processIo, runCli } from '@storm-lab/cli-kit';
+import { HELP, isLoopback, parseCli } from './args.ts';
 import { readPassword } from './password.ts';
 import { type ProbeFigures, ProbeLoginRefusedError, type ProbeReport, runProbe } from './probe.ts';
 
@@ -35,39 +38,37 @@ function summary(report: ProbeReport): string {
   return lines.join('\n');
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  let options: CliOptions | 'help';
-  try {
-    options = parseCli(argv);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`pnpm probe: ${error.message}\nTry: pnpm probe --help\n`);
-    return 2;
-  }
+/** Where the probe writes, and the environment it reads PROBE_PASSWORD from. */
+export interface ProbeCliIo extends CliIo {
+  env: Record<string, string | undefined>;
+}
+
+async function probe(argv: readonly string[], io: ProbeCliIo): Promise<number> {
+  const options = parseCli(argv);
   if (options === 'help') {
-    process.stdout.write(`${HELP}\n`);
+    io.out.write(`${HELP}\n`);
     return 0;
   }
   const remote = !isLoopback(options.lmsUrl);
   if (remote && !options.yes) {
-    process.stderr.write(
+    io.err.write(
       `pnpm probe: ${options.lmsUrl.host} is not on this machine; the probe logs in ${options.connections} times as ${options.username} and may evict that account's live sessions. Add --yes to go ahead.\n`,
     );
     return 2;
   }
-  const password = await readPassword(process.env.PROBE_PASSWORD, options.username);
+  const password = await readPassword(io.env.PROBE_PASSWORD, options.username);
   if (password === null) {
-    process.stderr.write('pnpm probe: set PROBE_PASSWORD, or run it on a terminal to be asked\n');
+    io.err.write('pnpm probe: set PROBE_PASSWORD, or run it on a terminal to be asked\n');
     return 2;
   }
-  const tty = Boolean(process.stderr.isTTY);
+  const tty = Boolean((io.err as { isTTY?: boolean }).isTTY);
   let lastPlainMs = 0;
   const progress = (figures: ProbeFigures) => {
     const line = liveLine(figures, options.durationMs);
-    if (tty) process.stderr.write(`\r\x1b[2K${line}`);
+    if (tty) io.err.write(`\r\x1b[2K${line}`);
     else if (figures.elapsedMs - lastPlainMs >= 5000) {
       lastPlainMs = figures.elapsedMs;
-      process.stderr.write(`${line}\n`);
+      io.err.write(`${line}\n`);
     }
   };
   // Ctrl-C ends the probe early; the report covers what ran.
@@ -91,28 +92,46 @@ async function main(argv: readonly string[]): Promise<number> {
       progress,
     );
   } catch (error) {
-    if (tty) process.stderr.write('\n');
+    if (tty) io.err.write('\n');
     if (!(error instanceof ProbeLoginRefusedError)) throw error;
-    process.stderr.write(`pnpm probe: ${error.message}\n`);
+    io.err.write(`pnpm probe: ${error.message}\n`);
     return 2;
   }
-  if (tty) process.stderr.write('\n');
+  if (tty) io.err.write('\n');
   if (report.pulledSubmission) {
-    process.stderr.write(
+    io.err.write(
       `pnpm probe: STOPPED: the LMS served a submission on queue ${report.queue} (header ${report.pulledSubmission.header ?? 'unreadable'}). The probe posted nothing; the LMS serves it again when its lock expires.\n`,
     );
   }
-  process.stdout.write(`${options.json ? JSON.stringify(report) : summary(report)}\n`);
+  io.out.write(`${options.json ? JSON.stringify(report) : summary(report)}\n`);
   if (report.pulledSubmission) return 3;
   return { HEALTHY: 0, STORM: 1, INCONCLUSIVE: 4 }[report.verdict];
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`pnpm probe: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = 2;
-  },
-);
+/**
+ * Runs `pnpm probe ARGS` and returns its exit status (see HELP); a mistake in the command line
+ * is printed and returns 2. Never exits the process.
+ *
+ * @example
+ * const status = await main(['--lms-url', url, '--username', 'xqueue_svc', '--json']);
+ */
+export function main(
+  argv: readonly string[],
+  io: ProbeCliIo = { ...processIo, env: process.env },
+): Promise<number> {
+  return runCli(() => probe(argv, io), { help: 'pnpm probe --help', io });
+}
+
+// Run as a program (`tsx src/cli.ts`), not when imported.
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`pnpm probe: ${(error as Error).stack ?? String(error)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

@@ -1,8 +1,10 @@
 import { dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { type LocalLms, spawnManaged, startLms } from '@storm-lab/harness';
 import { WebClient } from '@storm-lab/lms-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from './cli.ts';
 import type { ProbeReport } from './probe.ts';
 
 const APP_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -229,10 +231,23 @@ describe('pnpm probe command line', () => {
       '--connections',
       '0',
     ]);
-    expect(bad.output).toContain('--connections: expected a positive integer, got "0"');
+    expect(bad.output).toContain('--connections must be an integer from 1 to 64 (got "0")');
     expect(bad.code).toBe(2);
     const missing = await probe(['--username', 'u']);
     expect(missing.output).toContain('--lms-url is required');
+  });
+
+  it('runs in process: a mistake returns 2 and says where the help is, without exiting', async () => {
+    const err = new PassThrough();
+    let text = '';
+    err.on('data', (chunk) => {
+      text += chunk;
+    });
+    const io = { out: new PassThrough(), err, env: {} };
+    expect(await main(['--username', 'u', '--lms-url', 'x://y', '--duration', '0'], io)).toBe(2);
+    expect(text).toBe(
+      '--lms-url: expected http:// or https://, got "x:" (see pnpm probe --help)\n',
+    );
   });
 
   it('without PROBE_PASSWORD and without a terminal, asks for the variable', async () => {

@@ -1,9 +1,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { freePort, spawnManaged, startLms, sumMetric, waitFor } from '@storm-lab/harness';
 import { afterAll, describe, expect, it } from 'vitest';
+import { main } from './cli.ts';
 import { loginStudent, SERVICE_PASSWORD, SERVICE_USERNAME, scrape } from './testing/lab.ts';
 import { testRedis } from './testing/redis.ts';
 
@@ -239,7 +241,7 @@ describe('watcher CLI', () => {
   it('rejects an unknown command with the usage text', async () => {
     const cli = runCli(['stat']);
     expect((await cli.exited).code).toBe(2);
-    expect(cli.output()).toMatch(/unknown command "stat"; the commands are "start" and "config"/);
+    expect(cli.output()).toMatch(/unknown command "stat"; the commands are start, config, help/);
     expect(cli.output()).toContain('Usage:');
   });
 
@@ -270,5 +272,28 @@ describe('watcher CLI', () => {
     cli.child.kill('SIGTERM');
     expect((await cli.exited).code).toBe(0);
     expect(cli.output().match(/"msg":"stopped"/g)).toHaveLength(2);
+  });
+});
+
+describe('watcher CLI in process', () => {
+  /** Runs `main` with its own output and environment; resolves with its status and stderr. */
+  async function run(argv: string[]) {
+    const err = new PassThrough();
+    let text = '';
+    err.on('data', (chunk) => {
+      text += chunk;
+    });
+    const status = await main(argv, { out: new PassThrough(), err, env: {} });
+    return { status, text };
+  }
+
+  it('returns 2 for a mistake in the command line, with where to read the help, without exiting', async () => {
+    expect(await run(['config', '--replicas', '2'])).toEqual({
+      status: 2,
+      text: '--replicas applies to "start" only (see pnpm watcher config --help)\n',
+    });
+    const none = await run([]);
+    expect(none.status).toBe(2);
+    expect(none.text).toContain('Usage: pnpm watcher start');
   });
 });

@@ -1,35 +1,35 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  type CliIo,
+  dispatch,
+  numberFlag,
+  parseFlags,
+  processIo,
+  runCli,
+  type Subcommand,
+  UsageError,
+} from '@storm-lab/cli-kit';
 import { ConfigError, describeConfig, loadConfig } from './config.ts';
 import { EnvError, parseEnv, type WatcherEnv } from './env.ts';
 
-const USAGE = `Usage: pnpm watcher start [--config-dir DIR] [--replicas N]
+const SYNOPSIS = `Usage: pnpm watcher start [--config-dir DIR] [--replicas N]
        pnpm watcher config [--config-dir DIR]
-       pnpm watcher --help
+       pnpm watcher --help`;
 
-Runs a fleet of xqueue-watcher replicas that all log in to the LMS as one shared account.
-Grading work goes through BullMQ on Redis, so a replica that dies loses no submission.
-
-Commands:
-  start             start the replicas (validates the configuration once first)
-  config            print the resolved configuration as JSON, passwords redacted, and exit:
-                    0 when it is usable, 2 with the error otherwise
-
-Options:
-  --config-dir DIR  an xqueue-watcher config directory, unchanged: DIR/conf.d/*.json (sorted;
+const CONFIG_DIR_HELP = `  --config-dir DIR  an xqueue-watcher config directory, unchanged: DIR/conf.d/*.json (sorted;
                     {"QUEUE": {"SERVER" | "SERVER_REF", "AUTH", "CONNECTIONS", "CLASS",
                     "NAME_OVERRIDE", "HANDLERS": [{"HANDLER", "KWARGS", "CODEJAIL"}]}}),
                     optional DIR/xqwatcher.json (HTTP_BASIC_AUTH, POLL_TIME, REQUESTS_TIMEOUT,
                     POLL_INTERVAL, LOGIN_POLL_INTERVAL in seconds, FOLLOW_CLIENT_REDIRECTS),
                     optional DIR/xqueue_servers.json ({"NAME": {"SERVER", "AUTH"}} for
-                    SERVER_REF); DIR/logging.json is ignored. Relative to where you ran pnpm.
-  --replicas N      replica processes to start (default 1), ids <WATCHER_REPLICA_ID>-1..N
-  -h, --help        this text
+                    SERVER_REF); DIR/logging.json is ignored. Relative to where you ran pnpm.`;
+const REPLICAS_HELP = `  --replicas N      replica processes to start (default 1), ids <WATCHER_REPLICA_ID>-1..N`;
 
-Environment (overrides the config files):
+const ENV_HELP = `Environment (overrides the config files):
   REDIS_URL                 redis://127.0.0.1:6379
   WATCHER_CONFIG_DIR        like --config-dir
   LMS_URL                   SERVER for every queue
@@ -58,72 +58,109 @@ Environment (overrides the config files):
   XQWATCHER_LOG_LEVEL       DEBUG | INFO | WARNING | ERROR | CRITICAL, when LOG_LEVEL is unset
   LOG_LEVEL                 info
   Booleans take true/false, 1/0 or yes/no.
+  Each variable, its default and what it means: docs/configuration.md.`;
+
+const USAGE = `${SYNOPSIS}
+
+Runs a fleet of xqueue-watcher replicas that all log in to the LMS as one shared account.
+Grading work goes through BullMQ on Redis, so a replica that dies loses no submission.
+
+Commands:
+  start             start the replicas (validates the configuration once first)
+  config            print the resolved configuration as JSON, passwords redacted, and exit:
+                    0 when it is usable, 2 with the error otherwise
+
+Options:
+${CONFIG_DIR_HELP}
+${REPLICAS_HELP}
+  -h, --help        this text; "pnpm watcher COMMAND --help" for one command's
+
+${ENV_HELP}
 
 Examples:
   pnpm watcher config --config-dir /etc/xqueue-watcher
   LMS_URL=http://127.0.0.1:8000 XQUEUE_USERNAME=xqueue_svc XQUEUE_PASSWORD=secret \\
-  WATCHER_QUEUES=a,b WATCHER_CONNECTIONS=2 pnpm watcher start --replicas 3
-`;
+  WATCHER_QUEUES=a,b WATCHER_CONNECTIONS=2 pnpm watcher start --replicas 3`;
+
+const START_HELP = `Usage: pnpm watcher start [--config-dir DIR] [--replicas N]
+
+Starts the replicas, each a process that logs in to the LMS as the shared account, once the
+configuration has been checked (a mistake is reported once, not by every replica). SIGINT and
+SIGTERM stop them all; the exit status is the highest of theirs.
+To check a configuration without starting anything: pnpm watcher config [--config-dir DIR]
+
+Options:
+${CONFIG_DIR_HELP}
+${REPLICAS_HELP}
+  -h, --help        this text
+
+${ENV_HELP}`;
+
+const CONFIG_HELP = `Usage: pnpm watcher config [--config-dir DIR]
+
+Prints the resolved configuration as JSON, passwords redacted, and exits: 0 when it is usable,
+2 with the error otherwise.
+
+Options:
+${CONFIG_DIR_HELP}
+  -h, --help        this text
+
+${ENV_HELP}`;
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.ts');
 
-function fail(message: string, code = 2): never {
-  process.stderr.write(`watcher: ${message}\n`);
-  process.exit(code);
+/** Where the watcher CLI writes, and the environment it reads and hands to the replicas. */
+export interface WatcherCliIo extends CliIo {
+  env: Record<string, string | undefined>;
 }
 
-function parseCli(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        'config-dir': { type: 'string' },
-        replicas: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    return fail(`${(error as Error).message}\n\n${USAGE}`);
-  }
-}
+const HELP_FLAG = { help: { type: 'boolean', short: 'h' } } as const;
+/** Both commands take the same flags (`config` refuses --replicas with a word of why). */
+const FLAGS = {
+  'config-dir': { type: 'string' },
+  replicas: { type: 'string' },
+  ...HELP_FLAG,
+} as const;
 
-function childEnv(env: WatcherEnv, configDir: string | undefined, index: number) {
+function childEnv(io: WatcherCliIo, env: WatcherEnv, configDir: string | undefined, index: number) {
   const base = env.WATCHER_REPLICA_ID ?? env.HOSTNAME ?? hostname();
   const port = env.WATCHER_METRICS_PORT === 0 ? 0 : env.WATCHER_METRICS_PORT + index;
   return {
-    ...process.env,
+    ...io.env,
     ...(configDir ? { WATCHER_CONFIG_DIR: configDir } : {}),
     WATCHER_REPLICA_ID: `${base}-${index + 1}`,
     WATCHER_METRICS_PORT: String(port),
   };
 }
 
-interface CliValues {
-  'config-dir'?: string;
-  replicas?: string;
-}
-
 /** The environment, with --config-dir resolved where the user ran pnpm. */
-function cliEnv(values: CliValues): { env: WatcherEnv; configDir: string | undefined } {
-  const env = parseEnv(process.env);
+function cliEnv(
+  io: WatcherCliIo,
+  configDirFlag: string | undefined,
+): { env: WatcherEnv; configDir: string | undefined } {
+  const env = parseEnv(io.env);
   const where = env.INIT_CWD ?? process.cwd();
-  const configDir = values['config-dir'] ? resolve(where, values['config-dir']) : undefined;
+  const configDir = configDirFlag ? resolve(where, configDirFlag) : undefined;
   return { env: { ...env, WATCHER_CONFIG_DIR: configDir ?? env.WATCHER_CONFIG_DIR }, configDir };
 }
 
-async function start(values: CliValues): Promise<void> {
-  const replicas = Number(values.replicas ?? '1');
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
-    fail(`--replicas must be an integer from 1 to 64, got "${values.replicas}"`);
-  }
-  const { env, configDir } = cliEnv(values);
+/** Prints `text` on stdout; a command's status 0. */
+function say(io: CliIo, text: string): number {
+  io.out.write(`${text}\n`);
+  return 0;
+}
+
+async function start(io: WatcherCliIo, argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, FLAGS);
+  if (values.help) return say(io, START_HELP);
+  const replicas = numberFlag('replicas', values.replicas, 1, { min: 1, max: 64, integer: true });
+  const { env, configDir } = cliEnv(io, values['config-dir']);
   // Validate once here so a mistake is reported once, not by every replica.
   await loadConfig(env);
   const children: ChildProcess[] = Array.from({ length: replicas }, (_, index) =>
     spawn(process.execPath, ['--import', 'tsx', MAIN], {
       cwd: dirname(MAIN),
-      env: childEnv(env, configDir, index),
+      env: childEnv(io, env, configDir, index),
       stdio: 'inherit',
     }),
   );
@@ -136,31 +173,74 @@ async function start(values: CliValues): Promise<void> {
     });
   }
   const codes = await Promise.all(exits);
-  process.exit(Math.max(0, ...codes));
+  return Math.max(0, ...codes);
 }
 
-async function printConfig(values: CliValues): Promise<void> {
-  if (values.replicas !== undefined) fail('--replicas applies to "start" only');
-  const config = await loadConfig(cliEnv(values).env);
-  process.stdout.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
+async function printConfig(io: WatcherCliIo, argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, FLAGS);
+  if (values.help) return say(io, CONFIG_HELP);
+  if (values.replicas !== undefined) throw new UsageError('--replicas applies to "start" only');
+  const config = await loadConfig(cliEnv(io, values['config-dir']).env);
+  return say(io, JSON.stringify(describeConfig(config), null, 2));
 }
 
-async function run(argv: string[]): Promise<void> {
-  const { values, positionals } = parseCli(argv);
-  if (values.help || positionals[0] === 'help') {
-    process.stdout.write(USAGE);
-    return;
-  }
-  const [command] = positionals;
-  if ((command !== 'start' && command !== 'config') || positionals.length > 1) {
-    fail(
-      `unknown command "${positionals.join(' ')}"; the commands are "start" and "config"\n\n${USAGE}`,
+function commands(io: WatcherCliIo): Record<string, Subcommand> {
+  return {
+    start: { summary: 'start the replicas', run: (argv) => start(io, argv) },
+    config: { summary: 'print the resolved configuration', run: (argv) => printConfig(io, argv) },
+    help: {
+      summary: 'this text',
+      run(argv) {
+        parseFlags(argv, HELP_FLAG);
+        return say(io, USAGE);
+      },
+    },
+  };
+}
+
+/**
+ * Runs `pnpm watcher ARGS` and returns its exit status: a mistake in the command line, the
+ * environment or the configuration is printed and returns 2; `start` returns the highest exit
+ * status of its replicas. Never exits the process.
+ *
+ * @example
+ * const status = await main(['config', '--config-dir', dir], { ...processIo, env });
+ */
+export async function main(
+  argv: string[],
+  io: WatcherCliIo = { ...processIo, env: process.env },
+): Promise<number> {
+  const all = commands(io);
+  const [first] = argv;
+  const named = first !== undefined && first !== 'help' && Object.hasOwn(all, first);
+  try {
+    const status = await runCli(
+      () => {
+        if (argv.length === 0) throw new UsageError('name a command: start or config');
+        return dispatch(argv, all, 'help', io);
+      },
+      { help: named ? `pnpm watcher ${first} --help` : 'pnpm watcher --help', io },
     );
+    // A command line that names no known command: what the commands are.
+    if (status === 2 && !named) io.err.write(`\n${SYNOPSIS}\n`);
+    return status;
+  } catch (error) {
+    if (!(error instanceof EnvError || error instanceof ConfigError)) throw error;
+    io.err.write(`watcher: ${error.message}\n`);
+    return 2;
   }
-  await (command === 'start' ? start(values) : printConfig(values));
 }
 
-run(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof EnvError || error instanceof ConfigError) fail(error.message);
-  fail(error instanceof Error ? (error.stack ?? error.message) : String(error), 1);
-});
+// Run as a program (`tsx src/cli.ts`), not when imported.
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
+  main(process.argv.slice(2)).then(
+    (status) => process.exit(status),
+    (error: unknown) => {
+      process.stderr.write(
+        `watcher: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exit(1);
+    },
+  );
+}

@@ -19,7 +19,7 @@ export interface Services {
   batch: TickBatcher;
   login: LoginService;
   metrics: LmsMetrics;
-  /** With LMS_WORKERS > 1: every worker's metrics, summed (see cluster.ts); else absent. */
+  /** With LMS_WORKERS > 1: every worker's metrics, summed (see cluster/); else absent. */
   clusterMetrics?: () => Promise<string>;
   /** The dashboard's per-second series of the whole LMS (every worker's, added up). */
   liveSeries: (seconds: number, at: number) => Promise<LiveSeries>;

@@ -3,7 +3,7 @@ import type { AccountRates, StormAlert, StormDetector } from '@storm-lab/session
 /**
  * The LMS's storm detector as the login path and the dashboard use it: one per LMS, however
  * many workers serve it. In one process it is the session-policy detector itself; with
- * LMS_WORKERS > 1 every worker hands its logins to the primary's detector (see cluster.ts), so
+ * LMS_WORKERS > 1 every worker hands its logins to the primary's detector (see cluster/), so
  * an alert and the rates count the logins and evictions of all workers.
  */
 export interface StormWatch {

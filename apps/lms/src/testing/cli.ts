@@ -1,5 +1,6 @@
+import { Writable } from 'node:stream';
 import { expect } from 'vitest';
-import { runCli } from '../cli.ts';
+import { type LmsCliIo, runCli } from '../cli.ts';
 import { TestClient, urlFetcher } from './client.ts';
 
 /** Cheap hashes and quiet logs for LMS processes and CLI runs in tests. */
@@ -7,6 +8,37 @@ export const FAST = { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' };
 
 /** The LMS app directory, where `pnpm lms` runs. */
 export const LMS_DIR = new URL('../..', import.meta.url).pathname;
+
+/** A stream that appends what is written to it to `sink`, at once (no buffering). */
+function textStream(sink: { text: string }): Writable {
+  return new Writable({
+    decodeStrings: false,
+    write(chunk: string, _encoding, done) {
+      sink.text += chunk;
+      done();
+    },
+  });
+}
+
+/**
+ * Output and environment for `runCli` in this process: only FAST and `env` as its environment,
+ * stdout and stderr both into `output()`, in order.
+ *
+ * @example
+ * const io = captureIo({ DATABASE_PATH: path });
+ * await runCli(['migrate'], io); // io.output() === `Migrated ${path}\n`
+ */
+export function captureIo(env: Record<string, string> = {}): LmsCliIo & { output(): string } {
+  const sink = { text: '' };
+  const stream = textStream(sink);
+  return {
+    env: { ...FAST, ...env },
+    cwd: LMS_DIR,
+    out: stream,
+    err: stream,
+    output: () => sink.text,
+  };
+}
 
 /**
  * Runs a CLI command in this process (runCli, as `pnpm lms` does) on the database file, with
@@ -21,18 +53,9 @@ export async function lmsCli(
   databasePath: string,
   env: Record<string, string> = {},
 ): Promise<{ code: number; output: string }> {
-  let output = '';
-  const write = (text: string) => {
-    output += `${text}\n`;
-  };
-  const io = {
-    env: { ...FAST, ...env, DATABASE_PATH: databasePath },
-    cwd: LMS_DIR,
-    out: write,
-    err: write,
-  };
+  const io = captureIo({ ...env, DATABASE_PATH: databasePath });
   const code = await runCli(args, io);
-  return { code, output };
+  return { code, output: io.output() };
 }
 
 /**

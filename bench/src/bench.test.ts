@@ -1,0 +1,33 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main, parseBenchArgs } from './bench.ts';
+
+describe('pnpm bench command line', () => {
+  it('runs every section by default and some with --only', () => {
+    expect(parseBenchArgs([])).toMatchObject({
+      quick: false,
+      only: ['throughput', 'login', 'fleet', 'curve', 'topology', 'sim'],
+    });
+    expect(parseBenchArgs(['--quick', '--only', 'sim, login', '--out', '/tmp/b'])).toEqual({
+      quick: true,
+      only: ['sim', 'login'],
+      outDir: '/tmp/b',
+    });
+    expect(parseBenchArgs(['-h'])).toBe('help');
+  });
+
+  it('says what is wrong with an unknown section or flag and returns 2, without exiting', async () => {
+    const err = new PassThrough();
+    let text = '';
+    err.on('data', (chunk) => {
+      text += chunk;
+    });
+    const io = { out: new PassThrough(), err };
+    expect(await main(['--only', 'fleet,speed'], io)).toBe(2);
+    expect(await main(['--fast'], io)).toBe(2);
+    expect(text).toContain(
+      '--only: unknown section speed (choose from throughput, login, fleet, curve, topology, sim) (see pnpm bench --help)',
+    );
+    expect(text).toContain("Unknown option '--fast'");
+  });
+});
