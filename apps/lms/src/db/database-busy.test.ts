@@ -82,7 +82,9 @@ describe('a database write-locked by another connection', { timeout: 60_000 }, (
     // The waits for the lock on virtual time (the retry timers, the deadline's clocks); the
     // event loop's own turns stay real.
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
-    cleanups.push(() => vi.useRealTimers());
+    cleanups.push(() => {
+      vi.useRealTimers();
+    });
     const started = performance.now();
     const step = async () => {
       await endOfTurn();
