@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { type LocalLms, spawnManaged, startLms } from '@storm-lab/harness';
+import { type LocalLms, parsePrometheus, spawnManaged, startLms } from '@storm-lab/harness';
 import { WebClient } from '@storm-lab/lms-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from './cli.ts';
@@ -38,6 +38,34 @@ function reportOf(output: string): ProbeReport {
   if (!line) throw new Error(`no JSON report in:\n${output}`);
   return JSON.parse(line) as ProbeReport;
 }
+
+/**
+ * The requests the LMS has answered, per route, as the LMS counts them (`lms_http_responses_total`
+ * in its /metrics), the scrapes of /metrics itself aside.
+ */
+async function answeredAtLms(lms: LocalLms): Promise<Map<string, number>> {
+  const text = await (await fetch(`${lms.url}/metrics`)).text();
+  const byRoute = new Map<string, number>();
+  for (const sample of parsePrometheus(text)) {
+    const route = sample.labels.route;
+    if (sample.name !== 'lms_http_responses_total' || !route || route === '/metrics') continue;
+    byRoute.set(route, (byRoute.get(route) ?? 0) + sample.value);
+  }
+  return byRoute;
+}
+
+const total = (byRoute: Map<string, number>) =>
+  [...byRoute.values()].reduce((sum, count) => sum + count, 0);
+
+/**
+ * The xqueue routes the LMS has answered: a probe may only log in and poll, so anything else
+ * (put_result above all, at any path) is a request it must never send.
+ */
+async function xqueueRoutesAtLms(lms: LocalLms): Promise<string[]> {
+  const routes = [...(await answeredAtLms(lms)).keys()];
+  return routes.filter((route) => !route.startsWith('/api/') && route !== '/login').sort();
+}
+const PROBE_ROUTES = ['/xqueue/get_submission/', '/xqueue/login/'];
 
 function seeded(env: Record<string, string>) {
   return startLms({
@@ -78,6 +106,7 @@ describe('pnpm probe against this LMS enforcing single login (nothing exempt)', 
     expect(output).toMatch(/^STORM {2}xqueue_svc at http:\/\/127\.0\.0\.1:\d+, 4 connections/m);
     expect(output).toContain('cure: SINGLE_LOGIN_EXEMPT_USERNAMES=xqueue_svc');
     expect(code).toBe(1);
+    expect(await xqueueRoutesAtLms(lms)).toEqual(PROBE_ROUTES);
   }, 60_000);
 
   it('--json carries the verdict, the figures and the suggestion in one object', async () => {
@@ -95,6 +124,7 @@ describe('pnpm probe against this LMS enforcing single login (nothing exempt)', 
     expect(report.queue).toMatch(/^storm-probe-[0-9a-f]{12}$/);
     expect(report.loginLatencyMs.p50).toBeGreaterThan(0);
     expect(code).toBe(1);
+    expect(await xqueueRoutesAtLms(lms)).toEqual(PROBE_ROUTES);
   }, 60_000);
 
   it('never takes work: the submissions waiting in every real queue keep their state', async () => {
@@ -104,10 +134,11 @@ describe('pnpm probe against this LMS enforcing single login (nothing exempt)', 
     }
   });
 
-  it('sends at most one request per connection per poll interval when rate-bounded', async () => {
+  it('sends at most one request per connection per poll interval when rate-bounded, counted at the LMS', async () => {
     // The CLI bounds every target outside loopback; here the library is driven on loopback.
     const { runProbe } = await import('./probe.ts');
-    const report = await runProbe({
+    const before = total(await answeredAtLms(lms));
+    await runProbe({
       lmsUrl: lms.url,
       username: SERVICE.username,
       password: SERVICE.password,
@@ -118,8 +149,9 @@ describe('pnpm probe against this LMS enforcing single login (nothing exempt)', 
       loginPollIntervalMs: 1000,
       rateBound: true,
     });
-    // Each login is two requests, each poll one, and each 403 is followed by one retry.
-    const requests = 2 * report.logins + report.polls + report.forbidden;
+    // Every request the probe sent has been answered before runProbe returns (it stops sending
+    // at the end, it does not abandon requests), so the LMS has counted them all.
+    const requests = total(await answeredAtLms(lms)) - before;
     expect(requests).toBeGreaterThan(2);
     expect(requests).toBeLessThanOrEqual(2 * (3000 / 500 + 1));
   }, 30_000);
@@ -149,8 +181,10 @@ describe('pnpm probe against this LMS enforcing single login (nothing exempt)', 
         return ((await response.json()) as { state: string }).state;
       }),
     );
-    // Served but never answered: nothing graded, nothing failed.
+    // Served but never answered: nothing graded, nothing failed, and not one put_result
+    // reached the LMS (a post with a wrong key or an unusable score would change no state).
     expect(states.filter((state) => state === 'graded' || state === 'failed')).toEqual([]);
+    expect(await xqueueRoutesAtLms(lms)).toEqual(PROBE_ROUTES);
   }, 60_000);
 });
 
@@ -192,6 +226,7 @@ describe('pnpm probe against the same LMS with the exemption', () => {
     });
     expect(report.polls).toBeGreaterThan(K);
     expect(code).toBe(0);
+    expect(await xqueueRoutesAtLms(lms)).toEqual(PROBE_ROUTES);
   }, 60_000);
 });
 

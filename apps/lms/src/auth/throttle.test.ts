@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTickBatcher } from '../db/tick-batch.ts';
 import { createTestClock, type TestClock } from '../testing/fixtures.ts';
@@ -242,6 +242,14 @@ describe.each(['alone', 'batched'] as const)('login throttle, transactions %s', 
     });
   });
 
+  it('stops counting a check still pending after a minute: its process died before finishing', async () => {
+    const { clock, throttle } = setup(1);
+    const dead = await throttle.begin(alice);
+    expect(dead.allowed).toBe(true);
+    clock.advance(60_000);
+    expect(await attempt(throttle, alice, true)).toEqual({ allowed: true });
+  });
+
   it('is off with maxFailures 0', async () => {
     const { throttle } = setup(0);
     for (let index = 0; index < 50; index++) {
@@ -249,3 +257,61 @@ describe.each(['alone', 'batched'] as const)('login throttle, transactions %s', 
     }
   });
 });
+
+/** Whether a promise has settled yet, without waiting for it. */
+function track(promise: Promise<unknown>) {
+  const state = { settled: false };
+  const done = () => {
+    state.settled = true;
+  };
+  promise.then(done, done);
+  return state;
+}
+
+/** One real turn of the event loop (the tick batcher runs its batch on `setImmediate`). */
+const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe.each(['alone', 'batched'] as const)(
+  'login throttle waiting for checks in flight, transactions %s, on a virtual clock',
+  (each) => {
+    beforeEach(() => {
+      mode = each;
+      // The wait's timers and its deadline's clock; setImmediate stays real.
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] });
+    });
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('answers a waiting attempt as soon as the check in flight fails, with no time passing', async () => {
+      const { throttle } = setup(1);
+      const first = await throttle.begin(alice);
+      expect(first.allowed).toBe(true);
+      const second = throttle.begin(alice);
+      const state = track(second);
+      for (let turn = 0; turn < 5; turn++) await endOfTurn();
+      expect(state.settled).toBe(false);
+      if (first.allowed) await first.finish(false);
+      for (let turn = 0; turn < 5 && !state.settled; turn++) await endOfTurn();
+      expect(state.settled).toBe(true);
+      expect(await second).toEqual({ allowed: false, by: 'address', retryAfterSeconds: 60 });
+    });
+
+    it('refuses an attempt still waiting after 10 s, for a second, when the check never ends', async () => {
+      const { throttle } = setup(1);
+      expect((await throttle.begin(alice)).allowed).toBe(true);
+      const started = Date.now();
+      const second = throttle.begin(alice);
+      const state = track(second);
+      const step = async () => {
+        await endOfTurn();
+        await vi.advanceTimersByTimeAsync(10);
+      };
+      while (Date.now() - started < 9_990) await step();
+      expect(state.settled).toBe(false);
+      while (!state.settled && Date.now() - started < 11_000) await step();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(10_000);
+      expect(await second).toEqual({ allowed: false, by: 'address', retryAfterSeconds: 1 });
+    });
+  },
+);

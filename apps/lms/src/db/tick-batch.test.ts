@@ -2,9 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isBusy } from '../ops/errors.ts';
-import { worstTimerLag } from '../testing/timers.ts';
 import { DatabaseBusyError } from './busy-retry.ts';
 import { SERVER_BUSY_TIMEOUT_MS } from './client.ts';
 import { createTickBatcher } from './tick-batch.ts';
@@ -61,6 +60,30 @@ function track<T>(promise: Promise<T>) {
     },
   );
   return state;
+}
+
+/**
+ * Puts the batcher's clocks (its retry timers, `performance.now()` for its deadline) on virtual
+ * time; `setImmediate`, which ends each turn's batch, stays real. Jitter is held at its top,
+ * so each retry waits its whole back-off.
+ */
+function virtualClock() {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+  vi.spyOn(Math, 'random').mockReturnValue(1);
+  cleanup.push(() => {
+    vi.restoreAllMocks();
+    vi.useRealTimers();
+  });
+}
+
+/** Lets the current turn's batch run (it runs on `setImmediate`). */
+const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Moves virtual time to the batcher's next retry, which must be its only timer. */
+async function nextRetry(): Promise<number> {
+  expect(vi.getTimerCount()).toBe(1);
+  await vi.advanceTimersToNextTimerAsync();
+  return performance.now();
 }
 
 describe('createTickBatcher', () => {
@@ -160,52 +183,65 @@ describe('createTickBatcher', () => {
     expect(sqlite.inTransaction).toBe(false);
   });
 
-  it('waits for another connection’s write lock without holding up the event loop, then commits', async () => {
+  it('waits for another connection’s write lock on timers, 5 ms doubling to 100 ms, serving reads meanwhile, then commits', async () => {
+    virtualClock();
     const { sqlite, bump, read, other } = lockedCounter();
     const batch = createTickBatcher(sqlite);
+    const start = performance.now();
     const write = batch.write(() => bump(false));
     const waiting = track(write);
+    await endOfTurn();
 
-    const lag = await worstTimerLag(300);
+    // Each try that finds the lock taken hands the event loop back until its retry timer.
+    const retries: number[] = [];
+    while (retries.length < 7) retries.push((await nextRetry()) - start);
+    expect(retries).toEqual([5, 15, 35, 75, 155, 255, 355]);
     // Reads do not queue behind the waiting write: WAL readers see the last commit.
     expect(await batch.read(read)).toBe(0);
     expect(waiting.settled).toBe(false);
     other.exec('COMMIT');
 
+    await nextRetry();
     expect(await write).toBe(11);
-    expect(lag).toBeLessThan(100);
   });
 
   it('commits the writes queued during the wait together with the waiting ones, in order', async () => {
+    virtualClock();
     const { sqlite, bump, other } = lockedCounter();
     const batch = createTickBatcher(sqlite);
     const first = batch.write(() => bump(false));
-    await worstTimerLag(50);
+    await endOfTurn();
+    await vi.advanceTimersByTimeAsync(50);
     const second = batch.write(() => bump(false));
-    await worstTimerLag(50);
+    await vi.advanceTimersByTimeAsync(50);
     other.exec('COMMIT');
+    await nextRetry();
     expect(await Promise.all([first, second])).toEqual([11, 12]);
   });
 
   it('rejects the whole write batch with DatabaseBusyError once the lock outlasts the deadline', async () => {
+    virtualClock();
     const { sqlite, bump, read, other } = lockedCounter();
     const batch = createTickBatcher(sqlite, { busyDeadlineMs: 200 });
-    const started = performance.now();
-    const outcomes = await Promise.allSettled([
+    const outcomes = Promise.allSettled([
       batch.write(() => bump(false)),
       batch.write(() => bump(false)),
     ]);
-    const waited = performance.now() - started;
+    const settled = track(outcomes);
+    await endOfTurn();
+    await vi.advanceTimersByTimeAsync(199);
+    expect(settled.settled).toBe(false);
+    // The last retry is due at the deadline itself.
+    await vi.advanceTimersByTimeAsync(1);
+    expect(settled.settled).toBe(true);
     other.exec('ROLLBACK');
 
-    for (const outcome of outcomes) {
+    for (const outcome of await outcomes) {
       expect(outcome.status).toBe('rejected');
       const reason = (outcome as PromiseRejectedResult).reason;
       expect(reason).toBeInstanceOf(DatabaseBusyError);
       expect(isBusy((reason as DatabaseBusyError).cause)).toBe(true);
     }
-    expect(waited).toBeGreaterThanOrEqual(190);
-    expect(waited).toBeLessThan(2_000);
     expect(read()).toBe(0);
     expect(await batch.write(() => bump(false))).toBe(1);
   });
