@@ -8,19 +8,11 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
-import {
-  type OpenedSessionStore,
-  openServerSessionStore,
-  SessionStoreUnreachableError,
-  serverSessionStore,
-} from './auth/open-session-store.ts';
 import { hashPassword } from './auth/password.ts';
-import type { SessionDetails } from './auth/session-admin.ts';
-import type { SessionStore } from './auth/session-store.ts';
 import { shortId } from './auth/tokens.ts';
 import { usernameProblem } from './auth/username.ts';
 import { isClusterWorker } from './cluster.ts';
-import { type ClientDb, openDatabase } from './db/client.ts';
+import { openDatabase } from './db/client.ts';
 import { EnvError, type LmsConfig, parseEnv } from './env.ts';
 import { runUntilSignal } from './main.ts';
 import {
@@ -31,7 +23,14 @@ import {
   type SeedSummary,
   seed,
 } from './seed.ts';
-import { ensureGroup, findCredentials, saveUser } from './users.ts';
+import { type SessionsEnded, saveAccount, serverSessions } from './sessions/accounts.ts';
+import {
+  type OpenedSessionStore,
+  openServerSessionStore,
+  SessionStoreUnreachableError,
+} from './sessions/factory.ts';
+import type { SessionDetails, SessionStore } from './sessions/store.ts';
+import { ensureGroup, findCredentials } from './users.ts';
 
 /** A mistake in the command line: printed with the command's help, exit code 2. */
 class UsageError extends Error {
@@ -271,10 +270,9 @@ function printSeedSummary(
   passwords: SeedPasswords,
   databasePath: string,
   serviceFile: string | null,
-  redis: RedisEnding,
   io: CliIo,
 ): void {
-  const ended = endedText(summary.sessionsEnded, redis);
+  const ended = endedText(summary.sessionsEnded);
   io.out(`Seeded ${databasePath}
   queues:          ${summary.queues.join(', ')}
   problems:        ${summary.problems.join(', ')}
@@ -301,47 +299,13 @@ function printSeedSummary(
   }
 }
 
-/** How the sessions of users whose password changed were ended in the LMS's Redis. */
-type RedisEnding = { ended: number } | { unreachable: SessionStoreUnreachableError };
-
-/**
- * After a password change: ends the users' sessions in the Redis the LMS uses, if it uses one
- * (SQLite sessions ended with the password, in its transaction). When that Redis cannot be
- * reached the password stays changed and its sessions are refused all the same: each one's
- * next request finds that its session auth hash no longer matches and ends it.
- */
-async function endRedisSessions(
-  config: LmsConfig,
-  db: ClientDb,
-  userIds: readonly string[],
-): Promise<RedisEnding> {
-  if (userIds.length === 0 || serverSessionStore(db, config.sessionStore).kind !== 'redis') {
-    return { ended: 0 };
-  }
-  let opened: OpenedSessionStore | null = null;
-  try {
-    opened = await openServerSessionStore(config, db);
-    let ended = 0;
-    for (const id of userIds) ended += await opened.store.endAll(id, 'password-change');
-    return { ended };
-  } catch (error) {
-    if (error instanceof SessionStoreUnreachableError) return { unreachable: error };
-    // Lost after the PING: the same as never reached, for the sessions still there.
-    const where = opened?.where;
-    if (where?.kind !== 'redis') throw error;
-    return { unreachable: new SessionStoreUnreachableError(where.url, where.prefix, error) };
-  } finally {
-    opened?.close();
-  }
-}
-
 /** What a password change did to the sessions, for the line that reports it. */
-function endedText(sqliteEnded: number, redis: RedisEnding): string {
-  if ('unreachable' in redis) {
-    const { url, reason } = redis.unreachable;
+function endedText(sessions: SessionsEnded): string {
+  if ('unreachable' in sessions) {
+    const { url, reason } = sessions.unreachable;
     return `; its sessions end on their next request (password-change): the session Redis at ${url} cannot be reached (${reason})`;
   }
-  const ended = sqliteEnded + redis.ended;
+  const { ended } = sessions;
   return ended ? `; ${ended} session${ended === 1 ? '' : 's'} ended (password-change)` : '';
 }
 
@@ -415,10 +379,13 @@ async function seedCommand(args: string[], config: LmsConfig, io: CliIo) {
         studentPassword: passwords.student,
         resetPasswords: values['reset-passwords'] === true,
       },
-      { iterations: config.passwordHashIterations, now: Date.now() },
+      {
+        iterations: config.passwordHashIterations,
+        now: Date.now(),
+        sessions: serverSessions(database.db, config.sessionStore),
+      },
     );
-    const redis = await endRedisSessions(config, database.db, summary.passwordChangedIds);
-    printSeedSummary(summary, passwords, config.databasePath, serviceFile, redis, io);
+    printSeedSummary(summary, passwords, config.databasePath, serviceFile, io);
     if (serviceFile) await shareServicePassword(serviceFile, passwords.service, summary, io);
   } finally {
     database.close();
@@ -462,7 +429,7 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
   const passwordHash = await hashPassword(values.password, config.passwordHashIterations);
   const database = openDatabase({ path: config.databasePath });
   try {
-    const saved = saveUser(database.db, {
+    const saved = await saveAccount(database.db, serverSessions(database.db, config.sessionStore), {
       username,
       passwordHash,
       labPassword: isLabPassword(values.password),
@@ -470,12 +437,7 @@ async function userCommand(args: string[], config: LmsConfig, io: CliIo) {
       ...(isStaff !== undefined && { isStaff }),
       now: Date.now(),
     });
-    // The password is committed: from here every earlier session is refused, wherever it is.
-    const changed = saved.passwordSet && !saved.created ? [saved.id] : [];
-    const ended = endedText(
-      saved.sessionsEnded,
-      await endRedisSessions(config, database.db, changed),
-    );
+    const ended = endedText(saved.sessions);
     io.out(
       `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${staffText(isStaff)}${ended}`,
     );

@@ -11,10 +11,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
 import { ensureGroup, profileMeta, upsertUser } from '../users.ts';
-import { createRedisSessionStore } from './redis-session-store.ts';
-import { sessionAuthHash } from './session-auth-hash.ts';
-import type { SessionStore } from './session-store.ts';
-import { TOMBSTONE_TTL_MS } from './session-store.ts';
+import { sessionAuthHash } from './auth-hash.ts';
+import { createRedisSessionStore } from './redis-store.ts';
+import { type SessionStore, TOMBSTONE_TTL_MS } from './store.ts';
 
 // SESSION_STORE=redis: the LMS's sessions in Redis, its users and tombstones in SQLite.
 

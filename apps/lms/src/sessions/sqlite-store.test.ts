@@ -7,9 +7,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
 import { profileMeta, upsertUser } from '../users.ts';
-import { endAllSessionsOf } from './session-admin.ts';
-import { sessionAuthHash } from './session-auth-hash.ts';
-import { createSessionStore, type SessionStore, TOMBSTONE_TTL_MS } from './session-store.ts';
+import { saveAccount, storeSessions } from './accounts.ts';
+import { sessionAuthHash } from './auth-hash.ts';
+import { endAllSessionsOf } from './sqlite-rows.ts';
+import { createSqliteSessionStore } from './sqlite-store.ts';
+import { type SessionStore, TOMBSTONE_TTL_MS } from './store.ts';
 
 const CONFORMANCE_NOW = 1_700_000_000_000;
 const databases = new Map<SessionStore, LmsDatabase>();
@@ -23,7 +25,7 @@ runSessionRegistryConformance({
       upsertUser(database.db, { id: username, username, passwordHash: 'x', now: CONFORMANCE_NOW });
     }
     // The suite's fixture clock starts at CONFORMANCE_NOW, so no session is expired.
-    const store = createSessionStore({
+    const store = createSqliteSessionStore({
       db: database.db,
       ttlMs: 60_000_000,
       now: () => CONFORMANCE_NOW,
@@ -49,7 +51,7 @@ describe('SQLite session store', () => {
       passwordHash: 'x',
       now: clock.now(),
     });
-    const store = createSessionStore({ db: database.db, ttlMs, now: clock.now });
+    const store = createSqliteSessionStore({ db: database.db, ttlMs, now: clock.now });
     const settings = parseSettings({});
     const user = { username: 'alice', groups: [] };
     const login = (id: string) =>
@@ -225,7 +227,7 @@ describe('endAllSessionsOf', () => {
   function setup() {
     database = openDatabase({ path: ':memory:' });
     const clock = createTestClock();
-    const store = createSessionStore({ db: database.db, ttlMs: 60_000, now: clock.now });
+    const store = createSqliteSessionStore({ db: database.db, ttlMs: 60_000, now: clock.now });
     const settings = parseSettings({ exemptUsernames: ['alice', 'bob'] });
     const userIds = new Map<string, string>();
     for (const username of ['alice', 'bob']) {
@@ -279,10 +281,18 @@ describe('endAllSessionsOf', () => {
     });
   });
 
-  it('ends the sessions of a user whose password upsertUser sets, in the same transaction', async () => {
-    const { store, clock, login } = setup();
+  it('ends the sessions of a user whose password saveAccount sets, in the store it is given', async () => {
+    const { store, clock, userIds, login } = setup();
     await login('alice', 'phone');
-    upsertUser(database.db, { username: 'alice', passwordHash: 'y', now: clock.now() });
+    await login('bob', 'desk');
+    const saved = await saveAccount(database.db, storeSessions(store), {
+      username: 'alice',
+      passwordHash: 'y',
+      now: clock.now(),
+    });
+    expect(saved).toMatchObject({ passwordSet: true, created: false, sessions: { ended: 1 } });
+    expect(await store.list(userIds.get('alice')!)).toEqual([]);
+    expect(await store.lookup('desk')).toMatchObject({ kind: 'live' });
     expect(await store.lookup('phone')).toMatchObject({
       kind: 'ended',
       end: { reason: 'password-change' },
