@@ -1,4 +1,5 @@
 import {
+  type AdmissionPlan,
   type AdmitResult,
   admitResult,
   planAdmission,
@@ -42,6 +43,28 @@ function toRecord(row: typeof sessions.$inferSelect): SessionRecord {
     instanceId: row.instanceId,
     tracked: row.tracked,
     pool: row.pool,
+  };
+}
+
+/** The row of a session a login admitted as `plan` says, with its client and auth hash. */
+function sessionRow(
+  request: LoginAdmitRequest,
+  plan: AdmissionPlan,
+  ttlMs: number,
+): typeof sessions.$inferSelect {
+  const at = request.session.createdAt;
+  return {
+    id: request.session.id,
+    userId: request.userId,
+    createdAt: at,
+    expiresAt: at + ttlMs,
+    lastSeenAt: at,
+    instanceId: request.session.instanceId,
+    tracked: plan.track,
+    userAgent: request.client?.userAgent ?? null,
+    address: request.client?.address ?? null,
+    pool: plan.pool,
+    authHash: request.authHash ?? null,
   };
 }
 
@@ -90,19 +113,7 @@ function atomicAdmission(db: ClientDb, ttlMs: number) {
       const quota = quotaOf(decision, plan.deleteIds.length);
       rows.ends(evictionEnds(plan.deleteIds, request, at, quota));
     }
-    admission.insert({
-      id: request.session.id,
-      userId: request.userId,
-      createdAt: at,
-      expiresAt: at + ttlMs,
-      lastSeenAt: at,
-      instanceId: request.session.instanceId,
-      tracked: plan.track,
-      userAgent: request.client?.userAgent ?? null,
-      address: request.client?.address ?? null,
-      pool: plan.pool,
-      authHash: request.authHash ?? null,
-    });
+    admission.insert(sessionRow(request, plan, ttlMs));
     if (plan.track) rows.slot(request.userId, request.session.id);
     if (request.replacing) admission.remove(request.replacing);
     if (request.lastLoginAt !== undefined) rows.lastLogin(request.userId, request.lastLoginAt);
@@ -118,20 +129,8 @@ function upstreamSessions(db: ClientDb, ttlMs: number): UpstreamSessions {
   return {
     save: (request, _decision, plan) =>
       upstreamStep(db, (tx) => {
-        const at = request.session.createdAt;
         tx.insert(sessions)
-          .values({
-            id: request.session.id,
-            userId: request.userId,
-            createdAt: at,
-            expiresAt: at + ttlMs,
-            lastSeenAt: at,
-            instanceId: request.session.instanceId,
-            tracked: plan.track,
-            userAgent: request.client?.userAgent ?? null,
-            address: request.client?.address ?? null,
-            authHash: request.authHash ?? null,
-          })
+          .values(sessionRow(request, plan, ttlMs))
           .run();
         if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();
         if (request.lastLoginAt !== undefined) rows.lastLogin(request.userId, request.lastLoginAt);
