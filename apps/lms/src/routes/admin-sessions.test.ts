@@ -1,7 +1,7 @@
-import { type RedisHandle, useRedis } from '@storm-lab/harness';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient } from '../testing/client.ts';
 import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+import { type TestSessionStore, useTestRedis } from '../testing/redis.ts';
 import {
   browserOf,
   currentShortId,
@@ -12,22 +12,15 @@ import {
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
-let redis: RedisHandle | undefined;
-beforeAll(async () => {
-  redis = await useRedis(process.env.REDIS_URL);
-});
-afterAll(() => redis?.stop());
+const redis = useTestRedis();
 
 const USERS = '/api/admin/users';
 
-/** Where the app under test keeps its sessions (SESSION_STORE). */
-type Store = 'sqlite' | 'redis';
-
 /** Staff, and student1 on two devices (exempt from single login: its sessions are untracked). */
-async function setup(store: Store) {
+async function setup(store: TestSessionStore) {
   lms = await createTestLms({
     policy: { exemptUsernames: ['student1'] },
-    redisUrl: store === 'redis' ? redis?.url : undefined,
+    redisUrl: redis.urlFor(store),
   });
   const staff = await browserOf(lms, 'staff');
   const phone = await browserOf(lms, 'student1', { 'User-Agent': 'phone/1.0' });

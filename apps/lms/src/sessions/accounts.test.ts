@@ -1,22 +1,18 @@
-import { type RedisHandle, useRedis } from '@storm-lab/harness';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { SEED_DEFAULTS, seed } from '../seed.ts';
 import { TestClient } from '../testing/client.ts';
 import { createTestLms, TEST_ITERATIONS, type TestLms } from '../testing/fixtures.ts';
+import { useTestRedis } from '../testing/redis.ts';
 import { browserOf, endedReason } from '../testing/sessions.ts';
 import { findCredentials } from '../users.ts';
 import { saveAccount, storeSessions } from './accounts.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
-let redis: RedisHandle | undefined;
-beforeAll(async () => {
-  redis = await useRedis(process.env.REDIS_URL);
-});
-afterAll(() => redis?.stop());
+const redis = useTestRedis();
 
 describe.each(['sqlite', 'redis'] as const)('a password change, sessions in %s', (store) => {
-  const create = () => createTestLms({ redisUrl: store === 'redis' ? redis?.url : undefined });
+  const create = () => createTestLms({ redisUrl: redis.urlFor(store) });
 
   it('seed --reset-passwords ends the sessions of every account it sets, in the store given', async () => {
     lms = await create();

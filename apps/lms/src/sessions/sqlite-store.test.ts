@@ -1,43 +1,13 @@
 import { decideLogin, parseSettings } from '@storm-lab/session-policy';
-import {
-  CONFORMANCE_USERNAMES,
-  runSessionRegistryConformance,
-} from '@storm-lab/session-policy/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
-import { profileMeta, upsertUser } from '../users.ts';
+import { upsertUser } from '../users.ts';
 import { saveAccount, storeSessions } from './accounts.ts';
 import { sessionAuthHash } from './auth-hash.ts';
 import { endAllSessionsOf } from './sqlite-rows.ts';
 import { createSqliteSessionStore } from './sqlite-store.ts';
-import { type SessionStore, TOMBSTONE_TTL_MS } from './store.ts';
-
-const CONFORMANCE_NOW = 1_700_000_000_000;
-const databases = new Map<SessionStore, LmsDatabase>();
-
-runSessionRegistryConformance({
-  name: 'SQLite session store',
-  pools: true,
-  create: () => {
-    const database = openDatabase({ path: ':memory:' });
-    for (const username of CONFORMANCE_USERNAMES) {
-      upsertUser(database.db, { id: username, username, passwordHash: 'x', now: CONFORMANCE_NOW });
-    }
-    // The suite's fixture clock starts at CONFORMANCE_NOW, so no session is expired.
-    const store = createSqliteSessionStore({
-      db: database.db,
-      ttlMs: 60_000_000,
-      now: () => CONFORMANCE_NOW,
-    });
-    databases.set(store, database);
-    return store;
-  },
-  destroy: (store) => {
-    databases.get(store as SessionStore)?.close();
-    databases.delete(store as SessionStore);
-  },
-});
+import { TOMBSTONE_TTL_MS } from './store.ts';
 
 describe('SQLite session store', () => {
   let database: LmsDatabase;
@@ -64,13 +34,6 @@ describe('SQLite session store', () => {
     return { store, clock, userId, login };
   }
 
-  it('writes the newest tracked session into profile meta.session_id, as upstream does', async () => {
-    const { userId, login } = setup();
-    await login('one');
-    await login('two');
-    expect(profileMeta(database.db, userId)).toEqual({ session_id: 'two' });
-  });
-
   it('tells the evicted session why it ended, for a day', async () => {
     const { store, clock, login } = setup(10 * TOMBSTONE_TTL_MS);
     await login('one');
@@ -93,45 +56,6 @@ describe('SQLite session store', () => {
     expect(await store.lookup('one')).toEqual({ kind: 'none' });
   });
 
-  it('reports a logged-out session as logged out', async () => {
-    const { store, login } = setup();
-    await login('one');
-    expect(await store.end('one', 'logged-out')).toBe(true);
-    expect(await store.end('one', 'logged-out')).toBe(false);
-    expect(await store.lookup('one')).toMatchObject({
-      kind: 'ended',
-      end: { reason: 'logged-out' },
-    });
-  });
-
-  it('evicts the session used least recently under evict-least-recent', async () => {
-    const { store, clock, userId } = setup(10 * TOMBSTONE_TTL_MS);
-    const settings = parseSettings({ maxSessions: 2, onLimit: 'evict-least-recent' });
-    const login = (id: string) =>
-      store.admit({
-        userId,
-        session: { id, instanceId: null, createdAt: clock.now() },
-        authHash: sessionAuthHash('x'),
-        decide: (live) =>
-          decideLogin(
-            settings,
-            { username: 'alice', groups: [] },
-            { sessionId: id, now: clock.now() },
-            live,
-          ),
-      });
-    await login('first');
-    clock.advance(1000);
-    await login('second');
-    // The first session is used a few minutes later (a request refreshes last_seen_at at most
-    // once a minute); the second sits idle.
-    clock.advance(5 * 60_000);
-    expect(await store.lookup('first')).toMatchObject({ kind: 'live' });
-    const result = await login('third');
-    expect(result).toMatchObject({ admitted: true, evicted: [{ id: 'second' }] });
-    expect((await store.list(userId)).map((session) => session.id)).toEqual(['first', 'third']);
-  });
-
   it('neither authenticates nor counts an expired session', async () => {
     const { store, clock, login } = setup(60_000);
     await login('one');
@@ -139,57 +63,6 @@ describe('SQLite session store', () => {
     expect(await store.lookup('one')).toMatchObject({ kind: 'ended', end: { reason: 'expired' } });
     const result = await login('two');
     expect(result).toMatchObject({ admitted: true, evicted: [] });
-  });
-
-  it('refuses a session issued before its password hash changed, ends it and says why', async () => {
-    const { store, clock, userId, login } = setup(10 * TOMBSTONE_TTL_MS);
-    await login('one');
-    expect(await store.lookup('one')).toMatchObject({ kind: 'live' });
-    clock.advance(1000);
-    // A writer that ends no sessions itself (sqlite3 in a shell, an older CLI).
-    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
-    const refused = { kind: 'ended', end: { reason: 'password-change', at: clock.now() } };
-    expect(await store.lookup('one')).toEqual({ ...refused, endedNow: { username: 'alice' } });
-    expect(await store.list(userId)).toEqual([]);
-    const tombstone = database.sqlite
-      .prepare('SELECT reason, ended_by AS endedBy FROM session_ends WHERE session_id = ?')
-      .get('one');
-    expect(tombstone).toEqual({ reason: 'password-change', endedBy: null });
-    clock.advance(1000);
-    // Told again from the record, and not ended twice.
-    expect(await store.lookup('one')).toEqual({
-      kind: 'ended',
-      end: { reason: 'password-change', at: clock.now() - 1000 },
-    });
-  });
-
-  it('ends the sessions of an older password that alone deny a login under deny-new', async () => {
-    const { store, clock, userId } = setup();
-    const settings = parseSettings({ maxSessions: 2, onLimit: 'deny-new' });
-    const login = (id: string, password = 'x') =>
-      store.admit({
-        userId,
-        session: { id, instanceId: null, createdAt: clock.now() },
-        authHash: sessionAuthHash(password),
-        decide: (live) =>
-          decideLogin(
-            settings,
-            { username: 'alice', groups: [] },
-            { sessionId: id, now: clock.now() },
-            live,
-          ),
-      });
-    await login('one');
-    await login('two');
-    expect(await login('three')).toMatchObject({ admitted: false });
-    // A writer that ended no sessions: 'one' and 'two' are of the older password.
-    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
-    expect(await login('four', 'y')).toMatchObject({ admitted: true });
-    expect((await store.list(userId)).map((session) => session.id)).toEqual(['four']);
-    expect(await store.lookup('one')).toMatchObject({
-      kind: 'ended',
-      end: { reason: 'password-change' },
-    });
   });
 
   it('refuses a session that recorded no auth hash, as Django flushes one without it', async () => {
