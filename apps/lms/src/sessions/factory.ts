@@ -70,7 +70,7 @@ export class SessionStoreUnreachableError extends Error {
 }
 
 /** A Redis URL without its credentials: what the database and messages may hold. */
-export function withoutCredentials(url: string): string {
+function withoutCredentials(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//');
 }
 
@@ -103,7 +103,7 @@ export function recordSessionStore(db: Db, where: SessionStoreConfig, at: number
  * @example
  * serverSessionStore(db, { kind: 'sqlite' }); // { kind: 'redis', url: 'redis://…', prefix: 'lms:' }
  */
-export function serverSessionStore(db: Db, shell: SessionStoreConfig): SessionStoreConfig {
+function serverSessionStore(db: Db, shell: SessionStoreConfig): SessionStoreConfig {
   const recorded = db.select().from(sessionStoreRecord).where(eq(sessionStoreRecord.id, 1)).get();
   if (!recorded) return shell;
   if (recorded.kind === 'sqlite') return { kind: 'sqlite' };
