@@ -13,6 +13,7 @@ export default sharedConfig({
     'src/policy/*.test.ts',
     'src/queue/*.test.ts',
     'src/routes/*.test.ts',
+    'src/sessions/*.test.ts',
   ],
   exclude: [
     'src/**/*-processes.test.ts',

@@ -8,8 +8,6 @@ import { matchedRoutes } from 'hono/route';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createLoginService, type PasswordChecker } from './auth/login.ts';
-import { createRedisSessionStore } from './auth/redis-session-store.ts';
-import { createSessionStore, type SessionStore } from './auth/session-store.ts';
 import {
   createLoginThrottle,
   DEFAULT_THROTTLE_FAILURES,
@@ -36,6 +34,8 @@ import { sessionRoutes } from './routes/sessions.ts';
 import { submissionRoutes } from './routes/submissions.ts';
 import { webAuthRoutes } from './routes/web-auth.ts';
 import { xqueueRoutes } from './routes/xqueue.ts';
+import { createSessionStore } from './sessions/factory.ts';
+import type { SessionStore } from './sessions/store.ts';
 
 /** The settings createApp needs (main.ts builds them from the environment). */
 export interface AppConfig {
@@ -117,28 +117,19 @@ function buildServices(deps: AppDeps): Services {
     maxFailures: config.xqueueMaxFailures,
   });
   const batch = createTickBatcher(db.$client, { busyDeadlineMs: config.databaseBusyDeadlineMs });
-  const ttlMs = config.sessionTtlSeconds * 1000;
-  const read = <T>(op: () => T) => batch.read(op);
   const store =
     deps.store ??
-    (deps.sessionRedis
-      ? createRedisSessionStore({
-          db,
-          redis: deps.sessionRedis.client,
-          prefix: deps.sessionRedis.prefix,
-          enforcement: config.enforcement ?? 'atomic',
-          ttlMs,
-          now,
-          read,
-          write: (op) => batch.write(op),
-        })
-      : createSessionStore({
-          db,
-          ttlMs,
-          now,
-          enforcement: config.enforcement ?? 'atomic',
-          read,
-        }));
+    createSessionStore(
+      deps.sessionRedis ? { kind: 'redis', ...deps.sessionRedis } : { kind: 'sqlite' },
+      {
+        db,
+        ttlMs: config.sessionTtlSeconds * 1000,
+        now,
+        enforcement: config.enforcement ?? 'atomic',
+        read: (op) => batch.read(op),
+        write: (op) => batch.write(op),
+      },
+    );
   const throttle = createLoginThrottle({
     client: db.$client,
     maxFailures: config.loginThrottleFailures ?? DEFAULT_THROTTLE_FAILURES,

@@ -7,13 +7,13 @@ import {
   runCli as runCommandLine,
   type Subcommand,
 } from '@storm-lab/cli-kit';
-import { SessionStoreUnreachableError } from './auth/open-session-store.ts';
 import { groupCommand, userCommand } from './cli/accounts.ts';
 import { type LmsCliIo, processIo, say } from './cli/command.ts';
 import { seedCommand } from './cli/seed.ts';
 import { ENV_HELP, migrateCommand, serveCommand } from './cli/serve.ts';
 import { sessionsCommand } from './cli/sessions.ts';
 import { EnvError } from './env.ts';
+import { SessionStoreUnreachableError } from './sessions/factory.ts';
 
 export type { LmsCliIo } from './cli/command.ts';
 

@@ -9,9 +9,9 @@ import {
 } from '@storm-lab/harness';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisSessionStore } from './auth/redis-session-store.ts';
 import { sessionIdOf } from './auth/tokens.ts';
 import { openDatabase } from './db/client.ts';
+import { createRedisSessionStore } from './sessions/redis-store.ts';
 import { newConnectionFetcher, TestClient, urlFetcher } from './testing/client.ts';
 import { TEST_ITERATIONS } from './testing/fixtures.ts';
 import { ACCOUNT, PARALLEL, storm } from './testing/login-race.ts';

@@ -1,8 +1,6 @@
 export type { AppConfig, AppDeps } from './app.ts';
 export { createApp } from './app.ts';
 export type { PasswordChecker } from './auth/login.ts';
-export type { OpenedSessionStore, OpenSessionStoreOptions } from './auth/open-session-store.ts';
-export { openSessionStore } from './auth/open-session-store.ts';
 export type { ClientDb, Db, LmsDatabase, OpenDatabaseOptions } from './db/client.ts';
 export { openDatabase } from './db/client.ts';
 export type { TickBatcher } from './db/tick-batch.ts';
@@ -13,3 +11,5 @@ export type { RunningServer } from './main.ts';
 export { startServer } from './main.ts';
 export type { SeedOptions, SeedSummary } from './seed.ts';
 export { SEED_DEFAULTS, seed } from './seed.ts';
+export type { OpenedSessionStore, OpenSessionStoreOptions } from './sessions/factory.ts';
+export { openSessionStore } from './sessions/factory.ts';

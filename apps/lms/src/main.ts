@@ -4,13 +4,13 @@ import { serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createApp } from './app.ts';
-import { recordSessionStore } from './auth/open-session-store.ts';
 import { runPrimary } from './cluster/primary.ts';
 import { isClusterWorker } from './cluster/worker.ts';
 import { whenNotBusy } from './db/busy-retry.ts';
 import { openDatabase, SERVER_BUSY_TIMEOUT_MS } from './db/client.ts';
 import { EnvError, type LmsConfig, readEnv } from './env.ts';
 import { createLogger } from './ops/logger.ts';
+import { recordSessionStore } from './sessions/factory.ts';
 
 /** A running server and how to stop it. */
 export interface RunningServer {

@@ -1,8 +1,14 @@
 import { and, eq } from 'drizzle-orm';
 import { hashPassword, verifyPassword } from './auth/password.ts';
-import type { Db } from './db/client.ts';
+import type { ClientDb, Db } from './db/client.ts';
 import { problems, queues, users } from './db/schema.ts';
-import { groupsOf, type SavedUser, type SaveUserOptions, saveUser, XQUEUE_GROUP } from './users.ts';
+import {
+  type PasswordChangeSessions,
+  type SessionsEnded,
+  saveAccounts,
+  serverSessions,
+} from './sessions/accounts.ts';
+import { groupsOf, type SaveUserOptions, XQUEUE_GROUP } from './users.ts';
 
 /** What `pnpm lms seed` creates; every field has a lab default. */
 export interface SeedOptions {
@@ -58,13 +64,10 @@ export interface SeedSummary {
   /** Accounts that existed and kept their password. */
   passwordsKept: string[];
   /**
-   * Sessions in SQLite ended because resetPasswords set the password of an account that had
-   * them (in the same transaction). Sessions in Redis are the caller's to end: see
-   * `passwordChangedIds`.
+   * The sessions ended because resetPasswords set the password of an account that had them, in
+   * the store the server uses (see `saveAccounts`).
    */
-  sessionsEnded: number;
-  /** Ids of the accounts that existed and whose password this run changed. */
-  passwordChangedIds: string[];
+  sessionsEnded: SessionsEnded;
 }
 
 /** What sets the seeded accounts apart: the service account's group, the staff flag. */
@@ -81,19 +84,25 @@ export function problemsOf(queue: string): { id: string; graderPayload: string }
 /**
  * Creates queues, problems, the xqueue service account, a staff user and students. Idempotent:
  * a second run adds what is missing (accounts, groups, problems) and leaves the password of an
- * existing account alone unless `resetPasswords` is set (which ends that account's sessions).
+ * existing account alone unless `resetPasswords` is set (which ends that account's sessions in
+ * the store the server uses).
  *
  * @example
  * await seed(db, { ...SEED_DEFAULTS, students: 2 }, { iterations: 1000, now: Date.now() });
  */
 export async function seed(
-  db: Db,
+  db: ClientDb,
   options: SeedOptions,
   context: {
     iterations: number;
     now: number;
     /** How passwords are hashed; default Django's pbkdf2_sha256 (a simulation passes its own). */
     hash?: (password: string, iterations: number) => Promise<string>;
+    /**
+     * Where the sessions of a reset password end. Default: the store the server on `db`
+     * recorded (`serverSessions(db)`), SQLite before any server did.
+     */
+    sessions?: PasswordChangeSessions;
   },
 ): Promise<SeedSummary> {
   const students = Array.from({ length: options.students }, (_, index) => `student${index + 1}`);
@@ -108,7 +117,7 @@ export async function seed(
   const allProblems = options.queues.flatMap((queue) =>
     problemsOf(queue).map((problem) => ({ ...problem, queue })),
   );
-  const saved = db.transaction((tx) => {
+  db.transaction((tx) => {
     for (const name of options.queues) {
       tx.insert(queues).values({ name, createdAt: context.now }).onConflictDoNothing().run();
     }
@@ -118,48 +127,44 @@ export async function seed(
         .onConflictDoUpdate({ target: problems.id, set: { graderPayload: problem.graderPayload } })
         .run();
     }
-    const keepPassword = options.resetPasswords !== true;
-    const account = (
-      username: string,
-      password: string,
-      passwordHash: string,
-      extra: AccountExtras = {},
-    ) =>
-      [
-        username,
-        saveUser(tx, {
-          username,
-          passwordHash,
-          labPassword: isLabPassword(password),
-          now: context.now,
-          keepPassword,
-          ...extra,
-        }),
-      ] as const;
-    return [
-      account(options.serviceUsername, options.servicePassword, serviceHash!, {
-        groups: [XQUEUE_GROUP],
-      }),
-      account(options.staffUsername, options.staffPassword, staffHash!, { isStaff: true }),
-      ...students.map((username, index) =>
-        account(username, options.studentPassword, studentHashes[index]!),
-      ),
-    ];
   });
-  const named = (keep: (user: SavedUser) => boolean) =>
-    saved.filter(([, user]) => keep(user)).map(([username]) => username);
+  const keepPassword = options.resetPasswords !== true;
+  const account = (
+    username: string,
+    password: string,
+    passwordHash: string,
+    extra: AccountExtras = {},
+  ): SaveUserOptions => ({
+    username,
+    passwordHash,
+    labPassword: isLabPassword(password),
+    now: context.now,
+    keepPassword,
+    ...extra,
+  });
+  const accounts = [
+    account(options.serviceUsername, options.servicePassword, serviceHash!, {
+      groups: [XQUEUE_GROUP],
+    }),
+    account(options.staffUsername, options.staffPassword, staffHash!, { isStaff: true }),
+    ...students.map((username, index) =>
+      account(username, options.studentPassword, studentHashes[index]!),
+    ),
+  ];
+  const saved = await saveAccounts(db, context.sessions ?? serverSessions(db), accounts);
+  const named = (passwordSet: boolean) =>
+    accounts
+      .filter((_, index) => saved.users[index]?.passwordSet === passwordSet)
+      .map((entry) => entry.username);
   return {
     queues: [...options.queues],
     problems: allProblems.map((problem) => problem.id),
     serviceAccount: options.serviceUsername,
     staff: options.staffUsername,
     students,
-    passwordsSet: named((user) => user.passwordSet),
-    passwordsKept: named((user) => !user.passwordSet),
-    sessionsEnded: saved.reduce((total, [, user]) => total + user.sessionsEnded, 0),
-    passwordChangedIds: saved
-      .filter(([, user]) => user.passwordSet && !user.created)
-      .map(([, user]) => user.id),
+    passwordsSet: named(true),
+    passwordsKept: named(false),
+    sessionsEnded: saved.sessions,
   };
 }
 

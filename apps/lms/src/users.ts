@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
-import { endAllSessionsOf } from './auth/session-admin.ts';
 import { InvalidUsernameError, usernameProblem } from './auth/username.ts';
 import type { Db } from './db/client.ts';
 import { groups, profiles, userGroups, users } from './db/schema.ts';
@@ -65,9 +64,9 @@ export interface UpsertUserOptions {
 /** Options of {@link saveUser}: those of {@link upsertUser}, plus whether to keep a password. */
 export interface SaveUserOptions extends UpsertUserOptions {
   /**
-   * Leave an existing user's password, sessions and staff flag as they are (`isStaff: true`
-   * still promotes): what `seed` does, so a restart never undoes an operator's change. Default
-   * false: the password is set and the user's sessions end.
+   * Leave an existing user's password and staff flag as they are (`isStaff: true` still
+   * promotes): what `seed` does, so a restart never undoes an operator's change. Default false:
+   * the password is set.
    */
   keepPassword?: boolean;
 }
@@ -78,21 +77,23 @@ export interface SavedUser {
   created: boolean;
   /** Whether the password was written (always for a new user). */
   passwordSet: boolean;
-  /** Sessions ended because an existing user's password was set (reason `password-change`). */
-  sessionsEnded: number;
 }
 
 /**
- * Creates a user, or updates an existing one: the password (ending every session of the user,
- * as Django does when a password changes, so an old cookie stops working), the staff flag when
- * `isStaff` is given, and the groups (added, never removed); with a profile row. With
- * `keepPassword` an existing user's password, sessions and staff flag are kept (`isStaff: true`
- * still promotes) and only missing groups are added. A new username must pass Django's rule
- * ({@link usernameProblem}), else {@link InvalidUsernameError} and nothing is written.
+ * Creates a user, or updates an existing one: the password, the staff flag when `isStaff` is
+ * given, and the groups (added, never removed); with a profile row. With `keepPassword` an
+ * existing user's password and staff flag are kept (`isStaff: true` still promotes) and only
+ * missing groups are added. A new username must pass Django's rule ({@link usernameProblem}),
+ * else {@link InvalidUsernameError} and nothing is written.
+ *
+ * It writes the user's rows and nothing else. A new password refuses every session issued
+ * before it on that session's next request (each keeps the session auth hash of the password it
+ * logged in with), but until then those sessions stay where they are: to end them at once, in
+ * the store the server uses, change passwords with `saveAccount` (sessions/accounts.ts).
  *
  * @example
  * saveUser(db, { username: 'student4', passwordHash, now: Date.now() });
- * // { id: '…', created: false, passwordSet: true, sessionsEnded: 2 }
+ * // { id: '…', created: false, passwordSet: true }
  */
 export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
   return db.transaction((tx) => {
@@ -103,7 +104,6 @@ export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
       .get();
     const id = existing?.id ?? options.id ?? randomUUID();
     let passwordSet = true;
-    let sessionsEnded = 0;
     const problem = existing ? null : usernameProblem(options.username);
     if (problem) throw new InvalidUsernameError(options.username, problem);
     if (!existing) {
@@ -130,22 +130,20 @@ export function saveUser(db: Db, options: SaveUserOptions): SavedUser {
         })
         .where(eq(users.id, id))
         .run();
-      // In the same transaction: no request can see the new password with an old session.
-      sessionsEnded = endAllSessionsOf(tx, id, 'password-change', options.now);
     }
     tx.insert(profiles).values({ userId: id }).onConflictDoNothing().run();
     for (const name of options.groups ?? []) {
       const groupId = ensureGroup(tx, name);
       tx.insert(userGroups).values({ userId: id, groupId }).onConflictDoNothing().run();
     }
-    return { id, created: !existing, passwordSet, sessionsEnded };
+    return { id, created: !existing, passwordSet };
   });
 }
 
 /**
- * Creates a user, or updates the password (ending the user's sessions), staff flag (when given)
- * and groups (added, never removed) of an existing one, with a profile row. Returns the user id; see
- * {@link saveUser} for what happened.
+ * Creates a user, or updates the password, staff flag (when given) and groups (added, never
+ * removed) of an existing one, with a profile row; the user's rows only (see {@link saveUser}).
+ * Returns the user id.
  *
  * @example
  * upsertUser(db, { username: 'student1', passwordHash, groups: [], now: Date.now() });

@@ -210,6 +210,38 @@ describe('decideLogin: which sessions are evicted', () => {
     }
   });
 
+  it("counts the sessions that competed for the limit with the decision, the login's own and the one it replaces not", () => {
+    const live: LiveSession[] = [
+      { id: 'a1', createdAt: NOW - 4000, instanceId: 'a' },
+      { id: 'a2', createdAt: NOW - 3000, instanceId: 'a' },
+      { id: 'b1', createdAt: NOW - 2000, instanceId: 'b' },
+      { id: 'api', createdAt: NOW - 1500, instanceId: 'a', pool: 'path:xqueue' },
+      { id: 'current', createdAt: NOW - 1000, instanceId: 'a' },
+      { id: 'new', createdAt: NOW, instanceId: 'a' },
+    ];
+    const settings = parseSettings({ maxSessions: 2 });
+    const context = { sessionId: 'new', instanceId: 'a', now: NOW, replacing: 'current' };
+    expect(decideLogin(settings, student, context, live)).toMatchObject({
+      outcome: 'allow',
+      evict: [{ id: 'a1' }, { id: 'a2' }],
+      liveSessions: 3,
+    });
+    const perInstance = parseSettings({ maxSessions: 2, scope: 'instance' });
+    expect(decideLogin(perInstance, student, context, live)).toMatchObject({
+      evict: [{ id: 'a1' }],
+      liveSessions: 2,
+    });
+    expect(decideLogin(parseSettings({ maxSessions: 5 }), student, context, live)).toMatchObject({
+      evict: [],
+      liveSessions: 3,
+    });
+    const denying = parseSettings({ maxSessions: 3, onLimit: 'deny-new' });
+    expect(decideLogin(denying, student, context, live)).toMatchObject({
+      outcome: 'deny',
+      liveSessions: 3,
+    });
+  });
+
   it('account scope counts the sessions of every instance', () => {
     const live: LiveSession[] = [{ id: 'b1', createdAt: NOW - 1000, instanceId: 'b' }];
     expect(decide({}, svc, live, 'a')).toMatchObject({ outcome: 'allow', evict: [{ id: 'b1' }] });

@@ -83,13 +83,23 @@ export type ExemptionMatch = { by: 'username'; username: string } | { by: 'group
  * - `exempt`: matched an exemption; nothing is evicted and the slot is not recorded (upstream).
  * - `allow`: the session is recorded and `evict` lists the sessions that must end
  *   (in `dryRun` they are reported and kept).
- * - `deny`: the login's pool is at its limit and its rule says `deny-new`; `liveSessions`
- *   counts the competing sessions of that pool.
+ * - `deny`: the login's pool is at its limit and its rule says `deny-new`.
+ *
+ * `liveSessions` (of `allow` and `deny`) counts the sessions that competed for the rule's
+ * limit before this login: its pool's (under `instance` scope, its instance's), the evicted
+ * ones included, the login's own and the one it replaces not. After an allowed login its pool
+ * holds `liveSessions - ended + 1`, where `ended` is the evictions carried out.
  */
 export type LoginDecision =
   | { outcome: 'unrestricted' }
   | { outcome: 'exempt'; match: ExemptionMatch }
-  | { outcome: 'allow'; rule: EffectiveRule; evict: readonly LiveSession[]; dryRun: boolean }
+  | {
+      outcome: 'allow';
+      rule: EffectiveRule;
+      evict: readonly LiveSession[];
+      dryRun: boolean;
+      liveSessions: number;
+    }
   | { outcome: 'deny'; rule: EffectiveRule; liveSessions: number };
 
 /**
@@ -236,14 +246,13 @@ export function applyLimit(limit: LoginLimit, live: readonly LiveSession[]): Log
       (session.pool ?? DEFAULT_POOL) === rule.pool &&
       (rule.scope === 'account' || session.instanceId === instanceId),
   );
-  const excess = competing.length - rule.maxSessions + 1;
-  if (excess <= 0) return { outcome: 'allow', rule, evict: [], dryRun };
-  if (rule.onLimit === 'deny-new') {
-    return { outcome: 'deny', rule, liveSessions: competing.length };
-  }
+  const liveSessions = competing.length;
+  const excess = liveSessions - rule.maxSessions + 1;
+  if (excess <= 0) return { outcome: 'allow', rule, evict: [], dryRun, liveSessions };
+  if (rule.onLimit === 'deny-new') return { outcome: 'deny', rule, liveSessions };
   const order = rule.onLimit === 'evict-least-recent' ? leastRecentFirst : oldestFirst;
   const evict = [...competing].sort(order).slice(0, excess);
-  return { outcome: 'allow', rule, evict, dryRun };
+  return { outcome: 'allow', rule, evict, dryRun, liveSessions };
 }
 
 /**

@@ -771,6 +771,37 @@ describe('Redis session registry: deciding in one script', () => {
     expect(denying.message).toContain('deny evicting []');
   });
 
+  it('refuses a decide that counts other competing sessions than the script did', async () => {
+    const prefix = freshPrefix();
+    const registry = createRedisSessionRegistry(redis, { prefix });
+    await loginThrough(registry, { settings: { maxSessions: 3 }, sessionId: 'a' });
+    const limit = loginAdmission(parseSettings({ maxSessions: 3 }), createTestUser(), {
+      sessionId: 'b',
+      now: Date.now(),
+    }).limit;
+    if (limit.outcome !== 'limit') throw new Error('expected a limit');
+    const miscounted = await registry
+      .admit({
+        userId: 'alice',
+        session: { id: 'b', instanceId: null, createdAt: Date.now() },
+        limit,
+        decide: () => ({
+          outcome: 'allow',
+          rule: limit.rule,
+          evict: [],
+          dryRun: false,
+          liveSessions: 0,
+        }),
+      })
+      .then(
+        () => new Error('admitted'),
+        (e: unknown) => e as Error,
+      );
+    expect(miscounted).toBeInstanceOf(DecisionMismatchError);
+    expect(miscounted.message).toContain('ADMIT evicting [] (1 competing)');
+    expect(miscounted.message).toContain('allow evicting [] (0 competing)');
+  });
+
   it('keeps the id lookup of a live session whose re-admission the script denies', async () => {
     const prefix = freshPrefix();
     const registry = createRedisSessionRegistry(redis, { prefix });

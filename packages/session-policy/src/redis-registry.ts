@@ -324,17 +324,25 @@ export function createRedisSessionRegistry(
         writeLookup(request, lookup),
         admitWithinLimit(redis, sessionKeys(request), args),
       ]);
-      const [outcome, evictIds, before] = reply as ['ADMIT' | 'DENY', string[], unknown];
+      const [outcome, evictIds, before, competing] = reply as [
+        'ADMIT' | 'DENY',
+        string[],
+        unknown,
+        number,
+      ];
       const { sessions } = toSnapshot(request.userId, before, now());
       lookup.keep = sessions.some((session) => session.id === request.session.id);
       const decision = request.decide(sessions.filter((s) => s.tracked).map(toLive));
       const plan = planAdmission(decision);
+      const counted = 'liveSessions' in decision ? decision.liveSessions : 0;
       const agreed =
         (outcome === 'DENY') === !plan.admit &&
-        plan.evicted.map((session) => session.id).join('\0') === evictIds.join('\0');
+        plan.evicted.map((session) => session.id).join('\0') === evictIds.join('\0') &&
+        competing === counted;
       if (!agreed) {
-        const got = `${outcome} evicting [${evictIds.join(', ')}]`;
-        const wanted = `${decision.outcome} evicting [${plan.evicted.map((e) => e.id).join(', ')}]`;
+        const got = `${outcome} evicting [${evictIds.join(', ')}] (${competing} competing)`;
+        const evicting = plan.evicted.map((e) => e.id).join(', ');
+        const wanted = `${decision.outcome} evicting [${evicting}] (${counted} competing)`;
         throw new DecisionMismatchError(request.userId, got, wanted);
       }
       if (!plan.admit) await forget(lookup);

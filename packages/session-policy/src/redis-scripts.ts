@@ -126,7 +126,8 @@ return 'OK'
  * least recently used) first, ties by creation then id, compared byte by byte (the JavaScript
  * order for ASCII ids; Lua's `<` on strings follows the server's locale). Returns
  * ['ADMIT' or 'DENY', the evicted ids (would-be in dry run, which ends none), the sessions as
- * `LIVE_SESSIONS` returned them before the step].
+ * `LIVE_SESSIONS` returned them before the step, how many competed (`applyLimit`'s
+ * `liveSessions`; 0 for an untracked login)].
  */
 const ADMIT_WITHIN_LIMIT = `${LIVE_FUNCTION}${RECORD_FUNCTION}
 local function bytes_before(a, b)
@@ -139,7 +140,7 @@ end
 
 local before = live(KEYS[1], KEYS[2])
 local s, o = session_args(1)
-local evict = {}
+local evict, count = {}, 0
 if s.tracked == '1' then
   local max, on_limit, scope = tonumber(ARGV[o]), ARGV[o + 1], ARGV[o + 2]
   local ignoring = {}
@@ -158,9 +159,10 @@ if s.tracked == '1' then
       }
     end
   end
-  local excess = #competing - max + 1
+  count = #competing
+  local excess = count - max + 1
   if excess > 0 then
-    if on_limit == 'deny-new' then return { 'DENY', {}, before } end
+    if on_limit == 'deny-new' then return { 'DENY', {}, before, count } end
     local recent = on_limit == 'evict-least-recent'
     table.sort(competing, function(a, b)
       if recent and a.seen ~= b.seen then return a.seen < b.seen end
@@ -171,11 +173,11 @@ if s.tracked == '1' then
   end
   if ARGV[o + 3] == '1' then
     record(KEYS[1], KEYS[2], KEYS[3], s, {})
-    return { 'ADMIT', evict, before }
+    return { 'ADMIT', evict, before, count }
   end
 end
 record(KEYS[1], KEYS[2], KEYS[3], s, evict)
-return { 'ADMIT', evict, before }
+return { 'ADMIT', evict, before, count }
 `;
 
 /**

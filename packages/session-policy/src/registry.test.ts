@@ -11,6 +11,11 @@ const old: LiveSession[] = [
 ];
 const nothing = { deleteIds: [], evicted: [], dryRun: false, pool: 'default' };
 
+/** An allowed login that evicts the two `old` sessions (or, in dry run, would). */
+function allowEvictingOld(dryRun: boolean): LoginDecision {
+  return { outcome: 'allow', rule, evict: old, dryRun, liveSessions: old.length };
+}
+
 describe('planAdmission: the writes every registry performs for a decision', () => {
   it('admits an unrestricted login untracked and deletes nothing', () => {
     expect(planAdmission({ outcome: 'unrestricted' })).toEqual({
@@ -31,7 +36,7 @@ describe('planAdmission: the writes every registry performs for a decision', () 
   });
 
   it('tracks an allowed login and deletes exactly the evicted sessions', () => {
-    const decision: LoginDecision = { outcome: 'allow', rule, evict: old, dryRun: false };
+    const decision = allowEvictingOld(false);
     expect(planAdmission(decision)).toEqual({
       admit: true,
       track: true,
@@ -43,7 +48,7 @@ describe('planAdmission: the writes every registry performs for a decision', () 
   });
 
   it('in dry run reports the evictions but deletes nothing', () => {
-    const decision: LoginDecision = { outcome: 'allow', rule, evict: old, dryRun: true };
+    const decision = allowEvictingOld(true);
     expect(planAdmission(decision)).toEqual({
       admit: true,
       track: true,
@@ -57,7 +62,13 @@ describe('planAdmission: the writes every registry performs for a decision', () 
   it('records an allowed login in the pool of its path rule', () => {
     const settings = parseSettings({ rules: [{ match: { path: 'xqueue' } }] });
     const api = resolveRule(settings, createTestUser(), '/xqueue/login/');
-    const allow: LoginDecision = { outcome: 'allow', rule: api, evict: [], dryRun: false };
+    const allow: LoginDecision = {
+      outcome: 'allow',
+      rule: api,
+      evict: [],
+      dryRun: false,
+      liveSessions: 0,
+    };
     const deny: LoginDecision = { outcome: 'deny', rule: api, liveSessions: 1 };
     expect(planAdmission(allow).pool).toBe('path:xqueue');
     expect(planAdmission(deny).pool).toBe('path:xqueue');
@@ -71,7 +82,7 @@ describe('admitResult', () => {
   });
 
   it('reports an admission with what was tracked and evicted', () => {
-    const decision: LoginDecision = { outcome: 'allow', rule, evict: old, dryRun: true };
+    const decision = allowEvictingOld(true);
     expect(admitResult(decision, planAdmission(decision))).toEqual({
       admitted: true,
       decision,

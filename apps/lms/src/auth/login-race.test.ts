@@ -6,10 +6,11 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../app.ts';
 import { openDatabase } from '../db/client.ts';
+import { createSqliteSessionStore } from '../sessions/sqlite-store.ts';
+import type { SessionStore } from '../sessions/store.ts';
 import { appFetcher, type Fetcher } from '../testing/client.ts';
 import { createTestLms, type TestLms } from '../testing/fixtures.ts';
 import { accountState, expectLive, PARALLEL, storm } from '../testing/login-race.ts';
-import { createSessionStore, type SessionStore } from './session-store.ts';
 import { sessionIdOf } from './tokens.ts';
 
 const ROUNDS = 200;
@@ -127,7 +128,7 @@ function workerNames(count: number): string[] {
  * reads and several survive.
  */
 function readModifyWrite(lms: TestLms): SessionStore {
-  const store = createSessionStore({
+  const store = createSqliteSessionStore({
     db: lms.database.db,
     ttlMs: lms.config.sessionTtlSeconds * 1000,
     now: lms.clock.now,

@@ -6,10 +6,10 @@ import type { Db } from '../db/client.ts';
 import { groups, userGroups, users } from '../db/schema.ts';
 import type { LmsMetrics } from '../ops/metrics.ts';
 import type { StormWatch } from '../ops/storm-watch.ts';
+import { sessionAuthHash } from '../sessions/auth-hash.ts';
+import type { SessionStore } from '../sessions/store.ts';
 import type { LmsUser } from '../users.ts';
 import { burnPasswordCheck, hashPassword, iterationsOf, verifyPassword } from './password.ts';
-import { sessionAuthHash } from './session-auth-hash.ts';
-import type { SessionStore } from './session-store.ts';
 import type { LoginThrottle } from './throttle.ts';
 import { newSessionToken, shortId } from './tokens.ts';
 

@@ -2,9 +2,10 @@ import { UsageError } from '@storm-lab/cli-kit';
 import { hashPassword } from '../auth/password.ts';
 import { openDatabase } from '../db/client.ts';
 import { isLabPassword } from '../seed.ts';
-import { ensureGroup, saveUser } from '../users.ts';
+import { saveAccount, serverSessions } from '../sessions/accounts.ts';
+import { ensureGroup } from '../users.ts';
 import { bindCommand, checkUsername, type LmsCliIo, say } from './command.ts';
-import { endedText, endRedisSessions } from './password-change.ts';
+import { endedText } from './password-change.ts';
 
 /** What `user add` did to the staff flag, as its line says it. */
 function staffText(isStaff: boolean | undefined): string {
@@ -51,7 +52,8 @@ each session ends on its next request (each keeps a hash of the password it logg
       const passwordHash = await hashPassword(values.password, config.passwordHashIterations);
       const database = openDatabase({ path: config.databasePath });
       try {
-        const saved = saveUser(database.db, {
+        const sessions = serverSessions(database.db, config.sessionStore);
+        const saved = await saveAccount(database.db, sessions, {
           username,
           passwordHash,
           labPassword: isLabPassword(values.password),
@@ -59,12 +61,7 @@ each session ends on its next request (each keeps a hash of the password it logg
           ...(isStaff !== undefined && { isStaff }),
           now: Date.now(),
         });
-        // The password is committed: from here every earlier session is refused, wherever it is.
-        const changed = saved.passwordSet && !saved.created ? [saved.id] : [];
-        const ended = endedText(
-          saved.sessionsEnded,
-          await endRedisSessions(config, database.db, changed),
-        );
+        const ended = endedText(saved.sessions);
         say(
           io.out,
           `User ${username} saved${groups.length ? ` (groups: ${groups.join(', ')})` : ''}${staffText(isStaff)}${ended}`,

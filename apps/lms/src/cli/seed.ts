@@ -4,8 +4,9 @@ import { dirname, join } from 'node:path';
 import { numberFlag, UsageError } from '@storm-lab/cli-kit';
 import { openDatabase } from '../db/client.ts';
 import { SEED_DEFAULTS, type SeedSummary, seed } from '../seed.ts';
+import { serverSessions } from '../sessions/accounts.ts';
 import { bindCommand, checkUsername, isLoopback, type LmsCliIo, say } from './command.ts';
-import { endedText, endRedisSessions, type RedisEnding } from './password-change.ts';
+import { endedText } from './password-change.ts';
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
@@ -118,10 +119,9 @@ function printSeedSummary(
   passwords: SeedPasswords,
   databasePath: string,
   serviceFile: string | null,
-  redis: RedisEnding,
   io: LmsCliIo,
 ): void {
-  const ended = endedText(summary.sessionsEnded, redis);
+  const ended = endedText(summary.sessionsEnded);
   say(
     io.out,
     `Seeded ${databasePath}
@@ -247,10 +247,13 @@ export const seedCommand = (io: LmsCliIo) =>
             studentPassword: passwords.student,
             resetPasswords: values['reset-passwords'] === true,
           },
-          { iterations: config.passwordHashIterations, now: Date.now() },
+          {
+            iterations: config.passwordHashIterations,
+            now: Date.now(),
+            sessions: serverSessions(database.db, config.sessionStore),
+          },
         );
-        const redis = await endRedisSessions(config, database.db, summary.passwordChangedIds);
-        printSeedSummary(summary, passwords, config.databasePath, serviceFile, redis, io);
+        printSeedSummary(summary, passwords, config.databasePath, serviceFile, io);
         if (serviceFile) await shareServicePassword(serviceFile, passwords.service, summary, io);
       } finally {
         database.close();

@@ -1,9 +1,8 @@
 import { UsageError } from '@storm-lab/cli-kit';
-import { type OpenedSessionStore, openServerSessionStore } from '../auth/open-session-store.ts';
-import type { SessionDetails } from '../auth/session-admin.ts';
-import type { SessionStore } from '../auth/session-store.ts';
 import { shortId } from '../auth/tokens.ts';
 import { openDatabase } from '../db/client.ts';
+import { type OpenedSessionStore, openServerSessionStore } from '../sessions/factory.ts';
+import type { SessionDetails, SessionStore } from '../sessions/store.ts';
 import { findCredentials } from '../users.ts';
 import { bindCommand, type LmsCliIo, say } from './command.ts';
 

@@ -84,7 +84,7 @@ export const sessions = sqliteTable(
     pool: text('pool').notNull().default('default'),
     /**
      * The session auth hash of the password hash the login was checked against (see
-     * auth/session-auth-hash.ts): a request whose user's password changed since is refused.
+     * sessions/auth-hash.ts): a request whose user's password changed since is refused.
      * Null before 0009: such a session is refused.
      */
     authHash: text('auth_hash'),

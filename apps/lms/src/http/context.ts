@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import type { LoginService } from '../auth/login.ts';
-import type { SessionEnd, SessionStore } from '../auth/session-store.ts';
 import type { Db } from '../db/client.ts';
 import type { TickBatcher } from '../db/tick-batch.ts';
 import type { LiveSeries } from '../ops/live-stats.ts';
@@ -8,6 +7,7 @@ import type { LmsMetrics } from '../ops/metrics.ts';
 import type { StormWatch } from '../ops/storm-watch.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { SubmissionQueue } from '../queue/submission-queue.ts';
+import type { SessionEnd, SessionStore } from '../sessions/store.ts';
 import type { LmsUser } from '../users.ts';
 import type { ProxyTrust } from './client-address.ts';
 

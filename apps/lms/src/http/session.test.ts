@@ -1,18 +1,14 @@
-import { type RedisHandle, useRedis } from '@storm-lab/harness';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { hashPassword } from '../auth/password.ts';
 import { sessionIdOf, shortId } from '../auth/tokens.ts';
 import { TestClient } from '../testing/client.ts';
 import { createTestLms, TEST_ITERATIONS, type TestLms } from '../testing/fixtures.ts';
+import { useTestRedis } from '../testing/redis.ts';
 import { upsertUser } from '../users.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
-let redis: RedisHandle | undefined;
-beforeAll(async () => {
-  redis = await useRedis(process.env.REDIS_URL);
-});
-afterAll(() => redis?.stop());
+const redis = useTestRedis();
 
 /** The Set-Cookie line of `name`, split into its attributes (lowercased names). */
 function cookieOf(response: Response, name: string) {
@@ -142,7 +138,7 @@ describe.each(['sqlite', 'redis'] as const)('a password change, sessions in %s',
   it('refuses every session issued before it, on every route, and logs each ending once', async () => {
     lms = await createTestLms({
       policy: { exemptUsernames: ['xqueue_svc'] },
-      redisUrl: store === 'redis' ? redis?.url : undefined,
+      redisUrl: redis.urlFor(store),
     });
     const graders = [new TestClient(lms.fetcher), new TestClient(lms.fetcher)];
     for (const grader of graders) {
@@ -185,7 +181,7 @@ describe.each(['sqlite', 'redis'] as const)('a password change, sessions in %s',
   });
 
   it('ends the sessions upsertUser does not reach, for a store it does not write', async () => {
-    lms = await createTestLms({ redisUrl: store === 'redis' ? redis?.url : undefined });
+    lms = await createTestLms({ redisUrl: redis.urlFor(store) });
     const student = new TestClient(lms.fetcher);
     expect((await student.webLogin('student1', 'student-pass')).status).toBe(200);
     const passwordHash = await hashPassword('new-pass', TEST_ITERATIONS);

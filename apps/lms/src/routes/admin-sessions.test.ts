@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient } from '../testing/client.ts';
 import { createTestLms, type TestLms } from '../testing/fixtures.ts';
+import { type TestSessionStore, useTestRedis } from '../testing/redis.ts';
 import {
   browserOf,
   currentShortId,
@@ -11,16 +12,23 @@ import {
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
+const redis = useTestRedis();
 
 const USERS = '/api/admin/users';
 
 /** Staff, and student1 on two devices (exempt from single login: its sessions are untracked). */
-async function setup() {
-  lms = await createTestLms({ policy: { exemptUsernames: ['student1'] } });
+async function setup(store: TestSessionStore) {
+  lms = await createTestLms({
+    policy: { exemptUsernames: ['student1'] },
+    redisUrl: redis.urlFor(store),
+  });
   const staff = await browserOf(lms, 'staff');
   const phone = await browserOf(lms, 'student1', { 'User-Agent': 'phone/1.0' });
   lms.clock.advance(1000);
   const laptop = await browserOf(lms, 'student1');
+  // The sessions are where the store says: with Redis, none in the database.
+  const rows = lms.database.sqlite.prepare('SELECT count(*) AS n FROM sessions').get();
+  expect(rows).toEqual({ n: store === 'redis' ? 0 : 3 });
   return { lms, staff, phone, laptop };
 }
 
@@ -32,9 +40,9 @@ function remove(client: TestClient, path: string) {
   return client.request(path, { method: 'DELETE' });
 }
 
-describe('staff session API', () => {
+describe.each(['sqlite', 'redis'] as const)('staff session API, sessions in %s', (store) => {
   it("lists any account's live sessions, with tracked", async () => {
-    const { lms, staff, phone } = await setup();
+    const { lms, staff, phone } = await setup(store);
     const student2 = await browserOf(lms, 'student2');
     expect(await listed(staff, `${USERS}/student1/sessions`)).toEqual([
       {
@@ -61,7 +69,7 @@ describe('staff session API', () => {
   });
 
   it('ends one session of an account: its next request is told "staff", the record names who', async () => {
-    const { lms, staff, phone, laptop } = await setup();
+    const { lms, staff, phone, laptop } = await setup(store);
     const target = await currentShortId(phone);
     expect((await remove(staff, `${USERS}/student1/sessions/${target}`)).status).toBe(204);
     expect(await endedReason(phone)).toEqual({ status: 403, header: 'staff', reason: 'staff' });
@@ -76,7 +84,7 @@ describe('staff session API', () => {
   });
 
   it("ends all sessions of an account with end-all, and only that account's", async () => {
-    const { lms, staff, phone, laptop } = await setup();
+    const { lms, staff, phone, laptop } = await setup(store);
     const student2 = await browserOf(lms, 'student2');
     const shorts = [await currentShortId(phone), await currentShortId(laptop)];
     const response = await post(staff, `${USERS}/student1/sessions/end-all`);
@@ -95,7 +103,7 @@ describe('staff session API', () => {
   });
 
   it('answers 403 to a caller who is not staff and 401 to an anonymous one, ending nothing', async () => {
-    const { lms, phone, laptop } = await setup();
+    const { lms, phone, laptop } = await setup(store);
     const target = await currentShortId(laptop);
     const student2 = await browserOf(lms, 'student2');
     for (const response of [
@@ -115,7 +123,7 @@ describe('staff session API', () => {
   });
 
   it('refuses a staff end without the CSRF token', async () => {
-    const { staff, phone, laptop } = await setup();
+    const { staff, phone, laptop } = await setup(store);
     delete staff.headers['X-CSRFToken'];
     const target = await currentShortId(phone);
     for (const response of [

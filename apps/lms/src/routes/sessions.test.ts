@@ -1,5 +1,4 @@
-import { type RedisHandle, useRedis } from '@storm-lab/harness';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient } from '../testing/client.ts';
 import {
   createTestLms,
@@ -7,6 +6,7 @@ import {
   type TestLmsOptions,
   TRANSPORTS,
 } from '../testing/fixtures.ts';
+import { useTestRedis } from '../testing/redis.ts';
 import {
   browserOf,
   currentShortId,
@@ -19,11 +19,7 @@ import { findCredentials } from '../users.ts';
 
 let lms: TestLms | undefined;
 afterEach(() => lms?.close());
-let redis: RedisHandle | undefined;
-beforeAll(async () => {
-  redis = await useRedis(process.env.REDIS_URL);
-});
-afterAll(() => redis?.stop());
+const redis = useTestRedis();
 
 /** Both transports with SQLite sessions, and SESSION_STORE=redis over a real socket. */
 const SETUPS = [
@@ -44,7 +40,7 @@ describe.each(SETUPS)('own sessions over $transport, sessions in $store', (setup
       policy: { maxSessions: 5 },
       ...options,
       transport: setup.transport,
-      redisUrl: setup.store === 'redis' ? redis?.url : undefined,
+      redisUrl: setup.store === 'redis' ? redis.url() : undefined,
     });
 
   /** student1 on a phone, then (a second later) on a laptop; student2 elsewhere. */

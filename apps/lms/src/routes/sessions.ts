@@ -1,9 +1,9 @@
 import { type Context, Hono } from 'hono';
-import type { EndingReason, SessionDetails } from '../auth/session-admin.ts';
 import { shortId } from '../auth/tokens.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import { clearSessionCookie, requireUser } from '../http/session.ts';
 import { requireStaff } from '../http/staff.ts';
+import type { EndingReason, SessionDetails } from '../sessions/store.ts';
 import { findCredentials } from '../users.ts';
 
 /** The account whose sessions a request lists or ends. */

@@ -1,13 +1,13 @@
 // A worker thread that admits sessions of one user on its own connection to a database file,
 // in rounds started by the test thread at the same moment for every worker (see
-// auth/session-store-threads.test.ts). Threads, unlike `Promise.all` on one connection, really
+// sessions/sqlite-store-threads.test.ts). Threads, unlike `Promise.all` on one connection, really
 // run the read-decide-write of admission at the same time.
 
 import { randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { decideLogin, type PolicySettingsInput, parseSettings } from '@storm-lab/session-policy';
-import { createSessionStore } from '../auth/session-store.ts';
 import { openDatabase } from '../db/client.ts';
+import { createSqliteSessionStore } from '../sessions/sqlite-store.ts';
 
 /** What the test thread gives each worker. */
 export interface AdmitWorkerData {
@@ -27,7 +27,7 @@ export interface AdmitWorkerData {
 const data = workerData as AdmitWorkerData;
 const control = new Int32Array(data.control);
 const database = openDatabase({ path: data.path, migrate: false });
-const store = createSessionStore({ db: database.db, ttlMs: 3_600_000, now: Date.now });
+const store = createSqliteSessionStore({ db: database.db, ttlMs: 3_600_000, now: Date.now });
 const policy = parseSettings(data.policy);
 const user = { id: data.userId, username: data.username, groups: [], isStaff: false };
 

@@ -7,11 +7,11 @@ import type { Hono } from 'hono';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { type AppConfig, createApp } from '../app.ts';
-import { createRedisSessionStore } from '../auth/redis-session-store.ts';
-import { createSessionStore, type SessionStore } from '../auth/session-store.ts';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import type { LmsEnv } from '../http/context.ts';
 import { SEED_DEFAULTS, type SeedOptions, seed } from '../seed.ts';
+import { createSessionStore } from '../sessions/factory.ts';
+import type { SessionStore } from '../sessions/store.ts';
 import { appFetcher, type Fetcher, urlFetcher } from './client.ts';
 
 /** Iterations for test hashes: fast, yet the same code path as production. */
@@ -114,10 +114,11 @@ export async function createTestLms(options: TestLmsOptions = {}): Promise<TestL
     now: clock.now,
     ...(redis && { sessionRedis: redis }),
   });
-  const storeOptions = { db: database.db, ttlMs: config.sessionTtlSeconds * 1000, now: clock.now };
-  const sessions = redis
-    ? createRedisSessionStore({ ...storeOptions, redis: redis.client, prefix: redis.prefix })
-    : createSessionStore(storeOptions);
+  const sessions = createSessionStore(redis ? { kind: 'redis', ...redis } : { kind: 'sqlite' }, {
+    db: database.db,
+    ttlMs: config.sessionTtlSeconds * 1000,
+    now: clock.now,
+  });
   const server = options.transport === 'socket' ? await listen(app) : null;
   const fetcher = server ? urlFetcher(server.url) : appFetcher(app);
   const close = async () => {

@@ -1,11 +1,26 @@
-import type { AdmitRequest, LiveSession } from '@storm-lab/session-policy';
-import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import type { AdmitRequest, LoginDecision } from '@storm-lab/session-policy';
+import { eq, sql } from 'drizzle-orm';
+import { shortId } from '../auth/tokens.ts';
 import type { Db } from '../db/client.ts';
-import { profiles, sessionEnds, sessions, users } from '../db/schema.ts';
-import type { Quota } from './session-store.ts';
-import { shortId } from './tokens.ts';
+import { profiles, sessionEnds, users } from '../db/schema.ts';
+import type { Quota } from './store.ts';
 
-// The rows a login writes besides its session, the same in every session store and enforcement.
+// The rows a login writes besides its session, in SQLite, the same in every session store and
+// enforcement.
+
+/**
+ * The quota an allowed login enforced, as its evictions' tombstones tell it: the sessions of its
+ * pool after it (the policy counted those that competed; `ended` of them ended, the login's own
+ * joined) and the pool's limit. Null for any other decision.
+ *
+ * @example
+ * quotaOf(result.decision, result.evicted.length); // { used: 1, max: 1, scope: 'account', pool: 'default' }
+ */
+export function quotaOf(decision: LoginDecision, ended: number): Quota | null {
+  if (decision.outcome !== 'allow') return null;
+  const { scope, maxSessions, pool } = decision.rule;
+  return { used: decision.liveSessions - ended + 1, max: maxSessions, scope, pool };
+}
 
 /**
  * The tombstones of the sessions a login evicted: when, which login (its instance and short
@@ -103,74 +118,6 @@ export function loginRows(db: Db): LoginRows {
     },
     lastLogin(userId, at) {
       lastLogin.run({ userId, at });
-    },
-  };
-}
-
-/** The SQLite store's own statements of an admission; see {@link admissionRows}. */
-export interface AdmissionRows {
-  /** The user's tracked sessions live at `at`, oldest first: what the policy decides on. */
-  liveTracked(userId: string, at: number): LiveSession[];
-  /** Records the admitted session. */
-  insert(row: typeof sessions.$inferSelect): void;
-  /** Deletes one session (an evicted one, or the one the login replaces). */
-  remove(sessionId: string): void;
-}
-
-/**
- * The SQLite store's admission statements, prepared once on `db`'s connection as
- * {@link loginRows} are: every login of a storm runs them, inside its IMMEDIATE transaction.
- *
- * @example
- * const rows = admissionRows(db);
- * db.transaction(() => rows.liveTracked(userId, Date.now()), { behavior: 'immediate' });
- */
-export function admissionRows(db: Db): AdmissionRows {
-  const liveTracked = db
-    .select({
-      id: sessions.id,
-      createdAt: sessions.createdAt,
-      instanceId: sessions.instanceId,
-      lastSeenAt: sessions.lastSeenAt,
-      pool: sessions.pool,
-    })
-    .from(sessions)
-    .where(
-      and(
-        eq(sessions.userId, placeholder('userId')),
-        eq(sessions.tracked, true),
-        gt(sessions.expiresAt, placeholder('at')),
-      ),
-    )
-    .orderBy(asc(sessions.createdAt), asc(sessions.id))
-    .prepare();
-  const insert = db
-    .insert(sessions)
-    .values({
-      id: placeholder('id'),
-      userId: placeholder('userId'),
-      createdAt: placeholder('createdAt'),
-      expiresAt: placeholder('expiresAt'),
-      lastSeenAt: placeholder('lastSeenAt'),
-      instanceId: placeholder('instanceId'),
-      tracked: placeholder('tracked'),
-      userAgent: placeholder('userAgent'),
-      address: placeholder('address'),
-      pool: placeholder('pool'),
-      authHash: placeholder('authHash'),
-    })
-    .prepare();
-  const remove = db
-    .delete(sessions)
-    .where(eq(sessions.id, placeholder('id')))
-    .prepare();
-  return {
-    liveTracked: (userId, at) => liveTracked.all({ userId, at }),
-    insert(row) {
-      insert.run(row);
-    },
-    remove(id) {
-      remove.run({ id });
     },
   };
 }

@@ -3,11 +3,37 @@ import { Redis } from 'ioredis';
 import type { ClientDb, Db } from '../db/client.ts';
 import { sessionStoreRecord } from '../db/schema.ts';
 import type { LmsConfig } from '../env.ts';
-import { createRedisSessionStore } from './redis-session-store.ts';
-import { createSessionStore, type SessionStore } from './session-store.ts';
+import { createRedisSessionStore } from './redis-store.ts';
+import { createSqliteSessionStore } from './sqlite-store.ts';
+import type { SessionStore, SessionStoreOptions } from './store.ts';
 
 /** Where sessions live, as `SESSION_STORE` (and the Redis variables) say. */
 export type SessionStoreConfig = LmsConfig['sessionStore'];
+
+/** The settings a session store is opened with (all from the environment; see env.ts). */
+export type SessionStoreSettings = Pick<
+  LmsConfig,
+  'sessionStore' | 'sessionTtlSeconds' | 'enforcement'
+>;
+
+/** Which backend keeps the sessions: SQLite (the database itself), or Redis on a given client. */
+export type SessionBackend = { kind: 'sqlite' } | { kind: 'redis'; client: Redis; prefix: string };
+
+/**
+ * Creates the session store on `backend`: every session store of the LMS is built here, the
+ * server's (app.ts) and the command line's ({@link openSessionStore}).
+ *
+ * @example
+ * const store = createSessionStore({ kind: 'redis', client: redis, prefix: 'lms:' },
+ *   { db, ttlMs: 1_209_600_000, now: Date.now });
+ */
+export function createSessionStore(
+  backend: SessionBackend,
+  options: SessionStoreOptions,
+): SessionStore {
+  if (backend.kind === 'sqlite') return createSqliteSessionStore(options);
+  return createRedisSessionStore({ ...options, redis: backend.client, prefix: backend.prefix });
+}
 
 /** A session store opened from the configuration, and how to let go of its connection. */
 export interface OpenedSessionStore {
@@ -44,7 +70,7 @@ export class SessionStoreUnreachableError extends Error {
 }
 
 /** A Redis URL without its credentials: what the database and messages may hold. */
-export function withoutCredentials(url: string): string {
+function withoutCredentials(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//');
 }
 
@@ -77,7 +103,7 @@ export function recordSessionStore(db: Db, where: SessionStoreConfig, at: number
  * @example
  * serverSessionStore(db, { kind: 'sqlite' }); // { kind: 'redis', url: 'redis://…', prefix: 'lms:' }
  */
-export function serverSessionStore(db: Db, shell: SessionStoreConfig): SessionStoreConfig {
+function serverSessionStore(db: Db, shell: SessionStoreConfig): SessionStoreConfig {
   const recorded = db.select().from(sessionStoreRecord).where(eq(sessionStoreRecord.id, 1)).get();
   if (!recorded) return shell;
   if (recorded.kind === 'sqlite') return { kind: 'sqlite' };
@@ -92,28 +118,29 @@ export interface OpenSessionStoreOptions {
   /** Milliseconds since the epoch. Default `Date.now`. */
   now?: () => number;
   /**
-   * Runs the Redis store's SQLite writes (see RedisSessionStoreOptions.write): the server passes
-   * its tick batcher's; default each in its own transaction, as the command line needs.
+   * Runs the store's SQLite writes (see SessionStoreOptions.write): the bench passes its tick
+   * batcher's; default each in its own transaction, as the command line needs.
    */
   write?: <T>(op: () => T) => Promise<T>;
 }
 
 /** {@link openSessionStore}'s store, with its Redis connection when it has one. */
 function openStore(
-  config: Pick<LmsConfig, 'sessionStore' | 'sessionTtlSeconds' | 'enforcement'>,
+  config: SessionStoreSettings,
   db: ClientDb,
   options: OpenSessionStoreOptions,
 ): OpenedSessionStore & { redis: Redis | null } {
-  const now = options.now ?? Date.now;
-  const ttlMs = config.sessionTtlSeconds * 1000;
   const where = config.sessionStore;
+  const storeOptions: SessionStoreOptions = {
+    db,
+    ttlMs: config.sessionTtlSeconds * 1000,
+    now: options.now ?? Date.now,
+    enforcement: config.enforcement,
+    ...(options.write && { write: options.write }),
+  };
   if (where.kind === 'sqlite') {
-    return {
-      store: createSessionStore({ db, ttlMs, now, enforcement: config.enforcement }),
-      where,
-      redis: null,
-      close: () => undefined,
-    };
+    const store = createSessionStore(where, storeOptions);
+    return { store, where, redis: null, close: () => undefined };
   }
   // A command fails at once, rather than waiting for a Redis that is not there. It connects
   // with its first command.
@@ -123,16 +150,9 @@ function openStore(
     retryStrategy: () => null,
   });
   redis.on('error', () => undefined);
+  const backend = { kind: 'redis', client: redis, prefix: where.prefix } as const;
   return {
-    store: createRedisSessionStore({
-      db,
-      redis,
-      prefix: where.prefix,
-      enforcement: config.enforcement,
-      ttlMs,
-      now,
-      ...(options.write && { write: options.write }),
-    }),
+    store: createSessionStore(backend, storeOptions),
     where,
     redis,
     close: () => redis.disconnect(),
@@ -148,7 +168,7 @@ function openStore(
  * try { await store.admit(request); } finally { close(); }
  */
 export function openSessionStore(
-  config: Pick<LmsConfig, 'sessionStore' | 'sessionTtlSeconds' | 'enforcement'>,
+  config: SessionStoreSettings,
   db: ClientDb,
   options: OpenSessionStoreOptions = {},
 ): OpenedSessionStore {
@@ -167,7 +187,7 @@ export function openSessionStore(
  * try { await store.endAll(userId, 'staff', { endedBy: '(cli)' }); } finally { close(); }
  */
 export async function openServerSessionStore(
-  config: Pick<LmsConfig, 'sessionStore' | 'sessionTtlSeconds' | 'enforcement'>,
+  config: SessionStoreSettings,
   db: ClientDb,
 ): Promise<OpenedSessionStore> {
   const where = serverSessionStore(db, config.sessionStore);

@@ -1,15 +1,34 @@
 import {
+  type AdmissionPlan,
   type AdmitResult,
   admitResult,
   type LiveSession,
+  type LoginDecision,
   planAdmission,
 } from '@storm-lab/session-policy';
 import { eq } from 'drizzle-orm';
 import { whenNotBusy } from '../db/busy-retry.ts';
 import type { ClientDb, Db } from '../db/client.ts';
-import { profiles, sessions } from '../db/schema.ts';
-import { evictionEnds, loginRows } from './session-rows.ts';
-import type { LoginAdmitRequest } from './session-store.ts';
+import { profiles } from '../db/schema.ts';
+import type { LoginAdmitRequest } from './store.ts';
+
+/**
+ * What upstream enforcement needs of the store that keeps the sessions: Django's session
+ * backend, step by step, each step its own atomic write and nothing held across them.
+ */
+export interface UpstreamSessions {
+  /**
+   * django.contrib.auth.login: `cycle_key()` saves the new session (tracked as `plan` says,
+   * with its client and auth hash) and deletes the one this client logged in from;
+   * `update_last_login` saves `last_login`.
+   */
+  save(request: LoginAdmitRequest, decision: LoginDecision, plan: AdmissionPlan): Promise<void>;
+  /**
+   * `SessionStore(session_key=id).delete()`, leaving the eviction's tombstone (no quota: upstream
+   * has none). Resolves with the session it ended, or null when it was gone.
+   */
+  evict(sessionId: string, request: LoginAdmitRequest): Promise<LiveSession | null>;
+}
 
 /**
  * One database round trip of a Django request: each ORM call of `set_login_session` is its own
@@ -21,12 +40,15 @@ const roundTrip = () => new Promise<void>((resolve) => setImmediate(resolve));
 /**
  * One step: its own transaction (so a retry after another process's lock repeats all of it or
  * none), waiting out that lock as the other writes do. Nothing holds across steps.
+ *
+ * @example
+ * await upstreamStep(db, (tx) => tx.delete(sessions).where(eq(sessions.id, old)).run());
  */
-const step = <T>(db: ClientDb, run: (tx: Db) => T) =>
+export const upstreamStep = <T>(db: ClientDb, run: (tx: Db) => T) =>
   whenNotBusy(() => db.transaction((tx) => run(tx), { behavior: 'immediate' }));
 
 /** A profile's `meta` JSON as an object; anything else reads as empty, as upstream's get_meta. */
-export function metaOf(text: string | undefined): Record<string, unknown> {
+function metaOf(text: string | undefined): Record<string, unknown> {
   if (!text) return {};
   try {
     const parsed: unknown = JSON.parse(text);
@@ -45,7 +67,7 @@ export function metaOf(text: string | undefined): Record<string, unknown> {
  * the session it ended, or null), write `meta` back as read with the new id. Resolves with the
  * sessions it ended.
  */
-export async function setLoginSession(
+async function setLoginSession(
   db: ClientDb,
   request: LoginAdmitRequest,
   endOld: (sessionId: string) => Promise<LiveSession | null>,
@@ -65,7 +87,7 @@ export async function setLoginSession(
   await roundTrip();
   // meta['session_id'] = session_id; self.set_meta(meta); self.save(): the whole meta as read.
   const written = JSON.stringify({ ...meta, session_id: session.id });
-  await step(db, (tx) =>
+  await upstreamStep(db, (tx) =>
     tx
       .insert(profiles)
       .values({ userId, meta: written })
@@ -77,57 +99,31 @@ export async function setLoginSession(
 
 /**
  * `SINGLE_LOGIN_ENFORCEMENT=upstream`: a login as edx-platform admits it, step by step, with no
- * lock and no transaction around the steps, so that its race can be watched. Django's `login()`
- * first saves the new session (dropping this client's old one) and `last_login`; then, unless
- * the user is exempt or the flag is off, the `user_logged_in` receiver runs
- * `UserProfile.set_login_session`: read the profile's `meta`, delete the one session its
- * `session_id` names, write `meta` back with the new id. Logins that overlap read the same id,
- * so every one of them survives, and all but the last are never tracked again.
+ * lock and no transaction around the steps, so that its race can be watched, whichever store
+ * keeps the sessions (`sessions`; the profile slot is in SQLite either way, as edx-platform
+ * keeps it in its database). Django's `login()` first saves the new session (dropping this
+ * client's old one) and `last_login`; then, unless the user is exempt or the flag is off, the
+ * `user_logged_in` receiver runs `UserProfile.set_login_session`: read the profile's `meta`,
+ * delete the one session its `session_id` names, write `meta` back with the new id. Logins that
+ * overlap read the same id, so every one of them survives, and all but the last are never
+ * tracked again.
  *
  * Only the flag and the exemptions apply, as upstream has only those: `decide` sees no live
  * sessions, so limits, deny-new, instance scope and dry run change nothing here.
  *
  * @example
- * const admit = createUpstreamAdmission({ db, ttlMs });
+ * const admit = createUpstreamAdmission(db, sessions);
  * const result = await admit({ userId, session, decide }); // evicted: the slot's old session
  */
-export function createUpstreamAdmission(options: { db: ClientDb; ttlMs: number }) {
-  const { db, ttlMs } = options;
-  const rows = loginRows(db);
+export function createUpstreamAdmission(db: ClientDb, sessions: UpstreamSessions) {
   return async function admitUpstream(request: LoginAdmitRequest): Promise<AdmitResult> {
-    const { userId, session } = request;
-    const at = session.createdAt;
     const decision = request.decide([]);
     const plan = planAdmission(decision);
     if (!plan.admit) return admitResult(decision, plan);
-    // django.contrib.auth.login: cycle_key() saves the new session and deletes the old one of
-    // this client; update_last_login saves last_login.
-    await step(db, (tx) => {
-      tx.insert(sessions)
-        .values({
-          id: session.id,
-          userId,
-          createdAt: at,
-          expiresAt: at + ttlMs,
-          lastSeenAt: at,
-          instanceId: session.instanceId,
-          tracked: plan.track,
-          authHash: request.authHash ?? null,
-        })
-        .run();
-      if (request.replacing) tx.delete(sessions).where(eq(sessions.id, request.replacing)).run();
-      if (request.lastLoginAt !== undefined) rows.lastLogin(userId, request.lastLoginAt);
-    });
+    await sessions.save(request, decision, plan);
     // The receiver returns early for an exempt user or with the flag off.
     if (!plan.track) return admitResult(decision, plan);
-    const evicted = await setLoginSession(db, request, async (old) => {
-      const row = await step(db, (tx) => {
-        const deleted = tx.delete(sessions).where(eq(sessions.id, old)).returning().get();
-        if (deleted) rows.ends(evictionEnds([old], request, at, null));
-        return deleted;
-      });
-      return row ? { id: row.id, createdAt: row.createdAt, instanceId: row.instanceId } : null;
-    });
+    const evicted = await setLoginSession(db, request, (old) => sessions.evict(old, request));
     return admitResult(decision, { ...plan, evicted, dryRun: false });
   };
 }

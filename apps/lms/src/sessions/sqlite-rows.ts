@@ -1,25 +1,16 @@
+import type { LiveSession } from '@storm-lab/session-policy';
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { sessionEnds, sessions } from '../db/schema.ts';
-import type { StoredEndReason } from './session-store.ts';
+import { isShortId, shortIdMatch } from './shared.ts';
+import type { EndingReason, EndOptions, SessionDetails, ShortIdMatch } from './store.ts';
 
-// Ending sessions by hand, and listing them: what users, staff and the CLI do with sessions
-// besides logging in and out (see routes/sessions.ts and `pnpm lms sessions`).
-
-/** Why sessions end when something other than a login ends them. */
-export type EndingReason = Exclude<StoredEndReason, 'evicted'>;
-
-/** Who ends sessions: a username (a staff member, the user, `(cli)`), or the system. */
-export interface EndOptions {
-  /** Null or absent when the system ends them (a password change). */
-  endedBy?: string | null;
-  /** A session to leave alone: the current one, when a user ends their others. */
-  except?: string;
-}
+// The SQLite store's own statements: admitting, listing and ending the sessions it keeps in the
+// `sessions` table (see sqlite-store.ts).
 
 /**
  * Ends every live session of a user at once, remembering why (and who) so that each cookie's
- * next request is told (`session_end.reason`), as {@link SessionStore.end} does for one
+ * next request is told (`session_end.reason`), as `SessionStore.end` does for one
  * session. Django ends them when a password changes (the session auth hash stops matching), so
  * `password-change`; staff ending an account's sessions use `staff`, and a user ending their
  * other sessions `user`, with `except` their current one. Tracked and exempt sessions alike;
@@ -54,22 +45,6 @@ export function endAllSessionsOf(
   });
 }
 
-/** A live session as its user and staff see it. */
-export interface SessionDetails {
-  /** The full id (the SHA-256 of the cookie): never shown, only its short id. */
-  id: string;
-  createdAt: number;
-  /** Refreshed at most once a minute. */
-  lastSeenAt: number;
-  instanceId: string | null;
-  userAgent: string | null;
-  address: string | null;
-  /** False for an exempt or unrestricted login: it never counts toward a limit. */
-  tracked: boolean;
-  /** The pool it counts in: `default`, or `path:<text>` under a rule with a `path`. */
-  pool: string;
-}
-
 /**
  * The live sessions of a user, oldest first.
  *
@@ -94,15 +69,6 @@ export function liveSessionsOf(db: Db, userId: string, at: number): SessionDetai
     .all();
 }
 
-const SHORT_ID_PATTERN = /^[0-9a-f]{8}$/;
-
-/** A short id resolved among one user's live sessions. */
-export type ShortIdMatch =
-  | { kind: 'found'; sessionId: string }
-  | { kind: 'none' }
-  /** Two or more of the user's sessions share the short id (32 bits: rare, never guessed at). */
-  | { kind: 'ambiguous' };
-
 /**
  * Finds the live session of a user whose id starts with `short` (8 lowercase hex digits, the
  * short id of the logs and the session lists). Another user's session is `none`.
@@ -111,7 +77,7 @@ export type ShortIdMatch =
  * findLiveSession(db, userId, '3f9c2a1b', Date.now()); // { kind: 'found', sessionId: '3f9c…' }
  */
 export function findLiveSession(db: Db, userId: string, short: string, at: number): ShortIdMatch {
-  if (!SHORT_ID_PATTERN.test(short)) return { kind: 'none' };
+  if (!isShortId(short)) return { kind: 'none' };
   const rows = db
     .select({ id: sessions.id })
     .from(sessions)
@@ -124,9 +90,7 @@ export function findLiveSession(db: Db, userId: string, short: string, at: numbe
     )
     .limit(2)
     .all();
-  const [first] = rows;
-  if (!first) return { kind: 'none' };
-  return rows.length > 1 ? { kind: 'ambiguous' } : { kind: 'found', sessionId: first.id };
+  return shortIdMatch(rows.map((row) => row.id));
 }
 
 /**
@@ -158,4 +122,74 @@ export function endSessionOf(
       .run();
     return true;
   });
+}
+
+const placeholder = (name: string) => sql.placeholder(name);
+
+/** The SQLite store's own statements of an admission; see {@link admissionRows}. */
+export interface AdmissionRows {
+  /** The user's tracked sessions live at `at`, oldest first: what the policy decides on. */
+  liveTracked(userId: string, at: number): LiveSession[];
+  /** Records the admitted session. */
+  insert(row: typeof sessions.$inferSelect): void;
+  /** Deletes one session (an evicted one, or the one the login replaces). */
+  remove(sessionId: string): void;
+}
+
+/**
+ * The SQLite store's admission statements, prepared once on `db`'s connection as
+ * `loginRows` (login-rows.ts) are: every login of a storm runs them, inside its IMMEDIATE transaction.
+ *
+ * @example
+ * const rows = admissionRows(db);
+ * db.transaction(() => rows.liveTracked(userId, Date.now()), { behavior: 'immediate' });
+ */
+export function admissionRows(db: Db): AdmissionRows {
+  const liveTracked = db
+    .select({
+      id: sessions.id,
+      createdAt: sessions.createdAt,
+      instanceId: sessions.instanceId,
+      lastSeenAt: sessions.lastSeenAt,
+      pool: sessions.pool,
+    })
+    .from(sessions)
+    .where(
+      and(
+        eq(sessions.userId, placeholder('userId')),
+        eq(sessions.tracked, true),
+        gt(sessions.expiresAt, placeholder('at')),
+      ),
+    )
+    .orderBy(asc(sessions.createdAt), asc(sessions.id))
+    .prepare();
+  const insert = db
+    .insert(sessions)
+    .values({
+      id: placeholder('id'),
+      userId: placeholder('userId'),
+      createdAt: placeholder('createdAt'),
+      expiresAt: placeholder('expiresAt'),
+      lastSeenAt: placeholder('lastSeenAt'),
+      instanceId: placeholder('instanceId'),
+      tracked: placeholder('tracked'),
+      userAgent: placeholder('userAgent'),
+      address: placeholder('address'),
+      pool: placeholder('pool'),
+      authHash: placeholder('authHash'),
+    })
+    .prepare();
+  const remove = db
+    .delete(sessions)
+    .where(eq(sessions.id, placeholder('id')))
+    .prepare();
+  return {
+    liveTracked: (userId, at) => liveTracked.all({ userId, at }),
+    insert(row) {
+      insert.run(row);
+    },
+    remove(id) {
+      remove.run({ id });
+    },
+  };
 }

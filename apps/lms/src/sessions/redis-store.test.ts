@@ -1,67 +1,30 @@
 import { randomBytes } from 'node:crypto';
-import { type RedisHandle, useRedis } from '@storm-lab/harness';
 import { loginAdmission, type PolicySettingsInput, parseSettings } from '@storm-lab/session-policy';
 import { createRedisSessionRegistry, DecisionMismatchError } from '@storm-lab/session-policy/redis';
-import {
-  CONFORMANCE_USERNAMES,
-  runSessionRegistryConformance,
-} from '@storm-lab/session-policy/testing';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTestClock } from '../testing/fixtures.ts';
-import { ensureGroup, profileMeta, upsertUser } from '../users.ts';
-import { createRedisSessionStore } from './redis-session-store.ts';
-import { sessionAuthHash } from './session-auth-hash.ts';
-import type { SessionStore } from './session-store.ts';
-import { TOMBSTONE_TTL_MS } from './session-store.ts';
+import { useTestRedis } from '../testing/redis.ts';
+import { ensureGroup, upsertUser } from '../users.ts';
+import { sessionAuthHash } from './auth-hash.ts';
+import { createRedisSessionStore } from './redis-store.ts';
+import { TOMBSTONE_TTL_MS } from './store.ts';
 
 // SESSION_STORE=redis: the LMS's sessions in Redis, its users and tombstones in SQLite.
 
-let server: RedisHandle;
+const server = useTestRedis();
 const clients: Redis[] = [];
-const databases = new Map<SessionStore, LmsDatabase>();
-
-beforeAll(async () => {
-  server = await useRedis(process.env.REDIS_URL);
-});
-
-afterAll(async () => {
+afterAll(() => {
   for (const client of clients) client.disconnect();
-  await server?.stop();
 });
 
 /** A Redis client with keys of its own: the tests may share a Redis given by REDIS_URL. */
 function freshRedis(): { redis: Redis; prefix: string } {
-  const redis = new Redis(server.url);
+  const redis = new Redis(server.url());
   clients.push(redis);
   return { redis, prefix: `lms-test-${randomBytes(6).toString('hex')}:` };
 }
-
-const CONFORMANCE_NOW = 1_700_000_000_000;
-
-runSessionRegistryConformance({
-  name: 'Redis session store (LMS)',
-  pools: true,
-  create: () => {
-    const database = openDatabase({ path: ':memory:' });
-    for (const username of CONFORMANCE_USERNAMES) {
-      upsertUser(database.db, { id: username, username, passwordHash: 'x', now: CONFORMANCE_NOW });
-    }
-    const store = createRedisSessionStore({
-      db: database.db,
-      ...freshRedis(),
-      ttlMs: 60_000_000,
-      now: () => CONFORMANCE_NOW,
-    });
-    databases.set(store, database);
-    return store;
-  },
-  destroy: (store) => {
-    databases.get(store as SessionStore)?.close();
-    databases.delete(store as SessionStore);
-  },
-});
 
 describe('Redis session store', () => {
   let database: LmsDatabase;
@@ -142,18 +105,6 @@ describe('Redis session store', () => {
     expect(await store.lookup('never')).toEqual({ kind: 'none' });
   });
 
-  it('writes the profile slot and last_login in SQLite, as upstream keeps them in its database', async () => {
-    const { clock, userId, login } = setup();
-    await login('one');
-    clock.advance(1000);
-    await login('two');
-    expect(profileMeta(database.db, userId)).toEqual({ session_id: 'two' });
-    const row = database.sqlite
-      .prepare('SELECT last_login AS at FROM users WHERE id = ?')
-      .get(userId);
-    expect(row).toEqual({ at: clock.now() });
-  });
-
   it('tells the evicted session which login evicted it and the quota, from the tombstone', async () => {
     const { store, clock, login } = setup();
     await login('one');
@@ -189,19 +140,6 @@ describe('Redis session store', () => {
     await login('old');
     await login('new', { replacing: 'old' });
     expect((await store.list(userId)).map((session) => session.id)).toEqual(['new']);
-  });
-
-  it('logs out, naming the user who did', async () => {
-    const { store, login } = setup();
-    await login('one');
-    expect(await store.end('one', 'logged-out')).toBe(true);
-    expect(await store.end('one', 'logged-out')).toBe(false);
-    expect(await store.lookup('one')).toMatchObject({
-      kind: 'ended',
-      end: { reason: 'logged-out' },
-    });
-    const row = database.sqlite.prepare('SELECT ended_by AS endedBy FROM session_ends').get();
-    expect(row).toEqual({ endedBy: 'alice' });
   });
 
   it('lists, finds by short id and ends sessions as users and staff do', async () => {
@@ -245,52 +183,6 @@ describe('Redis session store', () => {
     });
     expect(await store.endAll(userId, 'password-change')).toBe(1);
     expect(await store.liveCounts()).toEqual(new Map());
-  });
-
-  it('evicts the session used least recently: a lookup records its use in Redis', async () => {
-    const { store, clock, login } = setup({ maxSessions: 2, onLimit: 'evict-least-recent' });
-    await login('first');
-    clock.advance(1000);
-    await login('second');
-    clock.advance(5 * 60_000);
-    expect(await store.lookup('first')).toMatchObject({ kind: 'live' });
-    expect(await login('third')).toMatchObject({ admitted: true, evicted: [{ id: 'second' }] });
-  });
-
-  it('refuses a session issued before its password hash changed, ends it and says why', async () => {
-    const { store, clock, userId, login } = setup();
-    await login('one');
-    expect(await store.lookup('one')).toMatchObject({ kind: 'live' });
-    clock.advance(1000);
-    // The password changed in SQLite by a process that never reached this Redis.
-    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
-    const refused = { kind: 'ended', end: { reason: 'password-change', at: clock.now() } };
-    expect(await store.lookup('one')).toEqual({ ...refused, endedNow: { username: 'alice' } });
-    expect(await store.list(userId)).toEqual([]);
-    const tombstone = database.sqlite
-      .prepare('SELECT reason, ended_by AS endedBy FROM session_ends WHERE session_id = ?')
-      .get('one');
-    expect(tombstone).toEqual({ reason: 'password-change', endedBy: null });
-    clock.advance(1000);
-    expect(await store.lookup('one')).toEqual({
-      kind: 'ended',
-      end: { reason: 'password-change', at: clock.now() - 1000 },
-    });
-  });
-
-  it('ends the sessions of an older password that alone deny a login under deny-new', async () => {
-    const { store, userId, login } = setup({ maxSessions: 2, onLimit: 'deny-new' });
-    await login('one');
-    await login('two');
-    expect(await login('three')).toMatchObject({ admitted: false });
-    // The password changed where this Redis was not reached: 'one' and 'two' are stale.
-    database.sqlite.prepare('UPDATE users SET password = ? WHERE id = ?').run('y', userId);
-    expect(await login('four', { password: 'y' })).toMatchObject({ admitted: true });
-    expect((await store.list(userId)).map((session) => session.id)).toEqual(['four']);
-    expect(await store.lookup('one')).toMatchObject({
-      kind: 'ended',
-      end: { reason: 'password-change' },
-    });
   });
 
   it('refuses a session that recorded no auth hash, as Django flushes one without it', async () => {

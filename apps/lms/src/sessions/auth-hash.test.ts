@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createAuthHashCheck, sessionAuthHash } from './session-auth-hash.ts';
+import { createAuthHashCheck, sessionAuthHash } from './auth-hash.ts';
 
 describe('session auth hash', () => {
   const stored = 'pbkdf2_sha256$1000$saltsaltsaltsaltsalt12$Zm9v';
