@@ -193,6 +193,8 @@ const envSchema = z
       .regex(/^[^:\s]+$/, 'expected a non-empty prefix without ":" or spaces')
       .default('storm'),
     WATCHER_JOB_LOCK_MS: integer(100, 3_600_000).transform((value) => value ?? 30_000),
+    // TEST ONLY: the control that proves the graded-twice counts catch a repeat.
+    WATCHER_TEST_GRADE_EVERY_JOB_TWICE: flag(false),
     // xqueue-watcher's own variables (docs/operators.md); unset ones fall back to xqwatcher.json.
     XQWATCHER_HTTP_BASIC_AUTH: basicAuth,
     XQWATCHER_POLL_TIME: seconds,

@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     jobLockMs: env.WATCHER_JOB_LOCK_MS,
     mode: env.WATCHER_MODE,
     sendInstanceId: env.WATCHER_SEND_INSTANCE_ID,
+    gradeEveryJobTwice: env.WATCHER_TEST_GRADE_EVERY_JOB_TWICE,
     metrics,
     logger,
   });

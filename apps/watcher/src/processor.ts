@@ -15,6 +15,11 @@ export interface GradeProcessorDeps {
   metrics: WatcherMetrics;
   logger: Logger;
   now: () => number;
+  /**
+   * TEST ONLY (`WATCHER_TEST_GRADE_EVERY_JOB_TWICE`, never on by default): every job is graded,
+   * and in hardened mode posted, twice, so the graded-twice counts can be shown to catch it.
+   */
+  gradeEveryJobTwice?: boolean;
 }
 
 /** The LMS must be told, so the student sees an error instead of waiting forever. */
@@ -60,11 +65,35 @@ export function createGradeProcessor(deps: GradeProcessorDeps) {
     _token?: string,
     signal?: AbortSignal,
   ): Promise<GradeJobResult> => {
-    const { content, handlers } = job.data;
+    let graded = await gradeLogged(deps, job, signal);
+    if (deps.gradeEveryJobTwice) graded = await gradeLogged(deps, job, signal);
+    return graded;
+  };
+}
+
+/**
+ * One grading of a job, between a `grading-started` and a `grading-finished` line (the finish
+ * says `failed` when it throws): where grading happens, so a run counts gradings per submission
+ * and tells a repeat from a redelivery after this process was killed mid-grading.
+ */
+async function gradeLogged(
+  deps: GradeProcessorDeps,
+  job: Job<GradeJobData, GradeJobResult>,
+  signal: AbortSignal | undefined,
+): Promise<GradeJobResult> {
+  const { content, handlers, queue, submissionId } = job.data;
+  const fields = { queue, submissionId, jobId: job.id, attempt: job.attemptsMade + 1 };
+  logEvent(deps.logger, 'info', 'grading-started', fields, 'grading started');
+  try {
     const { result, outcome } = await grade(deps.graderFor(handlers), content, signal);
     if (job.data.postResult) await post(deps, job, result, outcome);
+    logEvent(deps.logger, 'info', 'grading-finished', { ...fields, outcome }, 'grading finished');
     return { outcome, score: result.score, result };
-  };
+  } catch (error) {
+    const finished = { ...fields, outcome: 'failed' };
+    logEvent(deps.logger, 'info', 'grading-finished', finished, 'grading failed');
+    throw error;
+  }
 }
 
 async function post(

@@ -26,6 +26,8 @@ export interface ReplicaOptions {
   jobLockMs: number;
   mode: WatcherMode;
   sendInstanceId: boolean;
+  /** TEST ONLY: grade (and in hardened mode post) every job twice; see `GradeProcessorDeps`. */
+  gradeEveryJobTwice?: boolean;
   metrics: WatcherMetrics;
   logger: Logger;
   now?: () => number;
@@ -216,6 +218,7 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
     metrics,
     logger,
     now,
+    gradeEveryJobTwice: options.gradeEveryJobTwice ?? false,
   });
   const names = [...new Set(config.queues.map((q) => q.sentName))];
   const bulls = new Map(names.map((name) => [name, bullFor(name, options, connection, processor)]));

@@ -106,9 +106,9 @@ describe('createSubmissionQueue', () => {
     // Refused results are not counted.
     expect(put('key-2', 1, 6_000)).toBe('stale-key');
     expect(put(null, 1, 6_000)).toBe('stale-key');
-    expect(queue.putResult({ id: id + 1, key: 'key-1', result: { score: 1 }, now: 6_000 }).kind).toBe(
-      'unknown',
-    );
+    expect(
+      queue.putResult({ id: id + 1, key: 'key-1', result: { score: 1 }, now: 6_000 }).kind,
+    ).toBe('unknown');
     expect(accepted()).toEqual([{ id, accepted: 3 }]);
   });
 
