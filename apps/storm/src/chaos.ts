@@ -52,6 +52,8 @@ export interface ChaosFigures {
    * redeliveries.
    */
   acceptedTwiceByLms: number;
+  /** Graded more than once, each repeat an excused redelivery (after a kill or a failure). */
+  redelivered: number;
   /** Accepted from several connections for one grading: upstream's re-serve, not a fault. */
   repeatsOfOneKey: number;
   wrongScores: number;
@@ -252,6 +254,7 @@ export async function runChaos(
     gradedTwice,
     gradedTwiceByWatchers: byWatchers.gradedTwice.length,
     acceptedTwiceByLms: byLms.length,
+    redelivered: byWatchers.redelivered.length,
     repeatsOfOneKey: repeatsOfOneKey(lines, gradings).length,
     wrongScores,
     faults,
@@ -282,9 +285,7 @@ function acceptedTwiceByLms(databasePath: string): number[] {
   const db = new Database(databasePath, { readonly: true, fileMustExist: true });
   try {
     const rows = db
-      .prepare(
-        'select submission_id as id from result_acceptances group by submission_id having count(*) > 1',
-      )
+      .prepare('select submission_id as id from result_acceptances where accepted > 1')
       .all() as { id: number }[];
     return rows.map((row) => row.id);
   } finally {
