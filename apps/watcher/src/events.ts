@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import type { Counter } from 'prom-client';
+import type { WatcherMetrics } from './metrics.ts';
 
 /**
  * Events a supervisor counts from a replica's stdout: each is one JSON line with an `event`
@@ -11,6 +13,10 @@ import type { Logger } from 'pino';
  * `malformed`, or `failed` when the grading threw and BullMQ retries it) bracket every grading a
  * BullMQ processor runs; with the line's `pid` and `replica` they name the process that graded.
  * Counted per submission across replicas and incarnations, they show a submission graded twice.
+ * `replica-counters` is printed once by an incarnation that stops (on SIGTERM or SIGINT, or after
+ * a dead connection), after its last request: its own counters (`logins`, `authFailures`,
+ * `forbidden` (the auth failures answered 403), `loginTimeouts`, `graded`), so a supervisor can
+ * sum them over incarnations whose metrics endpoint is gone. A SIGKILLed one prints none.
  */
 export type WatcherEvent =
   | 'first-login'
@@ -19,7 +25,8 @@ export type WatcherEvent =
   | 'replica-exit'
   | 'result-accepted'
   | 'grading-started'
-  | 'grading-finished';
+  | 'grading-finished'
+  | 'replica-counters';
 
 /**
  * Logs one {@link WatcherEvent} line.
@@ -35,4 +42,28 @@ export function logEvent(
   message: string,
 ): void {
   logger.child({ event }, { level: 'info' })[level](fields, message);
+}
+
+async function total(counter: Counter<string>, labels: Record<string, string> = {}) {
+  const { values } = await counter.get();
+  return values
+    .filter((value) => Object.entries(labels).every(([k, v]) => value.labels[k] === v))
+    .reduce((sum, value) => sum + value.value, 0);
+}
+
+/**
+ * Logs this incarnation's `replica-counters` line; call it once the replica has stopped.
+ *
+ * @example
+ * await replica.stop(); await logReplicaCounters(logger, metrics); process.exit(0);
+ */
+export async function logReplicaCounters(logger: Logger, metrics: WatcherMetrics): Promise<void> {
+  const counters = {
+    logins: await total(metrics.logins),
+    authFailures: await total(metrics.authFailures),
+    forbidden: await total(metrics.authFailures, { status: '403' }),
+    loginTimeouts: await total(metrics.loginTimeouts),
+    graded: await total(metrics.graded),
+  };
+  logEvent(logger, 'info', 'replica-counters', counters, 'counters of this incarnation');
 }
