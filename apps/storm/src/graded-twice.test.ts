@@ -22,20 +22,23 @@ const line = (
 ): EventLine => ({ event, pid, atMs, fields });
 
 describe('gradingsOf', () => {
-  it('pairs each start with the finish of the same process, job and attempt', () => {
+  it('pairs each start with the next finish of the same process and job', () => {
     const job = { submissionId: 7, jobId: 'sub-7-k' };
     const gradings = gradingsOf([
-      line('grading-started', 100, 10, { ...job, attempt: 1 }),
-      line('grading-started', 200, 11, { ...job, attempt: 1 }),
+      line('grading-started', 100, 10, job),
+      line('grading-started', 200, 11, job),
       line('result-accepted', 100, 12, job),
-      line('grading-finished', 100, 13, { ...job, attempt: 1, outcome: 'failed' }),
-      line('grading-started', 100, 14, { ...job, attempt: 2 }),
-      line('grading-finished', 100, 15, { ...job, attempt: 2, outcome: 'correct' }),
+      line('grading-finished', 100, 13, { ...job, outcome: 'failed' }),
+      line('grading-started', 100, 14, job),
+      line('grading-finished', 100, 15, { ...job, outcome: 'correct' }),
+      line('grading-started', 300, 16, { ...job, jobId: 'sub-7-other' }),
+      line('grading-finished', 300, 17, { ...job, outcome: 'correct' }),
     ]);
     expect(gradings.map(({ pid, startedAtMs, outcome }) => [pid, startedAtMs, outcome])).toEqual([
       [100, 10, 'failed'],
       [200, 11, null],
       [100, 14, 'correct'],
+      [300, 16, null],
     ]);
   });
 });

@@ -26,7 +26,7 @@ export interface ReplicaKill {
 
 /**
  * The gradings in a run's event lines: each `grading-started` paired with the next
- * `grading-finished` of the same process, job and attempt.
+ * `grading-finished` of the same process and job (printed once BullMQ marked the job done).
  *
  * @example
  * const gradings = gradingsOf(lines); // [{ submissionId: 7, pid: 101, outcome: 'correct', ... }]
@@ -35,9 +35,9 @@ export function gradingsOf(lines: readonly EventLine[]): Grading[] {
   const gradings: Grading[] = [];
   const open = new Map<string, Grading[]>();
   for (const { event, pid, atMs, fields } of lines) {
-    const { submissionId, jobId, attempt, outcome } = fields;
+    const { submissionId, jobId, outcome } = fields;
     if (typeof submissionId !== 'number' || typeof jobId !== 'string') continue;
-    const key = `${pid} ${jobId} ${String(attempt)}`;
+    const key = `${pid} ${jobId}`;
     if (event === 'grading-started') {
       const grading: Grading = { submissionId, jobId, pid, startedAtMs: atMs, outcome: null };
       gradings.push(grading);
@@ -61,9 +61,9 @@ export interface GradingCount {
 /**
  * Counts gradings per submission, where grading happens. A grading after an earlier one of the
  * same submission is a repeat, excused only when every earlier grading either failed (it threw,
- * produced no accepted result, and BullMQ retried it) or printed no finish line and its process
- * was SIGKILLed after it started and before the repeat started: at-least-once redelivery of a
- * job the killed replica never finished. Anything else is graded twice: two gradings in one
+ * produced no accepted result, and BullMQ retried it) or has no finish line (BullMQ never marked
+ * its job done) and its process was SIGKILLed after it started and before the repeat started:
+ * at-least-once redelivery of a job the killed replica never finished. Anything else is graded twice: two gradings in one
  * process, a repeat while the first grader was alive (a lapsed BullMQ lock), a repeat after a
  * finished grading (a lost Redis job the LMS served again), or after a grader that was killed
  * only once the repeat had started.

@@ -8,11 +8,13 @@ import type { WatcherMetrics } from './metrics.ts';
  * `result-accepted` (fields `submissionId`, `jobId`; in upstream's serial loop also the
  * connection's `queue` and `connection` index, from its logger) is a put_result the LMS
  * answered with success. Counted across replicas, they show a submission posted twice, which the LMS's submission state cannot: it answers a repeat with
- * success and changes nothing. `grading-started` and `grading-finished` (fields `queue`,
- * `submissionId`, `jobId`, `attempt`; the finish also `outcome`: `correct`, `incorrect`,
- * `malformed`, or `failed` when the grading threw and BullMQ retries it) bracket every grading a
- * BullMQ processor runs; with the line's `pid` and `replica` they name the process that graded.
- * Counted per submission across replicas and incarnations, they show a submission graded twice.
+ * success and changes nothing. `grading-started` (fields `queue`, `submissionId`, `jobId`) is
+ * printed by the BullMQ processor as it starts grading a job, `grading-finished` (the same and
+ * `outcome`: `correct`, `incorrect`, `malformed`, or `failed` when the processor threw and BullMQ
+ * may retry it) once BullMQ has marked that job done; with the line's `pid` and `replica` they
+ * name the process. Counted per submission across replicas and incarnations, they show a
+ * submission graded twice, and a started grading without a finish whose process was killed is
+ * the one repeat at-least-once delivery allows.
  * `replica-counters` is printed once by an incarnation that stops (on SIGTERM or SIGINT, or after
  * a dead connection), after its last request: its own counters (`logins`, `authFailures`,
  * `forbidden` (the auth failures answered 403), `loginTimeouts`, `graded`), so a supervisor can
@@ -42,6 +44,23 @@ export function logEvent(
   message: string,
 ): void {
   logger.child({ event }, { level: 'info' })[level](fields, message);
+}
+
+/**
+ * Logs a `grading-started` or `grading-finished` line for a job.
+ *
+ * @example
+ * logGrading(logger, 'grading-finished', job, 'correct');
+ */
+export function logGrading(
+  logger: Logger,
+  event: 'grading-started' | 'grading-finished',
+  job: { id?: string | undefined; data: { queue: string; submissionId: number } },
+  outcome?: string,
+): void {
+  const fields = { queue: job.data.queue, submissionId: job.data.submissionId, jobId: job.id };
+  const message = event === 'grading-started' ? 'grading started' : 'grading finished';
+  logEvent(logger, 'info', event, outcome === undefined ? fields : { ...fields, outcome }, message);
 }
 
 async function total(counter: Counter<string>, labels: Record<string, string> = {}) {

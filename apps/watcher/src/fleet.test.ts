@@ -86,9 +86,21 @@ describe('watcher fleet with the service account exempt', () => {
     expect(sumMetric(lms, 'lms_submissions_graded_total')).toBe(50);
     // The LMS's submission counters see a submission once however often it is graded, so
     // count the gradings where they happen, across replicas and the victim's incarnation.
-    const count = countGradings(lines, [kill]);
+    // A finish line may still be in a survivor's pipe when its student sees the result.
+    const finished = () => {
+      const found = countGradings(lines, [kill]);
+      return found.unfinishedBy.every((pid) => pid === kill.pid) ? found : undefined;
+    };
+    const count =
+      (await waitFor(finished, { timeoutMs: 5_000, what: 'finish lines' }).catch(
+        () => undefined,
+      )) ?? countGradings(lines, [kill]);
     expect(count.gradedTwice, 'submissions graded twice').toEqual([]);
     expect(count.graded, 'every submission has a grading line').toEqual(ids(expected));
+    expect(
+      count.unfinishedBy.filter((pid) => pid !== kill.pid),
+      'a live process left a grading unfinished',
+    ).toEqual([]);
     // Upstream's re-serve of an expired pull (same key, to every poll until a result lands)
     // lets several connections post one grading's result; each is accepted. That is not a
     // second grading, so it is allowed here; one connection posting one submission twice is
@@ -180,16 +192,17 @@ interface Grading {
 /**
  * Gradings per submission, from the replicas' `grading-started` and `grading-finished` lines
  * (the storm runner's `countGradings` applies the same rule). A second grading is excused only
- * when every earlier one failed (BullMQ retried it) or never finished because its process was
- * SIGKILLed before the second started: redelivery of a job the victim never finished.
+ * when every earlier one failed (BullMQ retried it) or has no finish line (BullMQ never marked
+ * its job done) because its process was SIGKILLed before the second started: redelivery of a
+ * job the victim never finished.
  */
 function countGradings(lines: readonly WatcherEventLine[], kills: readonly Kill[]) {
   const gradings: Grading[] = [];
   const open = new Map<string, Grading[]>();
   for (const { event, pid, atMs, fields } of lines) {
-    const { submissionId, jobId, attempt, outcome } = fields;
+    const { submissionId, jobId, outcome } = fields;
     if (typeof submissionId !== 'number') continue;
-    const key = `${pid} ${String(jobId)} ${String(attempt)}`;
+    const key = `${pid} ${String(jobId)}`;
     if (event === 'grading-started') {
       const grading: Grading = { submissionId, pid, startedAtMs: atMs, outcome: null };
       gradings.push(grading);
@@ -223,7 +236,13 @@ function countGradings(lines: readonly WatcherEventLine[], kills: readonly Kill[
     })
     .map(([id]) => id);
   const sorted = (list: number[]) => list.sort((a, b) => a - b);
-  return { graded: sorted([...bySubmission.keys()]), gradedTwice: sorted(gradedTwice) };
+  const unfinishedBy = [...new Set(gradings.filter((g) => g.outcome === null).map((g) => g.pid))];
+  return {
+    graded: sorted([...bySubmission.keys()]),
+    gradedTwice: sorted(gradedTwice),
+    /** Processes with a grading that never finished: only a killed one may have any. */
+    unfinishedBy,
+  };
 }
 
 /** Submissions one connection (process, queue, index) posted more than once. */

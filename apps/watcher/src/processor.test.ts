@@ -107,9 +107,7 @@ describe('createGradeProcessor', () => {
     const events = () =>
       lines
         .filter((line) => typeof line.event === 'string' && line.event !== 'result-accepted')
-        .map(({ event, submissionId, jobId, attempt, outcome }) =>
-          [event, submissionId, jobId, attempt, outcome].filter((field) => field !== undefined),
-        );
+        .map(({ event, queue, submissionId, jobId }) => [event, queue, submissionId, jobId]);
     return { processor, events };
   }
 
@@ -154,23 +152,11 @@ describe('createGradeProcessor', () => {
     expect(await counterValue(metrics, 'putResultFailures', { reason: 'stale-key' })).toBe(1);
   });
 
-  it('logs where each grading starts and how it finishes, a failed one included', async () => {
-    const { id, data } = await pullJob(`answer-${QUEUE}-p1`);
+  it('logs where each grading starts, naming the job and the submission', async () => {
+    const { id, jobId, data } = await pullJob(`answer-${QUEUE}-p1`);
     const { processor, events } = loggedProcessor(grader('exact-answer'));
-    await processor(asJob(data));
-    expect(events()).toEqual([
-      ['grading-started', id, 'j', 1],
-      ['grading-finished', id, 'j', 1, 'correct'],
-    ]);
-    const failing: Grader = async () => {
-      throw new Error('grader crashed');
-    };
-    const broken = loggedProcessor(failing);
-    await expect(broken.processor(asJob(data))).rejects.toThrow('grader crashed');
-    expect(broken.events()).toEqual([
-      ['grading-started', id, 'j', 1],
-      ['grading-finished', id, 'j', 1, 'failed'],
-    ]);
+    await processor({ ...asJob(data), id: jobId } as Job<GradeJobData, GradeJobResult>);
+    expect(events()).toEqual([['grading-started', QUEUE, id, jobId]]);
   });
 
   // The control that the graded-twice counts must catch (fleet.test.ts, the chaos run).
@@ -181,10 +167,8 @@ describe('createGradeProcessor', () => {
     });
     await processor(asJob(data));
     expect(events()).toEqual([
-      ['grading-started', id, 'j', 1],
-      ['grading-finished', id, 'j', 1, 'correct'],
-      ['grading-started', id, 'j', 1],
-      ['grading-finished', id, 'j', 1, 'correct'],
+      ['grading-started', QUEUE, id, 'j'],
+      ['grading-started', QUEUE, id, 'j'],
     ]);
     // The LMS answers the repeat with success: both posts count as graded here.
     expect(await counterValue(metrics, 'graded', { queue: QUEUE, outcome: 'correct' })).toBe(2);

@@ -2,7 +2,7 @@ import type { XQueueClient } from '@storm-lab/lms-client';
 import { decodeSubmission, type GradeResult } from '@storm-lab/xqueue-protocol';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
-import { logEvent } from './events.ts';
+import { logEvent, logGrading } from './events.ts';
 import { type Grader, MalformedSubmissionError } from './graders.ts';
 import type { GradeJobData, GradeJobResult } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
@@ -72,28 +72,24 @@ export function createGradeProcessor(deps: GradeProcessorDeps) {
 }
 
 /**
- * One grading of a job, between a `grading-started` and a `grading-finished` line (the finish
- * says `failed` when it throws): where grading happens, so a run counts gradings per submission
- * and tells a repeat from a redelivery after this process was killed mid-grading.
+ * One grading of a job, after its `grading-started` line: where grading happens, so that a run
+ * counts gradings per submission. The job's `grading-finished` line is printed once BullMQ has
+ * marked the job done (see replica.ts): a process killed before it can have its job delivered
+ * again, one killed after cannot.
  */
 async function gradeLogged(
   deps: GradeProcessorDeps,
   job: Job<GradeJobData, GradeJobResult>,
   signal: AbortSignal | undefined,
 ): Promise<GradeJobResult> {
-  const { content, handlers, queue, submissionId } = job.data;
-  const fields = { queue, submissionId, jobId: job.id, attempt: job.attemptsMade + 1 };
-  logEvent(deps.logger, 'info', 'grading-started', fields, 'grading started');
-  try {
-    const { result, outcome } = await grade(deps.graderFor(handlers), content, signal);
-    if (job.data.postResult) await post(deps, job, result, outcome);
-    logEvent(deps.logger, 'info', 'grading-finished', { ...fields, outcome }, 'grading finished');
-    return { outcome, score: result.score, result };
-  } catch (error) {
-    const finished = { ...fields, outcome: 'failed' };
-    logEvent(deps.logger, 'info', 'grading-finished', finished, 'grading failed');
-    throw error;
-  }
+  logGrading(deps.logger, 'grading-started', job);
+  const { result, outcome } = await grade(
+    deps.graderFor(job.data.handlers),
+    job.data.content,
+    signal,
+  );
+  if (job.data.postResult) await post(deps, job, result, outcome);
+  return { outcome, score: result.score, result };
 }
 
 async function post(

@@ -7,6 +7,7 @@ import { createWatcherClient } from './client.ts';
 import type { QueueConfig, WatcherConfig } from './config.ts';
 import { type ConnectionEnd, type GradeViaJob, reportDeath, runConnection } from './connection.ts';
 import type { WatcherMode } from './env.ts';
+import { logGrading } from './events.ts';
 import { chainGraders, createGrader, type Grader, type HandlerSpec } from './graders.ts';
 import { addGradeJob, type GradeJobData, type GradeJobResult, gradeQueueName } from './jobs.ts';
 import { managerWait } from './manager.ts';
@@ -140,11 +141,16 @@ function bullFor(
   });
   const { logger } = options;
   worker.on('error', (error) => logger.error({ err: error, queue: name }, 'worker error'));
-  worker.on('failed', (job, error) =>
+  worker.on('failed', (job, error) => {
     logger.warn(
       { jobId: job?.id, queue: name, attempts: job?.attemptsMade, err: error },
       'job failed',
-    ),
+    );
+    if (job) logGrading(logger, 'grading-finished', job, 'failed');
+  });
+  // After BullMQ marked the job done: killed before this line, the job may be delivered again.
+  worker.on('completed', (job, result) =>
+    logGrading(logger, 'grading-finished', job, result.outcome),
   );
   // QueueEvents blocks on its own connection, so it gets one of its own.
   const eventsConnection = options.mode === 'hardened' ? null : connection.duplicate();
