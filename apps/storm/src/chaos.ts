@@ -56,6 +56,8 @@ export interface ChaosFigures {
   redelivered: number;
   /** Accepted from several connections for one grading: upstream's re-serve, not a fault. */
   repeatsOfOneKey: number;
+  /** For each submission graded twice, its gradings (process, start, outcome), to look into. */
+  gradedTwiceDetails: string[];
   wrongScores: number;
   faults: string[];
   durationSeconds: number;
@@ -209,8 +211,9 @@ export async function runChaos(
       continue;
     }
     const victim = Math.floor(next() * settings.replicas);
-    kills.push(await killReplica(fleet, victim));
-    note(`watcher ${victim + 1} killed (SIGKILL)`);
+    const kill = await killReplica(fleet, victim);
+    kills.push(kill);
+    note(`watcher ${victim + 1} killed (SIGKILL) pid ${kill.pid}`);
     await sleep(200 + next() * 500);
     await fleet.restart(victim);
     await sleep(500 + next() * 1500);
@@ -241,7 +244,15 @@ export async function runChaos(
   const byWatchers = countGradings(gradings, kills);
   const excused = new Set(byWatchers.redelivered);
   const byLms = acceptedTwiceByLms(databasePath).filter((id) => !excused.has(id));
-  const gradedTwice = new Set([...byWatchers.gradedTwice, ...byLms]).size;
+  const twice = [...new Set([...byWatchers.gradedTwice, ...byLms])].sort((a, b) => a - b);
+  const gradedTwice = twice.length;
+  const at = (ms: number) => `${((ms - started) / 1000).toFixed(2)}s`;
+  const gradedTwiceDetails = twice.map((id) => {
+    const list = gradings
+      .filter((grading) => grading.submissionId === id)
+      .map((g) => `pid ${g.pid} from ${at(g.startedAtMs)} ${g.outcome ?? 'unfinished'}`);
+    return `submission ${id}: ${list.join('; ') || 'no grading line'}`;
+  });
   const graded = outcomes.filter((outcome) => outcome.graded).length;
   const wrongScores = load.submitted.filter((submission, index) => {
     const outcome = outcomes[index];
@@ -256,6 +267,7 @@ export async function runChaos(
     acceptedTwiceByLms: byLms.length,
     redelivered: byWatchers.redelivered.length,
     repeatsOfOneKey: repeatsOfOneKey(lines, gradings).length,
+    gradedTwiceDetails,
     wrongScores,
     faults,
     durationSeconds: Math.round((Date.now() - started) / 100) / 10,
