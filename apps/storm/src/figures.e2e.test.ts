@@ -211,7 +211,7 @@ describe('the storm report figures against independent counts', () => {
     expect(run.figures.forbidden).toBeGreaterThan(0);
     expect(run.figures.logins).toBeGreaterThan(TOTAL_CONNECTIONS + SETTINGS.connections);
     await expectFiguresMatchIndependentCounts(run, SETTINGS.replicas + 1);
-  }, 60_000);
+  }, 90_000);
 
   it('cure (exempt by username): the same figures match, with no eviction and no 403', async () => {
     const cure = await loadScenario('exempt-username', variables);
@@ -220,5 +220,5 @@ describe('the storm report figures against independent counts', () => {
     expect(run.figures.forbidden).toBe(0);
     expect(run.figures.graded).toBeGreaterThan(0);
     await expectFiguresMatchIndependentCounts(run, SETTINGS.replicas);
-  }, 60_000);
+  }, 90_000);
 });
