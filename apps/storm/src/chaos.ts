@@ -12,7 +12,13 @@ import {
 } from '@storm-lab/harness';
 import Database from 'better-sqlite3';
 import type { CleanupStack } from './cleanup.ts';
-import { type AcceptedResult, type ReplicaKill, submissionsGradedTwice } from './graded-twice.ts';
+import {
+  countGradings,
+  type EventLine,
+  gradingsOf,
+  type ReplicaKill,
+  repeatsOfOneKey,
+} from './graded-twice.ts';
 import {
   lmsEnv,
   queueNames,
@@ -30,12 +36,28 @@ export interface ChaosFigures {
   /** Submitted but never graded before the deadline. */
   lost: number;
   /**
-   * Submissions graded twice: two accepted results counted across the replicas'
-   * `result-accepted` events, except a repeat after the first poster was SIGKILLed (at-least-once
-   * redelivery; see {@link submissionsGradedTwice}), together with any the LMS itself recorded
-   * twice (`result_posts > 1`, which its guard should keep from ever happening).
+   * Submissions graded twice: the union of {@link ChaosFigures.gradedTwiceByWatchers} and
+   * {@link ChaosFigures.acceptedTwiceByLms}.
    */
   gradedTwice: number;
+  /**
+   * Submissions graded more than once, counted from the replicas' `grading-started` and
+   * `grading-finished` lines across incarnations, except a redelivery after the first grader
+   * was SIGKILLed before it finished (see {@link countGradings}).
+   */
+  gradedTwiceByWatchers: number;
+  /**
+   * Submissions whose result the LMS accepted more than once (its `result_acceptances` rows, a
+   * repeat with the right key included), except those the gradings show as excused
+   * redeliveries.
+   */
+  acceptedTwiceByLms: number;
+  /** Graded more than once, each repeat an excused redelivery (after a kill or a failure). */
+  redelivered: number;
+  /** Accepted from several connections for one grading: upstream's re-serve, not a fault. */
+  repeatsOfOneKey: number;
+  /** For each submission graded twice, its gradings (process, start, outcome), to look into. */
+  gradedTwiceDetails: string[];
   wrongScores: number;
   faults: string[];
   durationSeconds: number;
@@ -123,17 +145,15 @@ export async function runChaos(
   cleanup.add(() => redis.stop());
   let lms: LocalLms = await startTheLms();
   cleanup.add(() => lms.stop('SIGKILL'));
-  const accepted: AcceptedResult[] = [];
+  const lines: EventLine[] = [];
   const kills: ReplicaKill[] = [];
   const fleet = await startWatchers({
     replicas: settings.replicas,
     env: watcherEnv(settings, scenario, lms.url, redis.url, `chaos-${process.pid}`),
     // Replicas the run kills stay down until it restarts them; any other exit is restarted.
     supervise: restartBackoff(settings),
-    onEvent: ({ event, pid, atMs, fields }) => {
-      if (event === 'result-accepted' && typeof fields.submissionId === 'number') {
-        accepted.push({ submissionId: fields.submissionId, pid, atMs });
-      }
+    onEvent: (line) => {
+      if (line.event.startsWith('grading-') || line.event === 'result-accepted') lines.push(line);
     },
   });
   cleanup.add(() => fleet.stopAll('SIGKILL'));
@@ -191,8 +211,9 @@ export async function runChaos(
       continue;
     }
     const victim = Math.floor(next() * settings.replicas);
-    kills.push(await killReplica(fleet, victim));
-    note(`watcher ${victim + 1} killed (SIGKILL)`);
+    const kill = await killReplica(fleet, victim);
+    kills.push(kill);
+    note(`watcher ${victim + 1} killed (SIGKILL) pid ${kill.pid}`);
     await sleep(200 + next() * 500);
     await fleet.restart(victim);
     await sleep(500 + next() * 1500);
@@ -219,10 +240,19 @@ export async function runChaos(
   const outcomes = await Promise.all(
     load.submitted.map((submission) => retrying(() => load.outcome(submission), deadline + 10_000)),
   );
-  const gradedTwice = new Set([
-    ...submissionsGradedTwice(accepted, kills),
-    ...recordedTwiceByLms(databasePath),
-  ]).size;
+  const gradings = gradingsOf(lines);
+  const byWatchers = countGradings(gradings, kills);
+  const excused = new Set(byWatchers.redelivered);
+  const byLms = acceptedTwiceByLms(databasePath).filter((id) => !excused.has(id));
+  const twice = [...new Set([...byWatchers.gradedTwice, ...byLms])].sort((a, b) => a - b);
+  const gradedTwice = twice.length;
+  const at = (ms: number) => `${((ms - started) / 1000).toFixed(2)}s`;
+  const gradedTwiceDetails = twice.map((id) => {
+    const list = gradings
+      .filter((grading) => grading.submissionId === id)
+      .map((g) => `pid ${g.pid} from ${at(g.startedAtMs)} ${g.outcome ?? 'unfinished'}`);
+    return `submission ${id}: ${list.join('; ') || 'no grading line'}`;
+  });
   const graded = outcomes.filter((outcome) => outcome.graded).length;
   const wrongScores = load.submitted.filter((submission, index) => {
     const outcome = outcomes[index];
@@ -233,6 +263,11 @@ export async function runChaos(
     graded,
     lost: load.submitted.length - graded,
     gradedTwice,
+    gradedTwiceByWatchers: byWatchers.gradedTwice.length,
+    acceptedTwiceByLms: byLms.length,
+    redelivered: byWatchers.redelivered.length,
+    repeatsOfOneKey: repeatsOfOneKey(lines, gradings).length,
+    gradedTwiceDetails,
     wrongScores,
     faults,
     durationSeconds: Math.round((Date.now() - started) / 100) / 10,
@@ -241,7 +276,7 @@ export async function runChaos(
 
 /**
  * SIGKILLs replica `index` and notes the incarnation's pid once its stdout is closed: every
- * `result-accepted` line it printed has then been read, so each has an earlier time than the
+ * event line it printed has then been read, so each has an earlier time than the
  * kill (a line still in the pipe would otherwise look posted after the kill).
  */
 async function killReplica(fleet: WatcherFleet, index: number): Promise<ReplicaKill> {
@@ -257,13 +292,13 @@ async function killReplica(fleet: WatcherFleet, index: number): Promise<ReplicaK
   return { pid: victim.pid, atMs: Date.now() };
 }
 
-/** Submissions the LMS recorded more than one result for (its guard should make this none). */
-function recordedTwiceByLms(databasePath: string): number[] {
+/** Submissions the LMS accepted a result for more than once, a repeat with the right key included. */
+function acceptedTwiceByLms(databasePath: string): number[] {
   const db = new Database(databasePath, { readonly: true, fileMustExist: true });
   try {
-    const rows = db.prepare('select id from submissions where result_posts > 1').all() as {
-      id: number;
-    }[];
+    const rows = db
+      .prepare('select submission_id as id from result_acceptances where accepted > 1')
+      .all() as { id: number }[];
     return rows.map((row) => row.id);
   } finally {
     db.close();

@@ -1,56 +1,116 @@
 import { describe, expect, it } from 'vitest';
-import { submissionsGradedTwice } from './graded-twice.ts';
+import {
+  countGradings,
+  type EventLine,
+  type Grading,
+  gradingsOf,
+  repeatsOfOneKey,
+} from './graded-twice.ts';
 
-const post = (submissionId: number, pid: number, atMs: number) => ({ submissionId, pid, atMs });
+const grading = (
+  submissionId: number,
+  pid: number,
+  startedAtMs: number,
+  outcome: string | null = 'correct',
+): Grading => ({ submissionId, jobId: `sub-${submissionId}-k`, pid, startedAtMs, outcome });
 const kill = (pid: number, atMs: number) => ({ pid, atMs });
+const line = (
+  event: string,
+  pid: number,
+  atMs: number,
+  fields: Record<string, unknown>,
+): EventLine => ({ event, pid, atMs, fields });
 
-describe('submissionsGradedTwice', () => {
-  it('counts none when each submission has one accepted result', () => {
-    expect(
-      submissionsGradedTwice([post(1, 100, 10), post(2, 100, 20), post(3, 200, 30)], []),
-    ).toEqual([]);
+describe('gradingsOf', () => {
+  it('pairs each start with the next finish of the same process and job', () => {
+    const job = { submissionId: 7, jobId: 'sub-7-k' };
+    const gradings = gradingsOf([
+      line('grading-started', 100, 10, job),
+      line('grading-started', 200, 11, job),
+      line('result-accepted', 100, 12, job),
+      line('grading-finished', 100, 13, { ...job, outcome: 'failed' }),
+      line('grading-started', 100, 14, job),
+      line('grading-finished', 100, 15, { ...job, outcome: 'correct' }),
+      line('grading-started', 300, 16, { ...job, jobId: 'sub-7-other' }),
+      line('grading-finished', 300, 17, { ...job, outcome: 'correct' }),
+    ]);
+    expect(gradings.map(({ pid, startedAtMs, outcome }) => [pid, startedAtMs, outcome])).toEqual([
+      [100, 10, 'failed'],
+      [200, 11, null],
+      [100, 14, 'correct'],
+      [300, 16, null],
+    ]);
+  });
+});
+
+describe('countGradings', () => {
+  it('counts none when each submission was graded once', () => {
+    const gradings = [grading(1, 100, 10), grading(2, 100, 20), grading(3, 200, 30)];
+    expect(countGradings(gradings, [])).toEqual({ gradedTwice: [], redelivered: [] });
   });
 
-  it('counts two accepted results from one process, killed or not', () => {
-    const posts = [post(1, 100, 10), post(1, 100, 20)];
-    expect(submissionsGradedTwice(posts, [])).toEqual([1]);
-    expect(submissionsGradedTwice(posts, [kill(100, 15)])).toEqual([1]);
+  it('counts two gradings in one process, killed or not', () => {
+    const gradings = [grading(1, 100, 10), grading(1, 100, 20)];
+    expect(countGradings(gradings, []).gradedTwice).toEqual([1]);
+    expect(countGradings(gradings, [kill(100, 15)]).gradedTwice).toEqual([1]);
   });
 
-  it('counts two accepted results from two processes when neither was killed', () => {
-    expect(submissionsGradedTwice([post(4, 100, 10), post(4, 200, 3_000)], [])).toEqual([4]);
+  it('counts a repeat while the first grader was alive, even one that was later killed', () => {
+    // A lapsed BullMQ lock: 200 grades the job while 100 still grades it.
+    const unfinished = [grading(4, 100, 10, null), grading(4, 200, 3_000)];
+    expect(countGradings(unfinished, []).gradedTwice).toEqual([4]);
+    expect(countGradings(unfinished, [kill(100, 4_000)]).gradedTwice).toEqual([4]);
+    expect(countGradings(unfinished, [kill(100, 3_000)]).gradedTwice, 'at the start').toEqual([4]);
+    expect(countGradings(unfinished, [kill(200, 2_000)]).gradedTwice, 'other pid').toEqual([4]);
   });
 
-  it('excuses a repeat after the first poster was SIGKILLed between the two posts', () => {
-    const posts = [post(5, 200, 3_000), post(5, 100, 10)]; // in any order
-    expect(submissionsGradedTwice(posts, [kill(100, 10)])).toEqual([]);
-    expect(submissionsGradedTwice(posts, [kill(100, 50)])).toEqual([]);
+  it('counts a repeat after a finished grading, even when its grader was killed after finishing', () => {
+    const gradings = [grading(5, 100, 10, 'correct'), grading(5, 200, 3_000)];
+    expect(countGradings(gradings, [kill(100, 50)])).toEqual({ gradedTwice: [5], redelivered: [] });
   });
 
-  it('counts the repeat when the kill was not of the first poster or not between the posts', () => {
-    const posts = [post(6, 100, 1_000), post(6, 200, 3_000)];
-    expect(submissionsGradedTwice(posts, [kill(200, 2_000)]), 'the second poster').toEqual([6]);
-    expect(submissionsGradedTwice(posts, [kill(100, 500)]), 'before the first post').toEqual([6]);
-    expect(submissionsGradedTwice(posts, [kill(100, 3_000)]), 'at the second post').toEqual([6]);
-    expect(submissionsGradedTwice(posts, [kill(100, 4_000)]), 'after the second post').toEqual([6]);
+  it('excuses a repeat after the first grader was SIGKILLed before it printed its finish', () => {
+    const gradings = [grading(6, 200, 3_000), grading(6, 100, 10, null)]; // in any order
+    expect(countGradings(gradings, [kill(100, 10)])).toEqual({ gradedTwice: [], redelivered: [6] });
+    expect(countGradings(gradings, [kill(100, 2_999)]).redelivered).toEqual([6]);
   });
 
-  it('excuses a chain of redeliveries only when every earlier poster was killed in turn', () => {
-    const posts = [post(7, 100, 10), post(7, 200, 3_000), post(7, 300, 6_000)];
-    expect(submissionsGradedTwice(posts, [kill(100, 20), kill(200, 3_010)])).toEqual([]);
-    expect(submissionsGradedTwice(posts, [kill(100, 20)])).toEqual([7]);
-    expect(submissionsGradedTwice(posts, [kill(200, 3_010)])).toEqual([7]);
+  it('excuses a retry after a grading that failed', () => {
+    const gradings = [grading(7, 100, 10, 'failed'), grading(7, 100, 500)];
+    expect(countGradings(gradings, [])).toEqual({ gradedTwice: [], redelivered: [7] });
+  });
+
+  it('excuses a chain of redeliveries only when every earlier grader was killed in turn', () => {
+    const chain = [grading(8, 100, 10, null), grading(8, 200, 3_000, null), grading(8, 300, 6_000)];
+    expect(countGradings(chain, [kill(100, 20), kill(200, 3_010)]).redelivered).toEqual([8]);
+    expect(countGradings(chain, [kill(100, 20)]).gradedTwice).toEqual([8]);
+    expect(countGradings(chain, [kill(200, 3_010)]).gradedTwice).toEqual([8]);
   });
 
   it('lists each submission once, in order, among others graded once', () => {
-    const posts = [
-      post(9, 100, 10),
-      post(8, 100, 11),
-      post(9, 200, 20),
-      post(8, 100, 21),
-      post(9, 300, 30),
-      post(3, 300, 31),
+    const gradings = [
+      grading(9, 100, 10),
+      grading(8, 100, 11),
+      grading(9, 200, 20),
+      grading(8, 100, 21),
+      grading(9, 300, 30),
+      grading(3, 300, 31),
     ];
-    expect(submissionsGradedTwice(posts, [])).toEqual([8, 9]);
+    expect(countGradings(gradings, []).gradedTwice).toEqual([8, 9]);
+  });
+});
+
+describe('repeatsOfOneKey', () => {
+  it('lists submissions posted by several connections for one grading, apart from regradings', () => {
+    const posted = (id: number, pid: number) =>
+      line('result-accepted', pid, 0, { submissionId: id });
+    const lines = [posted(1, 100), posted(1, 200), posted(2, 100), posted(3, 100), posted(3, 100)];
+    const gradings = [
+      grading(1, 100, 0),
+      grading(2, 100, 0),
+      grading(3, 100, 0),
+      grading(3, 200, 5),
+    ];
+    expect(repeatsOfOneKey(lines, gradings)).toEqual([1]);
   });
 });

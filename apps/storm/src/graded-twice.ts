@@ -1,10 +1,21 @@
-/** A put_result the LMS answered with success, as a replica's `result-accepted` event line. */
-export interface AcceptedResult {
-  submissionId: number;
-  /** The process (replica incarnation) that posted it. */
+/** A replica's event line as the harness reports it (`WatcherEventLine`), the parts read here. */
+export interface EventLine {
+  event: string;
+  /** The process (replica incarnation) that printed it. */
   pid: number;
-  /** When the event line was read; every line of a process is read before its kill is noted. */
+  /** When the line was read; every line of a process is read before its kill is noted. */
   atMs: number;
+  fields: Record<string, unknown>;
+}
+
+/** One grading a BullMQ processor ran: its `grading-started` line and, if printed, its finish. */
+export interface Grading {
+  submissionId: number;
+  jobId: string;
+  pid: number;
+  startedAtMs: number;
+  /** The finish line's outcome (`failed` when the grading threw); null when none was printed. */
+  outcome: string | null;
 }
 
 /** A SIGKILL the run sent to a replica: its pid, and when its last output had been read. */
@@ -14,58 +25,124 @@ export interface ReplicaKill {
 }
 
 /**
- * The submissions graded twice, counted where grading happens: a submission with two or more
- * accepted results is graded twice, UNLESS every earlier result came from a different process
- * than the next one and the run SIGKILLed that earlier process after its post and before the
- * next post. That is the one repeat at-least-once delivery allows: the killed replica posted
- * but never marked its BullMQ job done, so the job was delivered again, another replica graded
- * it and posted again, and the LMS answered that repeat with success. Two accepted results from
- * the same process are always graded twice; so is a second result after a process that was not
- * killed in between (a lapsed job lock, a lost Redis job served again by the LMS).
- *
- * The LMS cannot tell: it stores the first result and answers a repeat with the right key with
- * success without counting it. A pid reused by a later process within one run is not told
- * apart (the kernel hands pids out in order, so not within a run's few hundred processes).
+ * The gradings in a run's event lines: each `grading-started` paired with the next
+ * `grading-finished` of the same process and job (printed once BullMQ marked the job done).
  *
  * @example
- * submissionsGradedTwice(
- *   [{ submissionId: 7, pid: 101, atMs: 1_000 }, { submissionId: 7, pid: 102, atMs: 4_000 }],
- *   [{ pid: 101, atMs: 1_050 }],
- * ); // [] : 101 was killed before its job was marked done, 102 graded the redelivered job
+ * const gradings = gradingsOf(lines); // [{ submissionId: 7, pid: 101, outcome: 'correct', ... }]
  */
-export function submissionsGradedTwice(
-  accepted: readonly AcceptedResult[],
-  kills: readonly ReplicaKill[],
-): number[] {
-  const twice: number[] = [];
-  for (const [submissionId, posts] of postsBySubmission(accepted)) {
-    const inOrder = [...posts].sort((a, b) => a.atMs - b.atMs);
-    const redelivered = inOrder
-      .slice(0, -1)
-      .every((post, index) => killedBetween(post, inOrder[index + 1]!, kills));
-    if (!redelivered) twice.push(submissionId);
+export function gradingsOf(lines: readonly EventLine[]): Grading[] {
+  const gradings: Grading[] = [];
+  const open = new Map<string, Grading[]>();
+  for (const { event, pid, atMs, fields } of lines) {
+    const { submissionId, jobId, outcome } = fields;
+    if (typeof submissionId !== 'number' || typeof jobId !== 'string') continue;
+    const key = `${pid} ${jobId}`;
+    if (event === 'grading-started') {
+      const grading: Grading = { submissionId, jobId, pid, startedAtMs: atMs, outcome: null };
+      gradings.push(grading);
+      open.set(key, [...(open.get(key) ?? []), grading]);
+    } else if (event === 'grading-finished') {
+      const started = open.get(key)?.shift();
+      if (started) started.outcome = typeof outcome === 'string' ? outcome : 'unknown';
+    }
   }
-  return twice.sort((a, b) => a - b);
+  return gradings;
 }
 
-function postsBySubmission(accepted: readonly AcceptedResult[]): Map<number, AcceptedResult[]> {
-  const bySubmission = new Map<number, AcceptedResult[]>();
-  for (const post of accepted) {
-    const posts = bySubmission.get(post.submissionId);
-    if (posts) posts.push(post);
-    else bySubmission.set(post.submissionId, [post]);
-  }
-  return bySubmission;
+/** What {@link countGradings} found, as sorted submission ids. */
+export interface GradingCount {
+  /** Graded again after an earlier grading that was not an excused one. */
+  gradedTwice: number[];
+  /** Graded more than once, every repeat excused (a failed grading, or a killed grader). */
+  redelivered: number[];
 }
 
-/** `post`'s process differs from `next`'s and was SIGKILLed after `post`, before `next`. */
-function killedBetween(
-  post: AcceptedResult,
-  next: AcceptedResult,
+/**
+ * Counts gradings per submission, where grading happens. A grading after an earlier one of the
+ * same submission is a repeat, excused only when every earlier grading either failed (it threw,
+ * produced no accepted result, and BullMQ retried it) or has no finish line (BullMQ never marked
+ * its job done) and its process was SIGKILLed after it started and before the repeat started:
+ * at-least-once redelivery of a job the killed replica never finished. Anything else is graded twice: two gradings in one
+ * process, a repeat while the first grader was alive (a lapsed BullMQ lock), a repeat after a
+ * finished grading (a lost Redis job the LMS served again), or after a grader that was killed
+ * only once the repeat had started.
+ *
+ * A pid reused by a later process within one run is not told apart (the kernel hands pids out
+ * in order, so not within a run's few hundred processes).
+ *
+ * @example
+ * countGradings(
+ *   [{ submissionId: 7, jobId: 'j', pid: 101, startedAtMs: 1_000, outcome: null },
+ *    { submissionId: 7, jobId: 'j', pid: 102, startedAtMs: 4_000, outcome: 'correct' }],
+ *   [{ pid: 101, atMs: 1_050 }],
+ * ); // { gradedTwice: [], redelivered: [7] }
+ */
+export function countGradings(
+  gradings: readonly Grading[],
   kills: readonly ReplicaKill[],
-): boolean {
-  if (post.pid === next.pid) return false;
+): GradingCount {
+  const gradedTwice: number[] = [];
+  const redelivered: number[] = [];
+  for (const [submissionId, list] of bySubmission(gradings)) {
+    if (list.length < 2) continue;
+    const inOrder = [...list].sort((a, b) => a.startedAtMs - b.startedAtMs);
+    const excused = inOrder
+      .slice(1)
+      .every((repeat, index) =>
+        inOrder.slice(0, index + 1).every((earlier) => excuses(earlier, repeat, kills)),
+      );
+    (excused ? redelivered : gradedTwice).push(submissionId);
+  }
+  return {
+    gradedTwice: gradedTwice.sort((a, b) => a - b),
+    redelivered: redelivered.sort((a, b) => a - b),
+  };
+}
+
+function bySubmission(gradings: readonly Grading[]): Map<number, Grading[]> {
+  const map = new Map<number, Grading[]>();
+  for (const grading of gradings) {
+    const list = map.get(grading.submissionId);
+    if (list) list.push(grading);
+    else map.set(grading.submissionId, [grading]);
+  }
+  return map;
+}
+
+/** `earlier` failed, or never finished and its process was killed before `repeat` started. */
+function excuses(earlier: Grading, repeat: Grading, kills: readonly ReplicaKill[]): boolean {
+  if (earlier.outcome === 'failed') return true;
+  if (earlier.outcome !== null || earlier.pid === repeat.pid) return false;
   return kills.some(
-    (kill) => kill.pid === post.pid && post.atMs <= kill.atMs && kill.atMs < next.atMs,
+    (kill) =>
+      kill.pid === earlier.pid &&
+      earlier.startedAtMs <= kill.atMs &&
+      kill.atMs < repeat.startedAtMs,
   );
+}
+
+/**
+ * Submissions with a result accepted by more than one connection but graded once: upstream
+ * edx-submissions serves a pull whose lock expired again, with the same key, until a result
+ * lands, so in the serial loop every connection that got it posts the one job's result, and
+ * the LMS accepts each. Reported apart, not a fault of ours.
+ *
+ * @example
+ * repeatsOfOneKey(lines, gradings); // [12]
+ */
+export function repeatsOfOneKey(lines: readonly EventLine[], gradings: readonly Grading[]) {
+  const posts = new Map<number, number>();
+  for (const { event, fields } of lines) {
+    if (event !== 'result-accepted' || typeof fields.submissionId !== 'number') continue;
+    posts.set(fields.submissionId, (posts.get(fields.submissionId) ?? 0) + 1);
+  }
+  const graded = new Map<number, number>();
+  for (const { submissionId } of gradings) {
+    graded.set(submissionId, (graded.get(submissionId) ?? 0) + 1);
+  }
+  return [...posts]
+    .filter(([id, count]) => count > 1 && (graded.get(id) ?? 0) <= 1)
+    .map(([id]) => id)
+    .sort((a, b) => a - b);
 }

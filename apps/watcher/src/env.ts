@@ -242,6 +242,9 @@ export const ENV_SCHEMA = z.object({
     .describe(
       "BullMQ's job lock in milliseconds: a dead replica's jobs are picked up by another after it.",
     ),
+  WATCHER_TEST_GRADE_EVERY_JOB_TWICE: flag(false).describe(
+    'TEST ONLY: grade every job twice, the control that proves the graded-twice counts catch a repeat. Never set it in a deployment.',
+  ),
   // xqueue-watcher's own variables (docs/operators.md); unset ones fall back to xqwatcher.json.
   XQWATCHER_HTTP_BASIC_AUTH: basicAuth.describe(
     '`user:pass` (split at the first colon), sent on every request; overrides `HTTP_BASIC_AUTH` of `xqwatcher.json` (never shown in errors).',

@@ -1,6 +1,7 @@
 import { sumMetric, type WatcherEventLine, waitFor } from '@storm-lab/harness';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  type Expected,
   type Lab,
   SERVICE_USERNAME,
   scrape,
@@ -59,7 +60,7 @@ describe('watcher fleet with the service account exempt', () => {
   }, 90_000);
 
   it('loses no submission and grades none twice when a replica is SIGKILLed mid-run', async () => {
-    const posts: AcceptedPost[] = [];
+    const lines: WatcherEventLine[] = [];
     lab = await startLab({
       queues: QUEUES,
       replicas: REPLICAS,
@@ -68,20 +69,14 @@ describe('watcher fleet with the service account exempt', () => {
       lmsEnv: { SINGLE_LOGIN_EXEMPT_USERNAMES: SERVICE_USERNAME, XQUEUE_LOCK_SECONDS: '4' },
       // Slow grading, one job per queue per replica: the victim always holds jobs when killed.
       watcherEnv: { WATCHER_CONCURRENCY: '1' },
-      confD: {
-        'fa.json': { fa: { HANDLERS: [{ HANDLER: 'slow-flaky', KWARGS: { latency_ms: 400 } }] } },
-        'fb.json': { fb: { HANDLERS: [{ HANDLER: 'slow-flaky', KWARGS: { latency_ms: 400 } }] } },
-      },
-      onEvent: (line) => {
-        const post = acceptedPost(line);
-        if (post) posts.push(post);
-      },
+      confD: SLOW_CONF_D,
+      onEvent: (line) => lines.push(line),
     });
     const current = lab;
     const expected = await submitMany(current, 50, QUEUES);
     const victim = current.fleet.metricsUrls[0]!;
     await waitForGradedOn(victim, 1);
-    await current.fleet.kill(0, 'SIGKILL');
+    const kill = await killReplica(current, 0);
     // The kill must land mid-run, or the test proves nothing.
     expect(sumMetric(await current.lmsMetrics(), 'lms_submissions_graded_total')).toBeLessThan(35);
 
@@ -89,13 +84,28 @@ describe('watcher fleet with the service account exempt', () => {
     expect(views.map((view) => view.correct)).toEqual(expected.map((one) => one.correct));
     const lms = await current.lmsMetrics();
     expect(sumMetric(lms, 'lms_submissions_graded_total')).toBe(50);
-    // The LMS counts a submission once however often it is posted (a repeat is a no-op 200), so
-    // count the posts it accepted where they are made.
-    expect(gradedTwice(posts), 'submissions graded twice').toEqual([]);
-    // The victim may have died between a post and its event line, one per connection at most.
-    expect(new Set(posts.map((post) => post.submissionId)).size).toBeGreaterThanOrEqual(
-      50 - QUEUES.length * CONNECTIONS,
-    );
+    // The LMS's submission counters see a submission once however often it is graded, so
+    // count the gradings where they happen, across replicas and the victim's incarnation.
+    // A finish line may still be in a survivor's pipe when its student sees the result.
+    const finished = () => {
+      const found = countGradings(lines, [kill]);
+      return found.unfinishedBy.every((pid) => pid === kill.pid) ? found : undefined;
+    };
+    const count =
+      (await waitFor(finished, { timeoutMs: 5_000, what: 'finish lines' }).catch(
+        () => undefined,
+      )) ?? countGradings(lines, [kill]);
+    expect(count.gradedTwice, 'submissions graded twice').toEqual([]);
+    expect(count.graded, 'every submission has a grading line').toEqual(ids(expected));
+    expect(
+      count.unfinishedBy.filter((pid) => pid !== kill.pid),
+      'a live process left a grading unfinished',
+    ).toEqual([]);
+    // Upstream's re-serve of an expired pull (same key, to every poll until a result lands)
+    // lets several connections post one grading's result; each is accepted. That is not a
+    // second grading, so it is allowed here; one connection posting one submission twice is
+    // not (the LMS never serves a graded submission again).
+    expect(postedTwiceByOneConnection(lines), 'posted twice by one connection').toEqual([]);
 
     // The replaced replica comes back under the same id and logs its connections in again.
     await current.fleet.restart(0);
@@ -110,7 +120,40 @@ describe('watcher fleet with the service account exempt', () => {
     );
     expect(restarted).toContain(`replica="${current.fleet.replicaIds[0]}"`);
   }, 120_000);
+
+  // The control: a watcher that grades every job twice (a test-only switch) must be caught by
+  // the count above, or that count proves nothing.
+  it('counts every submission graded twice when the replicas grade each job twice', async () => {
+    const lines: WatcherEventLine[] = [];
+    lab = await startLab({
+      queues: QUEUES,
+      replicas: 2,
+      connections: 1,
+      lmsEnv: { SINGLE_LOGIN_EXEMPT_USERNAMES: SERVICE_USERNAME },
+      watcherEnv: { WATCHER_TEST_GRADE_EVERY_JOB_TWICE: 'true' },
+      confD: CONF_D,
+      onEvent: (line) => lines.push(line),
+    });
+    const expected = await submitMany(lab, 10, QUEUES, scoreOf);
+    await waitAllGraded(expected, 30_000);
+    // The second grading of the last job may still be running when its result lands.
+    const count = await waitFor(
+      async () => {
+        const found = countGradings(lines, []);
+        return found.gradedTwice.length === expected.length ? found : undefined;
+      },
+      { timeoutMs: 10_000, what: 'every job graded twice' },
+    ).catch(() => countGradings(lines, []));
+    expect(count.gradedTwice, 'submissions graded twice').toEqual(ids(expected));
+  }, 90_000);
 });
+
+const SLOW_CONF_D = {
+  'fa.json': { fa: { HANDLERS: [{ HANDLER: 'slow-flaky', KWARGS: { latency_ms: 400 } }] } },
+  'fb.json': { fb: { HANDLERS: [{ HANDLER: 'slow-flaky', KWARGS: { latency_ms: 400 } }] } },
+};
+
+const ids = (expected: readonly Expected[]) => expected.map((one) => one.id).sort((a, b) => a - b);
 
 async function waitForGradedOn(metricsUrl: string, count: number): Promise<void> {
   await waitFor(
@@ -120,38 +163,97 @@ async function waitForGradedOn(metricsUrl: string, count: number): Promise<void>
   );
 }
 
-/** A put_result the LMS accepted, from a replica's `result-accepted` line. */
-interface AcceptedPost {
-  submissionId: number;
-  jobId: string;
-  /** The replica process and its connection that posted. */
-  by: string;
+/** A SIGKILL of replica `index`: its pid, and when the last line it printed had been read. */
+interface Kill {
+  pid: number;
+  atMs: number;
 }
 
-/** The post a `result-accepted` line reports, or undefined for any other line. */
-function acceptedPost({ event, pid, fields }: WatcherEventLine): AcceptedPost | undefined {
-  const { submissionId, jobId, queue, connection } = fields;
-  if (event !== 'result-accepted') return undefined;
-  if (typeof submissionId !== 'number' || typeof jobId !== 'string') return undefined;
-  return { submissionId, jobId, by: `${pid}/${String(queue)}/${String(connection)}` };
+async function killReplica(current: Lab, index: number): Promise<Kill> {
+  const victim = current.fleet.replicas[index]!;
+  const stdout = victim.child.stdout;
+  const closed =
+    !stdout || stdout.closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => stdout.once('close', () => resolve()));
+  await current.fleet.kill(index, 'SIGKILL');
+  await closed;
+  return { pid: victim.pid, atMs: Date.now() };
+}
+
+/** One grading: a `grading-started` line and the outcome of its `grading-finished`, if any. */
+interface Grading {
+  submissionId: number;
+  pid: number;
+  startedAtMs: number;
+  outcome: string | null;
 }
 
 /**
- * Submissions graded by more than one job, or posted twice by one connection. Two connections
- * may both post a submission's one job: the LMS served it again, with the same key, when its
- * lock expired while the first waited on the job, and each connection answers what it was
- * served. But the LMS never serves a graded submission again, so one connection posts it once.
+ * Gradings per submission, from the replicas' `grading-started` and `grading-finished` lines
+ * (the storm runner's `countGradings` applies the same rule). A second grading is excused only
+ * when every earlier one failed (BullMQ retried it) or has no finish line (BullMQ never marked
+ * its job done) because its process was SIGKILLed before the second started: redelivery of a
+ * job the victim never finished.
  */
-function gradedTwice(posts: readonly AcceptedPost[]): number[] {
+function countGradings(lines: readonly WatcherEventLine[], kills: readonly Kill[]) {
+  const gradings: Grading[] = [];
+  const open = new Map<string, Grading[]>();
+  for (const { event, pid, atMs, fields } of lines) {
+    const { submissionId, jobId, outcome } = fields;
+    if (typeof submissionId !== 'number') continue;
+    const key = `${pid} ${String(jobId)}`;
+    if (event === 'grading-started') {
+      const grading: Grading = { submissionId, pid, startedAtMs: atMs, outcome: null };
+      gradings.push(grading);
+      open.set(key, [...(open.get(key) ?? []), grading]);
+    } else if (event === 'grading-finished') {
+      const started = open.get(key)?.shift();
+      if (started) started.outcome = String(outcome);
+    }
+  }
+  const excuses = (earlier: Grading, repeat: Grading) =>
+    earlier.outcome === 'failed' ||
+    (earlier.outcome === null &&
+      earlier.pid !== repeat.pid &&
+      kills.some(
+        (kill) =>
+          kill.pid === earlier.pid &&
+          earlier.startedAtMs <= kill.atMs &&
+          kill.atMs < repeat.startedAtMs,
+      ));
+  const bySubmission = new Map<number, Grading[]>();
+  for (const grading of gradings) {
+    bySubmission.set(grading.submissionId, [
+      ...(bySubmission.get(grading.submissionId) ?? []),
+      grading,
+    ]);
+  }
+  const gradedTwice = [...bySubmission]
+    .filter(([, list]) => {
+      const inOrder = list.sort((a, b) => a.startedAtMs - b.startedAtMs);
+      return inOrder.some((repeat, i) => inOrder.slice(0, i).some((e) => !excuses(e, repeat)));
+    })
+    .map(([id]) => id);
+  const sorted = (list: number[]) => list.sort((a, b) => a - b);
+  const unfinishedBy = [...new Set(gradings.filter((g) => g.outcome === null).map((g) => g.pid))];
+  return {
+    graded: sorted([...bySubmission.keys()]),
+    gradedTwice: sorted(gradedTwice),
+    /** Processes with a grading that never finished: only a killed one may have any. */
+    unfinishedBy,
+  };
+}
+
+/** Submissions one connection (process, queue, index) posted more than once. */
+function postedTwiceByOneConnection(lines: readonly WatcherEventLine[]): number[] {
+  const seen = new Set<string>();
   const twice = new Set<number>();
-  const jobsOf = new Map<number, Set<string>>();
-  const postedBy = new Set<string>();
-  for (const { submissionId, jobId, by } of posts) {
-    const jobs = jobsOf.get(submissionId) ?? new Set<string>();
-    jobsOf.set(submissionId, jobs.add(jobId));
-    const poster = `${by} ${submissionId}`;
-    if (jobs.size > 1 || postedBy.has(poster)) twice.add(submissionId);
-    postedBy.add(poster);
+  for (const { event, pid, fields } of lines) {
+    if (event !== 'result-accepted' || typeof fields.submissionId !== 'number') continue;
+    const poster = `${pid}/${String(fields.queue)}/${String(fields.connection)} ${fields.submissionId}`;
+    if (seen.has(poster)) twice.add(fields.submissionId);
+    seen.add(poster);
   }
   return [...twice].sort((a, b) => a - b);
 }

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { fetch } from 'undici';
 import { ConfigError, loadConfig } from './config.ts';
 import { EnvError, parseEnv } from './env.ts';
-import { logEvent } from './events.ts';
+import { logEvent, logReplicaCounters } from './events.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics, serveMetrics } from './metrics.ts';
 import { startReplica } from './replica.ts';
@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     jobLockMs: env.WATCHER_JOB_LOCK_MS,
     mode: env.WATCHER_MODE,
     sendInstanceId: env.WATCHER_SEND_INSTANCE_ID,
+    gradeEveryJobTwice: env.WATCHER_TEST_GRADE_EVERY_JOB_TWICE,
     metrics,
     logger,
   });
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     logger.error({ reason }, 'a connection died: stopping every connection');
     await replica.stop();
     await server.close();
+    await logReplicaCounters(logger, metrics);
     logEvent(logger, 'error', 'replica-exit', { code: 1 }, 'replica exits');
     process.exit(1);
   });
@@ -62,6 +64,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'stopping: no new pulls, finishing in-flight jobs');
     await replica.stop();
     await server.close();
+    await logReplicaCounters(logger, metrics);
     logger.info('stopped');
     process.exit(0);
   };

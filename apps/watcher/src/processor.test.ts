@@ -89,6 +89,28 @@ describe('createGradeProcessor', () => {
     });
   }
 
+  /** A processor whose event lines (`logEvent`, printed at any level) are kept as objects. */
+  function loggedProcessor(grade: Grader, options: { gradeEveryJobTwice?: boolean } = {}) {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino(
+      { level: 'silent' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    const processor = createGradeProcessor({
+      graderFor: () => grade,
+      clientFor: () => client,
+      metrics,
+      logger,
+      now: Date.now,
+      ...options,
+    });
+    const events = () =>
+      lines
+        .filter((line) => typeof line.event === 'string' && line.event !== 'result-accepted')
+        .map(({ event, queue, submissionId, jobId }) => [event, queue, submissionId, jobId]);
+    return { processor, events };
+  }
+
   const asJob = (data: GradeJobData) =>
     ({ id: 'j', data, attemptsMade: 0 }) as Job<GradeJobData, GradeJobResult>;
 
@@ -128,6 +150,28 @@ describe('createGradeProcessor', () => {
     const run = processorWith(grader('exact-answer'))(asJob({ ...data, xqueueHeader: forged }));
     await expect(run).rejects.toThrow(UnrecoverableError);
     expect(await counterValue(metrics, 'putResultFailures', { reason: 'stale-key' })).toBe(1);
+  });
+
+  it('logs where each grading starts, naming the job and the submission', async () => {
+    const { id, jobId, data } = await pullJob(`answer-${QUEUE}-p1`);
+    const { processor, events } = loggedProcessor(grader('exact-answer'));
+    await processor({ ...asJob(data), id: jobId } as Job<GradeJobData, GradeJobResult>);
+    expect(events()).toEqual([['grading-started', QUEUE, id, jobId]]);
+  });
+
+  // The control that the graded-twice counts must catch (fleet.test.ts, the chaos run).
+  it('grades and posts every job twice with the test-only switch, and logs both gradings', async () => {
+    const { id, data } = await pullJob(`answer-${QUEUE}-p1`);
+    const { processor, events } = loggedProcessor(grader('exact-answer'), {
+      gradeEveryJobTwice: true,
+    });
+    await processor(asJob(data));
+    expect(events()).toEqual([
+      ['grading-started', QUEUE, id, 'j'],
+      ['grading-started', QUEUE, id, 'j'],
+    ]);
+    // The LMS answers the repeat with success: both posts count as graded here.
+    expect(await counterValue(metrics, 'graded', { queue: QUEUE, outcome: 'correct' })).toBe(2);
   });
 
   it('retries a transient grader failure through BullMQ with backoff, then grades', async () => {

@@ -2,7 +2,7 @@ import type { XQueueClient } from '@storm-lab/lms-client';
 import { decodeSubmission, type GradeResult } from '@storm-lab/xqueue-protocol';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
-import { logEvent } from './events.ts';
+import { logEvent, logGrading } from './events.ts';
 import { type Grader, MalformedSubmissionError } from './graders.ts';
 import type { GradeJobData, GradeJobResult } from './jobs.ts';
 import type { WatcherMetrics } from './metrics.ts';
@@ -15,6 +15,11 @@ export interface GradeProcessorDeps {
   metrics: WatcherMetrics;
   logger: Logger;
   now: () => number;
+  /**
+   * TEST ONLY (`WATCHER_TEST_GRADE_EVERY_JOB_TWICE`, never on by default): every job is graded,
+   * and in hardened mode posted, twice, so the graded-twice counts can be shown to catch it.
+   */
+  gradeEveryJobTwice?: boolean;
 }
 
 /** The LMS must be told, so the student sees an error instead of waiting forever. */
@@ -60,11 +65,31 @@ export function createGradeProcessor(deps: GradeProcessorDeps) {
     _token?: string,
     signal?: AbortSignal,
   ): Promise<GradeJobResult> => {
-    const { content, handlers } = job.data;
-    const { result, outcome } = await grade(deps.graderFor(handlers), content, signal);
-    if (job.data.postResult) await post(deps, job, result, outcome);
-    return { outcome, score: result.score, result };
+    let graded = await gradeLogged(deps, job, signal);
+    if (deps.gradeEveryJobTwice) graded = await gradeLogged(deps, job, signal);
+    return graded;
   };
+}
+
+/**
+ * One grading of a job, after its `grading-started` line: where grading happens, so that a run
+ * counts gradings per submission. The job's `grading-finished` line is printed once BullMQ has
+ * marked the job done (see replica.ts): a process killed before it can have its job delivered
+ * again, one killed after cannot.
+ */
+async function gradeLogged(
+  deps: GradeProcessorDeps,
+  job: Job<GradeJobData, GradeJobResult>,
+  signal: AbortSignal | undefined,
+): Promise<GradeJobResult> {
+  logGrading(deps.logger, 'grading-started', job);
+  const { result, outcome } = await grade(
+    deps.graderFor(job.data.handlers),
+    job.data.content,
+    signal,
+  );
+  if (job.data.postResult) await post(deps, job, result, outcome);
+  return { outcome, score: result.score, result };
 }
 
 async function post(

@@ -7,6 +7,7 @@ import { createWatcherClient } from './client.ts';
 import type { QueueConfig, WatcherConfig } from './config.ts';
 import { type ConnectionEnd, type GradeViaJob, reportDeath, runConnection } from './connection.ts';
 import type { WatcherMode } from './env.ts';
+import { logGrading } from './events.ts';
 import { chainGraders, createGrader, type Grader, type HandlerSpec } from './graders.ts';
 import { addGradeJob, type GradeJobData, type GradeJobResult, gradeQueueName } from './jobs.ts';
 import { managerWait } from './manager.ts';
@@ -26,6 +27,8 @@ export interface ReplicaOptions {
   jobLockMs: number;
   mode: WatcherMode;
   sendInstanceId: boolean;
+  /** TEST ONLY: grade (and in hardened mode post) every job twice; see `GradeProcessorDeps`. */
+  gradeEveryJobTwice?: boolean;
   metrics: WatcherMetrics;
   logger: Logger;
   now?: () => number;
@@ -138,11 +141,16 @@ function bullFor(
   });
   const { logger } = options;
   worker.on('error', (error) => logger.error({ err: error, queue: name }, 'worker error'));
-  worker.on('failed', (job, error) =>
+  worker.on('failed', (job, error) => {
     logger.warn(
       { jobId: job?.id, queue: name, attempts: job?.attemptsMade, err: error },
       'job failed',
-    ),
+    );
+    if (job) logGrading(logger, 'grading-finished', job, 'failed');
+  });
+  // After BullMQ marked the job done: killed before this line, the job may be delivered again.
+  worker.on('completed', (job, result) =>
+    logGrading(logger, 'grading-finished', job, result.outcome),
   );
   // QueueEvents blocks on its own connection, so it gets one of its own.
   const eventsConnection = options.mode === 'hardened' ? null : connection.duplicate();
@@ -216,6 +224,7 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
     metrics,
     logger,
     now,
+    gradeEveryJobTwice: options.gradeEveryJobTwice ?? false,
   });
   const names = [...new Set(config.queues.map((q) => q.sentName))];
   const bulls = new Map(names.map((name) => [name, bullFor(name, options, connection, processor)]));

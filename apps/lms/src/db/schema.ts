@@ -214,6 +214,19 @@ export const submissions = sqliteTable(
 );
 
 /**
+ * Every put_result the LMS answered with success for a submission's result, a repeat with the
+ * right key included (the submission row stays unchanged by a repeat): `accepted` above 1 shows
+ * a submission graded or posted twice from the LMS's side.
+ */
+export const resultAcceptances = sqliteTable('result_acceptances', {
+  submissionId: integer('submission_id')
+    .primaryKey()
+    .references(() => submissions.id),
+  accepted: integer('accepted').notNull(),
+  lastAcceptedAt: integer('last_accepted_at').notNull(),
+});
+
+/**
  * Run-time overrides of the session policy, set by staff on the dashboard: one row (`id` 1).
  * `settings` is a JSON object of the fields that replace the environment's defaults.
  */

@@ -61,7 +61,9 @@ export interface SubmissionQueue {
   pull(queueName: string, now: number, key: string): PullOutcome;
   /**
    * Records a grader's result if `key` is the submission's current pull key. A repeat with the
-   * key that graded it changes nothing; any other key is refused and changes nothing.
+   * key that graded it leaves the submission as it is; any other key is refused and changes
+   * nothing. Each result answered with success, a repeat included, is counted in
+   * `result_acceptances`.
    */
   putResult(input: PutInput): PutOutcome;
 }
@@ -114,6 +116,12 @@ const GRADE_SQL = `
   WHERE id = :id AND pull_key = :key AND state IN ('pulled', 'retry', 'failed')
   RETURNING queue_name AS queueName, created_at AS createdAt`;
 
+// Every result answered with success, a repeat included (which leaves the submission as it is):
+// counted apart, so that a submission graded or posted twice shows from the LMS's side.
+const COUNT_ACCEPTED_SQL = `
+  INSERT INTO result_acceptances (submission_id, accepted, last_accepted_at) VALUES (:id, 1, :now)
+  ON CONFLICT (submission_id) DO UPDATE SET accepted = accepted + 1, last_accepted_at = :now`;
+
 // As upstream when set_score fails: pulled -> retry, or failed at MAX_SCORE_FAILURES.
 const UNSCORED_SQL = `
   UPDATE submissions SET score_failures = score_failures + 1, status_at = :now,
@@ -146,6 +154,7 @@ export function createSubmissionQueue(db: ClientDb, settings: QueueSettings): Su
     [{ id: number; key: string; result: string; now: number }],
     { queueName: string; createdAt: number }
   >(GRADE_SQL);
+  const countAccepted = client.prepare<[{ id: number; now: number }]>(COUNT_ACCEPTED_SQL);
   const unscored = client.prepare<
     [{ id: number; key: string; now: number }],
     { state: 'retry' | 'failed' }
@@ -191,7 +200,7 @@ export function createSubmissionQueue(db: ClientDb, settings: QueueSettings): Su
     return { kind: 'conflict' };
   };
 
-  const putResult = client.transaction((input: PutInput): PutOutcome => {
+  const record = (input: PutInput): PutOutcome => {
     // Ids that cannot be a row (beyond 2^53, zero, negative) name no submission.
     if (!Number.isSafeInteger(input.id) || input.id < 1) return { kind: 'unknown' };
     if (input.key === null) return explain(input);
@@ -207,6 +216,14 @@ export function createSubmissionQueue(db: ClientDb, settings: QueueSettings): Su
       queueName: graded.queueName,
       latencyMs: input.now - graded.createdAt,
     };
+  };
+
+  const putResult = client.transaction((input: PutInput): PutOutcome => {
+    const outcome = record(input);
+    if (outcome.kind === 'accepted' || outcome.kind === 'repeat') {
+      countAccepted.run({ id: input.id, now: input.now });
+    }
+    return outcome;
   });
 
   return {
