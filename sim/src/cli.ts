@@ -1,7 +1,13 @@
 import { availableParallelism, cpus } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import {
+  type CliIo as CliKitIo,
+  numberFlag,
+  parseFlags,
+  runCli as runCliKit,
+  UsageError,
+} from '@storm-lab/cli-kit';
 import {
   buildReport,
   compress,
@@ -78,35 +84,8 @@ Options (production values by default, uncompressed):
 
 The same seed and flags give a byte-identical report.json.`;
 
-/** A mistake in the command line: the message says which flag and what it takes. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
-function number(
-  name: string,
-  raw: string | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-  integer = false,
-): number {
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (
-    raw.trim() === '' ||
-    !Number.isFinite(value) ||
-    value < min ||
-    value > max ||
-    (integer && !Number.isInteger(value))
-  ) {
-    const kind = integer ? 'an integer' : 'a number';
-    throw new UsageError(
-      `--${name} must be ${kind} from ${min} to ${max} (got ${JSON.stringify(raw)})`,
-    );
-  }
-  return value;
-}
+/** A seed: any 31-bit whole number. */
+const SEED_RULE = { min: 0, max: 2 ** 31 - 1, integer: true };
 
 const OPTIONS = {
   scenario: { type: 'string' },
@@ -136,14 +115,14 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
+type Values = ReturnType<typeof parseFlags<typeof OPTIONS>>['values'];
 
 /** The settings the flags ask for, on top of `base`. */
 export function settingsOf(values: Values, base: SimSettings): SimSettings {
   const int = (name: keyof Values, fallback: number, min: number, max: number) =>
-    number(name, values[name] as string | undefined, fallback, min, max, true);
+    numberFlag(name, values[name] as string | undefined, fallback, { min, max, integer: true });
   const num = (name: keyof Values, fallback: number, min: number, max: number) =>
-    number(name, values[name] as string | undefined, fallback, min, max);
+    numberFlag(name, values[name] as string | undefined, fallback, { min, max });
   const durationSeconds = num('duration', base.durationSeconds, 1, 7 * 24 * 3600);
   const surge = values.surge
     ? {
@@ -253,9 +232,8 @@ function scenarioNames(values: Values, fallback: readonly string[]): string[] {
   return names;
 }
 
-export interface CliIo {
-  out: NodeJS.WritableStream;
-  err: NodeJS.WritableStream;
+export interface CliIo extends CliKitIo {
+  /** Where `--out` is resolved from. */
   cwd: string;
 }
 
@@ -264,26 +242,27 @@ export interface CliIo {
  * table and writes the report. Returns the exit code; never exits the process itself.
  */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
-  let values: Values;
-  let runs: PlannedRun[];
-  try {
-    values = parseArgs({ args: argv, options: OPTIONS, strict: true }).values;
-    if (values.help) {
-      io.out.write(`${HELP}\n`);
-      return 0;
-    }
-    runs = await plan(values);
-  } catch (error) {
-    if (
-      error instanceof UsageError ||
-      error instanceof ScenarioError ||
-      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
-    ) {
-      io.err.write(`pnpm sim: ${(error as Error).message}\n(pnpm sim --help for usage)\n`);
-      return 2;
-    }
-    throw error;
+  return runCliKit(
+    async () => {
+      try {
+        return await run(argv, io);
+      } catch (error) {
+        // A scenario name or file that does not load is a mistake in the command line.
+        if (error instanceof ScenarioError) throw new UsageError(error.message);
+        throw error;
+      }
+    },
+    { help: 'pnpm sim --help', io },
+  );
+}
+
+async function run(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(argv, OPTIONS);
+  if (values.help) {
+    io.out.write(`${HELP}\n`);
+    return 0;
   }
+  const runs = await plan(values);
   if (values.faults !== undefined) return runFaults(values, io);
   if (values.map) return runMap(values, io);
   const figures: ScenarioFigures[] = [];
@@ -327,7 +306,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
 async function runMap(values: Values, io: CliIo): Promise<number> {
   const dir = resolve(io.cwd, values.out ?? 'sim-report');
-  const seed = number('seed', values.seed, REGIME_MAP_SETTINGS.seed, 0, 2 ** 31 - 1, true);
+  const seed = numberFlag('seed', values.seed, REGIME_MAP_SETTINGS.seed, SEED_RULE);
   const started = performance.now();
   const map = await runRegimeMap({
     settings: { ...REGIME_MAP_SETTINGS, seed },
@@ -345,8 +324,8 @@ async function runMap(values: Values, io: CliIo): Promise<number> {
 }
 
 async function runFaults(values: Values, io: CliIo): Promise<number> {
-  const seeds = number('faults', values.faults, 200, 1, 100_000, true);
-  const first = number('seed', values.seed, 1, 0, 2 ** 31 - 1, true);
+  const seeds = numberFlag('faults', values.faults, 200, { min: 1, max: 100_000, integer: true });
+  const first = numberFlag('seed', values.seed, 1, SEED_RULE);
   const names = scenarioNames(values, ['storm', 'exempt-username']);
   let failed = 0;
   for (let seed = first; seed < first + seeds; seed++) {

@@ -25,9 +25,9 @@ import {
   type RunSettings,
   restartBackoff,
   seedArgs,
-  studentLoad,
   watcherEnv,
 } from './settings.ts';
+import { studentLoad } from './student-load.ts';
 
 /** What the chaos run counts; the target for each is zero. */
 export interface ChaosFigures {

@@ -97,7 +97,7 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect((await both.exited).code).toBe(2);
     expect(both.output()).toContain('--preset production runs uncompressed');
     for (const [args, message] of [
-      [['--session-store', 'memcached'], '--session-store must be sqlite or redis'],
+      [['--session-store', 'memcached'], '--session-store must be one of sqlite, redis'],
       [['--lms-workers', '2'], '--lms-workers above 1 shares sessions through Redis'],
       [['--scenario', 'chaos', '--session-store', 'redis'], 'not offered with chaos'],
     ] as const) {
@@ -161,6 +161,21 @@ describe('pnpm storm (the CLI as a real process)', () => {
     };
   }
 
+  /**
+   * The LMS's storm detector alerts once a minute holds STORM_ALERT_EVICTIONS_PER_MINUTE (30, the
+   * lab leaves the default) evictions, then not again for a minute. A default run, the fleet's
+   * start included, fits in one minute: one alert when the run's evictions reached 30, none
+   * below. (How fast evictions come is the machine's; the detector's minute is tested on a
+   * controlled clock in session-policy.)
+   */
+  function expectAlert(figures: Omit<ScenarioFigures, 'series' | 'samples'>) {
+    const threshold = 30;
+    expect(figures.durationSeconds, figures.name).toBeLessThan(40);
+    expect(figures.stormAlerts, `${figures.name}: ${figures.evictions} evictions`).toBe(
+      figures.evictions >= threshold ? 1 : 0,
+    );
+  }
+
   function expectCured(figures: Omit<ScenarioFigures, 'series' | 'samples'>) {
     expect(figures.verdict, figures.name).toBe('HEALTHY');
     expect(figures.logins, figures.name).toBe(figures.totalConnections);
@@ -183,19 +198,20 @@ describe('pnpm storm (the CLI as a real process)', () => {
       'storm-legacy-watcher',
     ]);
     const cure = byName['exempt-username']!;
-    // The current xqueue-watcher: a login storm, about one 403 per login. (Its graded per minute
+    // The current xqueue-watcher: a login storm (about one 403 per login on a quiet machine, 0.08
+    // on a loaded one, where login timeouts end its connections first). (Its graded per minute
     // was 57-71% of the cure's in 11 of 13 default runs here and equal in 2, by whether any
     // result was refused twice and dropped: not asserted; the README gives the figures.)
     const storm = byName.storm!;
-    // STORM means logins above twice the connections. Not more: on 2 cores a storm's hashing
-    // sometimes times out the second replica's first logins, and it then sits out a restart
-    // backoff (19 logins in one of six quiet runs here, 41-79 in the others).
-    expect(storm.verdict).toBe('STORM');
-    expect(storm.forbiddenPerLogin).toBeGreaterThan(0.5);
-    expect(storm.forbiddenPerLogin).toBeLessThan(2);
-    expect(storm.evictions).toBeGreaterThan(storm.totalConnections);
-    // The LMS's storm detector saw it too (evictions far above STORM_ALERT_EVICTIONS_PER_MINUTE).
-    expect(storm.stormAlerts).toBeGreaterThanOrEqual(1);
+    // It stormed, at whatever speed this machine runs: every login after the fleet's first ended
+    // the session before it, and the evicted connections logged in again. Not the STORM verdict
+    // (more than twice the connections' logins): how many logins a storm makes before its
+    // connections die of login timeouts is how fast this machine hashes (13 with the machine
+    // loaded, STALL; 19 to 79 on a quiet one). The simulator shows the storm's size on virtual
+    // time (sim.test.ts: STORM, logins above 10x the connections).
+    expect(storm.logins).toBeGreaterThan(storm.totalConnections);
+    expect(storm.evictions).toBe(storm.logins - 1);
+    expectAlert(storm);
     // Before a00741d: one login per connection, refused connections that never recover.
     const legacy = byName['storm-legacy-watcher']!;
     expect(legacy.verdict).toBe('STALL');
@@ -208,9 +224,12 @@ describe('pnpm storm (the CLI as a real process)', () => {
     expect(legacy.forbidden).toBeGreaterThanOrEqual(legacy.totalConnections);
     expect(legacy.gradedPerMinute).toBeLessThan(cure.gradedPerMinute);
     // A hardened client does not end the storm; it only stops dying in it.
+    // Its connections never die, so it storms the whole run on any machine: STORM (96 logins for
+    // 8 connections with the machine loaded).
     const hardened = byName['storm-hardened-watcher']!;
     expect(hardened.verdict).toBe('STORM');
-    expect(hardened.logins).toBeGreaterThan(3 * hardened.totalConnections);
+    expect(hardened.evictions).toBe(hardened.logins - 1);
+    expectAlert(hardened);
     expect(hardened.connectionDeaths + hardened.replicaRestarts).toBe(0);
     expectCured(cure);
     expectCured(byName['exempt-group']!);
@@ -239,7 +258,6 @@ describe('pnpm storm (the CLI as a real process)', () => {
   it('loses nothing and grades nothing twice while replicas, Redis and the LMS are killed', async () => {
     const out = join(dir, 'chaos');
     const run = runCli([
-      '--scenario',
       'chaos',
       '--submissions',
       '300',

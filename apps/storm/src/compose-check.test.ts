@@ -52,7 +52,7 @@ describe('pnpm compose:check before any engine', () => {
     expect(workers.stderr).toContain('--lms-workers above 1 shares sessions through Redis');
     const store = check(['--session-store', 'memcached']);
     expect(store.code).toBe(2);
-    expect(store.stderr).toContain('--session-store must be sqlite or redis');
+    expect(store.stderr).toContain('--session-store must be one of sqlite, redis');
   });
 
   it('names the Debian packages to install, or --install, when the tools are missing', () => {

@@ -1,10 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  type CliIo,
+  choiceFlag,
+  numberFlag,
+  parseFlags,
+  processIo,
+  runCli,
+  type Subcommand,
+  UsageError,
+} from '@storm-lab/cli-kit';
 import { freePort } from '@storm-lab/harness';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
 import { ensureBaseImages } from './compose/base-images.ts';
@@ -14,10 +23,10 @@ import { checkHardening } from './compose/hardening.ts';
 import { ComposeStack, type WindowFigures } from './compose/stack.ts';
 import { VERDICT_RULE } from './figures.ts';
 
-const HELP = `pnpm compose:check: build the compose stack, show the storm, scale up, show the cure
+export const COMPOSE_CHECK_HELP = `pnpm compose:check: build the compose stack, show the storm, scale up, show the cure
 
 Usage:
-  pnpm compose:check [options]
+  pnpm compose:check [options]        (also: pnpm storm compose-check [options])
 
 Builds the images of docker-compose.yml, starts Redis, the session Redis, the LMS and
 --replicas watchers with the defaults (PREVENT_CONCURRENT_LOGINS on, nothing exempt) and waits
@@ -58,43 +67,36 @@ cache.`;
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const SERVICE_USERNAME = 'xqueue_svc';
 
-class UsageError extends Error {}
-
 function count(name: string, raw: string | undefined, fallback: number, max: number): number {
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1 || value > max)
-    throw new UsageError(
-      `--${name} must be an integer from 1 to ${max} (got ${JSON.stringify(raw)})`,
-    );
-  return value;
+  return numberFlag(name, raw, fallback, { min: 1, max, integer: true });
 }
 
-function parse(argv: string[]) {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      replicas: { type: 'string' },
-      'scale-to': { type: 'string' },
-      window: { type: 'string' },
-      'session-store': { type: 'string' },
-      'lms-workers': { type: 'string' },
-      install: { type: 'boolean', default: false },
-      'local-base-images': { type: 'boolean', default: false },
-      'keep-images': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+const FLAGS = {
+  replicas: { type: 'string' },
+  'scale-to': { type: 'string' },
+  window: { type: 'string' },
+  'session-store': { type: 'string' },
+  'lms-workers': { type: 'string' },
+  install: { type: 'boolean', default: false },
+  'local-base-images': { type: 'boolean', default: false },
+  'keep-images': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+type CheckOptions = ReturnType<typeof parse>;
+
+function parse(argv: readonly string[]) {
+  const { values } = parseFlags(argv, FLAGS);
   const replicas = count('replicas', values.replicas, 3, 50);
   const scaleTo = count('scale-to', values['scale-to'], replicas + 2, 50);
   if (scaleTo <= replicas)
     throw new UsageError(`--scale-to (${scaleTo}) must be more than --replicas (${replicas})`);
-  const sessionStore = values['session-store'] ?? 'sqlite';
-  if (sessionStore !== 'sqlite' && sessionStore !== 'redis')
-    throw new UsageError(
-      `--session-store must be sqlite or redis (got ${JSON.stringify(sessionStore)})`,
-    );
+  const sessionStore = choiceFlag(
+    'session-store',
+    values['session-store'],
+    ['sqlite', 'redis'],
+    'sqlite',
+  );
   const lmsWorkers = count('lms-workers', values['lms-workers'], 1, 16);
   if (lmsWorkers > 1 && sessionStore !== 'redis')
     throw new UsageError(
@@ -113,8 +115,6 @@ function parse(argv: string[]) {
   };
 }
 
-const say = (line: string) => process.stdout.write(`${line}\n`);
-
 function verdictLine(figures: WindowFigures, settings: string): string {
   const { counters, before } = figures;
   return (
@@ -126,24 +126,52 @@ function verdictLine(figures: WindowFigures, settings: string): string {
   );
 }
 
-/** Whether Ctrl-C (or SIGTERM) began the clean-up, which then exits the process itself. */
-let interrupted = () => false;
+/**
+ * `pnpm compose:check` (and `pnpm storm compose-check`): exit 0 when every check holds, the
+ * storm is STORM and the cure HEALTHY; 1 otherwise; 2 when it could not run. After Ctrl-C the
+ * clean-up the signal began exits the process, so this never settles.
+ */
+export const composeCheck: Subcommand = {
+  summary: 'build the compose stack, show the storm, scale up, show the cure (docker)',
+  run: async (argv, io) => {
+    const options = parse(argv);
+    if (options.help) {
+      io.out.write(`${COMPOSE_CHECK_HELP}\n`);
+      return 0;
+    }
+    let interrupted = () => false;
+    try {
+      const code = await check(options, io, (began) => {
+        interrupted = began;
+      });
+      return interrupted() ? new Promise<number>(() => undefined) : code;
+    } catch (error) {
+      // A command that Ctrl-C interrupted fails; the clean-up that the signal began exits.
+      if (interrupted()) return new Promise<number>(() => undefined);
+      io.err.write(`compose:check: ${(error as Error).message}\n`);
+      if (!(error instanceof CheckError) && error instanceof Error && error.stack)
+        io.err.write(`${error.stack}\n`);
+      return 2;
+    }
+  },
+};
 
-async function main(argv: string[]): Promise<number> {
-  const options = parse(argv);
-  if (options.help) {
-    say(HELP);
-    return 0;
-  }
+async function check(
+  options: CheckOptions,
+  io: CliIo,
+  onSignal: (interrupted: () => boolean) => void,
+): Promise<number> {
+  const say = (line: string) => io.out.write(`${line}\n`);
   const started = Date.now();
   const seconds = () => Math.round((Date.now() - started) / 1000);
   const step = (line: string) => say(`${line} (at ${seconds()} s)`);
   const cleanup = new CleanupStack();
-  interrupted = exitOnSignal(
+  const interrupted = exitOnSignal(
     'removing what the compose check started...',
     () => cleanup.run(),
     130,
   );
+  onSignal(interrupted);
   const work = await mkdtemp(join(tmpdir(), 'storm-compose-check-'));
   const log = join(work, 'compose-check.log');
   let failed = true;
@@ -202,7 +230,7 @@ async function main(argv: string[]): Promise<number> {
       env,
       log,
       say,
-      tty: Boolean(process.stdout.isTTY),
+      tty: Boolean((io.out as { isTTY?: boolean }).isTTY),
     });
     cleanup.add(async () => {
       await stack.down(!options.keepImages);
@@ -265,20 +293,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    if (!interrupted()) process.exit(code);
-  },
-  (error: unknown) => {
-    // A command that Ctrl-C interrupted fails; the clean-up that the signal began exits.
-    if (interrupted()) return;
-    const usage =
-      error instanceof UsageError ||
-      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    process.stderr.write(`compose:check: ${(error as Error).message}\n`);
-    if (usage) process.stderr.write('Run "pnpm compose:check --help" for usage.\n');
-    else if (!(error instanceof CheckError) && error instanceof Error && error.stack)
-      process.stderr.write(`${error.stack}\n`);
-    process.exit(2);
-  },
-);
+// Run as a program (`pnpm compose:check`), not when imported.
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
+  const code = await runCli((io) => composeCheck.run(process.argv.slice(2), io), {
+    help: '"pnpm compose:check --help"',
+    io: processIo,
+  });
+  process.exit(code);
+}

@@ -2,16 +2,16 @@ import { startLms, startWatchers, useRedis } from '@storm-lab/harness';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
 import { PRODUCTION } from './compression.ts';
 import { readCounters } from './sampler.ts';
+import { oneByOne } from './scenario/start-stack.ts';
 import {
   lmsEnv,
-  oneByOne,
   queueNames,
   type RunSettings,
   restartBackoff,
   seedArgs,
-  studentLoad,
   watcherEnv,
 } from './settings.ts';
+import { studentLoad } from './student-load.ts';
 
 /** DEV_GRADING_SECONDS: production seconds one grading takes (0 is instant). */
 function gradingSeconds(raw: string | undefined): number {
@@ -79,7 +79,7 @@ async function main() {
     seed: seedArgs(settings, queues),
   });
   cleanup.add(() => lms.stop());
-  // Students first, then the replicas one by one: see runScenario.
+  // Students first, then the replicas one by one: see startStack.
   const load = await studentLoad(lms.url, settings, queues);
   const fleet = await startWatchers({
     replicas: settings.replicas,

@@ -10,7 +10,7 @@ export class ProgressDisplay {
   private readonly lastPlain = new Map<string, number>();
 
   constructor(
-    private readonly out: NodeJS.WriteStream,
+    private readonly out: NodeJS.WritableStream & { isTTY?: boolean },
     private readonly tty = Boolean(out.isTTY),
   ) {}
 

@@ -1,8 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { type StartedReplica, type SuperviseOptions, waitFor } from '@storm-lab/harness';
+import type { SuperviseOptions } from '@storm-lab/harness';
 import { burstShare, compress } from './compression.ts';
 import type { Scenario } from './scenarios.ts';
-import { StudentLoad } from './student-load.ts';
 
 /** The fleet and the load, the same for every scenario of one run. */
 export interface RunSettings {
@@ -137,23 +136,6 @@ export function restartBackoff(settings: RunSettings): SuperviseOptions {
   return { backoffBaseMs: times.restartBackoffBaseMs, backoffMaxMs: times.restartBackoffMaxMs };
 }
 
-/** Logs in the run's students (`student1..N`) and returns the load that submits for them. */
-export async function studentLoad(
-  lmsUrl: string,
-  settings: RunSettings,
-  queues: readonly string[],
-) {
-  const load = new StudentLoad({
-    lmsUrl,
-    queues,
-    students: settings.students,
-    studentPassword: settings.studentPassword,
-    answerFor,
-  });
-  await load.logIn();
-  return load;
-}
-
 /** `pnpm lms seed` arguments for a run: its queues, students and the service account. */
 export function seedArgs(
   settings: RunSettings,
@@ -172,25 +154,4 @@ export function seedArgs(
     '--student-password',
     settings.studentPassword,
   ];
-}
-
-/**
- * Waits (at most 10 s) until each of a replica's connections ended its first login attempt
- * (its `first-login` lines), without asking the replica anything while its logins are in flight.
- */
-async function firstLoginsDone(replica: StartedReplica, connections: number): Promise<void> {
-  await waitFor(() => ((replica.events['first-login'] ?? 0) >= connections ? true : undefined), {
-    timeoutMs: 10_000,
-    intervalMs: 20,
-    what: 'the replica to log in',
-  }).catch(() => undefined); // a replica that died meanwhile is the supervisor's business
-}
-
-/**
- * Replicas start one after another, as a deployment's pods do: each once the previous one's
- * connections have logged in, so that no two replicas' first logins share the LMS.
- */
-export function oneByOne(settings: RunSettings) {
-  const connections = settings.queues * settings.connections;
-  return { settle: (replica: StartedReplica) => firstLoginsDone(replica, connections) };
 }

@@ -1,5 +1,5 @@
 import { WebClient, type WebClientOptions } from '@storm-lab/lms-client';
-import { studentAddress } from './settings.ts';
+import { answerFor, type RunSettings, studentAddress } from './settings.ts';
 
 /** One submission the load made, and what its grade must be. */
 export interface Submitted {
@@ -27,16 +27,16 @@ export interface StudentLoadOptions {
 }
 
 /**
- * Students submitting to the LMS over HTTP, each logged in with its own session. Every other
- * submission is wrong on purpose, so a grader that says "correct" to everything is caught.
- */
-/**
  * How long a student keeps trying a request the LMS answers 503 "database busy" (with
  * LMS_WORKERS > 1 another worker may hold the SQLite write lock past the LMS's deadline; the 503
  * says nothing was written, so repeating it is safe).
  */
 const PATIENCE = { retryForMs: 10_000 };
 
+/**
+ * Students submitting to the LMS over HTTP, each logged in with its own session. Every other
+ * submission is wrong on purpose, so a grader that says "correct" to everything is caught.
+ */
 export class StudentLoad {
   readonly submitted: Submitted[] = [];
   private clients: WebClient[] = [];
@@ -99,4 +99,21 @@ export class StudentLoad {
 function latencyOf(body: Record<string, unknown>): number | null {
   const seconds = body.grading_latency_seconds;
   return typeof seconds === 'number' ? Math.round(seconds * 1000) : null;
+}
+
+/** Logs in the run's students (`student1..N`) and returns the load that submits for them. */
+export async function studentLoad(
+  lmsUrl: string,
+  settings: RunSettings,
+  queues: readonly string[],
+): Promise<StudentLoad> {
+  const load = new StudentLoad({
+    lmsUrl,
+    queues,
+    students: settings.students,
+    studentPassword: settings.studentPassword,
+    answerFor,
+  });
+  await load.logIn();
+  return load;
 }
