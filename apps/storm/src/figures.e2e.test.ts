@@ -15,19 +15,18 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ScenarioFigures } from './figures.ts';
 import { figuresOf, readCounters, since } from './index.ts';
+import { oneByOne } from './scenario/start-stack.ts';
 import { loadScenario, type Scenario } from './scenarios.ts';
 import {
   lmsEnv,
-  oneByOne,
   queueNames,
   type RunSettings,
   restartBackoff,
   seedArgs,
   studentAddress,
-  studentLoad,
   watcherEnv,
 } from './settings.ts';
-import type { Outcome, StudentLoad } from './student-load.ts';
+import { type Outcome, type StudentLoad, studentLoad } from './student-load.ts';
 
 // A short run: 2 replicas x 1 queue x 2 connections, 12 submissions over 3 s, at 20x.
 const SETTINGS: RunSettings = {
