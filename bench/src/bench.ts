@@ -1,10 +1,15 @@
-import { realpathSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { renderSvg } from '@storm-lab/charts';
-import { type CliIo, parseFlags, processIo, runCli, UsageError } from '@storm-lab/cli-kit';
+import {
+  type CliIo,
+  parseFlags,
+  processIo,
+  runAsProgram,
+  runCli,
+  UsageError,
+} from '@storm-lab/cli-kit';
 import { curveChart } from './curve-chart.ts';
 import { type Results, renderMarkdown } from './markdown.ts';
 import { fleetScale, loginCost, throughput } from './sections.ts';
@@ -203,16 +208,4 @@ export function main(argv: readonly string[], io: CliIo = processIo): Promise<nu
   return runCli(() => bench(argv, io), { help: 'pnpm bench --help', io });
 }
 
-// Run as a program (`tsx src/bench.ts`), not when imported.
-const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
-  main(process.argv.slice(2)).then(
-    (status) => {
-      process.exitCode = status;
-    },
-    (error: unknown) => {
-      process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+await runAsProgram(import.meta.url, (argv) => main(argv), { name: 'bench' });

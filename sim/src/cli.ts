@@ -5,6 +5,7 @@ import {
   type CliIo as CliKitIo,
   numberFlag,
   parseFlags,
+  runAsProgram,
   runCli as runCliKit,
   UsageError,
 } from '@storm-lab/cli-kit';
@@ -343,11 +344,13 @@ async function runFaults(values: Values, io: CliIo): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const cwd = process.env.INIT_CWD ?? process.cwd();
-  process.exitCode = await runCli(process.argv.slice(2), {
-    out: process.stdout,
-    err: process.stderr,
-    cwd,
-  });
-}
+await runAsProgram(
+  import.meta.url,
+  (argv) =>
+    runCli(argv, {
+      out: process.stdout,
+      err: process.stderr,
+      cwd: process.env.INIT_CWD ?? process.cwd(),
+    }),
+  { name: 'sim' },
+);

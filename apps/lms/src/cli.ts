@@ -1,9 +1,8 @@
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import {
   commandList,
   dispatch,
   parseFlags,
+  runAsProgram,
   runCli as runCommandLine,
   type Subcommand,
 } from '@storm-lab/cli-kit';
@@ -76,9 +75,4 @@ export async function runCli(argv: string[], io: LmsCliIo = processIo()): Promis
   }
 }
 
-// Run as a program (`node --import tsx src/cli.ts`, `tsx src/cli.ts`), not when imported.
-const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
-  const code = await runCli(process.argv.slice(2));
-  if (code !== 0) process.exitCode = code;
-}
+await runAsProgram(import.meta.url, runCli, { name: 'pnpm lms' });

@@ -1,6 +1,4 @@
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
-import { type CliIo, processIo, runCli } from '@storm-lab/cli-kit';
+import { type CliIo, processIo, runAsProgram, runCli } from '@storm-lab/cli-kit';
 import { HELP, isLoopback, parseCli } from './args.ts';
 import { readPassword } from './password.ts';
 import { type ProbeFigures, ProbeLoginRefusedError, type ProbeReport, runProbe } from './probe.ts';
@@ -122,16 +120,5 @@ export function main(
   return runCli(() => probe(argv, io), { help: 'pnpm probe --help', io });
 }
 
-// Run as a program (`tsx src/cli.ts`), not when imported.
-const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`pnpm probe: ${(error as Error).stack ?? String(error)}\n`);
-      process.exitCode = 2;
-    },
-  );
-}
+// A crash exits 2, not 1: 1 is the STORM verdict.
+await runAsProgram(import.meta.url, (argv) => main(argv), { name: 'pnpm probe', crashStatus: 2 });

@@ -1,10 +1,9 @@
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import {
   type CliIo,
   commandList,
   dispatch,
   processIo,
+  runAsProgram,
   runCli,
   type Subcommand,
   UsageError,
@@ -128,15 +127,4 @@ function helpOf(argv: readonly string[]): string {
     : '"pnpm storm --help"';
 }
 
-// Run as a program (`pnpm storm`, `tsx src/cli.ts`), not when imported.
-const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      process.stderr.write(`storm: ${(error as Error).message}\n`);
-      if (error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-      process.exit(1);
-    },
-  );
-}
+await runAsProgram(import.meta.url, (argv) => main(argv), { name: 'storm', forceExit: true });

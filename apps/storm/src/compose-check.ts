@@ -1,15 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   type CliIo,
   choiceFlag,
   numberFlag,
   parseFlags,
   processIo,
+  runAsProgram,
   runCli,
   type Subcommand,
   UsageError,
@@ -293,12 +294,12 @@ async function check(
   }
 }
 
-// Run as a program (`pnpm compose:check`), not when imported.
-const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
-  const code = await runCli((io) => composeCheck.run(process.argv.slice(2), io), {
-    help: '"pnpm compose:check --help"',
-    io: processIo,
-  });
-  process.exit(code);
-}
+await runAsProgram(
+  import.meta.url,
+  (argv) =>
+    runCli((io) => composeCheck.run(argv, io), {
+      help: '"pnpm compose:check --help"',
+      io: processIo,
+    }),
+  { name: 'compose:check', forceExit: true },
+);

@@ -1,14 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   type CliIo,
   dispatch,
   numberFlag,
   parseFlags,
   processIo,
+  runAsProgram,
   runCli,
   type Subcommand,
   UsageError,
@@ -231,16 +231,4 @@ export async function main(
   }
 }
 
-// Run as a program (`tsx src/cli.ts`), not when imported.
-const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
-  main(process.argv.slice(2)).then(
-    (status) => process.exit(status),
-    (error: unknown) => {
-      process.stderr.write(
-        `watcher: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exit(1);
-    },
-  );
-}
+await runAsProgram(import.meta.url, (argv) => main(argv), { name: 'watcher', forceExit: true });

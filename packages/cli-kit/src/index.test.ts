@@ -1,12 +1,15 @@
 import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   type CliIo,
   choiceFlag,
   commandList,
   dispatch,
+  isProgram,
   numberFlag,
   parseFlags,
+  runAsProgram,
   runCli,
   UsageError,
 } from './index.ts';
@@ -118,5 +121,30 @@ describe('runCli', () => {
         { help: 'x', io },
       ),
     ).rejects.toThrow(TypeError);
+  });
+});
+
+describe('isProgram and runAsProgram', () => {
+  it('knows the module node was started with, and nothing else', () => {
+    expect(isProgram(import.meta.url, fileURLToPath(import.meta.url))).toBe(true);
+    expect(isProgram(import.meta.url, fileURLToPath(new URL('./index.ts', import.meta.url)))).toBe(
+      false,
+    );
+    expect(isProgram(import.meta.url, '/no/such/file.ts')).toBe(false);
+    expect(isProgram(import.meta.url, undefined)).toBe(false);
+  });
+
+  it('runs nothing when the module is imported', async () => {
+    let ran = false;
+    await runAsProgram(
+      import.meta.url,
+      () => {
+        ran = true;
+        return 0;
+      },
+      { name: 'test' },
+    );
+    expect(ran).toBe(false);
+    expect(process.exitCode).toBeUndefined();
   });
 });

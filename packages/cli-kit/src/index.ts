@@ -2,8 +2,11 @@
  * The project's command lines share this: one `UsageError`, flags parsed by node:util
  * `parseArgs` with its errors turned into usage errors, checked numbers, subcommands, and
  * `runCli`, which prints a usage error with a pointer to `--help` and returns exit status 2.
- * Nothing here calls `process.exit`: a CLI's `main` returns its status, so tests call it.
+ * A CLI's `main` returns its status, so tests call it in process; only `runAsProgram`, the
+ * bin entry, ends the process.
  */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 /** A command line that cannot run; the message names the flag and what it takes. */
@@ -154,4 +157,52 @@ export async function runCli(
     io.err.write(`${error.message} (see ${help})\n`);
     return 2;
   }
+}
+
+/** True when `moduleUrl` (a module's `import.meta.url`) is the script node was started with. */
+export function isProgram(moduleUrl: string, entry = process.argv[1]): boolean {
+  if (!entry) return false;
+  try {
+    return moduleUrl === pathToFileURL(realpathSync(entry)).href;
+  } catch {
+    return false;
+  }
+}
+
+export interface ProgramOptions {
+  /** Prefixes a crash's stack on stderr: `storm`, `pnpm probe`. */
+  name: string;
+  /** The status of a crash (an error other than a usage error); 1 unless 1 means something. */
+  crashStatus?: number;
+  /**
+   * End the process with the status even while handles are still open (a child's pipe, a
+   * Redis socket). Otherwise the status is set and node ends when its work is done.
+   */
+  forceExit?: boolean;
+}
+
+/**
+ * The bin entry of a CLI: when the module at `moduleUrl` is the program, runs `main` on the
+ * command line's arguments and ends with its status; a crash prints its stack and exits with
+ * `crashStatus` at once (what was running is in an unknown state). Does nothing when the
+ * module is imported (by a test, or another CLI).
+ *
+ * @example
+ * await runAsProgram(import.meta.url, main, { name: 'storm', forceExit: true });
+ */
+export async function runAsProgram(
+  moduleUrl: string,
+  main: (argv: string[]) => Promise<number> | number,
+  { name, crashStatus = 1, forceExit = false }: ProgramOptions,
+): Promise<void> {
+  if (!isProgram(moduleUrl)) return;
+  let status: number;
+  try {
+    status = await main(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`${name}: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exit(crashStatus);
+  }
+  if (forceExit) process.exit(status);
+  process.exitCode = status;
 }
