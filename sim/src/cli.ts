@@ -18,6 +18,7 @@ import {
   renderTable,
   ScenarioError,
   type ScenarioFigures,
+  scenarioNamesOf,
   writeReport,
 } from '@storm-lab/storm';
 import { faultRun } from './faults.ts';
@@ -216,21 +217,7 @@ async function plan(values: Values): Promise<PlannedRun[]> {
   }
   const base = values.lab ? await labSettings() : PRODUCTION_SETTINGS;
   const settings = settingsOf(values, base);
-  return comparisonOf(scenarioNames(values, DEFAULT_COMPARISON), settings);
-}
-
-/** The scenarios `--scenario` or `--compare` name, or `fallback`. */
-function scenarioNames(values: Values, fallback: readonly string[]): string[] {
-  const names = values.scenario
-    ? [values.scenario]
-    : values.compare
-      ? values.compare
-          .split(',')
-          .map((name) => name.trim())
-          .filter(Boolean)
-      : [...fallback];
-  if (names.length === 0) throw new UsageError('--compare needs at least one scenario name');
-  return names;
+  return comparisonOf(scenarioNamesOf(values, DEFAULT_COMPARISON), settings);
 }
 
 export interface CliIo extends CliKitIo {
@@ -327,7 +314,7 @@ async function runMap(values: Values, io: CliIo): Promise<number> {
 async function runFaults(values: Values, io: CliIo): Promise<number> {
   const seeds = numberFlag('faults', values.faults, 200, { min: 1, max: 100_000, integer: true });
   const first = numberFlag('seed', values.seed, 1, SEED_RULE);
-  const names = scenarioNames(values, ['storm', 'exempt-username']);
+  const names = scenarioNamesOf(values, ['storm', 'exempt-username']);
   let failed = 0;
   for (let seed = first; seed < first + seeds; seed++) {
     for (const name of names) {

@@ -6,7 +6,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type CliIo,
-  choiceFlag,
   numberFlag,
   parseFlags,
   processIo,
@@ -17,6 +16,7 @@ import {
 } from '@storm-lab/cli-kit';
 import { freePort } from '@storm-lab/harness';
 import { CleanupStack, exitOnSignal } from './cleanup.ts';
+import { sessionsOf } from './cli/run-flags.ts';
 import { ensureBaseImages } from './compose/base-images.ts';
 import { installed, run } from './compose/command.ts';
 import { CheckError, engineRunning, ensureTools, useEngine } from './compose/engine.ts';
@@ -92,20 +92,8 @@ function parse(argv: readonly string[]) {
   const scaleTo = count('scale-to', values['scale-to'], replicas + 2, 50);
   if (scaleTo <= replicas)
     throw new UsageError(`--scale-to (${scaleTo}) must be more than --replicas (${replicas})`);
-  const sessionStore = choiceFlag(
-    'session-store',
-    values['session-store'],
-    ['sqlite', 'redis'],
-    'sqlite',
-  );
-  const lmsWorkers = count('lms-workers', values['lms-workers'], 1, 16);
-  if (lmsWorkers > 1 && sessionStore !== 'redis')
-    throw new UsageError(
-      '--lms-workers above 1 shares sessions through Redis: add --session-store redis',
-    );
   return {
-    sessionStore,
-    lmsWorkers,
+    ...sessionsOf(values),
     help: values.help,
     replicas,
     scaleTo,

@@ -1,5 +1,7 @@
 // The storm runner's public entry point, for composition roots beside apps/ (the simulator):
 // the scenarios, the settings a default run uses, the student load and the one report writer.
+
+export { scenarioNamesOf } from './cli/run-flags.ts';
 export type { CompressedTimes } from './compression.ts';
 export { burstShare, compress, compressionNote, PRODUCTION } from './compression.ts';
 export type { ScenarioFigures, Verdict } from './figures.ts';

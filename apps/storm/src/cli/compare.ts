@@ -28,6 +28,7 @@ import {
   runSettingsOf,
   SESSION_FLAGS,
   SESSION_HELP,
+  scenarioNamesOf,
   sessionsOf,
 } from './run-flags.ts';
 
@@ -93,17 +94,7 @@ export interface CompareOptions {
 /** Parses compare's flags; a mistake is a `UsageError`. */
 export function parseCompare(argv: readonly string[]): CompareOptions {
   const { values } = parseFlags(argv, COMPARE_FLAGS);
-  if (values.scenario && values.compare) {
-    throw new UsageError('give --scenario or --compare, not both');
-  }
-  const names = values.scenario
-    ? [values.scenario]
-    : values.compare
-      ? values.compare
-          .split(',')
-          .map((name) => name.trim())
-          .filter(Boolean)
-      : [...DEFAULT_COMPARISON];
+  const names = scenarioNamesOf(values, DEFAULT_COMPARISON);
   if (names.includes('chaos')) {
     throw new UsageError('chaos is a command of its own: pnpm storm chaos');
   }

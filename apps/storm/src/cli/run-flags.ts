@@ -158,6 +158,29 @@ export function sessionsOf(values: {
   return { sessionStore, lmsWorkers };
 }
 
+/**
+ * The scenarios `--scenario NAME` or `--compare A,B,...` name, or `fallback` when neither is
+ * given (the storm runner's and the simulator's rule).
+ */
+export function scenarioNamesOf(
+  values: { scenario?: string | undefined; compare?: string | undefined },
+  fallback: readonly string[],
+): string[] {
+  if (values.scenario && values.compare) {
+    throw new UsageError('give --scenario or --compare, not both');
+  }
+  const names = values.scenario
+    ? [values.scenario]
+    : values.compare
+      ? values.compare
+          .split(',')
+          .map((name) => name.trim())
+          .filter(Boolean)
+      : [...fallback];
+  if (names.length === 0) throw new UsageError('--compare needs at least one scenario name');
+  return names;
+}
+
 /** `--out` resolved against the directory `pnpm storm` was typed in. */
 export function outDirOf(out: string | undefined): string {
   const base = process.env.INIT_CWD ?? process.cwd();
