@@ -2,15 +2,16 @@ import { setMaxListeners } from 'node:events';
 import { CrashLoopBackoff, type SuperviseOptions } from '@storm-lab/harness';
 import type { XQueueClient } from '@storm-lab/lms-client';
 import {
+  addGradeJob,
   type ConnectionEnd,
   chainGraders,
   createGradeProcessor,
   createGrader,
   createMetrics,
   createWatcherClient,
-  GRADE_JOB_OPTIONS,
   type GradeJobData,
   type Grader,
+  gradeQueueName,
   type HandlerSpec,
   managerWait,
   runConnection,
@@ -62,10 +63,13 @@ export interface FleetCounts {
   gradings: Map<number, number>;
 }
 
-/** A BullMQ job as the processor reads it: its id, data and attempts so far. */
 const FIRST_LOGINS_WAIT_MS = 10_000;
 
+/** A BullMQ job as the processor reads it: its id, data and attempts so far. */
 type SimJob = Parameters<ReturnType<typeof createGradeProcessor>>[0];
+/** The BullMQ queue `addGradeJob` takes; the simulator's answers what that function calls. */
+type Queue = Parameters<typeof addGradeJob>[0];
+type JobsOptions = NonNullable<Parameters<Queue['add']>[2]>;
 
 async function counted(counter: { get(): Promise<{ values: { value: number }[] }> }) {
   return (await counter.get()).values.reduce((total, sample) => total + sample.value, 0);
@@ -89,7 +93,7 @@ export class SimFleet {
   private readonly startedAt = Date.now();
 
   constructor(private readonly options: FleetOptions) {
-    this.jobs = new SimJobs(this, options);
+    this.jobs = new SimJobs(options, (submissionId) => this.recordGrading(submissionId));
     for (let index = 0; index < options.replicas; index++) {
       this.backoffs.push(new CrashLoopBackoff(options.supervise));
     }
@@ -195,7 +199,8 @@ class Replica {
   private exitWith!: (reason: string | null) => void;
   private readonly started = Date.now();
   private readonly grader: (handlers: HandlerSpec[]) => Grader;
-  private nextClient = 0;
+  /** As the replica's round robin: the next client per queue, so results reuse logins. */
+  private readonly nextClient = new Map<string, number>();
   private gradeProcessor: ReturnType<typeof createGradeProcessor> | undefined;
 
   constructor(
@@ -252,7 +257,10 @@ class Replica {
       graderFor: this.grader,
       clientFor: (_serverUrl, queue) => {
         const list = this.clients.get(queue) ?? [];
-        return list.length > 0 ? list[this.nextClient++ % list.length] : undefined;
+        if (list.length === 0) return undefined;
+        const next = this.nextClient.get(queue) ?? 0;
+        this.nextClient.set(queue, next + 1);
+        return list[next % list.length];
       },
       metrics: this.metrics,
       logger: this.logger,
@@ -271,6 +279,12 @@ class Replica {
     const fetch = options.lms.fetchFor({ address, alive: () => this.alive });
     const ends: ConnectionEnd[] = [];
     const processor = this.processor;
+    if (options.mode === 'hardened') {
+      this.fleet.jobs.startWorkers(
+        this,
+        options.config.queues.map((queue) => queue.sentName),
+      );
+    }
     let ordinal = 0;
     for (const queue of options.config.queues) {
       for (let c = 0; c < queue.connections; c++) {
@@ -314,7 +328,8 @@ class Replica {
             ? runHardenedPuller({
                 ...shared,
                 random: options.random,
-                enqueue: async (jobId, data) => this.fleet.jobs.add(jobId, data),
+                enqueue: (jobId, data) =>
+                  addGradeJob(this.fleet.jobs.queueFor(queue.sentName), jobId, data),
               }).then((): ConnectionEnd => ({ kind: 'stopped' }))
             : runConnection({
                 ...shared,
@@ -346,94 +361,186 @@ class Replica {
 
 interface JobState {
   data: GradeJobData;
+  /** The options `addGradeJob` added it with (attempts, backoff). */
+  options: JobsOptions;
   attemptsMade: number;
-  state: 'waiting' | 'active' | 'completed' | 'failed';
-  holder: Replica | null;
+  state: 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
+  holder: Worker | null;
+}
+
+/** One replica's BullMQ Worker on one grading queue: up to `concurrency` jobs at once. */
+interface Worker {
+  replica: Replica;
+  active: number;
+}
+
+/** One BullMQ queue (`grade-<queue>`), shared by every replica. */
+interface GradeQueue {
+  jobs: Map<string, JobState>;
+  waiting: string[];
+  /**
+   * Workers blocked waiting for a job, in the order they blocked: Redis hands a new job's marker
+   * to the client that has waited longest, and a worker that took jobs blocks again at the end.
+   */
+  blocked: Worker[];
 }
 
 /**
- * The hardened mode's grading queue, as BullMQ runs it for every replica: a job id is added
- * once; each live replica takes up to `concurrency` jobs of a queue at a time; a failed attempt
- * is retried with GRADE_JOB_OPTIONS' exponential backoff; a job whose replica died goes back to
- * waiting once its lock lapses.
+ * The hardened mode's grading queues, as BullMQ runs them for every replica, behind the watcher's
+ * own `addGradeJob` (one job per pull key; a failed one retried when its pull is served again).
+ * Each live replica has a worker per queue taking up to `concurrency` jobs: the worker that has
+ * waited longest takes a new job, and greedily more while any wait; a finishing job's worker
+ * takes the next waiting one. A failed attempt is retried with the job's exponential backoff
+ * (GRADE_JOB_OPTIONS, as added); a job whose replica died goes back to waiting once its lock
+ * lapses.
  */
 class SimJobs {
-  private readonly jobs = new Map<string, JobState>();
-  private readonly waiting: string[] = [];
-  private readonly active = new Map<Replica, number>();
+  private readonly queues = new Map<string, GradeQueue>();
+  private readonly facades = new Map<string, Queue>();
 
   constructor(
-    private readonly fleet: SimFleet,
     private readonly options: FleetOptions,
+    private readonly recordGrading: (submissionId: number) => void,
   ) {}
 
-  add(jobId: string, data: GradeJobData): { fresh: boolean } {
-    if (this.jobs.has(jobId)) return { fresh: false };
-    this.jobs.set(jobId, { data, attemptsMade: 0, state: 'waiting', holder: null });
-    this.waiting.push(jobId);
-    this.pump();
-    return { fresh: true };
+  private queue(name: string): GradeQueue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = { jobs: new Map(), waiting: [], blocked: [] };
+      this.queues.set(name, queue);
+    }
+    return queue;
   }
 
-  private pump() {
-    for (;;) {
-      const replica = this.fleet.live.find(
-        (candidate) => (this.active.get(candidate) ?? 0) < this.options.concurrency,
-      );
-      const jobId = this.waiting[0];
-      if (!replica || jobId === undefined) return;
-      this.waiting.shift();
-      this.start(replica, jobId);
+  /** A replica's workers start (before its connections, as `startReplica` readies BullMQ). */
+  startWorkers(replica: Replica, queueNames: readonly string[]): void {
+    for (const name of new Set(queueNames.map(gradeQueueName))) {
+      this.queue(name).blocked.push({ replica, active: 0 });
+      this.pump(name);
     }
   }
 
-  private start(replica: Replica, jobId: string) {
-    const job = this.jobs.get(jobId) as JobState;
+  /**
+   * The BullMQ queue `addGradeJob` reads and adds to: `getJob` (with `isFailed` and `retry`) and
+   * `add` with a job id, which BullMQ ignores when the id exists.
+   */
+  queueFor(xqueueName: string): Queue {
+    const name = gradeQueueName(xqueueName);
+    let facade = this.facades.get(name);
+    if (!facade) {
+      const queue = this.queue(name);
+      const handle = (jobId: string) => ({
+        id: jobId,
+        isFailed: async () => queue.jobs.get(jobId)?.state === 'failed',
+        retry: async () => {
+          const job = queue.jobs.get(jobId);
+          if (job?.state !== 'failed') return;
+          job.state = 'waiting';
+          queue.waiting.push(jobId);
+          this.pump(name);
+        },
+      });
+      const simulated = {
+        getJob: async (jobId: string) => (queue.jobs.has(jobId) ? handle(jobId) : undefined),
+        add: async (_jobName: string, data: GradeJobData, options: JobsOptions = {}) => {
+          const jobId = options.jobId as string;
+          if (!queue.jobs.has(jobId)) {
+            queue.jobs.set(jobId, {
+              data,
+              options,
+              attemptsMade: 0,
+              state: 'waiting',
+              holder: null,
+            });
+            queue.waiting.push(jobId);
+            this.pump(name);
+          }
+          return handle(jobId);
+        },
+      };
+      facade = simulated as unknown as Queue;
+      this.facades.set(name, facade);
+    }
+    return facade;
+  }
+
+  /** Hands waiting jobs to the longest-blocked live workers, each taking what it can. */
+  private pump(name: string) {
+    const queue = this.queue(name);
+    while (queue.waiting.length > 0) {
+      const worker = queue.blocked.shift();
+      if (!worker) return;
+      if (!worker.replica.alive) continue;
+      this.fill(name, worker);
+      if (worker.active < this.options.concurrency) queue.blocked.push(worker);
+    }
+  }
+
+  /** A worker that is fetching takes waiting jobs until it is full or none is left. */
+  private fill(name: string, worker: Worker) {
+    const queue = this.queue(name);
+    while (worker.active < this.options.concurrency) {
+      const jobId = queue.waiting.shift();
+      if (jobId === undefined) return;
+      this.start(name, worker, jobId);
+    }
+  }
+
+  private start(name: string, worker: Worker, jobId: string) {
+    const queue = this.queue(name);
+    const job = queue.jobs.get(jobId) as JobState;
+    const { replica } = worker;
     job.state = 'active';
-    job.holder = replica;
-    this.active.set(replica, (this.active.get(replica) ?? 0) + 1);
-    const processor = replica.processor;
+    job.holder = worker;
+    worker.active += 1;
     const attempt = { id: jobId, data: job.data, attemptsMade: job.attemptsMade } as SimJob;
-    const release = () => this.active.set(replica, (this.active.get(replica) ?? 1) - 1);
+    // Done with this job: the worker fetches the next one, or blocks again at the end.
+    const release = () => {
+      worker.active -= 1;
+      if (!replica.alive) return;
+      this.fill(name, worker);
+      if (worker.active < this.options.concurrency && !queue.blocked.includes(worker)) {
+        queue.blocked.push(worker);
+      }
+    };
     const lapse = setTimeout(() => {
       // The holder died: BullMQ's stalled check hands the job to another worker.
-      if (replica.alive || job.state !== 'active' || job.holder !== replica) return;
-      release();
+      if (replica.alive || job.state !== 'active' || job.holder !== worker) return;
+      worker.active -= 1;
       job.state = 'waiting';
       job.holder = null;
-      this.waiting.push(jobId);
-      this.pump();
+      queue.waiting.push(jobId);
+      this.pump(name);
     }, this.options.jobLockMs);
-    processor(attempt).then(
+    replica.processor(attempt).then(
       () => {
         if (!replica.alive) return; // killed before BullMQ heard of it: the lock lapses
         clearTimeout(lapse);
-        this.fleet.recordGrading(job.data.submissionId);
+        this.recordGrading(job.data.submissionId);
         job.state = 'completed';
         release();
-        this.pump();
       },
       (error: Error) => {
         if (!replica.alive) return;
         clearTimeout(lapse);
-        release();
         job.attemptsMade += 1;
-        const attempts = GRADE_JOB_OPTIONS.attempts ?? 1;
+        const attempts = job.options.attempts ?? 1;
         if (error.name === 'UnrecoverableError' || job.attemptsMade >= attempts) {
           job.state = 'failed';
         } else {
-          job.state = 'waiting';
-          const backoff = GRADE_JOB_OPTIONS.backoff;
+          job.state = 'delayed';
+          const backoff = job.options.backoff;
           const base = typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
           setTimeout(
             () => {
-              this.waiting.push(jobId);
-              this.pump();
+              job.state = 'waiting';
+              queue.waiting.push(jobId);
+              this.pump(name);
             },
             base * 2 ** (job.attemptsMade - 1),
           );
         }
-        this.pump();
+        release();
       },
     );
   }

@@ -120,6 +120,16 @@ interface Incarnation {
   serve: (request: WireRequest) => Promise<WireAnswer>;
 }
 
+/** The request's own work (`own`), then the app's answer. A function, not a closure per request. */
+async function respond(
+  app: Incarnation,
+  request: WireRequest,
+  own: () => Promise<void>,
+): Promise<WireAnswer> {
+  await own();
+  return app.serve(request);
+}
+
 function connectionRefused(): Error {
   return Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
 }
@@ -262,14 +272,11 @@ export class SimLms {
     await sleep(costs.latencyMs);
     if (this.down) throw connectionRefused();
     const app = this.app;
-    const serve = async (own: () => Promise<void>) => {
-      await own();
-      return app.serve({ url, init, remoteAddress: host.address });
-    };
+    const request = { url, init, remoteAddress: host.address };
     const answer =
       costs.model === 'event-loop'
-        ? await serve(() => this.loop.hold(() => sleep(costs.requestMs)))
-        : await this.pool.hold(() => serve(() => sleep(costs.requestMs)));
+        ? await respond(app, request, () => this.loop.hold(() => sleep(costs.requestMs)))
+        : await this.pool.hold(() => respond(app, request, () => sleep(costs.requestMs)));
     if (this.options.audit) this.audit(url, init, answer);
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();

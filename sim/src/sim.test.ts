@@ -88,6 +88,18 @@ describe('the simulated world', () => {
     expect(cure.verdict).toBe('HEALTHY');
   });
 
+  // The watcher's addGradeJob: a hardened job that failed for good (its result refused twice,
+  // `stale-key`, as evictions do in a storm) runs again when the LMS serves the same pull again
+  // after XQUEUE_LOCK_SECONDS, so nothing stays ungraded.
+  it('grades a hardened job that failed for good once its pull is served again', async () => {
+    const lockSeconds = 20;
+    const hardened = await simulate('storm-hardened-watcher', { ...SHORT, lockSeconds, seed: 3 });
+    expect(hardened.verdict).toBe('STORM');
+    // Some were graded only after a lock lapsed: their first job had failed.
+    expect(hardened.latencyP95Ms).toBeGreaterThan(lockSeconds * 1000);
+    expect(hardened.graded).toBe(hardened.submitted);
+  });
+
   // xqueue-watcher's XQueueClient.run: a timeout during the first login ends the thread, and
   // Manager.wait then exits the process for its supervisor to restart.
   it('kills connections whose first login waits past REQUESTS_TIMEOUT, and restarts their replicas', async () => {

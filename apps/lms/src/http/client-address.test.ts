@@ -83,6 +83,16 @@ describe('compileProxyTrust', () => {
     expect(compileProxyTrust([])('127.0.0.1', 0)).toBe(false);
   });
 
+  it('answers the same for an address asked again, and past its memo of 1024 addresses', () => {
+    const trust = compileProxyTrust(['10.0.0.0/8']);
+    for (let round = 0; round < 2; round++) {
+      for (let index = 0; index < 1500; index++) {
+        const address = `${index % 2 === 0 ? 10 : 11}.0.${index >> 8}.${index & 255}`;
+        expect(trust(address, round), address).toBe(index % 2 === 0);
+      }
+    }
+  });
+
   it('refuses an entry that is not an address or range', () => {
     expect(() => compileProxyTrust(['10.0.0.0/33'])).toThrow(/10\.0\.0\.0\/33/);
     expect(() => compileProxyTrust(['proxy.local'])).toThrow(/proxy\.local/);

@@ -16,6 +16,9 @@ export type ProxyTrust = (address: string, hop: number) => boolean;
 /** No proxy: forwarded headers are the client's word and count for nothing. */
 export const TRUST_NO_PROXY: ProxyTrust = () => false;
 
+// Peers whose trust compileProxyTrust remembers.
+const TRUST_MEMO_LIMIT = 1024;
+
 /**
  * Compiles TRUST_PROXY's list with proxy-addr (what Express's `trust proxy` uses): addresses,
  * CIDR ranges (`10.0.0.0/8`, `fd00::/8`, `10.0.0.0/255.0.0.0`) and the names `loopback`,
@@ -27,7 +30,22 @@ export const TRUST_NO_PROXY: ProxyTrust = () => false;
  * trust('10.1.2.3', 0); // true
  */
 export function compileProxyTrust(proxies: readonly string[]): ProxyTrust {
-  return proxies.length === 0 ? TRUST_NO_PROXY : proxyaddr.compile([...proxies]);
+  if (proxies.length === 0) return TRUST_NO_PROXY;
+  const compiled = proxyaddr.compile([...proxies]);
+  // Every request asks about its peer three or four times (the CSRF cookie's Secure flag, the
+  // request's origin, the client's address), and proxy-addr parses the address each time. Its
+  // answer depends on the address alone (a compiled list ignores the hop), and peers are few: a
+  // small memo keeps them, emptied when full so no client can make it grow.
+  const known = new Map<string, boolean>();
+  return (address, hop) => {
+    let trusted = known.get(address);
+    if (trusted === undefined) {
+      trusted = compiled(address, hop);
+      if (known.size >= TRUST_MEMO_LIMIT) known.clear();
+      known.set(address, trusted);
+    }
+    return trusted;
+  };
 }
 
 function socketAddress(c: Context): string | undefined {
