@@ -1,7 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { headingAnchors, historyInProse, linksOf } from './markdown.ts';
+import { codePathsOf, headingAnchors, historyInProse, linksOf } from './markdown.ts';
 import { repositoryRoot } from './repository.ts';
 
 const root = repositoryRoot();
@@ -27,6 +28,41 @@ const READMES = [
 
 const DOCUMENTS = [...READMES, ...markdownIn('docs'), ...markdownIn('bench/results')];
 
+/** The workspace's packages: every folder of apps/ and packages/, and the ones at the root. */
+const PACKAGES = [
+  ...['apps', 'packages'].flatMap((group) =>
+    readdirSync(join(root, group)).map((name) => join(group, name)),
+  ),
+  'bench',
+  'sim',
+  'scripts',
+].filter((dir) => existsSync(join(root, dir, 'package.json')));
+
+/**
+ * Where a path named in a document may start: the root, the document's folder, and its
+ * package and that package's `src/`; a document outside every package (the root README,
+ * `docs/*.md`) may also name a path inside any package, such as `auth/login.ts` of the LMS.
+ */
+function basesOf(document: string): string[] {
+  const owner = PACKAGES.find((dir) => document.startsWith(`${dir}/`));
+  const packages = owner === undefined ? PACKAGES : [owner];
+  return ['', dirname(document), ...packages.flatMap((dir) => [dir, join(dir, 'src')])];
+}
+
+/** The paths of `candidates` that git ignores (built or run output, such as `storm-report/`). */
+function ignoredOf(candidates: string[]): Set<string> {
+  try {
+    const out = execFileSync('git', ['check-ignore', '--no-index', '--stdin'], {
+      cwd: root,
+      input: candidates.join('\n'),
+      encoding: 'utf8',
+    });
+    return new Set(out.split('\n').filter(Boolean));
+  } catch {
+    return new Set(); // exit status 1: none ignored
+  }
+}
+
 describe('the documentation', () => {
   it.each(DOCUMENTS)('%s: every relative link reaches a file, and its anchor a heading', (path) => {
     const text = readFileSync(join(root, path), 'utf8');
@@ -44,6 +80,19 @@ describe('the documentation', () => {
       }
     }
     expect(broken).toEqual([]);
+  });
+
+  it.each(DOCUMENTS)('%s: every file path named in inline code exists', (path) => {
+    const missing = codePathsOf(readFileSync(join(root, path), 'utf8')).filter(
+      ({ path: named }) => !basesOf(path).some((base) => existsSync(join(root, base, named))),
+    );
+    const ignored = ignoredOf(
+      missing.flatMap(({ path: named }) => basesOf(path).map((base) => join(base, named))),
+    );
+    const wrong = missing
+      .filter(({ path: named }) => !basesOf(path).some((base) => ignored.has(join(base, named))))
+      .map(({ path: named, line }) => `line ${line}: ${named}`);
+    expect(wrong).toEqual([]);
   });
 
   it.each(READMES)('%s: no dated runs, commit hashes or issue numbers in the prose', (path) => {

@@ -76,3 +76,34 @@ export function historyInProse(markdown: string): string[] {
   });
   return found;
 }
+
+/** A file path a markdown file names in inline code, and the line it is on. */
+export interface CodePath {
+  path: string;
+  line: number;
+}
+
+/**
+ * A relative path to a source or document file, at least one folder deep: no spaces, globs,
+ * placeholders or absolute paths (those name runtime files, not the tree's).
+ */
+const CODE_PATH =
+  /^(?!\.{0,2}\/)[\w@.-]+(?:\/[\w@.-]+)+\.(?:ts|tsx|js|mjs|md|json|sql|lua|yml|yaml|css|png|svg)$/;
+
+/**
+ * Every inline-code span of the prose that names a file of the tree, such as
+ * `apps/lms/src/sessions/store.ts` or `routes/xqueue.test.ts`.
+ *
+ * @example
+ * codePathsOf('See `src/app.ts` and `pnpm test`.'); // [{ path: 'src/app.ts', line: 1 }]
+ */
+export function codePathsOf(markdown: string): CodePath[] {
+  const paths: CodePath[] = [];
+  proseLines(markdown).forEach((line, index) => {
+    for (const match of line.matchAll(/`([^`]+)`/g)) {
+      const span = match[1]?.trim() ?? '';
+      if (CODE_PATH.test(span)) paths.push({ path: span, line: index + 1 });
+    }
+  });
+  return paths;
+}
