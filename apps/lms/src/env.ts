@@ -283,7 +283,7 @@ const VARIABLES = {
       .enum(['atomic', 'upstream'])
       .default('atomic')
       .describe(
-        "`atomic`: a login's read-decide-evict-record is one transaction. `upstream`: edx-platform's `set_login_session` step by step with no lock (read the profile's `session_id`, delete that session, write the new id), so its race can be watched (`pnpm storm --race`); takes only the flag and the exemptions (the other `SINGLE_LOGIN_*` variables are refused at start).",
+        "`atomic`: a login's read-decide-evict-record is one transaction. `upstream`: edx-platform's `set_login_session` step by step with no lock (read the profile's `session_id`, delete that session, write the new id), so its race can be watched (`pnpm storm race`); takes only the flag and the exemptions (the other `SINGLE_LOGIN_*` variables are refused at start).",
       ),
     accepts:
       "atomic (one transaction) or upstream (edx-platform's set_login_session: read the " +

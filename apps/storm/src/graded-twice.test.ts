@@ -53,6 +53,10 @@ describe('countGradings', () => {
     const gradings = [grading(1, 100, 10), grading(1, 100, 20)];
     expect(countGradings(gradings, []).gradedTwice).toEqual([1]);
     expect(countGradings(gradings, [kill(100, 15)]).gradedTwice).toEqual([1]);
+    // Unfinished, then again in the same process: a kill between cannot excuse it (a killed
+    // process grades nothing more; the pid graded on, so the kill was not of that grader).
+    const unfinished = [grading(1, 100, 10, null), grading(1, 100, 20)];
+    expect(countGradings(unfinished, [kill(100, 15)]).gradedTwice).toEqual([1]);
   });
 
   it('counts a repeat while the first grader was alive, even one that was later killed', () => {

@@ -125,7 +125,7 @@ async function raceMode(
 }
 
 /**
- * `pnpm storm --race`: the same race under both enforcements, one after the other. Under
+ * `pnpm storm race`: the same race under both enforcements, one after the other. Under
  * `upstream` (edx-platform's `set_login_session`: read the profile's slot, delete that one
  * session, write the new id, with no lock around the steps) logins that overlap all read the
  * same slot, so all of them survive and all but the last are never tracked again; `atomic`
