@@ -277,7 +277,8 @@ class Replica {
     const { manager } = options.config;
     const address = `10.1.${this.index}.${1 + (Number(this.id.split('.')[1]) % 250)}`;
     const fetch = options.lms.fetchFor({ address, alive: () => this.alive });
-    const ends: ConnectionEnd[] = [];
+    // How each connection ended, by its place in start order (what the manager looks at).
+    const ends: (ConnectionEnd | undefined)[] = [];
     const processor = this.processor;
     if (options.mode === 'hardened') {
       this.fleet.jobs.startWorkers(
@@ -343,7 +344,7 @@ class Replica {
           this.running -= 1;
           if (end.kind === 'died' && this.alive) {
             this.metrics.connectionDeaths.inc({ queue: queue.sentName });
-            ends.push(end);
+            ends[index] = end;
           }
         });
       }
@@ -351,6 +352,7 @@ class Replica {
     // As upstream's Manager.wait: a dead connection takes the whole process down.
     void managerWait({
       ends,
+      connections: ordinal,
       pollTimeMs: manager.pollTimeMs,
       sleep,
       signal: this.stopLoops.signal,

@@ -69,8 +69,9 @@ describe('a replica whose logins outlast REQUESTS_TIMEOUT', () => {
 
   // As xqueue-watcher's XQueueClient.run (a timeout in the first login escapes and ends the
   // thread) and Manager.wait (a dead client stops every client and ends the process).
-  // How soon it exits (at the manager's next look, within POLL_TIME of the death) is
-  // manager.test.ts's, on a virtual clock; here the real process shows that it does.
+  // How soon it exits (when the manager's round comes to the dead connection, up to
+  // connections x POLL_TIME later) is manager.test.ts's, on a virtual clock; here the real
+  // process shows that it does.
   it('ends the connection, and the replica stops every connection and exits non-zero', async () => {
     fleet = await start('current');
     const replica = fleet.replicas[0]!;

@@ -250,7 +250,7 @@ export const ENV_SCHEMA = z.object({
     '`user:pass` (split at the first colon), sent on every request; overrides `HTTP_BASIC_AUTH` of `xqwatcher.json` (never shown in errors).',
   ),
   XQWATCHER_POLL_TIME: seconds.describe(
-    "Seconds between the manager's checks for a dead connection (fractions allowed); overrides `POLL_TIME` of `xqwatcher.json`, whose default is 10.",
+    "The manager's sleep after each connection it looks at for a death, one connection at a time in start order, as upstream's `Manager.wait` (fractions allowed); overrides `POLL_TIME` of `xqwatcher.json`, whose default is 10.",
   ),
   XQWATCHER_REQUESTS_TIMEOUT: seconds.describe(
     'Timeout of each request, both login requests included (fractions allowed); overrides `REQUESTS_TIMEOUT` of `xqwatcher.json`, whose default is 1. Replaces `WATCHER_REQUESTS_TIMEOUT`.',

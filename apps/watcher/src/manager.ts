@@ -2,9 +2,14 @@ import type { ConnectionEnd } from './connection.ts';
 import type { Sleep } from './puller.ts';
 
 export interface ManagerWaitOptions {
-  /** How the replica's connections ended so far (a running one has no entry). */
-  ends: readonly ConnectionEnd[];
-  /** POLL_TIME: how often the manager looks. */
+  /**
+   * How each connection ended, by its index in the order the replica started them (a running
+   * connection has no entry).
+   */
+  ends: readonly (ConnectionEnd | undefined)[];
+  /** How many connections the replica started. */
+  connections: number;
+  /** POLL_TIME: the manager's sleep after each connection it looks at. */
   pollTimeMs: number;
   sleep: Sleep;
   /** Aborted when the replica stops on purpose: the wait then never resolves. */
@@ -12,19 +17,21 @@ export interface ManagerWaitOptions {
 }
 
 /**
- * As upstream's `Manager.wait` (xqueue_watcher/manager.py): every POLL_TIME, look for a dead
- * client thread; resolve with its reason when there is one, so the process shuts every client
- * down and exits for its supervisor to restart. Never resolves once `signal` aborts.
+ * As upstream's `Manager.wait` (xqueue_watcher/manager.py): look at one client thread, sleep
+ * POLL_TIME, look at the next, round and round in start order; resolve with a dead one's reason
+ * when it is looked at, so the process shuts every client down and exits for its supervisor to
+ * restart. With N connections a death is seen up to N x POLL_TIME later. Never resolves once
+ * `signal` aborts, nor for a replica without connections.
  *
  * @example
- * const reason = await managerWait({ ends, pollTimeMs: 10_000, sleep, signal });
+ * const reason = await managerWait({ ends, connections: 10, pollTimeMs: 10_000, sleep, signal });
  */
 export async function managerWait(options: ManagerWaitOptions): Promise<string> {
-  const { ends, signal } = options;
-  while (!signal.aborted) {
+  const { ends, connections, signal } = options;
+  for (let turn = 0; connections > 0 && !signal.aborted; turn++) {
+    const end = ends[turn % connections];
+    if (end?.kind === 'died') return end.reason;
     await options.sleep(options.pollTimeMs, signal);
-    const dead = ends.find((end) => end.kind === 'died');
-    if (dead && dead.kind === 'died' && !signal.aborted) return dead.reason;
   }
   return new Promise<string>(() => undefined);
 }

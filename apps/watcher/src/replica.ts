@@ -237,9 +237,12 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
   const settledMs = await startUpSettled();
   logger.debug({ settledMs }, 'start-up settled');
   const stopLoops = new AbortController();
-  const ends: ConnectionEnd[] = [];
+  // How each connection ended, by its place in start order (what the manager looks at).
+  const ends: (ConnectionEnd | undefined)[] = [];
+  let started = 0;
   const loops = groups.flatMap(({ queue, clients }) =>
     clients.map(async (client, index) => {
+      const ordinal = started++;
       const bull = bulls.get(queue.sentName)!;
       const shared = {
         client,
@@ -271,7 +274,7 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
         const end = await runConnection({ ...shared, grade: bull.grade });
         if (end.kind === 'died') {
           reportDeath(shared, end.reason);
-          ends.push(end);
+          ends[ordinal] = end;
         }
       } finally {
         metrics.connectionsAlive.dec({ queue: queue.sentName });
@@ -281,6 +284,7 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
 
   const died = managerWait({
     ends,
+    connections: started,
     pollTimeMs: config.manager.pollTimeMs,
     sleep,
     signal: stopLoops.signal,
