@@ -207,20 +207,40 @@ describe('pnpm storm (the CLI as a real process)', () => {
   }
 
   /**
-   * A cure's outcome: HEALTHY, every submission graded, one login per connection, no 403, no
-   * eviction, alert, death or restart. Its run is given a long `--drain` (the drain ends as soon
-   * as everything is graded), so that "every submission graded" does not depend on how fast the
+   * A cure's outcome: HEALTHY, every submission graded, no 403, no eviction, no alert, and one
+   * login per connection. Its run is given a long `--drain` (the drain ends as soon as
+   * everything is graded), so that "every submission graded" does not depend on how fast the
    * machine grades.
+   *
+   * Its connections' only logins are their first ones. When one of those gets no answer within
+   * the compressed REQUESTS_TIMEOUT (0.5 s at the default 2x: four logins hashing at once on a
+   * loaded machine, seen at load average 9 with a CPU burner), the connection dies, its replica
+   * exits and is restarted, and its connections log in once more, first logins again: that is
+   * the machine's speed, not a storm. So a run where no login timed out holds one login per
+   * connection, no death and no restart; one where some did holds deaths only of a login that
+   * timed out, a restart only after a death, and no login but an incarnation's first ones.
    */
   function expectCured(figures: Omit<ScenarioFigures, 'series' | 'samples'>) {
+    const deaths = `${figures.name}: ${figures.connectionDeathReasons}`;
     expect(figures.verdict, figures.name).toBe('HEALTHY');
-    expect(figures.logins, figures.name).toBe(figures.totalConnections);
     expect(figures.forbidden, figures.name).toBe(0);
     expect(figures.evictions, figures.name).toBe(0);
     expect(figures.stormAlerts, figures.name).toBe(0);
-    expect(figures.connectionDeaths, `${figures.name}: ${figures.connectionDeathReasons}`).toBe(0);
-    expect(figures.replicaRestarts, figures.name).toBe(0);
     expect(figures.graded, figures.name).toBe(figures.submitted);
+    if (figures.loginTimeouts === 0) {
+      expect(figures.logins, figures.name).toBe(figures.totalConnections);
+      expect(figures.connectionDeaths, deaths).toBe(0);
+      expect(figures.replicaRestarts, figures.name).toBe(0);
+      return;
+    }
+    for (const reason of figures.connectionDeathReasons) {
+      expect(reason, figures.name).toMatch(/\/xqueue\/login\/: no answer within/);
+    }
+    expect(figures.replicaRestarts, deaths).toBeLessThanOrEqual(figures.connectionDeaths);
+    const perReplica = figures.totalConnections / figures.replicas;
+    expect(figures.logins, deaths).toBeLessThanOrEqual(
+      figures.totalConnections + figures.replicaRestarts * perReplica,
+    );
   }
 
   // The acceptance run: `pnpm storm` as a user types it, default scenarios and settings but for a
