@@ -13,6 +13,14 @@ const APP_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TSX = join(APP_DIR, 'node_modules', '.bin', 'tsx');
 const RESULTS_DIR = join(APP_DIR, 'test-results');
 const CHARTS = ['logins', 'forbidden', 'graded', 'alive', 'restarts', 'waiting'];
+/**
+ * The longest wait for grading after a run's load: long enough for a loaded machine to grade a
+ * cure's every submission, and ended as soon as all are graded (scenario/drain.ts), so a quick
+ * machine does not wait it. The runs that never grade everything (the storms) do wait it.
+ */
+const CURE_DRAIN = 20;
+/** A safety net for the runs of several scenarios, each waited for as long as it takes. */
+const RUN_TIMEOUT_MS = 600_000;
 
 /**
  * Opens the report page in Debian's Chromium at 1366x768: no console error and no request
@@ -135,9 +143,26 @@ describe('pnpm storm (the CLI as a real process)', () => {
       samples: Record<string, Sample[]>;
     };
     for (const figures of report.scenarios) {
-      // About four samples per run second, each timestamped.
+      // Sampled over the whole run: the sampler's first sample and the last one, taken when the
+      // run ended, whose counts are the report's. (The cadence, four a second, is tested on a
+      // controlled clock in scenario/sampling.test.ts; how many fit here is the machine's.)
       const samples = report.samples[figures.name] ?? [];
-      expect(samples.length, figures.name).toBeGreaterThanOrEqual(4 * figures.durationSeconds - 2);
+      expect(samples.length, figures.name).toBeGreaterThanOrEqual(2);
+      const times = samples.map((sample) => sample.t);
+      expect(times, figures.name).toEqual([...times].sort((a, b) => a - b));
+      const last = samples.at(-1)!;
+      expect(samples[0]!.t, figures.name).toBeLessThan(last.t);
+      expect(last.t, figures.name).toBeLessThanOrEqual(figures.durationSeconds + 0.05);
+      const { logins, forbidden, evictions, stormAlerts } = last;
+      expect(
+        { logins, forbidden, evictions, stormAlerts },
+        `${figures.name}: the last sample is the run's end`,
+      ).toEqual({
+        logins: figures.logins,
+        forbidden: figures.forbidden,
+        evictions: figures.evictions,
+        stormAlerts: figures.stormAlerts,
+      });
       for (const field of [
         'connectionDeaths',
         'replicaRestarts',
@@ -163,97 +188,146 @@ describe('pnpm storm (the CLI as a real process)', () => {
 
   /**
    * The LMS's storm detector alerts once a minute holds STORM_ALERT_EVICTIONS_PER_MINUTE (30, the
-   * lab leaves the default) evictions, then not again for a minute. A default run, the fleet's
-   * start included, fits in one minute: one alert when the run's evictions reached 30, none
-   * below. (How fast evictions come is the machine's; the detector's minute is tested on a
-   * controlled clock in session-policy.)
+   * lab leaves the default) evictions, then not again for a minute: none below 30 evictions, and
+   * at most one per 30 however long the run. A default run, the fleet's start included, fits in
+   * one minute on any machine seen (under 40 s at load average 18): exactly one alert when its
+   * evictions reached 30. (How fast evictions come is the machine's, so a run that took longer
+   * is held to the bounds only; the detector's minute is tested on a controlled clock in
+   * session-policy.)
    */
   function expectAlert(figures: Omit<ScenarioFigures, 'series' | 'samples'>) {
     const threshold = 30;
-    expect(figures.durationSeconds, figures.name).toBeLessThan(40);
-    expect(figures.stormAlerts, `${figures.name}: ${figures.evictions} evictions`).toBe(
-      figures.evictions >= threshold ? 1 : 0,
+    const what = `${figures.name}: ${figures.evictions} evictions in ${figures.durationSeconds} s`;
+    expect(figures.stormAlerts, what).toBeLessThanOrEqual(
+      Math.floor(figures.evictions / threshold),
     );
+    if (figures.durationSeconds < 40) {
+      expect(figures.stormAlerts, what).toBe(figures.evictions >= threshold ? 1 : 0);
+    }
   }
 
+  /**
+   * A cure's outcome: HEALTHY, every submission graded, no 403, no eviction, no alert, and one
+   * login per connection. Its run is given a long `--drain` (the drain ends as soon as
+   * everything is graded), so that "every submission graded" does not depend on how fast the
+   * machine grades.
+   *
+   * Its connections' only logins are their first ones. When one of those gets no answer within
+   * the compressed REQUESTS_TIMEOUT (0.5 s at the default 2x: four logins hashing at once on a
+   * loaded machine, seen at load average 9 with a CPU burner), the connection dies, its replica
+   * exits and is restarted, and its connections log in once more, first logins again: that is
+   * the machine's speed, not a storm. So a run where no login timed out holds one login per
+   * connection, no death and no restart; one where some did holds deaths only of a login that
+   * timed out, a restart only after a death, and no login but an incarnation's first ones.
+   */
   function expectCured(figures: Omit<ScenarioFigures, 'series' | 'samples'>) {
+    const deaths = `${figures.name}: ${figures.connectionDeathReasons}`;
     expect(figures.verdict, figures.name).toBe('HEALTHY');
-    expect(figures.logins, figures.name).toBe(figures.totalConnections);
     expect(figures.forbidden, figures.name).toBe(0);
     expect(figures.evictions, figures.name).toBe(0);
     expect(figures.stormAlerts, figures.name).toBe(0);
-    expect(figures.connectionDeaths, `${figures.name}: ${figures.connectionDeathReasons}`).toBe(0);
-    expect(figures.replicaRestarts, figures.name).toBe(0);
     expect(figures.graded, figures.name).toBe(figures.submitted);
+    if (figures.loginTimeouts === 0) {
+      expect(figures.logins, figures.name).toBe(figures.totalConnections);
+      expect(figures.connectionDeaths, deaths).toBe(0);
+      expect(figures.replicaRestarts, figures.name).toBe(0);
+      return;
+    }
+    for (const reason of figures.connectionDeathReasons) {
+      expect(reason, figures.name).toMatch(/\/xqueue\/login\/: no answer within/);
+    }
+    expect(figures.replicaRestarts, deaths).toBeLessThanOrEqual(figures.connectionDeaths);
+    const perReplica = figures.totalConnections / figures.replicas;
+    expect(figures.logins, deaths).toBeLessThanOrEqual(
+      figures.totalConnections + figures.replicaRestarts * perReplica,
+    );
   }
 
-  // The acceptance run: `pnpm storm` as a user types it, default scenarios and settings.
-  it('shows the storm, the stall and the cures side by side with the defaults, on one page', async () => {
-    const { out, names, byName } = await runReport('default', []);
-    expect(Object.keys(byName).sort()).toEqual([
-      'exempt-group',
-      'exempt-username',
-      'storm',
-      'storm-hardened-watcher',
-      'storm-legacy-watcher',
-    ]);
-    const cure = byName['exempt-username']!;
-    // The current xqueue-watcher: a login storm (about one 403 per login on a quiet machine, 0.08
-    // on a loaded one, where login timeouts end its connections first). (Its graded per minute
-    // was 57-71% of the cure's in 11 of 13 default runs here and equal in 2, by whether any
-    // result was refused twice and dropped: not asserted; the README gives the figures.)
-    const storm = byName.storm!;
-    // It stormed, at whatever speed this machine runs: every login after the fleet's first ended
-    // the session before it, and the evicted connections logged in again. Not the STORM verdict
-    // (more than twice the connections' logins): how many logins a storm makes before its
-    // connections die of login timeouts is how fast this machine hashes (13 with the machine
-    // loaded, STALL; 19 to 79 on a quiet one). The simulator shows the storm's size on virtual
-    // time (sim.test.ts: STORM, logins above 10x the connections).
-    expect(storm.logins).toBeGreaterThan(storm.totalConnections);
-    expect(storm.evictions).toBe(storm.logins - 1);
-    expectAlert(storm);
-    // Before a00741d: one login per connection, refused connections that never recover.
-    const legacy = byName['storm-legacy-watcher']!;
-    expect(legacy.verdict).toBe('STALL');
-    // It logs in only when a replica (re)starts, never on a 403: a replica restarted after a
-    // first-login timeout logs its connections in once more, and that is all.
-    const perReplica = legacy.totalConnections / legacy.replicas;
-    expect(legacy.logins).toBeLessThanOrEqual(
-      legacy.totalConnections + legacy.replicaRestarts * perReplica,
-    );
-    expect(legacy.forbidden).toBeGreaterThanOrEqual(legacy.totalConnections);
-    expect(legacy.gradedPerMinute).toBeLessThan(cure.gradedPerMinute);
-    // A hardened client does not end the storm; it only stops dying in it.
-    // Its connections never die, so it storms the whole run on any machine: STORM (96 logins for
-    // 8 connections with the machine loaded).
-    const hardened = byName['storm-hardened-watcher']!;
-    expect(hardened.verdict).toBe('STORM');
-    expect(hardened.evictions).toBe(hardened.logins - 1);
-    expectAlert(hardened);
-    expect(hardened.connectionDeaths + hardened.replicaRestarts).toBe(0);
-    expectCured(cure);
-    expectCured(byName['exempt-group']!);
-    const files = await readdir(out);
-    expect(files).toEqual(
-      expect.arrayContaining([
-        'index.html',
-        'report.json',
-        'report.md',
-        ...CHARTS.map((chart) => `${chart}.svg`),
-      ]),
-    );
-    await checkPage(out, names);
-  });
+  // The acceptance run: `pnpm storm` as a user types it, default scenarios and settings but for a
+  // long drain (the cures' outcome is every submission graded, however slow this machine is; the
+  // drain ends as soon as it is).
+  it(
+    'shows the storm, the stall and the cures side by side with the defaults, on one page',
+    async () => {
+      const { out, names, byName } = await runReport('default', ['--drain', String(CURE_DRAIN)]);
+      expect(Object.keys(byName).sort()).toEqual([
+        'exempt-group',
+        'exempt-username',
+        'storm',
+        'storm-hardened-watcher',
+        'storm-legacy-watcher',
+      ]);
+      const cure = byName['exempt-username']!;
+      // The current xqueue-watcher: a login storm (about one 403 per login on a quiet machine, 0.08
+      // on a loaded one, where login timeouts end its connections first). (Its graded per minute
+      // was 57-71% of the cure's in 11 of 13 default runs here and equal in 2, by whether any
+      // result was refused twice and dropped: not asserted, a rate is the machine's; the README
+      // gives the figures.)
+      const storm = byName.storm!;
+      // It stormed, at whatever speed this machine runs: every login after the fleet's first ended
+      // the session before it, and the evicted connections logged in again. Not the STORM verdict
+      // (more than twice the connections' logins): how many logins a storm makes before its
+      // connections die of login timeouts is how fast this machine hashes (13 with the machine
+      // loaded, STALL; 19 to 79 on a quiet one). The simulator shows the storm's size on virtual
+      // time (sim.test.ts: STORM, logins above 10x the connections).
+      expect(storm.logins).toBeGreaterThan(storm.totalConnections);
+      expect(storm.evictions).toBe(storm.logins - 1);
+      expectAlert(storm);
+      // Before a00741d: one login per connection, refused connections that never recover.
+      const legacy = byName['storm-legacy-watcher']!;
+      expect(legacy.verdict).toBe('STALL');
+      // It logs in only when a replica (re)starts, never on a 403: a replica restarted after a
+      // first-login timeout logs its connections in once more, and that is all.
+      const perReplica = legacy.totalConnections / legacy.replicas;
+      expect(legacy.logins).toBeLessThanOrEqual(
+        legacy.totalConnections + legacy.replicaRestarts * perReplica,
+      );
+      expect(legacy.forbidden).toBeGreaterThanOrEqual(legacy.totalConnections);
+      // So its grading stalls, however long it drains: one session serves one connection of one
+      // queue, submissions alternate between the two queues, and the evicted connections of the
+      // other queue never log in again to grade its share. (Where the cures grade everything; how
+      // the two runs' rates compare is the machine's and not asserted.)
+      expect(legacy.queues).toBeGreaterThan(1);
+      expect(legacy.graded, `legacy: ${legacy.waitingAtEnd} left waiting`).toBeLessThan(
+        legacy.submitted,
+      );
+      // A hardened client does not end the storm; it only stops dying in it.
+      // Its connections never die, so it storms the whole run on any machine: STORM (96 logins for
+      // 8 connections with the machine loaded).
+      const hardened = byName['storm-hardened-watcher']!;
+      expect(hardened.verdict).toBe('STORM');
+      expect(hardened.evictions).toBe(hardened.logins - 1);
+      expectAlert(hardened);
+      expect(hardened.connectionDeaths + hardened.replicaRestarts).toBe(0);
+      expectCured(cure);
+      expectCured(byName['exempt-group']!);
+      const files = await readdir(out);
+      expect(files).toEqual(
+        expect.arrayContaining([
+          'index.html',
+          'report.json',
+          'report.md',
+          ...CHARTS.map((chart) => `${chart}.svg`),
+        ]),
+      );
+      await checkPage(out, names);
+    },
+    RUN_TIMEOUT_MS,
+  );
 
-  it('cures with the flag off and with the rules beyond upstream', async () => {
-    const cures = ['flag-off', 'instance-scope', 'max-sessions'];
-    const { byName } = await runReport('beyond', [
-      ...['--compare', cures.join(',')],
-      ...['--replicas', '2', '--queues', '2', '--connections', '1'],
-      ...['--duration', '3', '--submissions', '12', '--drain', '3'],
-    ]);
-    for (const name of cures) expectCured(byName[name]!);
-  });
+  it(
+    'cures with the flag off and with the rules beyond upstream',
+    async () => {
+      const cures = ['flag-off', 'instance-scope', 'max-sessions'];
+      const { byName } = await runReport('beyond', [
+        ...['--compare', cures.join(',')],
+        ...['--replicas', '2', '--queues', '2', '--connections', '1'],
+        ...['--duration', '3', '--submissions', '12', '--drain', String(CURE_DRAIN)],
+      ]);
+      for (const name of cures) expectCured(byName[name]!);
+    },
+    RUN_TIMEOUT_MS,
+  );
 
   it('loses nothing and grades nothing twice while replicas, Redis and the LMS are killed', async () => {
     const out = join(dir, 'chaos');
@@ -340,7 +414,8 @@ describe('pnpm storm (the CLI as a real process)', () => {
       await waitFor(
         async () => ((await processesWithMarker(marker)).length === 0 ? true : undefined),
         {
-          timeoutMs: 10_000,
+          // A deadline only so that a process left behind fails the test instead of hanging it.
+          timeoutMs: 60_000,
           what: 'every process of the run to exit',
         },
       );

@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import type { WatcherFleet } from '@storm-lab/harness';
 import { type Counters, readConnectionsAlive, readCounters, since } from '../sampler.ts';
 import type { Sample } from '../samples.ts';
@@ -26,6 +25,11 @@ export interface SamplingOptions {
   startedAt: number;
   /** Called with every sample taken, and its counters alone. */
   onSample?: (sample: Sample, counters: Counters) => void;
+  /**
+   * Reads the LMS's counters (not yet counted from `base`) and the replicas' live connections;
+   * by default over HTTP from `lmsUrl` and the fleet's metrics (a test passes its own).
+   */
+  read?: () => Promise<{ counters: Counters; alive: number }>;
 }
 
 /**
@@ -72,16 +76,14 @@ export class Sampling {
     while (!signal.aborted) {
       const next = Date.now() + SAMPLE_EVERY_MS;
       await this.sample().catch(() => undefined);
-      await delay(Math.max(0, next - Date.now()), undefined, { signal }).catch(() => undefined);
+      const wait = next - Date.now();
+      if (wait > 0) await pause(wait, signal);
     }
   }
 
   private async sample(): Promise<void> {
-    const { lmsUrl, serviceUsername, base, fleet, submitted, startedAt } = this.options;
-    const [counters, alive] = await Promise.all([
-      readCounters(lmsUrl, serviceUsername),
-      readConnectionsAlive(fleet.metricsUrls),
-    ]);
+    const { base, fleet, submitted, startedAt } = this.options;
+    const { counters, alive } = await (this.options.read ?? (() => this.readOverHttp()))();
     const now = since(counters, base);
     const t = Math.round(Date.now() - startedAt) / 1000;
     const waiting = Math.max(0, submitted() - now.graded);
@@ -90,4 +92,30 @@ export class Sampling {
     this.last = now;
     this.options.onSample?.(sample, now);
   }
+
+  private async readOverHttp(): Promise<{ counters: Counters; alive: number }> {
+    const { lmsUrl, serviceUsername, fleet } = this.options;
+    const [counters, alive] = await Promise.all([
+      readCounters(lmsUrl, serviceUsername),
+      readConnectionsAlive(fleet.metricsUrls),
+    ]);
+    return { counters, alive };
+  }
+}
+
+/**
+ * Resolves after `ms`, or at once when `signal` aborts. On the global timers, which a test's
+ * fake timers drive (they leave node:timers/promises alone).
+ */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    if (signal.aborted) done();
+    else signal.addEventListener('abort', done, { once: true });
+  });
 }
