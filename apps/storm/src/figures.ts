@@ -32,6 +32,12 @@ export interface ScenarioFigures {
   /** Submissions graded during the run, per minute of production time. */
   gradedPerMinute: number;
   wrongScores: number;
+  /**
+   * Lab runs only: submissions graded more than once, counted where grading happens (each
+   * replica's `grading-started`/`grading-finished` lines, `countGradings`). A compare run kills
+   * no replica, so no repeat is excused.
+   */
+  gradedTwice?: number;
   evictions: number;
   stormAlerts: number;
   /** Watcher connections that died (`connection-died` lines of every replica). */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { renderCharts } from './charts.ts';
 import type { ScenarioFigures } from './figures.ts';
 import { renderHtml } from './html.ts';
-import { buildReport, renderMarkdown } from './report.ts';
+import { buildReport, renderMarkdown, tableOf } from './report.ts';
 import { perSecond, type Sample } from './samples.ts';
 
 function samplesOf(loginsPerSample: number, alive: number): Sample[] {
@@ -118,5 +118,16 @@ describe('the HTML storm report', () => {
     expect(markdown).toContain('[index.html](index.html)');
     expect(report.scenarios[0]).not.toHaveProperty('samples');
     expect(report.scenarios[0]).not.toHaveProperty('series');
+  });
+
+  it("shows the lab's graded-twice row when a run counted it, and the simulator's rows only for a simulation", () => {
+    const rows = (figures: ScenarioFigures[]) => tableOf(figures).body.map(([label]) => label);
+    expect(rows(scenarios)).not.toContain('graded twice');
+    const lab = scenarios.map((figures, i) => ({ ...figures, gradedTwice: i }));
+    expect(tableOf(lab).body).toContainEqual(['graded twice', '0', '1', '2']);
+    expect(rows(lab)).not.toContain('LMS worker utilisation');
+    const simulated = scenarios.map((figures) => ({ ...figures, lmsWorkerUtilisation: 0.5 }));
+    expect(rows(simulated)).toContain('LMS worker utilisation');
+    expect(rows(simulated)).not.toContain('graded twice');
   });
 });

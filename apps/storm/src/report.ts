@@ -27,7 +27,8 @@ export interface RunShape {
   gradingSeconds: number;
 }
 
-type Row = [label: string, cell: (figures: ScenarioFigures) => string, simulatedOnly?: boolean];
+/** A figure's row; `only` marks one that just the lab's runs or the simulator's have. */
+type Row = [label: string, cell: (figures: ScenarioFigures) => string, only?: 'lab' | 'simulated'];
 
 const fixed = (value: number | null, digits = 0) => (value === null ? '-' : value.toFixed(digits));
 
@@ -44,6 +45,7 @@ const ROWS: Row[] = [
   ['graded per minute (production)', (f) => String(f.gradedPerMinute)],
   ['waiting at end', (f) => String(f.waitingAtEnd)],
   ['wrong scores', (f) => String(f.wrongScores)],
+  ['graded twice', (f) => (f.gradedTwice === undefined ? '-' : String(f.gradedTwice)), 'lab'],
   ['grading latency p50 ms', (f) => fixed(f.latencyP50Ms)],
   ['grading latency p95 ms', (f) => fixed(f.latencyP95Ms)],
   ['evictions', (f) => String(f.evictions)],
@@ -52,9 +54,9 @@ const ROWS: Row[] = [
     'person stays single-session',
     (f) => (f.personSingleSession === null ? 'n/a' : f.personSingleSession ? 'yes' : 'NO'),
   ],
-  ['LMS worker utilisation', (f) => percent(f.lmsWorkerUtilisation), true],
-  ["students' request latency p50 ms", (f) => fixed(f.studentLatencyP50Ms ?? null), true],
-  ["students' request latency p95 ms", (f) => fixed(f.studentLatencyP95Ms ?? null), true],
+  ['LMS worker utilisation', (f) => percent(f.lmsWorkerUtilisation), 'simulated'],
+  ["students' request latency p50 ms", (f) => fixed(f.studentLatencyP50Ms ?? null), 'simulated'],
+  ["students' request latency p95 ms", (f) => fixed(f.studentLatencyP95Ms ?? null), 'simulated'],
   ['verdict', (f) => f.verdict],
 ];
 
@@ -62,10 +64,13 @@ function percent(share: number | undefined): string {
   return share === undefined ? '-' : `${Math.round(share * 100)}%`;
 }
 
-/** The rows a set of scenarios fills: the simulator's own only when some scenario has them. */
+/** The rows a set of scenarios fills: the lab's or the simulator's own only when some has them. */
 function rowsFor(scenarios: readonly ScenarioFigures[]): Row[] {
-  const simulated = scenarios.some((figures) => figures.lmsWorkerUtilisation !== undefined);
-  return ROWS.filter(([, , simulatedOnly]) => simulated || !simulatedOnly);
+  const has = {
+    simulated: scenarios.some((figures) => figures.lmsWorkerUtilisation !== undefined),
+    lab: scenarios.some((figures) => figures.gradedTwice !== undefined),
+  };
+  return ROWS.filter(([, , only]) => only === undefined || has[only]);
 }
 
 /** The verdict table's cells: a header of scenario names, then one row per figure. */

@@ -1,4 +1,5 @@
 import type { ScenarioFigures } from './figures.ts';
+import { gradingsOf } from './graded-twice.ts';
 import type { Counters } from './sampler.ts';
 import { figuresOf } from './scenario/collect-figures.ts';
 import { drain, gradedOf } from './scenario/drain.ts';
@@ -78,6 +79,7 @@ export async function runScenario(
       fleet: stack.fleet,
       deaths: stack.deaths,
       samples: sampling.samples,
+      gradings: gradingsOf(stack.gradingLines),
     });
   } finally {
     await sampling.stop();

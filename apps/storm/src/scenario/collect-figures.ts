@@ -1,5 +1,6 @@
 import type { WatcherFleet } from '@storm-lab/harness';
 import { percentile, perHour, perMinute, type ScenarioFigures, verdictOf } from '../figures.ts';
+import { countGradings, type Grading } from '../graded-twice.ts';
 import type { Counters } from '../sampler.ts';
 import { perSecond, type Sample } from '../samples.ts';
 import type { Scenario } from '../scenarios.ts';
@@ -17,6 +18,8 @@ export interface RunOutcome {
   /** Why each connection died, as its replica said, with when. */
   deaths: string[];
   samples: Sample[];
+  /** The lab's runs: every grading the replicas logged (the simulator counts at the LMS). */
+  gradings?: readonly Grading[];
 }
 
 /** The report's figures of one finished run (the lab's and the simulator's alike). */
@@ -60,6 +63,7 @@ export function figuresOf(
     waitingAtEnd: submitted - graded.length,
     gradedPerMinute: perMinute(graded.length, durationSeconds, settings.compression),
     wrongScores,
+    ...(run.gradings && { gradedTwice: countGradings(run.gradings, []).gradedTwice.length }),
     evictions: counters.evictions,
     stormAlerts: counters.stormAlerts,
     connectionDeaths: run.fleet.events['connection-died'] ?? 0,

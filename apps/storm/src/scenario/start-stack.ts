@@ -7,6 +7,7 @@ import {
   type WatcherFleet,
   waitFor,
 } from '@storm-lab/harness';
+import type { EventLine } from '../graded-twice.ts';
 import { type Counters, readCounters } from '../sampler.ts';
 import type { Scenario } from '../scenarios.ts';
 import {
@@ -34,6 +35,8 @@ export interface Stack {
   base: Counters;
   /** Why each connection died, as its replica said, with when; grows while the run goes on. */
   deaths: string[];
+  /** Every replica's `grading-started` and `grading-finished` lines, as they arrive. */
+  gradingLines: EventLine[];
 }
 
 /**
@@ -66,10 +69,13 @@ export async function startStack(
   const load = await studentLoad(lms.url, settings, queues);
   const fleetStarted = Date.now();
   const deaths: string[] = [];
+  const gradingLines: EventLine[] = [];
   const fleet = await startWatchers({
     replicas: settings.replicas,
     env: watcherEnv(settings, scenario, lms.url, redis.url, prefix),
-    onEvent: ({ event, replicaId, atMs, fields }) => {
+    onEvent: (line) => {
+      const { event, replicaId, atMs, fields } = line;
+      if (event.startsWith('grading-')) gradingLines.push(line);
       if (event !== 'connection-died') return;
       const at = ((atMs - fleetStarted) / 1000).toFixed(2);
       deaths.push(`replica ${replicaId} at ${at} s after the fleet started: ${fields.reason}`);
@@ -79,7 +85,7 @@ export async function startStack(
     oneByOne: oneByOne(settings),
   });
   cleanup.add(() => fleet.stopAll());
-  return { lms, fleet, load, base, deaths };
+  return { lms, fleet, load, base, deaths, gradingLines };
 }
 
 /**
