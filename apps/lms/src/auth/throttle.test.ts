@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type LmsDatabase, openDatabase } from '../db/client.ts';
 import { createTickBatcher } from '../db/tick-batch.ts';
 import { createTestClock, type TestClock } from '../testing/fixtures.ts';
+import { endOfTurn, track } from '../testing/timers.ts';
 import {
   ACCOUNT_DELAY_MAX_MS,
   createLoginThrottle,
@@ -257,19 +258,6 @@ describe.each(['alone', 'batched'] as const)('login throttle, transactions %s', 
     }
   });
 });
-
-/** Whether a promise has settled yet, without waiting for it. */
-function track(promise: Promise<unknown>) {
-  const state = { settled: false };
-  const done = () => {
-    state.settled = true;
-  };
-  promise.then(done, done);
-  return state;
-}
-
-/** One real turn of the event loop (the tick batcher runs its batch on `setImmediate`). */
-const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe.each(['alone', 'batched'] as const)(
   'login throttle waiting for checks in flight, transactions %s, on a virtual clock',

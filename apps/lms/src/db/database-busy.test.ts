@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TestClient, urlFetcher } from '../testing/client.ts';
 import { createGradingSetup, resultFields } from '../testing/flows.ts';
+import { endOfTurn, track } from '../testing/timers.ts';
 import { SERVER_BUSY_TIMEOUT_MS } from './client.ts';
 
 const PULL = '/xqueue/get_submission/?queue_name=test-queue';
@@ -26,19 +27,6 @@ function holdWriteLock(path: string): Database.Database {
   });
   return other;
 }
-
-/** Whether a promise has settled yet, without waiting for it. */
-function track(promise: Promise<unknown>) {
-  const state = { settled: false };
-  const done = () => {
-    state.settled = true;
-  };
-  promise.then(done, done);
-  return state;
-}
-
-/** Lets the app's pending work run for one turn of the (real) event loop. */
-const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('a database write-locked by another connection', { timeout: 60_000 }, () => {
   it('keeps the server process answering while a pull waits for the lock, then serves the pull', async () => {

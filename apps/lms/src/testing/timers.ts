@@ -1,18 +1,20 @@
 /**
- * Runs a 10 ms timer over and over for `durationMs` and returns how late it fired at worst:
- * how long the event loop was kept from running anything else.
+ * Whether a promise has settled yet, without waiting for it: for tests that move a virtual
+ * clock and look in between.
  *
  * @example
- * const [lag] = await Promise.all([worstTimerLag(500), somethingThatMustNotBlock()]);
- * expect(lag).toBeLessThan(100);
+ * const state = track(waiting);
+ * await vi.advanceTimersByTimeAsync(299);
+ * expect(state.settled).toBe(false);
  */
-export async function worstTimerLag(durationMs: number): Promise<number> {
-  const end = performance.now() + durationMs;
-  let worst = 0;
-  while (performance.now() < end) {
-    const start = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    worst = Math.max(worst, performance.now() - start - 10);
-  }
-  return worst;
+export function track(promise: Promise<unknown>): { settled: boolean } {
+  const state = { settled: false };
+  const done = () => {
+    state.settled = true;
+  };
+  promise.then(done, done);
+  return state;
 }
+
+/** One real turn of the event loop (the tick batcher runs its batch on `setImmediate`). */
+export const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
