@@ -1,0 +1,377 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { pbkdf2 } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startRedis, waitFor } from '@storm-lab/harness';
+import {
+  addGradeJob,
+  type GradeJobData,
+  type GradeJobResult,
+  gradeQueueName,
+} from '@storm-lab/watcher';
+import { Queue, Worker } from 'bullmq';
+import type { Random } from './random.ts';
+
+const pbkdf2Async = promisify(pbkdf2);
+
+/** The committed samples `pnpm sim --lab` draws from, and where `--measure-noise` writes. */
+export const LAB_NOISE_FILE = fileURLToPath(new URL('../lab-noise.json', import.meta.url));
+
+/** The repository's root, where `pnpm -s storm` runs when a measurement runs beside it. */
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** What the real lab's timing looked like on this machine: raw samples and where they came from. */
+export interface LabNoise {
+  /** When the measurement ended (ISO 8601, UTC). */
+  measured: string;
+  cpus: number;
+  /** The 1-minute load average when the measurement started and when it ended. */
+  loadAverage: { start: number; end: number };
+  /** What ran beside the measurement: nothing, or `pnpm -s storm` (the default comparison). */
+  beside: string;
+  /**
+   * Node's async PBKDF2-SHA256 at the lab's iteration count, `concurrency` at once (as the lab's
+   * LMS hashes on libuv's threads): each hash's duration, and that divided by their median.
+   */
+  hash: {
+    iterations: number;
+    concurrency: number;
+    medianMs: number;
+    durationsMs: number[];
+    ratios: number[];
+  };
+  /**
+   * BullMQ's hand-over on a private redis-server: from the watcher's `addGradeJob` call until a
+   * waiting Worker's processor starts the job, in ms.
+   */
+  handOverMs: number[];
+  /** How late a `setTimeout` of the lab's poll interval (`intervalMs`) fired, in ms. */
+  timerLateness: { intervalMs: number; samplesMs: number[] };
+}
+
+/** The recorded samples a run draws its timing noise from (see {@link timingNoise}). */
+export interface NoiseSamples {
+  /** Factors on a password hash's cost (a hash's duration over the median). */
+  hashRatios: number[];
+  /** Milliseconds from adding a BullMQ job until a worker starts it. */
+  handOverMs: number[];
+  /** Milliseconds a watcher's timer fires late. */
+  timerLatenessMs: number[];
+}
+
+/** One draw per event, each a recorded sample picked uniformly (the empirical distribution). */
+export interface TimingNoise {
+  /** The factor on one password hash's cost (1 without noise). */
+  hashRatio(): number;
+  /** The delay before one BullMQ job starts, in ms (0 without noise). */
+  handOverMs(): number;
+  /** How late one watcher timer fires, in ms (0 without noise). */
+  timerLatenessMs(): number;
+}
+
+/** No timing noise: every hash at its cost, jobs start at once, timers on time. */
+export const NO_NOISE: TimingNoise = {
+  hashRatio: () => 1,
+  handOverMs: () => 0,
+  timerLatenessMs: () => 0,
+};
+
+/**
+ * Draws from recorded samples: each kind on its own stream forked from `random`, so that adding
+ * draws of one kind never shifts another's (nor the rest of the world's). `null`: no noise.
+ *
+ * @example
+ * const noise = timingNoise({ hashRatios: [0.9, 1.1], handOverMs: [0.4], timerLatenessMs: [1] }, seededRandom(1));
+ * noise.hashRatio(); // 0.9 or 1.1
+ */
+export function timingNoise(
+  samples: NoiseSamples | null,
+  random: { fork(label: string): Random },
+): TimingNoise {
+  if (!samples) return NO_NOISE;
+  return {
+    hashRatio: picker(samples.hashRatios, random.fork('noise:hash'), 1),
+    handOverMs: picker(samples.handOverMs, random.fork('noise:hand-over'), 0),
+    timerLatenessMs: picker(samples.timerLatenessMs, random.fork('noise:timer'), 0),
+  };
+}
+
+/** Picks one of `values` uniformly on each call (`none` when there are none). */
+function picker(values: readonly number[], random: Random, none: number): () => number {
+  if (values.length === 0) return () => none;
+  return () => values[Math.floor(random() * values.length)] as number;
+}
+
+/** The samples of a measurement, as a run draws them. */
+export function samplesOf(noise: LabNoise): NoiseSamples {
+  return {
+    hashRatios: noise.hash.ratios,
+    handOverMs: noise.handOverMs,
+    timerLatenessMs: noise.timerLateness.samplesMs,
+  };
+}
+
+/** Reads a measurement file (default: the committed one), checking its shape. */
+export async function readLabNoise(file: string = LAB_NOISE_FILE): Promise<LabNoise> {
+  const noise = JSON.parse(await readFile(file, 'utf8')) as LabNoise;
+  const lists = [noise.hash?.ratios, noise.handOverMs, noise.timerLateness?.samplesMs];
+  if (!lists.every((list) => Array.isArray(list) && list.every(Number.isFinite))) {
+    throw new Error(
+      `${file}: not a timing-noise measurement (pnpm sim --measure-noise writes one)`,
+    );
+  }
+  return noise;
+}
+
+export interface LabNoiseOptions {
+  /** PBKDF2 iterations of one hash: the lab's compressed count. */
+  iterations: number;
+  /** The lab's poll interval, in ms: the timers measured. */
+  pollIntervalMs: number;
+  /** Samples of each kind (default 200). */
+  samples?: number;
+  /**
+   * Runs `pnpm -s storm --out <tmpdir>` (the default comparison) beside the measurement, which
+   * starts once the storm prints its progress; the storm is stopped at the end.
+   */
+  besideStorm?: boolean;
+  /** Progress lines. */
+  onProgress?(line: string): void;
+}
+
+/**
+ * Measures, on real time on this machine, the timing noise a replay of `pnpm storm` lacks:
+ * PBKDF2 durations as the lab's LMS hashes, BullMQ's hand-over from the watcher's `addGradeJob`
+ * to a Worker (a private redis-server), and the lateness of the lab's poll-interval timer.
+ * Optionally while a real `pnpm storm` runs beside it.
+ */
+export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNoise> {
+  const samples = options.samples ?? 200;
+  const say = options.onProgress ?? (() => undefined);
+  const storm = options.besideStorm ? await startStorm(say) : null;
+  try {
+    const start = loadavg()[0] as number;
+    const concurrency = availableParallelism();
+    say(`hashing ${samples} x ${options.iterations} iterations, ${concurrency} at once`);
+    const durationsMs = await hashDurations(options.iterations, concurrency, samples);
+    say(`adding ${samples} BullMQ jobs`);
+    const handOverMs = await handOvers(samples);
+    say(`${samples} timers of ${options.pollIntervalMs} ms`);
+    const lateness = await timerLateness(options.pollIntervalMs, samples);
+    const end = loadavg()[0] as number;
+    if (storm && storm.exitCode !== null) {
+      throw new Error(
+        'pnpm storm ended before the measurement did: its samples are not all beside it',
+      );
+    }
+    const medianMs = median(durationsMs);
+    return {
+      measured: new Date().toISOString(),
+      cpus: cpus().length,
+      loadAverage: { start, end },
+      beside: storm
+        ? 'pnpm -s storm (the default comparison), running throughout'
+        : 'no pnpm storm (a quiet measurement: only what else ran on the machine, see loadAverage)',
+      hash: {
+        iterations: options.iterations,
+        concurrency,
+        medianMs: round(medianMs),
+        durationsMs: durationsMs.map((ms) => round(ms)),
+        ratios: durationsMs.map((ms) => round(ms / medianMs, 4)),
+      },
+      handOverMs: handOverMs.map((ms) => round(ms)),
+      timerLateness: {
+        intervalMs: options.pollIntervalMs,
+        samplesMs: lateness.map((ms) => round(ms)),
+      },
+    };
+  } finally {
+    if (storm) await stopStorm(storm);
+  }
+}
+
+/** Writes a measurement as the committed file's layout (2-space JSON, one value a line). */
+export async function writeLabNoise(file: string, noise: LabNoise): Promise<void> {
+  await writeFile(file, `${JSON.stringify(noise, null, 2)}\n`);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+function round(value: number, digits = 3): number {
+  return Number(value.toFixed(digits));
+}
+
+/** `count` hashes, `concurrency` in flight at all times, as a burst of logins keeps the pool. */
+async function hashDurations(
+  iterations: number,
+  concurrency: number,
+  count: number,
+): Promise<number[]> {
+  await pbkdf2Async('warm-up', 'salt', iterations, 32, 'sha256');
+  const durations: number[] = [];
+  let started = 0;
+  const lane = async () => {
+    while (started < count) {
+      started += 1;
+      const begin = performance.now();
+      await pbkdf2Async(`password-${started}`, 'salt', iterations, 32, 'sha256');
+      durations.push(performance.now() - begin);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  return durations;
+}
+
+// Between one job's end and the next add: the worker is blocked on Redis again, as it waits
+// between the lab's pulls (about four a second).
+const JOB_GAP_MS = 20;
+
+/**
+ * Adds `count` jobs one after another through the watcher's `addGradeJob`, each once the
+ * previous one finished and the worker waits again, and times each from the add call until the
+ * worker's processor starts it.
+ */
+async function handOvers(count: number): Promise<number[]> {
+  const redis = await startRedis();
+  const bull = { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'noise' };
+  const name = gradeQueueName('noise');
+  const queue = new Queue<GradeJobData, GradeJobResult>(name, bull);
+  const started = new Map<string, (at: number) => void>();
+  const worker = new Worker<GradeJobData, GradeJobResult>(
+    name,
+    async (job) => {
+      started.get(job.id as string)?.(performance.now());
+      return { outcome: 'correct', score: 1, result: { correct: true, score: 1, msg: '' } };
+    },
+    { ...bull, concurrency: 1 },
+  );
+  try {
+    await worker.waitUntilReady();
+    const delays: number[] = [];
+    for (let index = 0; index <= count; index++) {
+      const jobId = `noise-${index}`;
+      const finished = new Promise<void>((resolve) => {
+        const onCompleted = (job: { id?: string }) => {
+          if (job.id !== jobId) return;
+          worker.off('completed', onCompleted);
+          resolve();
+        };
+        worker.on('completed', onCompleted);
+      });
+      const start = new Promise<number>((resolve) => started.set(jobId, resolve));
+      const added = performance.now();
+      await addGradeJob(queue, jobId, jobData(index));
+      const delay = (await start) - added;
+      await finished;
+      // The first is a warm-up (the worker's first fetch).
+      if (index > 0) delays.push(delay);
+      await new Promise((resolve) => setTimeout(resolve, JOB_GAP_MS));
+    }
+    return delays;
+  } finally {
+    await worker.close();
+    await queue.close();
+    await redis.stop();
+  }
+}
+
+function jobData(index: number): GradeJobData {
+  return {
+    queue: 'noise',
+    submissionId: index,
+    xqueueHeader: JSON.stringify({ submission_id: index, submission_key: `k${index}` }),
+    content: '{}',
+    pulledAtMs: Date.now(),
+    pulledBy: 'noise/0',
+    handlers: [],
+    serverUrl: 'http://127.0.0.1:1',
+    postResult: true,
+  };
+}
+
+// Timers measured side by side, staggered over one interval, so the measurement takes
+// count / CHAINS intervals rather than count.
+const CHAINS = 10;
+
+/** `count` timers of `intervalMs`, each's lateness: when it fired, less when it was due. */
+async function timerLateness(intervalMs: number, count: number): Promise<number[]> {
+  const lateness: number[] = [];
+  const chains = Math.min(CHAINS, count);
+  let left = count;
+  const once = () =>
+    new Promise<number>((resolve) => {
+      const due = performance.now() + intervalMs;
+      setTimeout(() => resolve(performance.now() - due), intervalMs);
+    });
+  const chain = async (offsetMs: number) => {
+    await new Promise((resolve) => setTimeout(resolve, offsetMs));
+    while (left > 0) {
+      left -= 1;
+      lateness.push(await once());
+    }
+  };
+  await Promise.all(
+    Array.from({ length: chains }, (_, index) => chain((index * intervalMs) / chains)),
+  );
+  return lateness;
+}
+
+/**
+ * Starts `pnpm -s storm --out <tmpdir>` in a process group of its own (so its LMS, watchers and
+ * Redis can be stopped with it) and resolves once it prints its first progress.
+ */
+async function startStorm(say: (line: string) => void) {
+  const out = await mkdtemp(join(tmpdir(), 'lab-noise-storm-'));
+  const child = spawn('pnpm', ['-s', 'storm', '--out', out], {
+    cwd: REPO_ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.on('error', () => undefined);
+  let printed = false;
+  child.stdout?.on('data', () => {
+    printed = true;
+  });
+  child.stderr?.resume();
+  const storm = Object.assign(child, { outDir: out });
+  say(`pnpm -s storm started (pid ${child.pid}), waiting for its progress`);
+  try {
+    await waitFor(() => (printed ? true : child.exitCode !== null ? false : undefined), {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      what: 'pnpm storm to start its first scenario',
+    });
+    if (child.exitCode !== null) throw new Error(`pnpm storm exited (${child.exitCode})`);
+  } catch (error) {
+    await stopStorm(storm);
+    throw error;
+  }
+  return storm;
+}
+
+/** Stops the storm's process group by its id (SIGTERM, then SIGKILL after 10 s). */
+async function stopStorm(storm: ChildProcess & { outDir: string }): Promise<void> {
+  const group = storm.pid as number;
+  const exited = new Promise<void>((resolve) => {
+    if (storm.exitCode !== null || storm.signalCode !== null) resolve();
+    else storm.once('exit', () => resolve());
+  });
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      process.kill(-group, name);
+    } catch {
+      // the group is gone already
+    }
+  };
+  signal('SIGTERM');
+  const timer = setTimeout(() => signal('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+  await rm(storm.outDir, { recursive: true, force: true });
+}
