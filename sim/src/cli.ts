@@ -305,7 +305,12 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   if (values['measure-noise']) return runMeasureNoise(values, io);
-  if (values['beside-storm']) throw new UsageError('--beside-storm goes with --measure-noise');
+  for (const flag of ['beside-storm', 'samples'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --measure-noise`);
+  }
+  if (values.noise !== undefined && (values.faults !== undefined || values.map)) {
+    throw new UsageError('--noise is not offered with --faults or --map (they run without noise)');
+  }
   const runs = await plan(values);
   if (values.faults !== undefined) return runFaults(values, io);
   if (values.map) return runMap(values, io);

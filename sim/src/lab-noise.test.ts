@@ -12,6 +12,7 @@ import { SimJobs } from './fleet.ts';
 import type { LabCosts } from './lab.ts';
 import {
   LAB_NOISE_FILE,
+  measureLabNoise,
   type NoiseSamples,
   readLabNoise,
   samplesOf,
@@ -184,6 +185,18 @@ describe('timing noise in the simulated world', () => {
     expect(new Set(delays).size).toBeGreaterThan(1);
   });
 
+  it("fires the watcher's timers a drawn recorded lateness late", async () => {
+    const costs = await recordedCosts();
+    const latency = async (samples: NoiseSamples | null) => {
+      const settings = await labSettings(costs, samples);
+      const scenario = await scenarioFor('exempt-username', settings);
+      return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
+    };
+    const late = { hashRatios: [1], handOverMs: [0], timerLatenessMs: [50] };
+    // A submission waits for a poll's sleep, then its grading's: both fire 50 ms late.
+    expect(await latency(late)).toBeGreaterThanOrEqual((await latency(null)) + 50);
+  });
+
   it('with --lab noise: the same seed gives the same figures, another seed others', async () => {
     const costs = await recordedCosts();
     const noise = samplesOf(await readLabNoise());
@@ -253,9 +266,54 @@ describe('pnpm sim --measure-noise', () => {
     for (const ms of noise.timerLateness.samplesMs) expect(ms).toBeGreaterThan(-1.5);
   });
 
-  it('refuses --beside-storm without --measure-noise', async () => {
+  it('refuses --beside-storm without --measure-noise, and --noise with --map', async () => {
     const result = await cli(['--beside-storm'], await tempDir());
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--beside-storm goes with --measure-noise');
+    const map = await cli(['--map', '--noise', 'none'], await tempDir());
+    expect(map.code).toBe(2);
+    expect(map.stderr).toContain('--noise is not offered with --faults or --map');
+  });
+
+  it('measures beside a process group it stops by its id at the end (a stand-in storm)', async () => {
+    const dir = await tempDir();
+    const pids = join(dir, 'pids');
+    // Prints progress and keeps a child of its own, as the storm runner keeps its LMS.
+    const standIn = `
+      const { spawn } = require('node:child_process');
+      const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+      require('node:fs').writeFileSync(${JSON.stringify(pids)}, process.pid + ' ' + child.pid);
+      setInterval(() => console.log('progress'), 50);`;
+    const noise = await measureLabNoise({
+      iterations: 1000,
+      pollIntervalMs: 20,
+      samples: 3,
+      besideStorm: true,
+      besideCommand: [process.execPath, '-e', standIn],
+    });
+    expect(noise.beside).toContain('running throughout');
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const [parent, child] = (await readFile(pids, 'utf8')).split(' ').map(Number);
+    expect([alive(parent as number), alive(child as number)]).toEqual([false, false]);
+  });
+
+  it('fails when the storm beside ends before the measurement does', async () => {
+    const standIn = "console.log('progress'); setTimeout(() => {}, 100);";
+    await expect(
+      measureLabNoise({
+        iterations: 1000,
+        pollIntervalMs: 20,
+        samples: 3,
+        besideStorm: true,
+        besideCommand: [process.execPath, '-e', standIn],
+      }),
+    ).rejects.toThrow(/ended before the measurement did/);
   });
 });

@@ -138,6 +138,8 @@ export interface LabNoiseOptions {
    * starts once the storm prints its progress; the storm is stopped at the end.
    */
   besideStorm?: boolean;
+  /** What runs as the storm beside (default `pnpm -s storm --out <tmpdir>`); tests stand in. */
+  besideCommand?: readonly string[];
   /** Progress lines. */
   onProgress?(line: string): void;
 }
@@ -151,7 +153,7 @@ export interface LabNoiseOptions {
 export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNoise> {
   const samples = options.samples ?? 200;
   const say = options.onProgress ?? (() => undefined);
-  const storm = options.besideStorm ? await startStorm(say) : null;
+  const storm = options.besideStorm ? await startBeside(say, options.besideCommand) : null;
   try {
     const start = loadavg()[0] as number;
     const concurrency = availableParallelism();
@@ -162,9 +164,9 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
     say(`${samples} timers of ${options.pollIntervalMs} ms`);
     const lateness = await timerLateness(options.pollIntervalMs, samples);
     const end = loadavg()[0] as number;
-    if (storm && storm.exitCode !== null) {
+    if (storm && ended(storm.child)) {
       throw new Error(
-        'pnpm storm ended before the measurement did: its samples are not all beside it',
+        `${storm.label} ended before the measurement did: its samples are not all beside it`,
       );
     }
     const medianMs = median(durationsMs);
@@ -173,7 +175,7 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
       cpus: cpus().length,
       loadAverage: { start, end },
       beside: storm
-        ? 'pnpm -s storm (the default comparison), running throughout'
+        ? `${storm.label}, running throughout (measured once it printed its progress)`
         : 'no pnpm storm (a quiet measurement: only what else ran on the machine, see loadAverage)',
       hash: {
         iterations: options.iterations,
@@ -189,7 +191,7 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
       },
     };
   } finally {
-    if (storm) await stopStorm(storm);
+    if (storm) await stopBeside(storm);
   }
 }
 
@@ -322,56 +324,82 @@ async function timerLateness(intervalMs: number, count: number): Promise<number[
   return lateness;
 }
 
+/** A process group started beside the measurement, and the folder its report goes to. */
+interface Beside {
+  child: ChildProcess;
+  outDir: string;
+  /** What it is, for the file. */
+  label: string;
+}
+
+const ended = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
 /**
- * Starts `pnpm -s storm --out <tmpdir>` in a process group of its own (so its LMS, watchers and
- * Redis can be stopped with it) and resolves once it prints its first progress.
+ * Starts `command` (default `pnpm -s storm --out <tmpdir>`) in a process group of its own (so the
+ * storm's LMS, watchers and Redis stop with it) and resolves once it prints its first progress.
  */
-async function startStorm(say: (line: string) => void) {
-  const out = await mkdtemp(join(tmpdir(), 'lab-noise-storm-'));
-  const child = spawn('pnpm', ['-s', 'storm', '--out', out], {
+async function startBeside(
+  say: (line: string) => void,
+  command: readonly string[] | undefined,
+): Promise<Beside> {
+  const outDir = await mkdtemp(join(tmpdir(), 'lab-noise-storm-'));
+  const [file, ...args] = command ?? ['pnpm', '-s', 'storm', '--out', outDir];
+  const child = spawn(file as string, args, {
     cwd: REPO_ROOT,
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'ignore'],
   });
   child.on('error', () => undefined);
+  const label = command ? command.join(' ') : 'pnpm -s storm (the default comparison)';
+  const beside = { child, outDir, label };
   let printed = false;
   child.stdout?.on('data', () => {
     printed = true;
   });
-  child.stderr?.resume();
-  const storm = Object.assign(child, { outDir: out });
-  say(`pnpm -s storm started (pid ${child.pid}), waiting for its progress`);
+  say(`${[file, ...args].join(' ')} started (pid ${child.pid}), waiting for its progress`);
   try {
-    await waitFor(() => (printed ? true : child.exitCode !== null ? false : undefined), {
+    if (child.pid === undefined) throw new Error(`could not start ${file}`);
+    await waitFor(() => (printed || ended(child) ? true : undefined), {
       timeoutMs: 120_000,
       intervalMs: 100,
-      what: 'pnpm storm to start its first scenario',
+      what: 'the storm to print its progress',
     });
-    if (child.exitCode !== null) throw new Error(`pnpm storm exited (${child.exitCode})`);
+    if (ended(child))
+      throw new Error(`the storm ended at once (${child.exitCode ?? child.signalCode})`);
   } catch (error) {
-    await stopStorm(storm);
+    await stopBeside(beside);
     throw error;
   }
-  return storm;
+  return beside;
 }
 
-/** Stops the storm's process group by its id (SIGTERM, then SIGKILL after 10 s). */
-async function stopStorm(storm: ChildProcess & { outDir: string }): Promise<void> {
-  const group = storm.pid as number;
-  const exited = new Promise<void>((resolve) => {
-    if (storm.exitCode !== null || storm.signalCode !== null) resolve();
-    else storm.once('exit', () => resolve());
-  });
-  const signal = (name: NodeJS.Signals) => {
+/** True while any process of the group `id` exists. */
+function groupAlive(id: number): boolean {
+  try {
+    process.kill(-id, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops the group by its id: SIGTERM (the storm runner stops what it started), then SIGKILL for
+ * whatever is left after 15 s.
+ */
+async function stopBeside({ child, outDir }: Beside): Promise<void> {
+  const group = child.pid;
+  if (group !== undefined && groupAlive(group)) {
+    process.kill(-group, 'SIGTERM');
     try {
-      process.kill(-group, name);
+      await waitFor(() => (groupAlive(group) ? undefined : true), {
+        timeoutMs: 15_000,
+        intervalMs: 50,
+        what: `process group ${group} to end`,
+      });
     } catch {
-      // the group is gone already
+      if (groupAlive(group)) process.kill(-group, 'SIGKILL');
     }
-  };
-  signal('SIGTERM');
-  const timer = setTimeout(() => signal('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-  await rm(storm.outDir, { recursive: true, force: true });
+  }
+  await rm(outDir, { recursive: true, force: true });
 }
