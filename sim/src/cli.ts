@@ -23,14 +23,8 @@ import {
 } from '@storm-lab/storm';
 import { faultRun } from './faults.ts';
 import { type LabCosts, measureLabCosts } from './lab.ts';
-import {
-  LAB_NOISE_FILE,
-  measureLabNoise,
-  type NoiseSamples,
-  readLabNoise,
-  samplesOf,
-  writeLabNoise,
-} from './lab-noise.ts';
+import { measureLabNoise, writeLabNoise } from './lab-noise.ts';
+import { LAB_NOISE_FILE, type NoiseSamples, readLabNoise, samplesOf } from './noise.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { REGIME_MAP_SETTINGS, runRegimeMap } from './regime-map.ts';
 import { simulateScenario } from './run.ts';

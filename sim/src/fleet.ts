@@ -22,8 +22,8 @@ import {
   type WatcherMode,
 } from '@storm-lab/watcher';
 import { type Logger, pino } from 'pino';
-import type { TimingNoise } from './lab-noise.ts';
 import type { SimLms } from './lms-host.ts';
+import type { TimingNoise } from './noise.ts';
 import type { Random } from './random.ts';
 import { sleep as onTime } from './virtual-clock.ts';
 

@@ -10,15 +10,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { labSettings, labTimes, runCli } from './cli.ts';
 import { SimJobs } from './fleet.ts';
 import type { LabCosts } from './lab.ts';
+import { measureLabNoise } from './lab-noise.ts';
+import { freeHash, SimLms } from './lms-host.ts';
 import {
   LAB_NOISE_FILE,
-  measureLabNoise,
   type NoiseSamples,
   readLabNoise,
   samplesOf,
   timingNoise,
-} from './lab-noise.ts';
-import { freeHash, SimLms } from './lms-host.ts';
+} from './noise.ts';
 import { scenarioFor } from './presets.ts';
 import { seededRandom } from './random.ts';
 import { simulateScenario } from './run.ts';

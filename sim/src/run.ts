@@ -21,8 +21,8 @@ import {
 import { loadConfig, parseEnv as parseWatcherEnv, type WatcherMode } from '@storm-lab/watcher';
 import { pino } from 'pino';
 import { SimFleet } from './fleet.ts';
-import { timingNoise } from './lab-noise.ts';
 import { freeHash, type LmsFaults, SimLms } from './lms-host.ts';
+import { timingNoise } from './noise.ts';
 import { seededRandom } from './random.ts';
 import { type SimSettings, submissionTimes } from './settings.ts';
 import { sleep, type VirtualClock, withVirtualClock } from './virtual-clock.ts';

@@ -1,4 +1,4 @@
-import type { NoiseSamples } from './lab-noise.ts';
+import type { NoiseSamples } from './noise.ts';
 import type { Random } from './random.ts';
 
 /** When students submit: evenly over the load (as `pnpm storm`), or steady with a surge. */
