@@ -23,6 +23,8 @@ import {
 } from '@storm-lab/storm';
 import { faultRun } from './faults.ts';
 import { type LabCosts, measureLabCosts } from './lab.ts';
+import { measureLabNoise, writeLabNoise } from './lab-noise.ts';
+import { LAB_NOISE_FILE, type NoiseSamples, readLabNoise, samplesOf } from './noise.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { REGIME_MAP_SETTINGS, runRegimeMap } from './regime-map.ts';
 import { simulateScenario } from './run.ts';
@@ -60,7 +62,13 @@ Usage:
                                   1 s and 5 s; writes regime-map.svg/.md/.json to --out
                                   (see docs/regime-map.md)
   pnpm sim --lab                  what \`pnpm storm\` runs by default (2x compression, its fleet,
-                                  load and drain) with this machine's measured costs
+                                  load and drain) with this machine's measured costs and the
+                                  lab's recorded timing noise (sim/lab-noise.json)
+  pnpm sim --measure-noise        measures the lab's timing noise on this machine (PBKDF2 at the
+                                  lab's count, BullMQ's hand-over on a private redis-server,
+                                  the poll interval's timer lateness) and writes the samples to
+                                  --out (default sim/lab-noise.json); --beside-storm measures
+                                  while a real \`pnpm storm\` runs
 
 Options (production values by default, uncompressed):
   --replicas N          watcher replicas                        (default 2)
@@ -80,6 +88,12 @@ Options (production values by default, uncompressed):
   --surge-at S          seconds after the start the surge begins (default 900)
   --surge-seconds S     how long the surge lasts                (default 600)
   --seed N              the run's seed                           (default 1)
+  --noise FILE|none     recorded timing noise to draw from: each hash's cost times a
+                        recorded ratio, each BullMQ job starting a recorded hand-over
+                        late, each watcher timer a recorded lateness late (default:
+                        sim/lab-noise.json with --lab, none otherwise)
+  --samples N           with --measure-noise: samples of each kind (default 200)
+  --beside-storm        with --measure-noise: run \`pnpm -s storm\` beside the measurement
   --out DIR             report folder                            (default ./sim-report)
   --json                print report.json to stdout instead of the table
   -h, --help            this help
@@ -94,6 +108,10 @@ const OPTIONS = {
   compare: { type: 'string' },
   preset: { type: 'string' },
   lab: { type: 'boolean' },
+  noise: { type: 'string' },
+  'measure-noise': { type: 'boolean' },
+  'beside-storm': { type: 'boolean' },
+  samples: { type: 'string' },
   faults: { type: 'string' },
   map: { type: 'boolean' },
   replicas: { type: 'string' },
@@ -168,15 +186,30 @@ export function settingsOf(values: Values, base: SimSettings): SimSettings {
   };
 }
 
+/** `pnpm storm`'s default compression and the shape of its replicas. */
+const LAB_COMPRESSION = 2;
+const LAB_SHAPE = { queues: 2, connections: 2 };
+
+/** `pnpm storm`'s default compressed times on this machine: its hash and its poll interval. */
+export function labTimes() {
+  const times = compress(LAB_COMPRESSION, 1, hashShare(LAB_SHAPE));
+  return { iterations: times.hashIterations, pollIntervalMs: times.pollIntervalSeconds * 1000 };
+}
+
 /**
  * `pnpm storm`'s default run, as the simulator replays it (`--lab`), at `costs` (default: this
- * machine's, measured now).
+ * machine's, measured now) and with the timing noise of `noise` (default: the recorded samples,
+ * `sim/lab-noise.json`; `null`: none).
  */
-export async function labSettings(costs?: LabCosts): Promise<SimSettings> {
-  const compression = 2;
-  const shape = { queues: 2, connections: 2 };
+export async function labSettings(
+  costs?: LabCosts,
+  noise?: NoiseSamples | null,
+): Promise<SimSettings> {
+  const compression = LAB_COMPRESSION;
+  const shape = LAB_SHAPE;
   const times = compress(compression, 1, hashShare(shape));
   costs ??= await measureLabCosts();
+  if (noise === undefined) noise = samplesOf(await readLabNoise());
   return {
     ...PRODUCTION_SETTINGS,
     ...shape,
@@ -197,7 +230,19 @@ export async function labSettings(costs?: LabCosts): Promise<SimSettings> {
     durationSeconds: 12,
     drainSeconds: 6,
     compression,
+    noise,
   };
+}
+
+/** `--noise`: a file of recorded samples, `none`, or (absent) the base's. */
+async function noiseOf(values: Values, base: SimSettings): Promise<NoiseSamples | null> {
+  if (values.noise === undefined) return base.noise;
+  if (values.noise === 'none') return null;
+  try {
+    return samplesOf(await readLabNoise(values.noise));
+  } catch (error) {
+    throw new UsageError(`--noise ${values.noise}: ${(error as Error).message}`);
+  }
 }
 
 async function plan(values: Values): Promise<PlannedRun[]> {
@@ -213,10 +258,13 @@ async function plan(values: Values): Promise<PlannedRun[]> {
         '--preset mit runs its own three scenarios: leave out --scenario and --compare',
       );
     }
-    return mitPlan(settingsOf(values, MIT_SETTINGS));
+    return mitPlan({
+      ...settingsOf(values, MIT_SETTINGS),
+      noise: await noiseOf(values, MIT_SETTINGS),
+    });
   }
   const base = values.lab ? await labSettings() : PRODUCTION_SETTINGS;
-  const settings = settingsOf(values, base);
+  const settings = { ...settingsOf(values, base), noise: await noiseOf(values, base) };
   return comparisonOf(scenarioNamesOf(values, DEFAULT_COMPARISON), settings);
 }
 
@@ -249,6 +297,13 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   if (values.help) {
     io.out.write(`${HELP}\n`);
     return 0;
+  }
+  if (values['measure-noise']) return runMeasureNoise(values, io);
+  for (const flag of ['beside-storm', 'samples'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --measure-noise`);
+  }
+  if (values.noise !== undefined && (values.faults !== undefined || values.map)) {
+    throw new UsageError('--noise is not offered with --faults or --map (they run without noise)');
   }
   const runs = await plan(values);
   if (values.faults !== undefined) return runFaults(values, io);
@@ -289,6 +344,26 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   } else {
     io.out.write(`${renderTable(figures)}\n\nReport: ${pathToFileURL(page).href}\n`);
   }
+  return 0;
+}
+
+async function runMeasureNoise(values: Values, io: CliIo): Promise<number> {
+  const file = values.out === undefined ? LAB_NOISE_FILE : resolve(io.cwd, values.out);
+  const samples = numberFlag('samples', values.samples, 200, {
+    min: 1,
+    max: 100_000,
+    integer: true,
+  });
+  const noise = await measureLabNoise({
+    ...labTimes(),
+    samples,
+    besideStorm: values['beside-storm'] ?? false,
+    onProgress: (line) => io.err.write(`${line}\n`),
+  });
+  await writeLabNoise(file, noise);
+  io.out.write(
+    `${samples} samples of each kind (load average ${noise.loadAverage.start.toFixed(2)} to ${noise.loadAverage.end.toFixed(2)}; beside: ${noise.beside}): ${file}\n`,
+  );
   return 0;
 }
 

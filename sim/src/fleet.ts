@@ -16,14 +16,16 @@ import {
   managerWait,
   runConnection,
   runHardenedPuller,
+  type Sleep,
   type WatcherConfig,
   type WatcherMetrics,
   type WatcherMode,
 } from '@storm-lab/watcher';
 import { type Logger, pino } from 'pino';
 import type { SimLms } from './lms-host.ts';
+import type { TimingNoise } from './noise.ts';
 import type { Random } from './random.ts';
-import { sleep } from './virtual-clock.ts';
+import { sleep as onTime } from './virtual-clock.ts';
 
 export interface FleetOptions {
   lms: SimLms;
@@ -45,6 +47,11 @@ export interface FleetOptions {
    */
   oneByOne: boolean;
   random: Random;
+  /**
+   * Timing noise (see `SimSettings.noise`): a BullMQ job's hand-over and a watcher timer's
+   * lateness, drawn per job start and per timer.
+   */
+  noise: Pick<TimingNoise, 'handOverMs' | 'timerLatenessMs'>;
   /** Every log line of every replica (the watcher's event lines among them). */
   onLine(line: string): void;
 }
@@ -123,7 +130,7 @@ export class SimFleet {
   private async firstLogins(replica: Replica) {
     const deadline = Date.now() + FIRST_LOGINS_WAIT_MS;
     while (replica.firstLoginsEnded < replica.connections && Date.now() < deadline) {
-      await sleep(20);
+      await onTime(20);
     }
   }
 
@@ -202,6 +209,8 @@ class Replica {
   /** As the replica's round robin: the next client per queue, so results reuse logins. */
   private readonly nextClient = new Map<string, number>();
   private gradeProcessor: ReturnType<typeof createGradeProcessor> | undefined;
+  /** The watcher's timers (its loops, graders, manager): each fires its drawn lateness late. */
+  private readonly sleep: Sleep;
 
   constructor(
     private readonly fleet: SimFleet,
@@ -228,6 +237,9 @@ class Replica {
       this.exitWith = resolve;
     });
     const random = options.random;
+    const { noise } = options;
+    this.sleep = (ms, signal) => onTime(ms + noise.timerLatenessMs(), signal);
+    const sleep = this.sleep;
     const graders = new Map<string, Grader>();
     this.grader = (handlers) => {
       const key = JSON.stringify(handlers);
@@ -272,7 +284,8 @@ class Replica {
   /** Runs until the replica exits; resolves with why (null: stopped on purpose). */
   async run(): Promise<string | null> {
     const { options } = this;
-    await sleep(options.startupMs, this.stopLoops.signal);
+    // The process's start-up, not one of its timers.
+    await onTime(options.startupMs, this.stopLoops.signal);
     if (!this.alive) return this.exited;
     const { manager } = options.config;
     const address = `10.1.${this.index}.${1 + (Number(this.id.split('.')[1]) % 250)}`;
@@ -316,7 +329,7 @@ class Replica {
           },
           pollIntervalMs: manager.pollIntervalMs,
           loginPollIntervalMs: manager.loginPollIntervalMs,
-          sleep,
+          sleep: this.sleep,
           now: Date.now,
           metrics: this.metrics,
           // As the replica's: its lines name the connection (here with the incarnation).
@@ -354,7 +367,7 @@ class Replica {
       ends,
       connections: ordinal,
       pollTimeMs: manager.pollTimeMs,
-      sleep,
+      sleep: this.sleep,
       signal: this.stopLoops.signal,
     }).then((reason) => this.exit(reason));
     return this.exited;
@@ -370,9 +383,12 @@ interface JobState {
   holder: Worker | null;
 }
 
+/** What the job queues need of a replica: whether it lives, and its grading processor. */
+type JobHolder = Pick<Replica, 'alive' | 'processor'>;
+
 /** One replica's BullMQ Worker on one grading queue: up to `concurrency` jobs at once. */
 interface Worker {
-  replica: Replica;
+  replica: JobHolder;
   active: number;
 }
 
@@ -394,14 +410,15 @@ interface GradeQueue {
  * waited longest takes a new job, and greedily more while any wait; a finishing job's worker
  * takes the next waiting one. A failed attempt is retried with the job's exponential backoff
  * (GRADE_JOB_OPTIONS, as added); a job whose replica died goes back to waiting once its lock
- * lapses.
+ * lapses. With timing noise, the processor starts a job a drawn hand-over after the worker took
+ * it (BullMQ's round trips through Redis, measured by `measureLabNoise`); without, at once.
  */
-class SimJobs {
+export class SimJobs {
   private readonly queues = new Map<string, GradeQueue>();
   private readonly facades = new Map<string, Queue>();
 
   constructor(
-    private readonly options: FleetOptions,
+    private readonly options: Pick<FleetOptions, 'concurrency' | 'jobLockMs' | 'noise'>,
     private readonly recordGrading: (submissionId: number) => void,
   ) {}
 
@@ -415,7 +432,7 @@ class SimJobs {
   }
 
   /** A replica's workers start (before its connections, as `startReplica` readies BullMQ). */
-  startWorkers(replica: Replica, queueNames: readonly string[]): void {
+  startWorkers(replica: JobHolder, queueNames: readonly string[]): void {
     for (const name of new Set(queueNames.map(gradeQueueName))) {
       this.queue(name).blocked.push({ replica, active: 0 });
       this.pump(name);
@@ -514,6 +531,27 @@ class SimJobs {
       queue.waiting.push(jobId);
       this.pump(name);
     }, this.options.jobLockMs);
+    // BullMQ's hand-over: the worker's processor starts the job this long after it was taken.
+    const handOver = this.options.noise.handOverMs();
+    const run = () => {
+      // Gone meanwhile: the job stays with the dead holder until its lock lapses.
+      if (replica.alive) this.process(name, worker, job, attempt, lapse, release);
+    };
+    if (handOver > 0) setTimeout(run, handOver);
+    else run();
+  }
+
+  /** Runs one attempt on its holder's processor and records how it ended. */
+  private process(
+    name: string,
+    { replica }: Worker,
+    job: JobState,
+    attempt: SimJob,
+    lapse: ReturnType<typeof setTimeout>,
+    release: () => void,
+  ) {
+    const queue = this.queue(name);
+    const jobId = attempt.id as string;
     replica.processor(attempt).then(
       () => {
         if (!replica.alive) return; // killed before BullMQ heard of it: the lock lapses

@@ -143,6 +143,8 @@ export interface SimLmsOptions {
   logger: Logger;
   /** Count, per submission, the pulls served and the results accepted (see `door`). */
   audit?: boolean;
+  /** The factor on each password hash's cost, drawn per hash (default 1: no timing noise). */
+  hashRatio?: () => number;
 }
 
 /**
@@ -176,8 +178,9 @@ export class SimLms {
 
   private create() {
     const { costs, faults } = this.options;
+    const ratio = this.options.hashRatio ?? (() => 1);
     const costMs = (iterations: number) =>
-      (iterations * costs.iterationNs * faults.hashSlowdown) / 1e6;
+      (iterations * costs.iterationNs * faults.hashSlowdown * ratio()) / 1e6;
     return createApp({
       db: this.options.database.db,
       config: this.options.config,

@@ -22,6 +22,7 @@ import { loadConfig, parseEnv as parseWatcherEnv, type WatcherMode } from '@stor
 import { pino } from 'pino';
 import { SimFleet } from './fleet.ts';
 import { freeHash, type LmsFaults, SimLms } from './lms-host.ts';
+import { timingNoise } from './noise.ts';
 import { seededRandom } from './random.ts';
 import { type SimSettings, submissionTimes } from './settings.ts';
 import { sleep, type VirtualClock, withVirtualClock } from './virtual-clock.ts';
@@ -135,6 +136,8 @@ async function runWorld(
   hooks: WorldHooks,
 ): Promise<ScenarioFigures> {
   const random = seededRandom(settings.seed);
+  // Its own streams: a run without noise draws exactly what it drew before noise existed.
+  const noise = timingNoise(settings.noise, random);
   // Silent but for the watcher's event lines, which it prints at any level: counted, not kept.
   // A `result-accepted` line is a put_result the LMS answered with success: counted per
   // submission and pull key (the job id names both).
@@ -182,6 +185,7 @@ async function runWorld(
     random: random.fork('network'),
     logger,
     audit: hooks.audit ?? false,
+    hashRatio: noise.hashRatio,
   });
   // Summed over the LMS's incarnations, as a Prometheus counter's increase survives a restart.
   const read = async (): Promise<Counters> => {
@@ -241,6 +245,7 @@ async function runWorld(
     concurrency: watcherEnv.WATCHER_CONCURRENCY,
     oneByOne: settings.oneByOne,
     random: random.fork('fleet'),
+    noise,
     onLine,
   });
 

@@ -1,3 +1,4 @@
+import type { NoiseSamples } from './noise.ts';
 import type { Random } from './random.ts';
 
 /** When students submit: evenly over the load (as `pnpm storm`), or steady with a surge. */
@@ -62,6 +63,12 @@ export interface SimSettings {
    * simulator replays `pnpm storm` (`--lab`), whose times are already divided by it.
    */
   compression: number;
+  /**
+   * Recorded timing noise to draw from (`--lab`: the lab's, `sim/lab-noise.json`): each password
+   * hash's cost times a recorded ratio, each BullMQ job starting a recorded hand-over after it
+   * was added, each watcher timer firing a recorded lateness late. `null`: none (production).
+   */
+  noise: NoiseSamples | null;
   seed: number;
 }
 
@@ -100,6 +107,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   durationSeconds: 3600,
   drainSeconds: 600,
   compression: 1,
+  noise: null,
   seed: 1,
 };
 

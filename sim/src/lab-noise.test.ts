@@ -1,0 +1,319 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { openDatabase, parseEnv, SEED_DEFAULTS, seed } from '@storm-lab/lms';
+import { XQueueClient } from '@storm-lab/lms-client';
+import { addGradeJob, type GradeJobData } from '@storm-lab/watcher';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { labSettings, labTimes, runCli } from './cli.ts';
+import { SimJobs } from './fleet.ts';
+import type { LabCosts } from './lab.ts';
+import { measureLabNoise } from './lab-noise.ts';
+import { freeHash, SimLms } from './lms-host.ts';
+import {
+  LAB_NOISE_FILE,
+  type NoiseSamples,
+  readLabNoise,
+  samplesOf,
+  timingNoise,
+} from './noise.ts';
+import { scenarioFor } from './presets.ts';
+import { seededRandom } from './random.ts';
+import { simulateScenario } from './run.ts';
+import { withVirtualClock } from './virtual-clock.ts';
+
+const logger = pino({ level: 'silent' });
+
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function tempDir() {
+  const dir = await mkdtemp(join(tmpdir(), 'lab-noise-test-'));
+  dirs.push(dir);
+  return dir;
+}
+
+async function cli(args: string[], cwd: string) {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  out.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  err.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const code = await runCli(args, { out, err, cwd });
+  return { code, stdout, stderr };
+}
+
+// Whole milliseconds: the virtual clock's timers are (fake-timers drops a delay's fraction).
+const SAMPLES: NoiseSamples = {
+  hashRatios: [0.4, 2, 3.2],
+  handOverMs: [1, 3, 7],
+  timerLatenessMs: [1, 2],
+};
+
+/** The costs the real lab runs were recorded with (docs/lab-runs.json). */
+async function recordedCosts(): Promise<LabCosts> {
+  const file = new URL('../../docs/lab-runs.json', import.meta.url);
+  return (JSON.parse(await readFile(file, 'utf8')) as { costs: LabCosts }).costs;
+}
+
+describe('timingNoise', () => {
+  it('picks recorded samples, each kind on its own seeded stream; none without samples', () => {
+    const draw = (seed: number) => {
+      const noise = timingNoise(SAMPLES, seededRandom(seed));
+      return Array.from({ length: 50 }, () => [noise.hashRatio(), noise.handOverMs()]);
+    };
+    const drawn = draw(3);
+    expect(drawn).toEqual(draw(3));
+    expect(drawn).not.toEqual(draw(4));
+    expect(new Set(drawn.map(([ratio]) => ratio))).toEqual(new Set(SAMPLES.hashRatios));
+    expect(new Set(drawn.map(([, ms]) => ms))).toEqual(new Set(SAMPLES.handOverMs));
+    // Hand-over draws do not shift hash draws.
+    const hashesOnly = timingNoise(SAMPLES, seededRandom(3));
+    expect(drawn.map(([ratio]) => ratio)).toEqual(drawn.map(() => hashesOnly.hashRatio()));
+    const none = timingNoise(null, seededRandom(3));
+    expect([none.hashRatio(), none.handOverMs(), none.timerLatenessMs()]).toEqual([1, 0, 0]);
+  });
+});
+
+/** Virtual ms one login takes against a 1-worker LMS whose hashes cost `hashRatio` times. */
+async function loginMs(hashRatio?: () => number): Promise<number> {
+  const database = openDatabase({ path: ':memory:', synchronous: 'normal' });
+  const config = parseEnv(
+    { LOG_LEVEL: 'silent', PASSWORD_HASH_ITERATIONS: '100000' },
+    process.cwd(),
+  );
+  await seed(
+    database.db,
+    { ...SEED_DEFAULTS, queues: ['q'], servicePassword: 'xqueue-pass' },
+    { iterations: 100_000, now: Date.now(), hash: freeHash },
+  );
+  try {
+    return await withVirtualClock(async (clock) => {
+      const lms = new SimLms({
+        database,
+        config,
+        // 100,000 iterations at 250 ns: a 25 ms hash.
+        costs: { model: 'workers', workers: 1, iterationNs: 250, requestMs: 1, latencyMs: 1 },
+        faults: { dropResponseRate: 0, hashSlowdown: 1 },
+        random: seededRandom(1),
+        logger,
+        ...(hashRatio && { hashRatio }),
+      });
+      const client = new XQueueClient({
+        serverUrl: lms.baseUrl,
+        queue: 'q',
+        username: SEED_DEFAULTS.serviceUsername,
+        password: 'xqueue-pass',
+        mode: 'current',
+        instanceId: null,
+        requestsTimeoutMs: 10_000,
+        logger,
+        now: Date.now,
+        fetch: lms.fetchFor({ address: '10.0.0.1' }),
+      });
+      const started = Date.now();
+      let ended: number | null = null;
+      const login = client.login().then((ok) => {
+        expect(ok).toBe(true);
+        ended = Date.now();
+      });
+      while (ended === null) await clock.next();
+      await login;
+      return (ended as number) - started;
+    });
+  } finally {
+    database.close();
+  }
+}
+
+describe('timing noise in the simulated world', () => {
+  it("multiplies a password hash's cost by a drawn recorded ratio", async () => {
+    const plain = await loginMs();
+    const noise = timingNoise(SAMPLES, seededRandom(11));
+    const drawn: number[] = [];
+    const noisy = await loginMs(() => {
+      const ratio = noise.hashRatio();
+      drawn.push(ratio);
+      return ratio;
+    });
+    // One hash per login, of 25 ms at ratio 1.
+    expect(drawn).toHaveLength(1);
+    const ratio = drawn[0] as number;
+    expect(SAMPLES.hashRatios).toContain(ratio);
+    expect(ratio).toBe(timingNoise(SAMPLES, seededRandom(11)).hashRatio());
+    expect(noisy - plain).toBeCloseTo(25 * (ratio - 1), 6);
+  });
+
+  it('starts each BullMQ job a drawn recorded hand-over after it was added', async () => {
+    const expected = timingNoise(SAMPLES, seededRandom(5));
+    const delays: number[] = [];
+    await withVirtualClock(async (clock) => {
+      const noise = timingNoise(SAMPLES, seededRandom(5));
+      const jobs = new SimJobs({ concurrency: 1, jobLockMs: 60_000, noise }, () => undefined);
+      let startedAt: number | null = null;
+      const replica = {
+        alive: true,
+        processor: (async () => {
+          startedAt = Date.now();
+          return { outcome: 'correct', score: 1, result: { correct: true, score: 1, msg: '' } };
+        }) as never,
+      };
+      jobs.startWorkers(replica, ['q']);
+      for (let index = 0; index < 20; index++) {
+        startedAt = null;
+        const added = Date.now();
+        await addGradeJob(jobs.queueFor('q'), `job-${index}`, {
+          submissionId: index,
+        } as GradeJobData);
+        while (startedAt === null) await clock.next();
+        delays.push((startedAt as number) - added);
+        // The worker is free again once its job's answer settled.
+        await clock.advance(100);
+      }
+    });
+    const drawn = delays.map(() => expected.handOverMs());
+    expect(delays).toEqual(drawn);
+    expect(new Set(delays).size).toBeGreaterThan(1);
+  });
+
+  it("fires the watcher's timers a drawn recorded lateness late", async () => {
+    const costs = await recordedCosts();
+    const latency = async (samples: NoiseSamples | null) => {
+      const settings = await labSettings(costs, samples);
+      const scenario = await scenarioFor('exempt-username', settings);
+      return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
+    };
+    const late = { hashRatios: [1], handOverMs: [0], timerLatenessMs: [50] };
+    // A submission waits for a poll's sleep, then its grading's: both fire 50 ms late.
+    expect(await latency(late)).toBeGreaterThanOrEqual((await latency(null)) + 50);
+  });
+
+  it('with --lab noise: the same seed gives the same figures, another seed others', async () => {
+    const costs = await recordedCosts();
+    const noise = samplesOf(await readLabNoise());
+    const run = async (seed: number, samples: NoiseSamples | null) => {
+      const settings = { ...(await labSettings(costs, samples)), seed };
+      const scenario = await scenarioFor('storm-hardened-watcher', settings);
+      return JSON.stringify(await simulateScenario(scenario, settings));
+    };
+    const first = await run(1, noise);
+    expect(await run(1, noise)).toBe(first);
+    expect(await run(2, noise)).not.toBe(first);
+    // Without noise nothing in the lab's replay draws on chance: seeds give the same run.
+    expect(await run(2, null)).toBe(await run(1, null));
+  });
+
+  it('--noise FILE: byte-identical report.json for one seed, another for another seed', async () => {
+    const args = [
+      '--scenario',
+      'storm-hardened-watcher',
+      '--duration',
+      '10',
+      '--drain',
+      '10',
+      '--noise',
+      LAB_NOISE_FILE,
+    ];
+    const report = async (seed: number) => {
+      const dir = await tempDir();
+      const result = await cli([...args, '--seed', String(seed), '--out', dir], dir);
+      expect(result.code, result.stderr).toBe(0);
+      return readFile(join(dir, 'report.json'), 'utf8');
+    };
+    const first = await report(7);
+    expect(await report(7)).toBe(first);
+    expect(await report(8)).not.toBe(first);
+  });
+});
+
+describe('pnpm sim --measure-noise', () => {
+  it('writes a well-formed file of raw samples (a private Redis, no storm beside)', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'noise.json');
+    const result = await cli(['--measure-noise', '--samples', '4', '--out', file], dir);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(file);
+    const noise = await readLabNoise(file);
+    expect(Date.parse(noise.measured)).not.toBeNaN();
+    expect(noise.beside).toContain('no pnpm storm');
+    expect(noise.cpus).toBeGreaterThan(0);
+    expect(Number.isFinite(noise.loadAverage.start)).toBe(true);
+    expect(Number.isFinite(noise.loadAverage.end)).toBe(true);
+    const { iterations, pollIntervalMs } = labTimes();
+    expect(noise.hash.iterations).toBe(iterations);
+    expect(noise.hash.concurrency).toBe(availableParallelism());
+    expect(noise.hash.durationsMs).toHaveLength(4);
+    expect(noise.hash.ratios).toHaveLength(4);
+    expect(noise.hash.ratios).toContain(1);
+    for (const [index, ms] of noise.hash.durationsMs.entries()) {
+      expect(ms).toBeGreaterThan(0);
+      expect(noise.hash.ratios[index]).toBeCloseTo(ms / noise.hash.medianMs, 3);
+    }
+    expect(noise.handOverMs).toHaveLength(4);
+    for (const ms of noise.handOverMs) expect(ms).toBeGreaterThan(0);
+    expect(noise.timerLateness.intervalMs).toBe(pollIntervalMs);
+    expect(noise.timerLateness.samplesMs).toHaveLength(4);
+    // A timer fires at most a millisecond early (libuv's clock), never before that.
+    for (const ms of noise.timerLateness.samplesMs) expect(ms).toBeGreaterThan(-1.5);
+  });
+
+  it('refuses --beside-storm without --measure-noise, and --noise with --map', async () => {
+    const result = await cli(['--beside-storm'], await tempDir());
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--beside-storm goes with --measure-noise');
+    const map = await cli(['--map', '--noise', 'none'], await tempDir());
+    expect(map.code).toBe(2);
+    expect(map.stderr).toContain('--noise is not offered with --faults or --map');
+  });
+
+  it('measures beside a process group it stops by its id at the end (a stand-in storm)', async () => {
+    const dir = await tempDir();
+    const pids = join(dir, 'pids');
+    // Prints progress and keeps a child of its own, as the storm runner keeps its LMS.
+    const standIn = `
+      const { spawn } = require('node:child_process');
+      const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+      require('node:fs').writeFileSync(${JSON.stringify(pids)}, process.pid + ' ' + child.pid);
+      setInterval(() => console.log('progress'), 50);`;
+    const noise = await measureLabNoise({
+      iterations: 1000,
+      pollIntervalMs: 20,
+      samples: 3,
+      besideStorm: true,
+      besideCommand: [process.execPath, '-e', standIn],
+    });
+    expect(noise.beside).toContain('running throughout');
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const [parent, child] = (await readFile(pids, 'utf8')).split(' ').map(Number);
+    expect([alive(parent as number), alive(child as number)]).toEqual([false, false]);
+  });
+
+  it('fails when the storm beside ends before the measurement does', async () => {
+    const standIn = "console.log('progress'); setTimeout(() => {}, 100);";
+    await expect(
+      measureLabNoise({
+        iterations: 1000,
+        pollIntervalMs: 20,
+        samples: 3,
+        besideStorm: true,
+        besideCommand: [process.execPath, '-e', standIn],
+      }),
+    ).rejects.toThrow(/ended before the measurement did/);
+  });
+});
