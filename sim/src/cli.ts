@@ -186,6 +186,14 @@ export function settingsOf(values: Values, base: SimSettings): SimSettings {
   };
 }
 
+/**
+ * What a run's hash is divided by besides its compression (`pnpm storm`'s share of cores, see
+ * `hashShare`), read off its iterations: 1 for production's 1,000,000 uncompressed.
+ */
+function hashShareOf(settings: Pick<SimSettings, 'compression' | 'iterations'>): number {
+  return PRODUCTION_SETTINGS.iterations / settings.compression / settings.iterations;
+}
+
 /** `pnpm storm`'s default compression and the shape of its replicas. */
 const LAB_COMPRESSION = 2;
 const LAB_SHAPE = { queues: 2, connections: 2 };
@@ -323,7 +331,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   const settings = first.settings;
   const report = buildReport(figures, {
     compression: settings.compression,
-    compressionNote: `${compressionNote(settings.compression, settings.durationSeconds / settings.compression, settings.gradingSeconds)} Simulated on a virtual clock, seed ${settings.seed}.`,
+    compressionNote: `${compressionNote(settings.compression, settings.durationSeconds / settings.compression, settings.gradingSeconds, hashShareOf(settings))} Simulated on a virtual clock, seed ${settings.seed}.`,
     cpus: cpus().length,
     run: {
       replicas: settings.replicas,

@@ -233,6 +233,17 @@ describe('timing noise in the simulated world', () => {
     expect(await report(7)).toBe(first);
     expect(await report(8)).not.toBe(first);
   });
+
+  it("--lab: the report's note gives the iterations the replay hashes", async () => {
+    const dir = await tempDir();
+    const result = await cli(['--lab', '--scenario', 'exempt-username', '--out', dir], dir);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as {
+      compressionNote: string;
+    };
+    const iterations = labTimes().iterations.toLocaleString('en-US');
+    expect(report.compressionNote).toContain(`PBKDF2 iterations 1,000,000 -> ${iterations}`);
+  });
 });
 
 describe('pnpm sim --measure-noise', () => {
