@@ -64,11 +64,12 @@ Usage:
   pnpm sim --lab                  what \`pnpm storm\` runs by default (2x compression, its fleet,
                                   load and drain) with this machine's measured costs and the
                                   lab's recorded timing noise (sim/lab-noise.json)
-  pnpm sim --measure-noise        measures the lab's timing noise on this machine (PBKDF2 at the
-                                  lab's count, BullMQ's hand-over on a private redis-server,
-                                  the poll interval's timer lateness) and writes the samples to
-                                  --out (default sim/lab-noise.json); --beside-storm measures
-                                  while a real \`pnpm storm\` runs
+  pnpm sim --measure-noise        measures the lab's timing noise on this machine, in rounds of
+                                  one PBKDF2 at the lab's count (against the same hash before
+                                  the rounds), one BullMQ hand-over on a private redis-server
+                                  and one poll-interval timer, and writes the samples to --out
+                                  (default sim/lab-noise.json); --beside-storm takes rounds
+                                  while a real \`pnpm storm\` runs, until it ends
 
 Options (production values by default, uncompressed):
   --replicas N          watcher replicas                        (default 2)
@@ -92,7 +93,8 @@ Options (production values by default, uncompressed):
                         recorded ratio, each BullMQ job starting a recorded hand-over
                         late, each watcher timer a recorded lateness late (default:
                         sim/lab-noise.json with --lab, none otherwise)
-  --samples N           with --measure-noise: samples of each kind (default 200)
+  --samples N           with --measure-noise: rounds (default 200; beside a storm, the
+                        most, default 2000)
   --beside-storm        with --measure-noise: run \`pnpm -s storm\` beside the measurement
   --out DIR             report folder                            (default ./sim-report)
   --json                print report.json to stdout instead of the table
@@ -357,7 +359,8 @@ async function run(argv: string[], io: CliIo): Promise<number> {
 
 async function runMeasureNoise(values: Values, io: CliIo): Promise<number> {
   const file = values.out === undefined ? LAB_NOISE_FILE : resolve(io.cwd, values.out);
-  const samples = numberFlag('samples', values.samples, 200, {
+  const besideStorm = values['beside-storm'] ?? false;
+  const samples = numberFlag('samples', values.samples, besideStorm ? 2000 : 200, {
     min: 1,
     max: 100_000,
     integer: true,
@@ -365,12 +368,12 @@ async function runMeasureNoise(values: Values, io: CliIo): Promise<number> {
   const noise = await measureLabNoise({
     ...labTimes(),
     samples,
-    besideStorm: values['beside-storm'] ?? false,
+    besideStorm,
     onProgress: (line) => io.err.write(`${line}\n`),
   });
   await writeLabNoise(file, noise);
   io.out.write(
-    `${samples} samples of each kind (load average ${noise.loadAverage.start.toFixed(2)} to ${noise.loadAverage.end.toFixed(2)}; beside: ${noise.beside}): ${file}\n`,
+    `${noise.hash.durationsMs.length} rounds (load average ${noise.loadAverage.start.toFixed(2)} to ${noise.loadAverage.end.toFixed(2)}; beside: ${noise.beside}): ${file}\n`,
   );
   return 0;
 }

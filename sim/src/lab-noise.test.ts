@@ -1,5 +1,5 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { openDatabase, parseEnv, SEED_DEFAULTS, seed } from '@storm-lab/lms';
@@ -261,13 +261,14 @@ describe('pnpm sim --measure-noise', () => {
     expect(Number.isFinite(noise.loadAverage.end)).toBe(true);
     const { iterations, pollIntervalMs } = labTimes();
     expect(noise.hash.iterations).toBe(iterations);
-    expect(noise.hash.concurrency).toBe(availableParallelism());
+    expect(noise.hash.concurrency).toBe(1);
+    expect(noise.hash.baselineMs).toBeGreaterThan(0);
     expect(noise.hash.durationsMs).toHaveLength(4);
     expect(noise.hash.ratios).toHaveLength(4);
-    expect(noise.hash.ratios).toContain(1);
     for (const [index, ms] of noise.hash.durationsMs.entries()) {
       expect(ms).toBeGreaterThan(0);
-      expect(noise.hash.ratios[index]).toBeCloseTo(ms / noise.hash.medianMs, 3);
+      // Against the hashes before the rounds, not against the rounds' own median.
+      expect(noise.hash.ratios[index]).toBeCloseTo(ms / noise.hash.baselineMs, 3);
     }
     expect(noise.handOverMs).toHaveLength(4);
     for (const ms of noise.handOverMs) expect(ms).toBeGreaterThan(0);
@@ -302,7 +303,8 @@ describe('pnpm sim --measure-noise', () => {
       besideStorm: true,
       besideCommand: [process.execPath, '-e', standIn],
     });
-    expect(noise.beside).toContain('running throughout');
+    expect(noise.beside).toContain('while it ran');
+    expect(noise.hash.durationsMs).toHaveLength(3);
     const alive = (pid: number) => {
       try {
         process.kill(pid, 0);
@@ -315,16 +317,30 @@ describe('pnpm sim --measure-noise', () => {
     expect([alive(parent as number), alive(child as number)]).toEqual([false, false]);
   });
 
-  it('fails when the storm beside ends before the measurement does', async () => {
-    const standIn = "console.log('progress'); setTimeout(() => {}, 100);";
+  it('takes rounds until the storm beside ends, and fails when it failed or ended too soon', async () => {
+    // Prints its progress, then ends by itself with `code` after `ms`.
+    const standIn = (code: number, ms: number) => [
+      process.execPath,
+      '-e',
+      `console.log('progress'); setTimeout(() => process.exit(${code}), ${ms});`,
+    ];
+    const options = { iterations: 1000, pollIntervalMs: 20, samples: 10_000 };
+    const noise = await measureLabNoise({
+      ...options,
+      besideStorm: true,
+      besideCommand: standIn(0, 1500),
+      minimumRounds: 2,
+    });
+    const rounds = noise.hash.durationsMs.length;
+    expect(rounds).toBeGreaterThanOrEqual(2);
+    expect(rounds).toBeLessThan(options.samples);
+    expect(noise.handOverMs).toHaveLength(rounds);
+    expect(noise.timerLateness.samplesMs).toHaveLength(rounds);
     await expect(
-      measureLabNoise({
-        iterations: 1000,
-        pollIntervalMs: 20,
-        samples: 3,
-        besideStorm: true,
-        besideCommand: [process.execPath, '-e', standIn],
-      }),
-    ).rejects.toThrow(/ended before the measurement did/);
+      measureLabNoise({ ...options, besideStorm: true, besideCommand: standIn(3, 300) }),
+    ).rejects.toThrow(/failed \(3\)/);
+    await expect(
+      measureLabNoise({ ...options, besideStorm: true, besideCommand: standIn(0, 100) }),
+    ).rejects.toThrow(/fewer than 20: too few samples/);
   });
 });

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { pbkdf2 } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -25,58 +25,72 @@ export interface LabNoiseOptions {
   iterations: number;
   /** The lab's poll interval, in ms: the timers measured. */
   pollIntervalMs: number;
-  /** Samples of each kind (default 200). */
+  /** Rounds of samples (default 200); beside a storm, the most taken while it runs (default 2000). */
   samples?: number;
   /**
    * Runs `pnpm -s storm --out <tmpdir>` (the default comparison) beside the measurement, which
-   * starts once the storm prints its progress; the storm is stopped at the end.
+   * starts once the storm prints its progress and takes rounds until the storm ends.
    */
   besideStorm?: boolean;
   /** What runs as the storm beside (default `pnpm -s storm --out <tmpdir>`); tests stand in. */
   besideCommand?: readonly string[];
+  /** Beside a storm, the fewest rounds a measurement must take (default 20). */
+  minimumRounds?: number;
   /** Progress lines. */
   onProgress?(line: string): void;
 }
 
+/** Hashes timed one by one before anything runs beside: the cost the ratios are taken against. */
+const BASELINE_HASHES = 10;
+
 /**
- * Measures, on real time on this machine, the timing noise a replay of `pnpm storm` lacks:
- * PBKDF2 durations as the lab's LMS hashes, BullMQ's hand-over from the watcher's `addGradeJob`
- * to a Worker (a private redis-server), and the lateness of the lab's poll-interval timer.
- * Optionally while a real `pnpm storm` runs beside it.
+ * Measures, on real time on this machine, the timing noise a replay of `pnpm storm` lacks, in
+ * rounds of one sample of each kind: a PBKDF2 hash at the lab's iterations (its duration over
+ * the same hash's before anything ran beside: how much slower, and how unevenly, the lab's
+ * machine hashes), BullMQ's hand-over from the watcher's `addGradeJob` to a Worker (a private
+ * redis-server), and the lateness of a timer of the lab's poll interval. One thing at a time,
+ * so the measurement itself takes little of the machine (one hash in a round of about a poll
+ * interval). Beside a real `pnpm storm`, rounds go on until the storm ends, so they sample
+ * every part of its run.
  */
 export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNoise> {
-  const samples = options.samples ?? 200;
+  const samples = options.samples ?? (options.besideStorm ? 2000 : 200);
   const say = options.onProgress ?? (() => undefined);
+  const hash = (index: number) => timedHash(options.iterations, index);
+  await hash(-1); // warm-up
+  const baseline: number[] = [];
+  for (let index = 0; index < BASELINE_HASHES; index++) baseline.push(await hash(index));
+  const baselineMs = median(baseline);
+  say(`baseline: ${baselineMs.toFixed(1)} ms a hash of ${options.iterations} iterations`);
+  const handOver = await handOvers();
   const storm = options.besideStorm ? await startBeside(say, options.besideCommand) : null;
   try {
     const start = loadavg()[0] as number;
-    const concurrency = availableParallelism();
-    say(`hashing ${samples} x ${options.iterations} iterations, ${concurrency} at once`);
-    const durationsMs = await hashDurations(options.iterations, concurrency, samples);
-    say(`adding ${samples} BullMQ jobs`);
-    const handOverMs = await handOvers(samples);
-    say(`${samples} timers of ${options.pollIntervalMs} ms`);
-    const lateness = await timerLateness(options.pollIntervalMs, samples);
-    const end = loadavg()[0] as number;
-    if (storm && ended(storm.child)) {
-      throw new Error(
-        `${storm.label} ended before the measurement did: its samples are not all beside it`,
-      );
+    const durationsMs: number[] = [];
+    const handOverMs: number[] = [];
+    const lateness: number[] = [];
+    while (durationsMs.length < samples && !(storm && ended(storm.child))) {
+      durationsMs.push(await hash(durationsMs.length));
+      handOverMs.push(await handOver.next());
+      lateness.push(await timerLateness(options.pollIntervalMs));
+      if (durationsMs.length % 50 === 0) say(`${durationsMs.length} rounds`);
     }
-    const medianMs = median(durationsMs);
+    const end = loadavg()[0] as number;
+    if (storm) besideEnded(storm, durationsMs.length, options.minimumRounds ?? 20);
     return {
       measured: new Date().toISOString(),
       cpus: cpus().length,
       loadAverage: { start, end },
       beside: storm
-        ? `${storm.label}, running throughout (measured once it printed its progress)`
+        ? `${storm.label}: every round while it ran (from its first progress to its end)`
         : 'no pnpm storm (a quiet measurement: only what else ran on the machine, see loadAverage)',
       hash: {
         iterations: options.iterations,
-        concurrency,
-        medianMs: round(medianMs),
+        concurrency: 1,
+        baselineMs: round(baselineMs),
+        medianMs: round(median(durationsMs)),
         durationsMs: durationsMs.map((ms) => round(ms)),
-        ratios: durationsMs.map((ms) => round(ms / medianMs, 4)),
+        ratios: durationsMs.map((ms) => round(ms / baselineMs, 4)),
       },
       handOverMs: handOverMs.map((ms) => round(ms)),
       timerLateness: {
@@ -85,6 +99,7 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
       },
     };
   } finally {
+    await handOver.close();
     if (storm) await stopBeside(storm);
   }
 }
@@ -103,37 +118,30 @@ function round(value: number, digits = 3): number {
   return Number(value.toFixed(digits));
 }
 
-/** `count` hashes, `concurrency` in flight at all times, as a burst of logins keeps the pool. */
-async function hashDurations(
-  iterations: number,
-  concurrency: number,
-  count: number,
-): Promise<number[]> {
-  await pbkdf2Async('warm-up', 'salt', iterations, 32, 'sha256');
-  const durations: number[] = [];
-  let started = 0;
-  const lane = async () => {
-    while (started < count) {
-      started += 1;
-      const begin = performance.now();
-      await pbkdf2Async(`password-${started}`, 'salt', iterations, 32, 'sha256');
-      durations.push(performance.now() - begin);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  return durations;
+/** One hash on Node's async PBKDF2 (libuv's threads, as the lab's LMS hashes), in ms. */
+async function timedHash(iterations: number, index: number): Promise<number> {
+  const begin = performance.now();
+  await pbkdf2Async(`password-${index}`, 'salt', iterations, 32, 'sha256');
+  return performance.now() - begin;
 }
 
 // Between one job's end and the next add: the worker is blocked on Redis again, as it waits
 // between the lab's pulls (about four a second).
 const JOB_GAP_MS = 20;
 
+/** A private redis-server, a BullMQ Worker waiting on it, and one timed job at a time. */
+interface HandOvers {
+  /** Adds a job through the watcher's `addGradeJob`; ms from the call until its processor starts. */
+  next(): Promise<number>;
+  close(): Promise<void>;
+}
+
 /**
- * Adds `count` jobs one after another through the watcher's `addGradeJob`, each once the
- * previous one finished and the worker waits again, and times each from the add call until the
- * worker's processor starts it.
+ * Readies a queue and a waiting worker, and warms them up (the worker's first fetch is not a
+ * hand-over the lab's pulls see). Each `next` adds a job once the previous one finished and the
+ * worker waits again.
  */
-async function handOvers(count: number): Promise<number[]> {
+async function handOvers(): Promise<HandOvers> {
   const redis = await startRedis();
   const bull = { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'noise' };
   const name = gradeQueueName('noise');
@@ -147,34 +155,39 @@ async function handOvers(count: number): Promise<number[]> {
     },
     { ...bull, concurrency: 1 },
   );
-  try {
-    await worker.waitUntilReady();
-    const delays: number[] = [];
-    for (let index = 0; index <= count; index++) {
-      const jobId = `noise-${index}`;
-      const finished = new Promise<void>((resolve) => {
-        const onCompleted = (job: { id?: string }) => {
-          if (job.id !== jobId) return;
-          worker.off('completed', onCompleted);
-          resolve();
-        };
-        worker.on('completed', onCompleted);
-      });
-      const start = new Promise<number>((resolve) => started.set(jobId, resolve));
-      const added = performance.now();
-      await addGradeJob(queue, jobId, jobData(index));
-      const delay = (await start) - added;
-      await finished;
-      // The first is a warm-up (the worker's first fetch).
-      if (index > 0) delays.push(delay);
-      await new Promise((resolve) => setTimeout(resolve, JOB_GAP_MS));
-    }
-    return delays;
-  } finally {
+  let index = 0;
+  const next = async () => {
+    index += 1;
+    const jobId = `noise-${index}`;
+    const finished = new Promise<void>((resolve) => {
+      const onCompleted = (job: { id?: string }) => {
+        if (job.id !== jobId) return;
+        worker.off('completed', onCompleted);
+        resolve();
+      };
+      worker.on('completed', onCompleted);
+    });
+    const start = new Promise<number>((resolve) => started.set(jobId, resolve));
+    const added = performance.now();
+    await addGradeJob(queue, jobId, jobData(index));
+    const delay = (await start) - added;
+    await finished;
+    await new Promise((resolve) => setTimeout(resolve, JOB_GAP_MS));
+    return delay;
+  };
+  const close = async () => {
     await worker.close();
     await queue.close();
     await redis.stop();
+  };
+  try {
+    await worker.waitUntilReady();
+    await next();
+  } catch (error) {
+    await close();
+    throw error;
   }
+  return { next, close };
 }
 
 function jobData(index: number): GradeJobData {
@@ -191,31 +204,12 @@ function jobData(index: number): GradeJobData {
   };
 }
 
-// Timers measured side by side, staggered over one interval, so the measurement takes
-// count / CHAINS intervals rather than count.
-const CHAINS = 10;
-
-/** `count` timers of `intervalMs`, each's lateness: when it fired, less when it was due. */
-async function timerLateness(intervalMs: number, count: number): Promise<number[]> {
-  const lateness: number[] = [];
-  const chains = Math.min(CHAINS, count);
-  let left = count;
-  const once = () =>
-    new Promise<number>((resolve) => {
-      const due = performance.now() + intervalMs;
-      setTimeout(() => resolve(performance.now() - due), intervalMs);
-    });
-  const chain = async (offsetMs: number) => {
-    await new Promise((resolve) => setTimeout(resolve, offsetMs));
-    while (left > 0) {
-      left -= 1;
-      lateness.push(await once());
-    }
-  };
-  await Promise.all(
-    Array.from({ length: chains }, (_, index) => chain((index * intervalMs) / chains)),
-  );
-  return lateness;
+/** How late one timer of `intervalMs` fires: when it fired, less when it was due. */
+function timerLateness(intervalMs: number): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const due = performance.now() + intervalMs;
+    setTimeout(() => resolve(performance.now() - due), intervalMs);
+  });
 }
 
 /** A process group started beside the measurement, and the folder its report goes to. */
@@ -227,6 +221,22 @@ interface Beside {
 }
 
 const ended = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
+/**
+ * Once the rounds stop beside a storm: it must have ended by itself with success (its report
+ * is not needed, only that it ran as a user runs it), after enough rounds to say something.
+ */
+function besideEnded(storm: Beside, rounds: number, minimum: number): void {
+  if (!ended(storm.child)) return; // the rounds ran out first: stopped below
+  if (storm.child.exitCode !== 0) {
+    throw new Error(`${storm.label} failed (${storm.child.exitCode ?? storm.child.signalCode})`);
+  }
+  if (rounds < minimum) {
+    throw new Error(
+      `${storm.label} ended after ${rounds} rounds, fewer than ${minimum}: too few samples`,
+    );
+  }
+}
 
 /**
  * Starts `command` (default `pnpm -s storm --out <tmpdir>`) in a process group of its own (so the

@@ -15,12 +15,15 @@ export interface LabNoise {
   /** What ran beside the measurement: nothing, or `pnpm -s storm` (the default comparison). */
   beside: string;
   /**
-   * Node's async PBKDF2-SHA256 at the lab's iteration count, `concurrency` at once (as the lab's
-   * LMS hashes on libuv's threads): each hash's duration, and that divided by their median.
+   * Node's async PBKDF2-SHA256 at the lab's iteration count, one at a time (on libuv's threads,
+   * as the lab's LMS hashes): each hash's duration, and that divided by `baselineMs`, the median
+   * of hashes timed before anything ran beside (how much slower the machine hashed, and how
+   * unevenly).
    */
   hash: {
     iterations: number;
     concurrency: number;
+    baselineMs: number;
     medianMs: number;
     durationsMs: number[];
     ratios: number[];
