@@ -24,6 +24,7 @@ import {
 import { faultRun } from './faults.ts';
 import { type LabCosts, measureLabCosts } from './lab.ts';
 import { measureLabNoise, writeLabNoise } from './lab-noise.ts';
+import { LAB_RUNS_FILE, recordLabRuns, writeLabRuns } from './lab-record.ts';
 import { LAB_NOISE_FILE, type NoiseSamples, readLabNoise, samplesOf } from './noise.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { REGIME_MAP_SETTINGS, runRegimeMap } from './regime-map.ts';
@@ -70,6 +71,10 @@ Usage:
                                   and one poll-interval timer, and writes the samples to --out
                                   (default sim/lab-noise.json); --beside-storm takes rounds
                                   while a real \`pnpm storm\` runs, until it ends
+  pnpm sim --record-lab N         runs the real \`pnpm storm\` N times one after another and
+                                  writes each scenario's figures and this machine's costs to
+                                  --out (default docs/lab-runs.json): the spread --lab is
+                                  checked against (see docs/lab-runs.md)
 
 Options (production values by default, uncompressed):
   --replicas N          watcher replicas                        (default 2)
@@ -112,6 +117,7 @@ const OPTIONS = {
   lab: { type: 'boolean' },
   noise: { type: 'string' },
   'measure-noise': { type: 'boolean' },
+  'record-lab': { type: 'string' },
   'beside-storm': { type: 'boolean' },
   samples: { type: 'string' },
   faults: { type: 'string' },
@@ -309,6 +315,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   if (values['measure-noise']) return runMeasureNoise(values, io);
+  if (values['record-lab'] !== undefined) return runRecordLab(values, io);
   for (const flag of ['beside-storm', 'samples'] as const) {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --measure-noise`);
   }
@@ -354,6 +361,22 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   } else {
     io.out.write(`${renderTable(figures)}\n\nReport: ${pathToFileURL(page).href}\n`);
   }
+  return 0;
+}
+
+async function runRecordLab(values: Values, io: CliIo): Promise<number> {
+  const file = values.out === undefined ? LAB_RUNS_FILE : resolve(io.cwd, values.out);
+  const runs = numberFlag('record-lab', values['record-lab'], 5, {
+    min: 1,
+    max: 100,
+    integer: true,
+  });
+  const recorded = await recordLabRuns({
+    runs,
+    onProgress: (line) => io.err.write(`${line}\n`),
+  });
+  await writeLabRuns(file, recorded);
+  io.out.write(`${runs} real runs of pnpm storm: ${file}\n`);
   return 0;
 }
 

@@ -1,34 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { labSettings } from './cli.ts';
-import type { LabCosts } from './lab.ts';
+import { LAB_RUNS_FILE, type LabRuns } from './lab-record.ts';
 import { scenarioFor } from './presets.ts';
 import { simulateScenario } from './run.ts';
 
-/** Real `pnpm storm` runs of the default scenarios, recorded with this machine's costs. */
-interface LabRuns {
-  costs: LabCosts;
-  runs: {
-    scenarios: {
-      name: string;
-      logins: number;
-      forbiddenPerLogin: number;
-      gradedPerMinute: number;
-    }[];
-  }[];
-}
-
 const FIGURES = ['logins', 'forbiddenPerLogin', 'gradedPerMinute'] as const;
 
+/** Real `pnpm storm` runs of the default scenarios (`pnpm sim --record-lab`). */
 async function recorded(): Promise<LabRuns> {
-  const file = new URL('../../docs/lab-runs.json', import.meta.url);
-  return JSON.parse(await readFile(file, 'utf8')) as LabRuns;
+  return JSON.parse(await readFile(LAB_RUNS_FILE, 'utf8')) as LabRuns;
 }
 
 /** The smallest and largest value of one figure of one scenario over the real runs. */
 function spread(lab: LabRuns, name: string, figure: (typeof FIGURES)[number]) {
   const values = lab.runs.flatMap((run) =>
-    run.scenarios.filter((s) => s.name === name).map((s) => s[figure]),
+    run.scenarios.filter((s) => s.name === name).map((s) => Number(s[figure])),
   );
   return { min: Math.min(...values), max: Math.max(...values), runs: values.length };
 }
