@@ -1,4 +1,4 @@
-import { PassThrough } from 'node:stream';
+import { capturedIo } from '@storm-lab/cli-kit';
 import { describe, expect, it } from 'vitest';
 import { main, parseBenchArgs } from './bench.ts';
 
@@ -17,17 +17,12 @@ describe('pnpm bench command line', () => {
   });
 
   it('says what is wrong with an unknown section or flag and returns 2, without exiting', async () => {
-    const err = new PassThrough();
-    let text = '';
-    err.on('data', (chunk) => {
-      text += chunk;
-    });
-    const io = { out: new PassThrough(), err };
+    const io = capturedIo();
     expect(await main(['--only', 'fleet,speed'], io)).toBe(2);
     expect(await main(['--fast'], io)).toBe(2);
-    expect(text).toContain(
+    expect(io.stderr).toContain(
       '--only: unknown section speed (choose from throughput, login, fleet, curve, topology, sim) (see pnpm bench --help)',
     );
-    expect(text).toContain("Unknown option '--fast'");
+    expect(io.stderr).toContain("Unknown option '--fast'");
   });
 });

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { capturedIo } from '@storm-lab/cli-kit';
 import { openDatabase, parseEnv, SEED_DEFAULTS, seed } from '@storm-lab/lms';
 import { XQueueClient } from '@storm-lab/lms-client';
 import { addGradeJob, type GradeJobData } from '@storm-lab/watcher';
@@ -38,18 +38,9 @@ async function tempDir() {
 }
 
 async function cli(args: string[], cwd: string) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  err.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const code = await runCli(args, { out, err, cwd });
-  return { code, stdout, stderr };
+  const io = capturedIo();
+  const code = await runCli(args, { ...io, cwd });
+  return { code, stdout: io.stdout, stderr: io.stderr };
 }
 
 // Whole milliseconds: the virtual clock's timers are (fake-timers drops a delay's fraction).

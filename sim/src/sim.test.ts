@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { capturedIo } from '@storm-lab/cli-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './cli.ts';
 import { faultRun } from './faults.ts';
@@ -15,20 +15,11 @@ afterAll(async () => {
 });
 
 async function cli(args: string[]) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  err.on('data', (chunk) => {
-    stderr += chunk;
-  });
+  const io = capturedIo();
   const dir = await mkdtemp(join(tmpdir(), 'sim-test-'));
   dirs.push(dir);
-  const code = await runCli([...args, '--out', dir], { out, err, cwd: dir });
-  return { code, stdout, stderr, dir };
+  const code = await runCli([...args, '--out', dir], { ...io, cwd: dir });
+  return { code, stdout: io.stdout, stderr: io.stderr, dir };
 }
 
 // Ten minutes of production: short enough for the suite, long enough for a storm.

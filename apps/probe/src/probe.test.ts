@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { capturedIo } from '@storm-lab/cli-kit';
 import { type LocalLms, parsePrometheus, spawnManaged, startLms } from '@storm-lab/harness';
 import { WebClient } from '@storm-lab/lms-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -273,14 +273,10 @@ describe('pnpm probe command line', () => {
   });
 
   it('runs in process: a mistake returns 2 and says where the help is, without exiting', async () => {
-    const err = new PassThrough();
-    let text = '';
-    err.on('data', (chunk) => {
-      text += chunk;
-    });
-    const io = { out: new PassThrough(), err, env: {} };
-    expect(await main(['--username', 'u', '--lms-url', 'x://y', '--duration', '0'], io)).toBe(2);
-    expect(text).toBe(
+    const io = capturedIo();
+    const argv = ['--username', 'u', '--lms-url', 'x://y', '--duration', '0'];
+    expect(await main(argv, { ...io, env: {} })).toBe(2);
+    expect(io.stderr).toBe(
       '--lms-url: expected http:// or https://, got "x:" (see pnpm probe --help)\n',
     );
   });

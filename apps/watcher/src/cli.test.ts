@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { capturedIo } from '@storm-lab/cli-kit';
 import { freePort, spawnManaged, startLms, sumMetric, waitFor } from '@storm-lab/harness';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from './cli.ts';
@@ -278,13 +278,9 @@ describe('watcher CLI', () => {
 describe('watcher CLI in process', () => {
   /** Runs `main` with its own output and environment; resolves with its status and stderr. */
   async function run(argv: string[]) {
-    const err = new PassThrough();
-    let text = '';
-    err.on('data', (chunk) => {
-      text += chunk;
-    });
-    const status = await main(argv, { out: new PassThrough(), err, env: {} });
-    return { status, text };
+    const io = capturedIo();
+    const status = await main(argv, { ...io, env: {} });
+    return { status, text: io.stderr };
   }
 
   it('returns 2 for a mistake in the command line, with where to read the help, without exiting', async () => {

@@ -1,8 +1,7 @@
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
-  type CliIo,
+  capturedIo,
   choiceFlag,
   commandList,
   dispatch,
@@ -13,15 +12,6 @@ import {
   runCli,
   UsageError,
 } from './index.ts';
-
-function capture(): CliIo & { text: () => { out: string; err: string } } {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const chunks = { out: '', err: '' };
-  out.on('data', (c) => (chunks.out += c));
-  err.on('data', (c) => (chunks.err += c));
-  return { out, err, text: () => chunks };
-}
 
 describe('parseFlags', () => {
   it('parses known flags and refuses unknown ones and positionals as usage errors', () => {
@@ -76,7 +66,7 @@ describe('dispatch', () => {
     compare: { summary: 'side by side', run: record('compare', 0) },
     chaos: { summary: 'faults', run: record('chaos', 1) },
   };
-  const io = capture();
+  const io = capturedIo();
 
   it('runs the named subcommand with the rest, or the fallback with everything', async () => {
     expect(await dispatch(['chaos', '--seed', '2'], commands, 'compare', io)).toBe(1);
@@ -99,7 +89,7 @@ describe('dispatch', () => {
 
 describe('runCli', () => {
   it('turns a usage error into its message on stderr and status 2', async () => {
-    const io = capture();
+    const io = capturedIo();
     const status = await runCli(
       () => {
         throw new UsageError('--seed must be an integer');
@@ -107,11 +97,11 @@ describe('runCli', () => {
       { help: 'pnpm sim --help', io },
     );
     expect(status).toBe(2);
-    expect(io.text().err).toBe('--seed must be an integer (see pnpm sim --help)\n');
+    expect(io.stderr).toBe('--seed must be an integer (see pnpm sim --help)\n');
   });
 
   it('returns main status and rethrows other errors', async () => {
-    const io = capture();
+    const io = capturedIo();
     expect(await runCli(() => 3, { help: 'x', io })).toBe(3);
     await expect(
       runCli(

@@ -6,6 +6,7 @@
  * bin entry, ends the process.
  */
 import { realpathSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 
@@ -103,6 +104,43 @@ export interface CliIo {
 }
 
 export const processIo: CliIo = { out: process.stdout, err: process.stderr };
+
+/** A {@link CliIo} that keeps what is written to it, read as text at any time. */
+export interface CapturedIo extends CliIo {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * An io that keeps what a CLI writes, for running its `main` in process (the tests do). Read
+ * the text from the io itself: a copy (`{ ...io, env }`) holds the text as it was when copied.
+ *
+ * @example
+ * const io = capturedIo();
+ * const status = await main(['--bogus'], io);
+ * io.stderr; // "Unknown option '--bogus' (see pnpm x --help)\n"
+ */
+export function capturedIo(): CapturedIo {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const text = { out: '', err: '' };
+  out.on('data', (chunk) => {
+    text.out += chunk;
+  });
+  err.on('data', (chunk) => {
+    text.err += chunk;
+  });
+  return {
+    out,
+    err,
+    get stdout() {
+      return text.out;
+    },
+    get stderr() {
+      return text.err;
+    },
+  };
+}
 
 /** One subcommand: its one-line summary (for the parent's help) and what runs it. */
 export interface Subcommand {

@@ -1,4 +1,4 @@
-import { PassThrough } from 'node:stream';
+import { capturedIo } from '@storm-lab/cli-kit';
 import { describe, expect, it } from 'vitest';
 import { main, named } from '../cli.ts';
 import { parseChaos } from './chaos.ts';
@@ -9,18 +9,9 @@ import { parseRace } from './race.ts';
 
 /** Runs `pnpm storm ARGV` in process; its exit status and what it wrote. */
 async function storm(...argv: string[]) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  err.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const status = await main(argv, { out, err });
-  return { status, stdout, stderr };
+  const io = capturedIo();
+  const status = await main(argv, io);
+  return { status, stdout: io.stdout, stderr: io.stderr };
 }
 
 describe('pnpm storm commands', () => {
