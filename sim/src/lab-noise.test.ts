@@ -2,8 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { capturedIo } from '@storm-lab/cli-kit';
-import { openDatabase, parseEnv, SEED_DEFAULTS, seed } from '@storm-lab/lms';
-import { XQueueClient } from '@storm-lab/lms-client';
+import { processExists } from '@storm-lab/harness';
 import { addGradeJob, type GradeJobData } from '@storm-lab/watcher';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,7 +10,7 @@ import { labSettings, labTimes, runCli } from './cli.ts';
 import { SimJobs } from './fleet.ts';
 import type { LabCosts } from './lab.ts';
 import { measureLabNoise } from './lab-noise.ts';
-import { freeHash, SimLms } from './lms-host.ts';
+import { SimLms } from './lms-host.ts';
 import {
   LAB_NOISE_FILE,
   type NoiseSamples,
@@ -22,6 +21,7 @@ import {
 import { scenarioFor } from './presets.ts';
 import { seededRandom } from './random.ts';
 import { simulateScenario } from './run.ts';
+import { serviceClient, testLmsDatabase } from './testing.ts';
 import { withVirtualClock } from './virtual-clock.ts';
 
 const logger = pino({ level: 'silent' });
@@ -77,16 +77,7 @@ describe('timingNoise', () => {
 
 /** Virtual ms one login takes against a 1-worker LMS whose hashes cost `hashRatio` times. */
 async function loginMs(hashRatio?: () => number): Promise<number> {
-  const database = openDatabase({ path: ':memory:', synchronous: 'normal' });
-  const config = parseEnv(
-    { LOG_LEVEL: 'silent', PASSWORD_HASH_ITERATIONS: '100000' },
-    process.cwd(),
-  );
-  await seed(
-    database.db,
-    { ...SEED_DEFAULTS, queues: ['q'], servicePassword: 'xqueue-pass' },
-    { iterations: 100_000, now: Date.now(), hash: freeHash },
-  );
+  const { database, config } = await testLmsDatabase(100_000);
   try {
     return await withVirtualClock(async (clock) => {
       const lms = new SimLms({
@@ -99,18 +90,7 @@ async function loginMs(hashRatio?: () => number): Promise<number> {
         logger,
         ...(hashRatio && { hashRatio }),
       });
-      const client = new XQueueClient({
-        serverUrl: lms.baseUrl,
-        queue: 'q',
-        username: SEED_DEFAULTS.serviceUsername,
-        password: 'xqueue-pass',
-        mode: 'current',
-        instanceId: null,
-        requestsTimeoutMs: 10_000,
-        logger,
-        now: Date.now,
-        fetch: lms.fetchFor({ address: '10.0.0.1' }),
-      });
+      const client = serviceClient(lms, 10_000);
       const started = Date.now();
       let ended: number | null = null;
       const login = client.login().then((ok) => {
@@ -296,16 +276,11 @@ describe('pnpm sim --measure-noise', () => {
     });
     expect(noise.beside).toContain('while it ran');
     expect(noise.hash.durationsMs).toHaveLength(3);
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     const [parent, child] = (await readFile(pids, 'utf8')).split(' ').map(Number);
-    expect([alive(parent as number), alive(child as number)]).toEqual([false, false]);
+    expect([processExists(parent as number), processExists(child as number)]).toEqual([
+      false,
+      false,
+    ]);
   });
 
   it('takes rounds until the storm beside ends, and fails when it failed or ended too soon', async () => {

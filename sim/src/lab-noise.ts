@@ -5,7 +5,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startRedis, waitFor } from '@storm-lab/harness';
+import { processExists, startRedis, waitFor } from '@storm-lab/harness';
 import {
   addGradeJob,
   type GradeJobData,
@@ -277,32 +277,22 @@ async function startBeside(
   return beside;
 }
 
-/** True while any process of the group `id` exists. */
-function groupAlive(id: number): boolean {
-  try {
-    process.kill(-id, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Stops the group by its id: SIGTERM (the storm runner stops what it started), then SIGKILL for
  * whatever is left after 15 s.
  */
 async function stopBeside({ child, outDir }: Beside): Promise<void> {
   const group = child.pid;
-  if (group !== undefined && groupAlive(group)) {
+  if (group !== undefined && processExists(-group)) {
     process.kill(-group, 'SIGTERM');
     try {
-      await waitFor(() => (groupAlive(group) ? undefined : true), {
+      await waitFor(() => (processExists(-group) ? undefined : true), {
         timeoutMs: 15_000,
         intervalMs: 50,
         what: `process group ${group} to end`,
       });
     } catch {
-      if (groupAlive(group)) process.kill(-group, 'SIGKILL');
+      if (processExists(-group)) process.kill(-group, 'SIGKILL');
     }
   }
   await rm(outDir, { recursive: true, force: true });

@@ -15,6 +15,22 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * True while a process with this id exists (a negative id: any process of that group), as
+ * `kill(pid, 0)` tells: it sends nothing.
+ *
+ * @example
+ * processExists(process.pid); // true
+ */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Polls `check` until it returns a value other than undefined, or throws after `timeoutMs`. */
 export async function waitFor<T>(
   check: () => T | undefined | Promise<T | undefined>,

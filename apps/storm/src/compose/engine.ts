@@ -3,6 +3,7 @@ import { existsSync, openSync, readFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processExists } from '@storm-lab/harness';
 import { installed, must, run } from './command.ts';
 
 /** Prints one line of the check's progress. */
@@ -109,21 +110,12 @@ async function restoreNetwork(before: HostNetwork, say: Say): Promise<void> {
   if (undone.length > 0) say(`Host network put back: ${undone.join('; ')}.`);
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 async function stopPid(pid: number): Promise<void> {
-  if (!alive(pid)) return;
+  if (!processExists(pid)) return;
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + 30_000;
-  while (alive(pid) && Date.now() < deadline) await sleep(200);
-  if (alive(pid)) process.kill(pid, 'SIGKILL');
+  while (processExists(pid) && Date.now() < deadline) await sleep(200);
+  if (processExists(pid)) process.kill(pid, 'SIGKILL');
 }
 
 /** The engine this check uses, and how to stop it when the check started it. */
