@@ -215,38 +215,45 @@ describe('pnpm storm (the CLI as a real process)', () => {
   }
 
   /**
-   * A cure's outcome: HEALTHY, every submission graded, no 403, no eviction, no alert, and one
-   * login per connection. Its run is given a long `--drain` (the drain ends as soon as
-   * everything is graded), so that "every submission graded" does not depend on how fast the
-   * machine grades.
+   * A cure's outcome: every submission graded, no 403, no eviction, no alert, and one login per
+   * connection, HEALTHY. Its run is given a long `--drain` (the drain ends as soon as everything
+   * is graded), so that "every submission graded" does not depend on how fast the machine grades.
    *
    * Its connections' only logins are their first ones. When one of those gets no answer within
    * the compressed REQUESTS_TIMEOUT (0.5 s at the default 2x: four logins hashing at once on a
    * loaded machine, seen at load average 9 with a CPU burner), the connection dies, its replica
    * exits and is restarted, and its connections log in once more, first logins again: that is
    * the machine's speed, not a storm. So a run where no login timed out holds one login per
-   * connection, no death and no restart; one where some did holds deaths only of a login that
-   * timed out, a restart only after a death, and no login but an incarnation's first ones.
+   * connection, no death, no restart and the HEALTHY verdict; one where some did holds deaths
+   * only of a login that timed out, a restart only after a death, and no login but an
+   * incarnation's first ones, whatever the verdict makes of their number (a replica that
+   * crash-looped through the drain logged in more than twice per connection: STORM, seen at load
+   * average 7; the verdict's rule is tested in figures.test.ts).
    */
   function expectCured(figures: Omit<ScenarioFigures, 'series' | 'samples'>) {
-    const deaths = `${figures.name}: ${figures.connectionDeathReasons}`;
-    expect(figures.verdict, figures.name).toBe('HEALTHY');
-    expect(figures.forbidden, figures.name).toBe(0);
-    expect(figures.evictions, figures.name).toBe(0);
-    expect(figures.stormAlerts, figures.name).toBe(0);
-    expect(figures.graded, figures.name).toBe(figures.submitted);
+    const what =
+      `${figures.name}: ${figures.verdict}, ${figures.logins} logins, ` +
+      `${figures.loginTimeouts} login timeouts, ${figures.connectionDeaths} deaths ` +
+      `(${figures.connectionDeathReasons.join('; ')}), ${figures.replicaRestarts} restarts, ` +
+      `${figures.forbidden} 403s, ${figures.evictions} evictions, ` +
+      `${figures.graded}/${figures.submitted} graded`;
+    expect(figures.forbidden, what).toBe(0);
+    expect(figures.evictions, what).toBe(0);
+    expect(figures.stormAlerts, what).toBe(0);
+    expect(figures.graded, what).toBe(figures.submitted);
     if (figures.loginTimeouts === 0) {
-      expect(figures.logins, figures.name).toBe(figures.totalConnections);
-      expect(figures.connectionDeaths, deaths).toBe(0);
-      expect(figures.replicaRestarts, figures.name).toBe(0);
+      expect(figures.verdict, what).toBe('HEALTHY');
+      expect(figures.logins, what).toBe(figures.totalConnections);
+      expect(figures.connectionDeaths, what).toBe(0);
+      expect(figures.replicaRestarts, what).toBe(0);
       return;
     }
     for (const reason of figures.connectionDeathReasons) {
-      expect(reason, figures.name).toMatch(/\/xqueue\/login\/: no answer within/);
+      expect(reason, what).toMatch(/\/xqueue\/login\/: no answer within/);
     }
-    expect(figures.replicaRestarts, deaths).toBeLessThanOrEqual(figures.connectionDeaths);
+    expect(figures.replicaRestarts, what).toBeLessThanOrEqual(figures.connectionDeaths);
     const perReplica = figures.totalConnections / figures.replicas;
-    expect(figures.logins, deaths).toBeLessThanOrEqual(
+    expect(figures.logins, what).toBeLessThanOrEqual(
       figures.totalConnections + figures.replicaRestarts * perReplica,
     );
   }
