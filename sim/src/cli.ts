@@ -24,7 +24,7 @@ import {
 import { faultRun } from './faults.ts';
 import { type LabCosts, measureLabCosts } from './lab.ts';
 import { measureLabNoise, writeLabNoise } from './lab-noise.ts';
-import { LAB_RUNS_FILE, recordLabRuns, writeLabRuns } from './lab-record.ts';
+import { LAB_RUNS_FILE, readLabRuns, recordLabRuns, writeLabRuns } from './lab-record.ts';
 import { LAB_NOISE_FILE, type NoiseSamples, readLabNoise, samplesOf } from './noise.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { REGIME_MAP_SETTINGS, runRegimeMap } from './regime-map.ts';
@@ -101,6 +101,8 @@ Options (production values by default, uncompressed):
   --samples N           with --measure-noise: rounds (default 200; beside a storm, the
                         most, default 2000)
   --beside-storm        with --measure-noise: run \`pnpm -s storm\` beside the measurement
+  --recorded-costs      with --lab: this machine's costs as recorded with the real runs
+                        (docs/lab-runs.json) instead of measured now, as lab.test.ts replays
   --out DIR             report folder                            (default ./sim-report)
   --json                print report.json to stdout instead of the table
   -h, --help            this help
@@ -118,6 +120,7 @@ const OPTIONS = {
   noise: { type: 'string' },
   'measure-noise': { type: 'boolean' },
   'record-lab': { type: 'string' },
+  'recorded-costs': { type: 'boolean' },
   'beside-storm': { type: 'boolean' },
   samples: { type: 'string' },
   faults: { type: 'string' },
@@ -202,6 +205,9 @@ function hashShareOf(settings: Pick<SimSettings, 'compression' | 'iterations'>):
   return PRODUCTION_SETTINGS.iterations / settings.compression / settings.iterations;
 }
 
+/** Threads in libuv's pool when UV_THREADPOOL_SIZE is not set, as the lab runs its LMS. */
+const LIBUV_THREADS = 4;
+
 /** `pnpm storm`'s default compression and the shape of its replicas. */
 const LAB_COMPRESSION = 2;
 const LAB_SHAPE = { queues: 2, connections: 2 };
@@ -231,10 +237,12 @@ export async function labSettings(
     ...shape,
     replicas: 2,
     // The lab's LMS is one Node process: its event loop serves, and it hashes on libuv's
-    // threads, as many at once as this machine has cores.
+    // threads, which share this machine's cores.
     lmsModel: 'event-loop',
     loginThrottle: true,
     lmsWorkers: availableParallelism(),
+    // libuv's pool: the lab's LMS leaves UV_THREADPOOL_SIZE at its default.
+    lmsThreads: LIBUV_THREADS,
     iterations: times.hashIterations,
     iterationNs: costs.iterationNs,
     requestMs: costs.requestMs,
@@ -279,7 +287,11 @@ async function plan(values: Values): Promise<PlannedRun[]> {
       noise: await noiseOf(values, MIT_SETTINGS),
     });
   }
-  const base = values.lab ? await labSettings() : PRODUCTION_SETTINGS;
+  if (values['recorded-costs'] && !values.lab) {
+    throw new UsageError('--recorded-costs goes with --lab');
+  }
+  const costs = values['recorded-costs'] ? (await readLabRuns()).costs : undefined;
+  const base = values.lab ? await labSettings(costs) : PRODUCTION_SETTINGS;
   const settings = { ...settingsOf(values, base), noise: await noiseOf(values, base) };
   return comparisonOf(scenarioNamesOf(values, DEFAULT_COMPARISON), settings);
 }

@@ -10,6 +10,7 @@ import { labSettings, labTimes, runCli } from './cli.ts';
 import { SimJobs } from './fleet.ts';
 import type { LabCosts } from './lab.ts';
 import { measureLabNoise } from './lab-noise.ts';
+import { readLabRuns } from './lab-record.ts';
 import { SimLms } from './lms-host.ts';
 import {
   LAB_NOISE_FILE,
@@ -52,8 +53,7 @@ const SAMPLES: NoiseSamples = {
 
 /** The costs the real lab runs were recorded with (docs/lab-runs.json). */
 async function recordedCosts(): Promise<LabCosts> {
-  const file = new URL('../../docs/lab-runs.json', import.meta.url);
-  return (JSON.parse(await readFile(file, 'utf8')) as { costs: LabCosts }).costs;
+  return (await readLabRuns()).costs;
 }
 
 describe('timingNoise', () => {

@@ -95,6 +95,11 @@ export async function recordLabRuns(options: RecordOptions): Promise<LabRuns> {
   };
 }
 
+/** Reads recorded runs (default: the committed ones). */
+export async function readLabRuns(file: string = LAB_RUNS_FILE): Promise<LabRuns> {
+  return JSON.parse(await readFile(file, 'utf8')) as LabRuns;
+}
+
 /** Writes the runs as the committed file's layout. */
 export async function writeLabRuns(file: string, runs: LabRuns): Promise<void> {
   await writeFile(file, `${JSON.stringify(runs, null, 2)}\n`);

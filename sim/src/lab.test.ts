@@ -1,16 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { labSettings } from './cli.ts';
-import { LAB_RUNS_FILE, type LabRuns } from './lab-record.ts';
+import { type LabRuns, readLabRuns } from './lab-record.ts';
 import { scenarioFor } from './presets.ts';
 import { simulateScenario } from './run.ts';
 
 const FIGURES = ['logins', 'forbiddenPerLogin', 'gradedPerMinute'] as const;
-
-/** Real `pnpm storm` runs of the default scenarios (`pnpm sim --record-lab`). */
-async function recorded(): Promise<LabRuns> {
-  return JSON.parse(await readFile(LAB_RUNS_FILE, 'utf8')) as LabRuns;
-}
 
 /** The smallest and largest value of one figure of one scenario over the real runs. */
 function spread(lab: LabRuns, name: string, figure: (typeof FIGURES)[number]) {
@@ -29,7 +23,7 @@ describe('pnpm sim --lab against the real lab', () => {
     ['exempt-username', FIGURES],
     ['exempt-group', FIGURES],
   ] as const)('%s: %s within the spread of the real runs', async (name, figures) => {
-    const lab = await recorded();
+    const lab = await readLabRuns();
     const settings = await labSettings(lab.costs);
     const replay = await simulateScenario(await scenarioFor(name, settings), settings);
     for (const figure of figures) {

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { SimLms } from './lms-host.ts';
+import { SimLms, ThreadPool } from './lms-host.ts';
 import { seededRandom } from './random.ts';
 import { serviceClient, testLmsDatabase } from './testing.ts';
 import { withVirtualClock } from './virtual-clock.ts';
@@ -31,5 +31,44 @@ describe('SimLms', () => {
       expect(clock.pendingTimers()).toBe(0);
     });
     database.close();
+  });
+});
+
+describe('ThreadPool (libuv threads on fewer cores)', () => {
+  /** When each of `works` (ms of one core), all started at 0, ends on the virtual clock. */
+  async function ends(cores: number, threads: number, works: number[]) {
+    return withVirtualClock(async (clock) => {
+      const pool = new ThreadPool(cores, threads);
+      const start = Date.now();
+      const at: number[] = works.map(() => -1);
+      const all = Promise.all(
+        works.map((ms, index) =>
+          pool.run(ms).then(() => {
+            at[index] = Date.now() - start;
+          }),
+        ),
+      );
+      while (at.includes(-1)) await clock.next();
+      await all;
+      return { at, busyMs: pool.stats.busyMs };
+    });
+  }
+
+  it('shares the cores evenly among the threads that run: four hashes on two cores end together', async () => {
+    expect(await ends(2, 4, [50, 50, 50, 50])).toEqual({ at: [100, 100, 100, 100], busyMs: 200 });
+  });
+
+  it('with as many threads as cores, runs them in turn at full speed', async () => {
+    expect(await ends(2, 2, [50, 50, 50, 50])).toEqual({ at: [50, 50, 100, 100], busyMs: 200 });
+  });
+
+  it('starts a waiting task once a thread frees, and a lone task runs at a full core', async () => {
+    // Four at half a core end at 80; the fifth then runs alone: 40 ms more.
+    expect(await ends(2, 4, [40, 40, 40, 40, 40])).toEqual({
+      at: [80, 80, 80, 80, 120],
+      busyMs: 200,
+    });
+    // A short one ends first, and the others speed up.
+    expect((await ends(1, 2, [10, 30])).at).toEqual([20, 40]);
   });
 });

@@ -21,8 +21,14 @@ export interface LmsCosts {
    * request's `requestMs` in turn, and password hashes run on W threads beside it).
    */
   model: 'workers' | 'event-loop';
-  /** Synchronous workers, or hashing threads in the `event-loop` model. */
+  /** Synchronous workers, or (`event-loop`) the cores the hashing threads share. */
   workers: number;
+  /**
+   * `event-loop` only: the threads hashes run on (libuv's pool, 4 unless UV_THREADPOOL_SIZE
+   * says otherwise). Up to this many hash at once, sharing the `workers` cores evenly; the rest
+   * wait for a thread. Default: as many as cores (each hash at full speed, in turn).
+   */
+  threads?: number;
   /** Virtual nanoseconds one PBKDF2 iteration takes in a worker. */
   iterationNs: number;
   /** Service time of any request besides its password hashing, in milliseconds. */
@@ -61,14 +67,14 @@ const encode = (password: string, iterations: number) =>
 
 /**
  * A password checker whose hashing costs virtual time instead of CPU: `iterations x
- * iterationNs`, spent while the request holds its worker. Hashes keep Django's layout (so the
+ * iterationNs`, spent by `spendMs` (by default while the request holds its worker). Hashes keep Django's layout (so the
  * LMS reads their iteration count as usual); the digest is one SHA-256, not PBKDF2.
  */
 export function simulatedPasswords(
   costMs: (iterations: number) => number,
-  hashOn: (work: () => Promise<void>) => Promise<void> = (work) => work(),
+  spendMs: (ms: number) => Promise<void> = sleep,
 ): PasswordChecker {
-  const spend = (iterations: number) => hashOn(() => sleep(costMs(iterations)));
+  const spend = (iterations: number) => spendMs(costMs(iterations));
   return {
     async verify(password, encoded) {
       const [algorithm, iterations = '', salt = '', hash] = encoded.split('$');
@@ -111,6 +117,81 @@ class WorkerPool {
       if (next) next();
       else this.free += 1;
     }
+  }
+}
+
+/** One piece of work on a {@link ThreadPool}: what is left of it, and who waits for its end. */
+interface Task {
+  leftMs: number;
+  done: () => void;
+}
+
+/**
+ * Threads on fewer cores, as libuv's pool runs Node's async PBKDF2: up to `threads` tasks run at
+ * once, each at `min(1, cores / running)` of a core (the kernel shares the cores evenly), and the
+ * rest wait for a thread in turn. With as many threads as cores it is a pool of `cores` workers.
+ */
+export class ThreadPool {
+  private readonly running: Task[] = [];
+  private readonly waiting: Task[] = [];
+  private last = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  readonly stats: WorkerStats = { busyMs: 0 };
+
+  constructor(
+    private readonly cores: number,
+    private readonly threads: number,
+  ) {}
+
+  /** Runs `workMs` of one core's work; resolves once it is done. */
+  run(workMs: number): Promise<void> {
+    return new Promise<void>((done) => {
+      this.advance();
+      const task = { leftMs: workMs, done };
+      if (this.running.length < this.threads) this.running.push(task);
+      else this.waiting.push(task);
+      this.schedule();
+    });
+  }
+
+  private rate(): number {
+    return Math.min(1, this.cores / this.running.length);
+  }
+
+  /** Moves every running task on by the time since the last look, at the shared rate. */
+  private advance(): void {
+    const now = Date.now();
+    const elapsed = now - this.last;
+    this.last = now;
+    if (elapsed <= 0 || this.running.length === 0) return;
+    const rate = this.rate();
+    for (const task of this.running) task.leftMs -= elapsed * rate;
+    this.stats.busyMs += elapsed * Math.min(this.cores, this.running.length);
+  }
+
+  /** Ends the tasks that are done, starts waiting ones, and sets a timer for the next end. */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    for (let index = this.running.length - 1; index >= 0; index--) {
+      const task = this.running[index] as Task;
+      if (task.leftMs > 1e-9) continue;
+      this.running.splice(index, 1);
+      task.done();
+    }
+    while (this.running.length < this.threads && this.waiting.length > 0) {
+      this.running.push(this.waiting.shift() as Task);
+    }
+    if (this.running.length === 0) return;
+    const nextMs = Math.min(...this.running.map((task) => task.leftMs)) / this.rate();
+    // Whole milliseconds, as the virtual clock's timers are: never before the task's end.
+    this.timer = setTimeout(
+      () => {
+        this.advance();
+        this.schedule();
+      },
+      Math.ceil(nextMs - 1e-9),
+    );
   }
 }
 
@@ -164,8 +245,13 @@ export class SimLms {
   private down = false;
   readonly baseUrl = 'http://lms.sim';
 
+  /** The hashing threads (`event-loop` model). */
+  private readonly hashing: ThreadPool;
+
   constructor(private readonly options: SimLmsOptions) {
-    this.pool = new WorkerPool(options.costs.workers);
+    const { costs } = options;
+    this.pool = new WorkerPool(costs.workers);
+    this.hashing = new ThreadPool(costs.workers, costs.threads ?? costs.workers);
     this.app = this.build();
   }
 
@@ -187,13 +273,14 @@ export class SimLms {
       logger: this.options.logger,
       passwords:
         costs.model === 'event-loop'
-          ? simulatedPasswords(costMs, (work) => this.pool.hold(work))
+          ? simulatedPasswords(costMs, (ms) => this.hashing.run(ms))
           : simulatedPasswords(costMs),
     });
   }
 
+  /** What the workers (or, `event-loop`, the hashing threads' cores) did. */
   get workerStats(): Readonly<WorkerStats> {
-    return this.pool.stats;
+    return this.options.costs.model === 'event-loop' ? this.hashing.stats : this.pool.stats;
   }
 
   /**

@@ -29,8 +29,13 @@ export interface SimSettings {
   loginThrottle: boolean;
   /** How the LMS serves: see `LmsCosts.model` (production: `workers`; `--lab`: `event-loop`). */
   lmsModel: 'workers' | 'event-loop';
-  /** The LMS's synchronous workers (gunicorn/uwsgi), or hashing threads for `event-loop`. */
+  /** The LMS's synchronous workers (gunicorn/uwsgi), or the cores it hashes on for `event-loop`. */
   lmsWorkers: number;
+  /**
+   * `event-loop` only: the threads the LMS hashes on, sharing its `lmsWorkers` cores (Node's
+   * libuv pool: 4 unless UV_THREADPOOL_SIZE says otherwise). Null: as many as cores.
+   */
+  lmsThreads: number | null;
   /** PBKDF2 iterations of a login (PASSWORD_HASH_ITERATIONS). */
   iterations: number;
   /** Virtual nanoseconds per PBKDF2 iteration in an LMS worker. */
@@ -88,6 +93,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   loginThrottle: false,
   lmsModel: 'workers',
   lmsWorkers: 4,
+  lmsThreads: null,
   iterations: 1_000_000,
   iterationNs: DEFAULT_ITERATION_NS,
   requestMs: 10,
