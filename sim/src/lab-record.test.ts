@@ -28,16 +28,21 @@ function standIn(counter: string, failOn = 0) {
   return [process.execPath, '-e', script, '--'];
 }
 
-const costs = async () => ({ iterationNs: 200, requestMs: 0.2 });
+/** Costs that differ from run to run, as this machine's do: 200, 300, 100 ns... */
+function costsInTurn() {
+  const iterations = [200, 300, 100];
+  let call = 0;
+  return async () => ({ iterationNs: iterations[call++ % 3] as number, requestMs: 0.2 });
+}
 
 describe('pnpm sim --record-lab', () => {
-  it('keeps each run’s figures from its report.json, in order, and the costs after', async () => {
+  it('keeps each run’s figures from its report.json, in order, and the costs before each', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'lab-record-test-'));
     dirs.push(dir);
     const recorded = await recordLabRuns({
       runs: 3,
       command: standIn(join(dir, 'count')),
-      costs,
+      costs: costsInTurn(),
     });
     expect(recorded.runs.map((run) => run.run)).toEqual([1, 2, 3]);
     expect(recorded.runs.map((run) => run.scenarios[0]?.logins)).toEqual([1, 2, 3]);
@@ -55,6 +60,8 @@ describe('pnpm sim --record-lab', () => {
       replicaRestarts: 0,
       verdict: 'STORM',
     });
+    // Each run's own, and their median.
+    expect(recorded.runs.map((run) => run.costs.iterationNs)).toEqual([200, 300, 100]);
     expect(recorded.costs).toEqual({ iterationNs: 200, requestMs: 0.2 });
     const file = join(dir, 'runs.json');
     await writeLabRuns(file, recorded);
@@ -65,7 +72,7 @@ describe('pnpm sim --record-lab', () => {
     const dir = await mkdtemp(join(tmpdir(), 'lab-record-test-'));
     dirs.push(dir);
     await expect(
-      recordLabRuns({ runs: 3, command: standIn(join(dir, 'count'), 2), costs }),
+      recordLabRuns({ runs: 3, command: standIn(join(dir, 'count'), 2), costs: costsInTurn() }),
     ).rejects.toThrow(/ended with 1: the stack did not start/);
   });
 });

@@ -37,6 +37,8 @@ export interface LabRuns {
   costsNote: string;
   runs: {
     run: number;
+    /** This machine's costs measured right before the run (they vary from minute to minute). */
+    costs: LabCosts;
     /** The 1, 5 and 15-minute load averages once the run ended. */
     loadAverageAfter: string;
     durationsSeconds: number[];
@@ -48,15 +50,15 @@ export interface RecordOptions {
   runs: number;
   /** What runs as `pnpm storm` (default `pnpm -s storm`); `--out DIR` is added. Tests stand in. */
   command?: readonly string[];
-  /** The costs (default: measured once the runs ended); tests give them. */
+  /** How the costs are measured (default `measureLabCosts`); tests give them. */
   costs?: () => Promise<LabCosts>;
   onProgress?(line: string): void;
 }
 
 /**
  * Runs `pnpm storm` (its defaults, as a user types it) `runs` times one after another and keeps
- * each scenario's figures from its report.json, then measures this machine's costs: the real
- * lab's spread that `pnpm sim --lab` is checked against (`lab.test.ts`, docs/lab-runs.md).
+ * each scenario's figures from its report.json, with this machine's costs measured right before
+ * each run (their median is the recorded costs): the real lab's spread that `pnpm sim --lab` is checked against (`lab.test.ts`, docs/lab-runs.md).
  */
 export async function recordLabRuns(options: RecordOptions): Promise<LabRuns> {
   const [file, ...args] = options.command ?? ['pnpm', '-s', 'storm'];
@@ -65,6 +67,7 @@ export async function recordLabRuns(options: RecordOptions): Promise<LabRuns> {
   for (let run = 1; run <= options.runs; run++) {
     const out = await mkdtemp(join(tmpdir(), 'lab-record-'));
     try {
+      const costs = await (options.costs ?? measureLabCosts)();
       say(`run ${run} of ${options.runs}: ${[file, ...args].join(' ')}`);
       await runToEnd(file as string, [...args, '--out', out]);
       const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
@@ -72,6 +75,7 @@ export async function recordLabRuns(options: RecordOptions): Promise<LabRuns> {
       };
       runs.push({
         run,
+        costs,
         loadAverageAfter: loadavg()
           .map((value) => value.toFixed(2))
           .join(', '),
@@ -84,13 +88,16 @@ export async function recordLabRuns(options: RecordOptions): Promise<LabRuns> {
       await rm(out, { recursive: true, force: true });
     }
   }
-  say('measuring this machine’s costs');
-  const costs = await (options.costs ?? measureLabCosts)();
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] ?? 0;
   return {
     recorded: new Date().toISOString(),
     command: `${[file, ...args].join(' ')} (its defaults), ${options.runs} runs one after another`,
-    costs,
-    costsNote: 'measured by sim/src/lab.ts right after the runs, on the same machine',
+    costs: {
+      iterationNs: median(runs.map((run) => run.costs.iterationNs)),
+      requestMs: median(runs.map((run) => run.costs.requestMs)),
+    },
+    costsNote:
+      'the median of the costs sim/src/lab.ts measured right before each run (they vary from minute to minute on this machine)',
     runs,
   };
 }
