@@ -227,14 +227,11 @@ export async function labSettings(
   costs?: LabCosts,
   noise?: NoiseSamples | null,
 ): Promise<SimSettings> {
-  const compression = LAB_COMPRESSION;
-  const shape = LAB_SHAPE;
-  const times = compress(compression, 1, hashShare(shape));
   costs ??= await measureLabCosts();
   if (noise === undefined) noise = samplesOf(await readLabNoise());
   return {
     ...PRODUCTION_SETTINGS,
-    ...shape,
+    ...LAB_SHAPE,
     replicas: 2,
     // The lab's LMS is one Node process: its event loop serves, and it hashes on libuv's
     // threads, which share this machine's cores.
@@ -243,7 +240,7 @@ export async function labSettings(
     lmsWorkers: availableParallelism(),
     // libuv's pool: the lab's LMS leaves UV_THREADPOOL_SIZE at its default.
     lmsThreads: LIBUV_THREADS,
-    iterations: times.hashIterations,
+    iterations: labTimes().iterations,
     iterationNs: costs.iterationNs,
     requestMs: costs.requestMs,
     latencyMs: 0.05,
@@ -253,7 +250,7 @@ export async function labSettings(
     load: { kind: 'even', submissions: 24 },
     durationSeconds: 12,
     drainSeconds: 6,
-    compression,
+    compression: LAB_COMPRESSION,
     noise,
   };
 }

@@ -239,13 +239,14 @@ class Replica {
     const random = options.random;
     const { noise } = options;
     this.sleep = (ms, signal) => onTime(ms + noise.timerLatenessMs(), signal);
-    const sleep = this.sleep;
     const graders = new Map<string, Grader>();
     this.grader = (handlers) => {
       const key = JSON.stringify(handlers);
       let grader = graders.get(key);
       if (!grader) {
-        grader = chainGraders(handlers.map((spec) => createGrader(spec, { sleep, random })));
+        grader = chainGraders(
+          handlers.map((spec) => createGrader(spec, { sleep: this.sleep, random })),
+        );
         graders.set(key, grader);
       }
       return grader;

@@ -3,7 +3,6 @@ import { pbkdf2 } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { processExists, startRedis, waitFor } from '@storm-lab/harness';
 import {
@@ -13,12 +12,11 @@ import {
   gradeQueueName,
 } from '@storm-lab/watcher';
 import { Queue, Worker } from 'bullmq';
+import { median } from './lab.ts';
+import { REPO_ROOT } from './lab-record.ts';
 import type { LabNoise } from './noise.ts';
 
 const pbkdf2Async = promisify(pbkdf2);
-
-/** The repository's root, where `pnpm -s storm` runs when a measurement runs beside it. */
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface LabNoiseOptions {
   /** PBKDF2 iterations of one hash: the lab's compressed count. */
@@ -107,11 +105,6 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
 /** Writes a measurement as the committed file's layout (2-space JSON, one value a line). */
 export async function writeLabNoise(file: string, noise: LabNoise): Promise<void> {
   await writeFile(file, `${JSON.stringify(noise, null, 2)}\n`);
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }
 
 function round(value: number, digits = 3): number {

@@ -3,10 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type LabCosts, measureLabCosts } from './lab.ts';
+import { type LabCosts, measureLabCosts, median } from './lab.ts';
 
-/** The repository's root, where `pnpm -s storm` runs. */
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The repository's root, where `pnpm -s storm` runs (beside a measurement, or recorded). */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Where the real runs the simulator is checked against are kept. */
 export const LAB_RUNS_FILE = fileURLToPath(new URL('../../docs/lab-runs.json', import.meta.url));
@@ -29,7 +29,7 @@ const KEPT = [
 type Kept = (typeof KEPT)[number];
 export type RecordedScenario = Record<Kept, string | number>;
 
-/** Real `pnpm storm` runs, one after another, and this machine's costs measured right after. */
+/** Real `pnpm storm` runs, one after another, and this machine's costs around them. */
 export interface LabRuns {
   recorded: string;
   command: string;
@@ -58,7 +58,8 @@ export interface RecordOptions {
 /**
  * Runs `pnpm storm` (its defaults, as a user types it) `runs` times one after another and keeps
  * each scenario's figures from its report.json, with this machine's costs measured right before
- * each run (their median is the recorded costs): the real lab's spread that `pnpm sim --lab` is checked against (`lab.test.ts`, docs/lab-runs.md).
+ * each run (their median is the recorded costs): the real lab's spread that `pnpm sim --lab` is
+ * checked against (`lab.test.ts`, docs/lab-runs.md).
  */
 export async function recordLabRuns(options: RecordOptions): Promise<LabRuns> {
   const [file, ...args] = options.command ?? ['pnpm', '-s', 'storm'];
@@ -88,7 +89,6 @@ export async function recordLabRuns(options: RecordOptions): Promise<LabRuns> {
       await rm(out, { recursive: true, force: true });
     }
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] ?? 0;
   return {
     recorded: new Date().toISOString(),
     command: `${[file, ...args].join(' ')} (its defaults), ${options.runs} runs one after another`,

@@ -13,7 +13,8 @@ export interface LabCosts {
 const ITERATIONS = 200_000;
 const REQUESTS = 400;
 
-function median(values: number[]): number {
+/** The middle value (the upper one of an even count); 0 for none. */
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }

@@ -67,8 +67,9 @@ const encode = (password: string, iterations: number) =>
 
 /**
  * A password checker whose hashing costs virtual time instead of CPU: `iterations x
- * iterationNs`, spent by `spendMs` (by default while the request holds its worker). Hashes keep Django's layout (so the
- * LMS reads their iteration count as usual); the digest is one SHA-256, not PBKDF2.
+ * iterationNs`, spent by `spendMs` (by default while the request holds its worker). Hashes keep
+ * Django's layout (so the LMS reads their iteration count as usual); the digest is one SHA-256,
+ * not PBKDF2.
  */
 export function simulatedPasswords(
   costMs: (iterations: number) => number,

@@ -175,7 +175,7 @@ async function runWorld(
     costs: {
       model: settings.lmsModel,
       workers: settings.lmsWorkers,
-      threads: settings.lmsThreads ?? settings.lmsWorkers,
+      ...(settings.lmsThreads !== null && { threads: settings.lmsThreads }),
       // Costs are what the LMS's machine spends; a compressed run (--lab) compresses the
       // iteration count instead, as `pnpm storm` does.
       iterationNs: settings.iterationNs,
