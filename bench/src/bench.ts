@@ -186,13 +186,12 @@ async function bench(argv: readonly string[], io: CliIo): Promise<number> {
   results.wallSeconds = Math.round((Date.now() - started) / 1000);
   await mkdir(outDir, { recursive: true });
   await writeFile(join(outDir, `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  const markdown = renderMarkdown(results);
+  // A partial run's chart beside its partial.md: latest.md's stays with the full run.
+  const chart = name === 'latest' ? 'storm-curve.svg' : 'partial-storm-curve.svg';
+  const markdown = renderMarkdown(results, chart);
   await writeFile(join(outDir, `${name}.md`), markdown);
   if (results.stormCurve)
-    await writeFile(
-      join(outDir, 'storm-curve.svg'),
-      await renderSvg(curveChart(results.stormCurve)),
-    );
+    await writeFile(join(outDir, chart), await renderSvg(curveChart(results.stormCurve)));
   io.out.write(`${markdown}\nWrote ${outDir}/${name}.json and ${name}.md\n`);
   return 0;
 }

@@ -94,9 +94,9 @@ function fleetSection(fleetScale: FleetFigures[]): string[] {
   ];
 }
 
-function curveSection(stormCurve: FleetRun[]): string[] {
+function curveSection(stormCurve: FleetRun[], chart: string): string[] {
   const lines = [
-    `**4. Storm cost curve** (one replica, one queue, K connections against a prefilled queue; time compressed ${stormCurve[0]?.compression ?? 20}x, rates scaled to production; chart: storm-curve.svg)`,
+    `**4. Storm cost curve** (one replica, one queue, K connections against a prefilled queue; time compressed ${stormCurve[0]?.compression ?? 20}x, rates scaled to production; chart: ${chart})`,
     '',
     row(['connections', 'logins/h storm', 'logins/h cure', 'graded/min storm', 'graded/min cure']),
     row(['---:', '---:', '---:', '---:', '---:']),
@@ -282,8 +282,11 @@ const TARGETS: Record<string, [string, (actual: number, target: number) => boole
   ],
 };
 
-/** The Markdown tables of latest.md (and the README's Performance section). */
-export function renderMarkdown(results: Results): string {
+/**
+ * The Markdown tables of latest.md (and the README's Performance section); `chart`: the storm
+ * curve's chart file beside it.
+ */
+export function renderMarkdown(results: Results, chart = 'storm-curve.svg'): string {
   const lines = [
     `Measured ${results.generatedAt} on ${results.machine.cpus} cores (${results.machine.cpuModel}), ${results.machine.memoryGb} GiB, Node ${results.machine.node}; \`pnpm bench\` took ${results.wallSeconds} s${results.quick ? ' (--quick)' : ''}.`,
     '',
@@ -292,7 +295,7 @@ export function renderMarkdown(results: Results): string {
       ? loginSection(results.loginCost, results.stormCpu)
       : []),
     ...(results.fleetScale ? fleetSection(results.fleetScale) : []),
-    ...(results.stormCurve ? curveSection(results.stormCurve) : []),
+    ...(results.stormCurve ? curveSection(results.stormCurve, chart) : []),
     ...(results.topology ? topologySection(results.topology) : []),
     ...(results.sim ? simSection(results.sim, results.quick) : []),
     '**Targets**',
