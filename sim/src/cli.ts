@@ -25,7 +25,13 @@ import { faultRun } from './faults.ts';
 import { type LabCosts, measureLabCosts } from './lab.ts';
 import { measureLabNoise, writeLabNoise } from './lab-noise.ts';
 import { LAB_RUNS_FILE, readLabRuns, recordLabRuns, writeLabRuns } from './lab-record.ts';
-import { LAB_NOISE_FILE, type NoiseSamples, readLabNoise, samplesOf } from './noise.ts';
+import {
+  LAB_NOISE_FILE,
+  type LabNoise,
+  type NoiseSamples,
+  readLabNoise,
+  samplesOf,
+} from './noise.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { REGIME_MAP_SETTINGS, runRegimeMap } from './regime-map.ts';
 import { simulateScenario } from './run.ts';
@@ -65,12 +71,12 @@ Usage:
   pnpm sim --lab                  what \`pnpm storm\` runs by default (2x compression, its fleet,
                                   load and drain) with this machine's measured costs and the
                                   lab's recorded timing noise (sim/lab-noise.json)
-  pnpm sim --measure-noise        measures the lab's timing noise on this machine, in rounds of
-                                  one PBKDF2 at the lab's count (against the same hash before
-                                  the rounds), one BullMQ hand-over on a private redis-server
-                                  and one poll-interval timer, and writes the samples to --out
-                                  (default sim/lab-noise.json); --beside-storm takes rounds
-                                  while a real \`pnpm storm\` runs, until it ends
+  pnpm sim --measure-noise        measures the lab's timing noise on this machine: the run
+                                  queue every 10 ms (the threads runnable besides the lab LMS's
+                                  hashing ones) and, in rounds, one BullMQ hand-over on a
+                                  private redis-server and one poll-interval timer; writes the
+                                  samples to --out (default sim/lab-noise.json); --beside-storm
+                                  measures while a real \`pnpm storm\` runs, until it ends
   pnpm sim --record-lab N         runs the real \`pnpm storm\` N times one after another and
                                   writes each scenario's figures and this machine's costs to
                                   --out (default docs/lab-runs.json): the spread --lab is
@@ -94,10 +100,11 @@ Options (production values by default, uncompressed):
   --surge-at S          seconds after the start the surge begins (default 900)
   --surge-seconds S     how long the surge lasts                (default 600)
   --seed N              the run's seed                           (default 1)
-  --noise FILE|none     recorded timing noise to draw from: each hash's cost times a
-                        recorded ratio, each BullMQ job starting a recorded hand-over
-                        late, each watcher timer a recorded lateness late (default:
-                        sim/lab-noise.json with --lab, none otherwise)
+  --noise FILE|none     recorded timing noise: the LMS's hashing threads share the cores
+                        with the recorded run queue's other threads, each BullMQ job
+                        starts a recorded hand-over late, each watcher timer fires a
+                        recorded lateness late (default: sim/lab-noise.json with --lab,
+                        none otherwise)
   --samples N           with --measure-noise: rounds (default 200; beside a storm, the
                         most, default 2000)
   --beside-storm        with --measure-noise: run \`pnpm -s storm\` beside the measurement
@@ -256,8 +263,9 @@ export async function labSettings(
 }
 
 /** `--noise`: a file of recorded samples, `none`, or (absent) the base's. */
-async function noiseOf(values: Values, base: SimSettings): Promise<NoiseSamples | null> {
-  if (values.noise === undefined) return base.noise;
+/** `--noise`: `undefined` when not given (the base's noise, read only when needed). */
+async function noiseFlag(values: Values): Promise<NoiseSamples | null | undefined> {
+  if (values.noise === undefined) return undefined;
   if (values.noise === 'none') return null;
   try {
     return samplesOf(await readLabNoise(values.noise));
@@ -281,15 +289,16 @@ async function plan(values: Values): Promise<PlannedRun[]> {
     }
     return mitPlan({
       ...settingsOf(values, MIT_SETTINGS),
-      noise: await noiseOf(values, MIT_SETTINGS),
+      noise: (await noiseFlag(values)) ?? MIT_SETTINGS.noise,
     });
   }
   if (values['recorded-costs'] && !values.lab) {
     throw new UsageError('--recorded-costs goes with --lab');
   }
   const costs = values['recorded-costs'] ? (await readLabRuns()).costs : undefined;
-  const base = values.lab ? await labSettings(costs) : PRODUCTION_SETTINGS;
-  const settings = { ...settingsOf(values, base), noise: await noiseOf(values, base) };
+  const noise = await noiseFlag(values);
+  const base = values.lab ? await labSettings(costs, noise) : PRODUCTION_SETTINGS;
+  const settings = { ...settingsOf(values, base), noise: noise ?? base.noise };
   return comparisonOf(scenarioNamesOf(values, DEFAULT_COMPARISON), settings);
 }
 
@@ -398,16 +407,20 @@ async function runMeasureNoise(values: Values, io: CliIo): Promise<number> {
     integer: true,
   });
   const noise = await measureLabNoise({
-    ...labTimes(),
+    pollIntervalMs: labTimes().pollIntervalMs,
     samples,
     besideStorm,
     onProgress: (line) => io.err.write(`${line}\n`),
   });
   await writeLabNoise(file, noise);
   io.out.write(
-    `${noise.hash.durationsMs.length} rounds (load average ${noise.loadAverage.start.toFixed(2)} to ${noise.loadAverage.end.toFixed(2)}; beside: ${noise.beside}): ${file}\n`,
+    `${noise.handOverMs.length} rounds, ${sampleCount(noise)} run-queue samples (load average ${noise.loadAverage.start.toFixed(2)} to ${noise.loadAverage.end.toFixed(2)}; beside: ${noise.beside}): ${file}\n`,
   );
   return 0;
+}
+
+function sampleCount({ runQueue }: LabNoise): number {
+  return [...runQueue.whileHashing, ...runQueue.otherwise].reduce((sum, n) => sum + n, 0);
 }
 
 async function runMap(values: Values, io: CliIo): Promise<number> {

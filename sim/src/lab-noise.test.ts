@@ -46,7 +46,7 @@ async function cli(args: string[], cwd: string) {
 
 // Whole milliseconds: the virtual clock's timers are (fake-timers drops a delay's fraction).
 const SAMPLES: NoiseSamples = {
-  hashRatios: [0.4, 2, 3.2],
+  otherThreads: [1, 0, 3],
   handOverMs: [1, 3, 7],
   timerLatenessMs: [1, 2],
 };
@@ -57,38 +57,56 @@ async function recordedCosts(): Promise<LabCosts> {
 }
 
 describe('timingNoise', () => {
+  it("pays a draw's fraction of a millisecond with a later draw (the clock is whole ms)", () => {
+    const noise = timingNoise(
+      { otherThreads: [1], handOverMs: [1.5], timerLatenessMs: [-0.25] },
+      seededRandom(1),
+    );
+    expect(Array.from({ length: 4 }, () => noise.handOverMs())).toEqual([1, 2, 1, 2]);
+    expect(Array.from({ length: 4 }, () => noise.timerLatenessMs())).toEqual([-1, 0, 0, 0]);
+  });
+
   it('picks recorded samples, each kind on its own seeded stream; none without samples', () => {
     const draw = (seed: number) => {
       const noise = timingNoise(SAMPLES, seededRandom(seed));
-      return Array.from({ length: 50 }, () => [noise.hashRatio(), noise.handOverMs()]);
+      return Array.from({ length: 50 }, () => [noise.handOverMs(), noise.timerLatenessMs()]);
     };
     const drawn = draw(3);
     expect(drawn).toEqual(draw(3));
     expect(drawn).not.toEqual(draw(4));
-    expect(new Set(drawn.map(([ratio]) => ratio))).toEqual(new Set(SAMPLES.hashRatios));
-    expect(new Set(drawn.map(([, ms]) => ms))).toEqual(new Set(SAMPLES.handOverMs));
-    // Hand-over draws do not shift hash draws.
-    const hashesOnly = timingNoise(SAMPLES, seededRandom(3));
-    expect(drawn.map(([ratio]) => ratio)).toEqual(drawn.map(() => hashesOnly.hashRatio()));
+    expect(new Set(drawn.map(([ms]) => ms))).toEqual(new Set(SAMPLES.handOverMs));
+    expect(new Set(drawn.map(([, ms]) => ms))).toEqual(new Set(SAMPLES.timerLatenessMs));
+    // Timer draws do not shift hand-over draws.
+    const handOversOnly = timingNoise(SAMPLES, seededRandom(3));
+    expect(drawn.map(([ms]) => ms)).toEqual(drawn.map(() => handOversOnly.handOverMs()));
+    // The run queue is averaged over, not drawn.
+    expect(timingNoise(SAMPLES, seededRandom(3)).otherThreads).toEqual(SAMPLES.otherThreads);
     const none = timingNoise(null, seededRandom(3));
-    expect([none.hashRatio(), none.handOverMs(), none.timerLatenessMs()]).toEqual([1, 0, 0]);
+    expect([none.otherThreads, none.handOverMs(), none.timerLatenessMs()]).toEqual([[1], 0, 0]);
   });
 });
 
-/** Virtual ms one login takes against a 1-worker LMS whose hashes cost `hashRatio` times. */
-async function loginMs(hashRatio?: () => number): Promise<number> {
+/** Virtual ms one login takes against an event-loop LMS hashing on 2 cores beside `others`. */
+async function loginMs(otherThreads?: number[]): Promise<number> {
   const { database, config } = await testLmsDatabase(100_000);
   try {
     return await withVirtualClock(async (clock) => {
       const lms = new SimLms({
         database,
         config,
-        // 100,000 iterations at 250 ns: a 25 ms hash.
-        costs: { model: 'workers', workers: 1, iterationNs: 250, requestMs: 1, latencyMs: 1 },
+        // 100,000 iterations at 250 ns: a 25 ms hash on a core of its own.
+        costs: {
+          model: 'event-loop',
+          workers: 2,
+          threads: 4,
+          iterationNs: 250,
+          requestMs: 1,
+          latencyMs: 1,
+        },
         faults: { dropResponseRate: 0, hashSlowdown: 1 },
         random: seededRandom(1),
         logger,
-        ...(hashRatio && { hashRatio }),
+        ...(otherThreads && { otherThreads }),
       });
       const client = serviceClient(lms, 10_000);
       const started = Date.now();
@@ -107,21 +125,15 @@ async function loginMs(hashRatio?: () => number): Promise<number> {
 }
 
 describe('timing noise in the simulated world', () => {
-  it("multiplies a password hash's cost by a drawn recorded ratio", async () => {
+  it("shares the hashing cores with the recorded run queue's other threads", async () => {
     const plain = await loginMs();
-    const noise = timingNoise(SAMPLES, seededRandom(11));
-    const drawn: number[] = [];
-    const noisy = await loginMs(() => {
-      const ratio = noise.hashRatio();
-      drawn.push(ratio);
-      return ratio;
-    });
-    // One hash per login, of 25 ms at ratio 1.
-    expect(drawn).toHaveLength(1);
-    const ratio = drawn[0] as number;
-    expect(SAMPLES.hashRatios).toContain(ratio);
-    expect(ratio).toBe(timingNoise(SAMPLES, seededRandom(11)).hashRatio());
-    expect(noisy - plain).toBeCloseTo(25 * (ratio - 1), 6);
+    // Half the time 3 others (a lone hash gets 2/4 of a core), half the time none (a full one):
+    // on average 3/4 of a core, so the 25 ms hash takes 25 / 0.75 ms (in whole ms, as the
+    // virtual clock's timers: 34).
+    const shared = await loginMs([1, 0, 0, 1]);
+    expect(shared - plain).toBe(Math.ceil(25 / 0.75) - 25);
+    // One other thread beside a lone hash on 2 cores takes nothing from it.
+    expect(await loginMs([0, 1])).toBe(plain);
   });
 
   it('starts each BullMQ job a drawn recorded hand-over after it was added', async () => {
@@ -163,7 +175,7 @@ describe('timing noise in the simulated world', () => {
       const scenario = await scenarioFor('exempt-username', settings);
       return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
     };
-    const late = { hashRatios: [1], handOverMs: [0], timerLatenessMs: [50] };
+    const late = { otherThreads: [1], handOverMs: [0], timerLatenessMs: [50] };
     // A submission waits for a poll's sleep, then its grading's: both fire 50 ms late.
     expect(await latency(late)).toBeGreaterThanOrEqual((await latency(null)) + 50);
   });
@@ -217,6 +229,29 @@ describe('timing noise in the simulated world', () => {
   });
 });
 
+/**
+ * A stand-in for `pnpm storm`: it starts a stand-in LMS (its command line as the harness starts
+ * the LMS's server) that hashes without a pause, prints progress once that hashes, and ends with
+ * `code` after `ms` (never, without). `pidsFile` gets its pid and its LMS's.
+ */
+function standInStorm(options: { pidsFile?: string; code?: number; ms?: number }): string[] {
+  const hashing = `const { pbkdf2 } = require('node:crypto');
+    const hash = () => pbkdf2('password', 'salt', 100000, 32, 'sha256', hash);
+    hash();
+    console.log('hashing');
+    setInterval(() => {}, 1000);`;
+  const storm = `const { spawn } = require('node:child_process');
+    const lms = spawn(process.execPath, ['-e', ${JSON.stringify(hashing)}, 'src/cli.ts', 'serve'],
+      { stdio: ['ignore', 'pipe', 'ignore'] });
+    ${options.pidsFile ? `require('node:fs').writeFileSync(${JSON.stringify(options.pidsFile)}, process.pid + ' ' + lms.pid);` : ''}
+    lms.stdout.once('data', () => {
+      console.log('progress');
+      setInterval(() => console.log('progress'), 50);
+      ${options.ms === undefined ? '' : `setTimeout(() => process.exit(${options.code ?? 0}), ${options.ms});`}
+    });`;
+  return [process.execPath, '-e', storm];
+}
+
 describe('pnpm sim --measure-noise', () => {
   it('writes a well-formed file of raw samples (a private Redis, no storm beside)', async () => {
     const dir = await tempDir();
@@ -230,17 +265,10 @@ describe('pnpm sim --measure-noise', () => {
     expect(noise.cpus).toBeGreaterThan(0);
     expect(Number.isFinite(noise.loadAverage.start)).toBe(true);
     expect(Number.isFinite(noise.loadAverage.end)).toBe(true);
-    const { iterations, pollIntervalMs } = labTimes();
-    expect(noise.hash.iterations).toBe(iterations);
-    expect(noise.hash.concurrency).toBe(1);
-    expect(noise.hash.baselineMs).toBeGreaterThan(0);
-    expect(noise.hash.durationsMs).toHaveLength(4);
-    expect(noise.hash.ratios).toHaveLength(4);
-    for (const [index, ms] of noise.hash.durationsMs.entries()) {
-      expect(ms).toBeGreaterThan(0);
-      // Against the hashes before the rounds, not against the rounds' own median.
-      expect(noise.hash.ratios[index]).toBeCloseTo(ms / noise.hash.baselineMs, 3);
-    }
+    const { pollIntervalMs } = labTimes();
+    // No LMS ran: every run-queue sample counts as one while nothing hashed.
+    expect(noise.runQueue.whileHashing).toEqual([]);
+    expect(noise.runQueue.otherwise.reduce((sum, count) => sum + count, 0)).toBeGreaterThan(0);
     expect(noise.handOverMs).toHaveLength(4);
     for (const ms of noise.handOverMs) expect(ms).toBeGreaterThan(0);
     expect(noise.timerLateness.intervalMs).toBe(pollIntervalMs);
@@ -261,21 +289,16 @@ describe('pnpm sim --measure-noise', () => {
   it('measures beside a process group it stops by its id at the end (a stand-in storm)', async () => {
     const dir = await tempDir();
     const pids = join(dir, 'pids');
-    // Prints progress and keeps a child of its own, as the storm runner keeps its LMS.
-    const standIn = `
-      const { spawn } = require('node:child_process');
-      const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-      require('node:fs').writeFileSync(${JSON.stringify(pids)}, process.pid + ' ' + child.pid);
-      setInterval(() => console.log('progress'), 50);`;
     const noise = await measureLabNoise({
-      iterations: 1000,
       pollIntervalMs: 20,
       samples: 3,
       besideStorm: true,
-      besideCommand: [process.execPath, '-e', standIn],
+      besideCommand: standInStorm({ pidsFile: pids }),
     });
     expect(noise.beside).toContain('while it ran');
-    expect(noise.hash.durationsMs).toHaveLength(3);
+    expect(noise.handOverMs).toHaveLength(3);
+    // The stand-in LMS hashed all along: the run queue was sampled while it did.
+    expect(noise.runQueue.whileHashing.reduce((sum, count) => sum + count, 0)).toBeGreaterThan(0);
     const [parent, child] = (await readFile(pids, 'utf8')).split(' ').map(Number);
     expect([processExists(parent as number), processExists(child as number)]).toEqual([
       false,
@@ -284,29 +307,42 @@ describe('pnpm sim --measure-noise', () => {
   });
 
   it('takes rounds until the storm beside ends, and fails when it failed or ended too soon', async () => {
-    // Prints its progress, then ends by itself with `code` after `ms`.
-    const standIn = (code: number, ms: number) => [
-      process.execPath,
-      '-e',
-      `console.log('progress'); setTimeout(() => process.exit(${code}), ${ms});`,
-    ];
-    const options = { iterations: 1000, pollIntervalMs: 20, samples: 10_000 };
+    const options = { pollIntervalMs: 20, samples: 10_000 };
     const noise = await measureLabNoise({
       ...options,
       besideStorm: true,
-      besideCommand: standIn(0, 1500),
+      besideCommand: standInStorm({ code: 0, ms: 1500 }),
       minimumRounds: 2,
     });
-    const rounds = noise.hash.durationsMs.length;
+    const rounds = noise.handOverMs.length;
     expect(rounds).toBeGreaterThanOrEqual(2);
     expect(rounds).toBeLessThan(options.samples);
-    expect(noise.handOverMs).toHaveLength(rounds);
     expect(noise.timerLateness.samplesMs).toHaveLength(rounds);
     await expect(
-      measureLabNoise({ ...options, besideStorm: true, besideCommand: standIn(3, 300) }),
+      measureLabNoise({
+        ...options,
+        besideStorm: true,
+        besideCommand: standInStorm({ code: 3, ms: 300 }),
+      }),
     ).rejects.toThrow(/failed \(3\)/);
     await expect(
-      measureLabNoise({ ...options, besideStorm: true, besideCommand: standIn(0, 100) }),
+      measureLabNoise({
+        ...options,
+        besideStorm: true,
+        besideCommand: standInStorm({ code: 0, ms: 100 }),
+      }),
     ).rejects.toThrow(/fewer than 20: too few samples/);
+  });
+
+  it("fails when no sample saw the storm's LMS hash", async () => {
+    const noLms = [process.execPath, '-e', "console.log('progress'); setTimeout(() => {}, 1500);"];
+    await expect(
+      measureLabNoise({
+        pollIntervalMs: 20,
+        samples: 3,
+        besideStorm: true,
+        besideCommand: noLms,
+      }),
+    ).rejects.toThrow(/no sample saw its LMS hash/);
   });
 });

@@ -1,9 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { pbkdf2 } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { processExists, startRedis, waitFor } from '@storm-lab/harness';
 import {
   addGradeJob,
@@ -12,15 +10,11 @@ import {
   gradeQueueName,
 } from '@storm-lab/watcher';
 import { Queue, Worker } from 'bullmq';
-import { median } from './lab.ts';
 import { REPO_ROOT } from './lab-record.ts';
 import type { LabNoise } from './noise.ts';
-
-const pbkdf2Async = promisify(pbkdf2);
+import { RunQueueSampler } from './run-queue.ts';
 
 export interface LabNoiseOptions {
-  /** PBKDF2 iterations of one hash: the lab's compressed count. */
-  iterations: number;
   /** The lab's poll interval, in ms: the timers measured. */
   pollIntervalMs: number;
   /** Rounds of samples (default 200); beside a storm, the most taken while it runs (default 2000). */
@@ -38,43 +32,40 @@ export interface LabNoiseOptions {
   onProgress?(line: string): void;
 }
 
-/** Hashes timed one by one before anything runs beside: the cost the ratios are taken against. */
-const BASELINE_HASHES = 10;
-
 /**
- * Measures, on real time on this machine, the timing noise a replay of `pnpm storm` lacks, in
- * rounds of one sample of each kind: a PBKDF2 hash at the lab's iterations (its duration over
- * the same hash's before anything ran beside: how much slower, and how unevenly, the lab's
- * machine hashes), BullMQ's hand-over from the watcher's `addGradeJob` to a Worker (a private
- * redis-server), and the lateness of a timer of the lab's poll interval. One thing at a time,
- * so the measurement itself takes little of the machine (one hash in a round of about a poll
- * interval). Beside a real `pnpm storm`, rounds go on until the storm ends, so they sample
- * every part of its run.
+ * Measures, on real time on this machine, the timing noise a replay of `pnpm storm` lacks: the
+ * run queue every 10 ms (how many threads were runnable besides the lab LMS's hashing threads:
+ * what its PBKDF2 shares the cores with; see {@link RunQueueSampler}), and, in rounds, BullMQ's
+ * hand-over from the watcher's `addGradeJob` to a Worker (a private redis-server, left out of
+ * the run queue with this process) and the lateness of a timer of the lab's poll interval. One
+ * thing at a time, so the measurement itself takes little of the machine. Beside a real
+ * `pnpm storm`, rounds go on until the storm ends, so they sample every part of its run.
  */
 export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNoise> {
   const samples = options.samples ?? (options.besideStorm ? 2000 : 200);
   const say = options.onProgress ?? (() => undefined);
-  const hash = (index: number) => timedHash(options.iterations, index);
-  await hash(-1); // warm-up
-  const baseline: number[] = [];
-  for (let index = 0; index < BASELINE_HASHES; index++) baseline.push(await hash(index));
-  const baselineMs = median(baseline);
-  say(`baseline: ${baselineMs.toFixed(1)} ms a hash of ${options.iterations} iterations`);
   const handOver = await handOvers();
   const storm = options.besideStorm ? await startBeside(say, options.besideCommand) : null;
+  const runQueue = new RunQueueSampler({
+    ...(storm?.child.pid !== undefined && { root: storm.child.pid }),
+    own: () => [handOver.pid],
+  });
   try {
     const start = loadavg()[0] as number;
-    const durationsMs: number[] = [];
+    runQueue.start();
     const handOverMs: number[] = [];
     const lateness: number[] = [];
-    while (durationsMs.length < samples && !(storm && ended(storm.child))) {
-      durationsMs.push(await hash(durationsMs.length));
+    while (handOverMs.length < samples && !(storm && ended(storm.child))) {
       handOverMs.push(await handOver.next());
       lateness.push(await timerLateness(options.pollIntervalMs));
-      if (durationsMs.length % 50 === 0) say(`${durationsMs.length} rounds`);
+      if (handOverMs.length % 50 === 0) say(`${handOverMs.length} rounds`);
     }
+    const counts = runQueue.stop();
     const end = loadavg()[0] as number;
-    if (storm) besideEnded(storm, durationsMs.length, options.minimumRounds ?? 20);
+    if (storm) besideEnded(storm, handOverMs.length, options.minimumRounds ?? 20);
+    if (storm && !counts.whileHashing.some((count) => count > 0)) {
+      throw new Error(`${storm.label}: no sample saw its LMS hash (is its LMS the harness's?)`);
+    }
     return {
       measured: new Date().toISOString(),
       cpus: cpus().length,
@@ -82,14 +73,7 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
       beside: storm
         ? `${storm.label}: every round while it ran (from its first progress to its end)`
         : 'no pnpm storm (a quiet measurement: only what else ran on the machine, see loadAverage)',
-      hash: {
-        iterations: options.iterations,
-        concurrency: 1,
-        baselineMs: round(baselineMs),
-        medianMs: round(median(durationsMs)),
-        durationsMs: durationsMs.map((ms) => round(ms)),
-        ratios: durationsMs.map((ms) => round(ms / baselineMs, 4)),
-      },
+      runQueue: counts,
       handOverMs: handOverMs.map((ms) => round(ms)),
       timerLateness: {
         intervalMs: options.pollIntervalMs,
@@ -97,6 +81,7 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
       },
     };
   } finally {
+    runQueue.stop();
     await handOver.close();
     if (storm) await stopBeside(storm);
   }
@@ -111,13 +96,6 @@ function round(value: number, digits = 3): number {
   return Number(value.toFixed(digits));
 }
 
-/** One hash on Node's async PBKDF2 (libuv's threads, as the lab's LMS hashes), in ms. */
-async function timedHash(iterations: number, index: number): Promise<number> {
-  const begin = performance.now();
-  await pbkdf2Async(`password-${index}`, 'salt', iterations, 32, 'sha256');
-  return performance.now() - begin;
-}
-
 // Between one job's end and the next add: the worker is blocked on Redis again, as it waits
 // between the lab's pulls (about four a second).
 const JOB_GAP_MS = 20;
@@ -127,6 +105,8 @@ interface HandOvers {
   /** Adds a job through the watcher's `addGradeJob`; ms from the call until its processor starts. */
   next(): Promise<number>;
   close(): Promise<void>;
+  /** The redis-server's pid. */
+  pid: number;
 }
 
 /**
@@ -180,7 +160,7 @@ async function handOvers(): Promise<HandOvers> {
     await close();
     throw error;
   }
-  return { next, close };
+  return { next, close, pid: redis.process.pid };
 }
 
 function jobData(index: number): GradeJobData {

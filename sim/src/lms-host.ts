@@ -9,7 +9,7 @@ import {
 } from '@storm-lab/xqueue-protocol';
 import type { Logger } from 'pino';
 import type { Random } from './random.ts';
-import { sleep } from './virtual-clock.ts';
+import { sleep, WholeMs } from './virtual-clock.ts';
 import { responseOf, type WireAnswer, type WireRequest, wireServer } from './wire.ts';
 
 /** What the LMS's capacity is made of; only these are modelled, the rest is the LMS's own code. */
@@ -129,20 +129,30 @@ interface Task {
 
 /**
  * Threads on fewer cores, as libuv's pool runs Node's async PBKDF2: up to `threads` tasks run at
- * once, each at `min(1, cores / running)` of a core (the kernel shares the cores evenly), and the
- * rest wait for a thread in turn. With as many threads as cores it is a pool of `cores` workers.
+ * once, each at `min(1, cores / (running + others))` of a core (the kernel shares the cores
+ * evenly among the runnable threads, the machine's other ones included), and the rest wait for a
+ * thread in turn. With as many threads as cores and no others it is a pool of `cores` workers.
+ *
+ * `others` is how many other threads were runnable beside the pool's, as a histogram (index:
+ * threads, value: how often; default none): each rate is the average over it, so a measured run
+ * queue slows the pool by what it took from it on average, the same in every run.
  */
 export class ThreadPool {
   private readonly running: Task[] = [];
   private readonly waiting: Task[] = [];
   private last = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** A running task's share of a core, by how many run (index). */
+  private readonly rates: number[];
   readonly stats: WorkerStats = { busyMs: 0 };
 
   constructor(
-    private readonly cores: number,
+    cores: number,
     private readonly threads: number,
-  ) {}
+    others: readonly number[] = [1],
+  ) {
+    this.rates = sharedRates(cores, threads, others);
+  }
 
   /** Runs `workMs` of one core's work; resolves once it is done. */
   run(workMs: number): Promise<void> {
@@ -156,7 +166,7 @@ export class ThreadPool {
   }
 
   private rate(): number {
-    return Math.min(1, this.cores / this.running.length);
+    return this.rates[this.running.length] as number;
   }
 
   /** Moves every running task on by the time since the last look, at the shared rate. */
@@ -167,7 +177,7 @@ export class ThreadPool {
     if (elapsed <= 0 || this.running.length === 0) return;
     const rate = this.rate();
     for (const task of this.running) task.leftMs -= elapsed * rate;
-    this.stats.busyMs += elapsed * Math.min(this.cores, this.running.length);
+    this.stats.busyMs += elapsed * rate * this.running.length;
   }
 
   /** Ends the tasks that are done, starts waiting ones, and sets a timer for the next end. */
@@ -194,6 +204,30 @@ export class ThreadPool {
       Math.ceil(nextMs - 1e-9),
     );
   }
+}
+
+/**
+ * A running thread's share of a core with `running` (the index, 0 to `threads`) threads of the
+ * pool runnable, averaged over the histogram of `others` runnable beside them.
+ */
+export function sharedRates(cores: number, threads: number, others: readonly number[]): number[] {
+  const total = others.reduce((sum, count) => sum + count, 0);
+  if (!(total > 0) || others.some((count) => !(count >= 0))) {
+    throw new Error('others: a histogram of runnable threads, with at least one sample');
+  }
+  return Array.from({ length: threads + 1 }, (_, running) =>
+    running === 0
+      ? 1
+      : others.reduce(
+          (sum, count, other) => sum + (count / total) * Math.min(1, cores / (running + other)),
+          0,
+        ),
+  );
+}
+
+/** Waits `ms` of the virtual clock; 0 takes no timer (a timer of 0 could still last 1 ms). */
+function pause(ms: number): Promise<void> | undefined {
+  return ms > 0 ? sleep(ms) : undefined;
 }
 
 /** One run of the LMS's process: the app, served as its HTTP server serves it. */
@@ -225,8 +259,11 @@ export interface SimLmsOptions {
   logger: Logger;
   /** Count, per submission, the pulls served and the results accepted (see `door`). */
   audit?: boolean;
-  /** The factor on each password hash's cost, drawn per hash (default 1: no timing noise). */
-  hashRatio?: () => number;
+  /**
+   * `event-loop` model: how many of the machine's other threads were runnable beside the
+   * hashing threads, as a histogram (see {@link ThreadPool}; default none).
+   */
+  otherThreads?: readonly number[];
 }
 
 /**
@@ -248,11 +285,25 @@ export class SimLms {
 
   /** The hashing threads (`event-loop` model). */
   private readonly hashing: ThreadPool;
+  /** The network's latency and a request's own work, in whole milliseconds. */
+  private readonly latency: WholeMs;
+  private readonly requestCost: WholeMs;
+  /** A request's own work (one function, not a closure per request). */
+  private readonly work = async () => {
+    await pause(this.requestCost.next());
+  };
+  private readonly onLoop = () => this.loop.hold(this.work);
 
   constructor(private readonly options: SimLmsOptions) {
     const { costs } = options;
     this.pool = new WorkerPool(costs.workers);
-    this.hashing = new ThreadPool(costs.workers, costs.threads ?? costs.workers);
+    this.latency = new WholeMs(costs.latencyMs);
+    this.requestCost = new WholeMs(costs.requestMs);
+    this.hashing = new ThreadPool(
+      costs.workers,
+      costs.threads ?? costs.workers,
+      options.otherThreads,
+    );
     this.app = this.build();
   }
 
@@ -265,9 +316,8 @@ export class SimLms {
 
   private create() {
     const { costs, faults } = this.options;
-    const ratio = this.options.hashRatio ?? (() => 1);
     const costMs = (iterations: number) =>
-      (iterations * costs.iterationNs * faults.hashSlowdown * ratio()) / 1e6;
+      (iterations * costs.iterationNs * faults.hashSlowdown) / 1e6;
     return createApp({
       db: this.options.database.db,
       config: this.options.config,
@@ -360,19 +410,19 @@ export class SimLms {
 
   private async serve(host: SimHost, url: string, init: RequestInit): Promise<Response | null> {
     const { costs, faults, random } = this.options;
-    await sleep(costs.latencyMs);
+    await pause(this.latency.next());
     if (this.down) throw connectionRefused();
     const app = this.app;
     const request = { url, init, remoteAddress: host.address };
     const answer =
       costs.model === 'event-loop'
-        ? await respond(app, request, () => this.loop.hold(() => sleep(costs.requestMs)))
-        : await this.pool.hold(() => respond(app, request, () => sleep(costs.requestMs)));
+        ? await respond(app, request, this.onLoop)
+        : await this.pool.hold(() => respond(app, request, this.work));
     if (this.options.audit) this.audit(url, init, answer);
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
-    await sleep(costs.latencyMs);
+    await pause(this.latency.next());
     return responseOf(answer);
   }
 }

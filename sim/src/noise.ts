@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Random } from './random.ts';
+import { WholeMs } from './virtual-clock.ts';
 
 /** The committed samples `pnpm sim --lab` draws from, and where `--measure-noise` writes. */
 export const LAB_NOISE_FILE = fileURLToPath(new URL('../lab-noise.json', import.meta.url));
@@ -15,18 +16,18 @@ export interface LabNoise {
   /** What ran beside the measurement: nothing, or `pnpm -s storm` (the default comparison). */
   beside: string;
   /**
-   * Node's async PBKDF2-SHA256 at the lab's iteration count, one at a time (on libuv's threads,
-   * as the lab's LMS hashes): each hash's duration, and that divided by `baselineMs`, the median
-   * of hashes timed before anything ran beside (how much slower the machine hashed, and how
-   * unevenly).
+   * The machine's run queue, sampled every `intervalMs`: how many threads were runnable besides
+   * the lab LMS's hashing threads (and the measurement's own), as histograms (index: threads,
+   * value: samples), while the LMS hashed and while it did not. The LMS's hashing threads are
+   * its runnable threads other than its main one (its event loop counts among the others, as it
+   * takes a core from the hashes).
    */
-  hash: {
-    iterations: number;
-    concurrency: number;
-    baselineMs: number;
-    medianMs: number;
-    durationsMs: number[];
-    ratios: number[];
+  runQueue: {
+    intervalMs: number;
+    /** Other runnable threads while at least one of the LMS's hashing threads ran. */
+    whileHashing: number[];
+    /** Other runnable threads while none did (or no LMS ran: a quiet measurement). */
+    otherwise: number[];
   };
   /**
    * BullMQ's hand-over on a private redis-server: from the watcher's `addGradeJob` call until a
@@ -39,27 +40,33 @@ export interface LabNoise {
 
 /** The recorded samples a run draws its timing noise from (see {@link timingNoise}). */
 export interface NoiseSamples {
-  /** Factors on a password hash's cost (a hash's duration over the median). */
-  hashRatios: number[];
+  /**
+   * How many other threads were runnable beside the LMS's hashing ones, as a histogram (index:
+   * threads, value: samples): the thread pool's cores are shared with them.
+   */
+  otherThreads: number[];
   /** Milliseconds from adding a BullMQ job until a worker starts it. */
   handOverMs: number[];
   /** Milliseconds a watcher's timer fires late. */
   timerLatenessMs: number[];
 }
 
-/** One draw per event, each a recorded sample picked uniformly (the empirical distribution). */
+/**
+ * One draw per event, each a recorded sample picked uniformly (the empirical distribution); the
+ * run queue is not drawn but averaged over (`otherThreads`).
+ */
 export interface TimingNoise {
-  /** The factor on one password hash's cost (1 without noise). */
-  hashRatio(): number;
+  /** The other runnable threads' histogram (`[1]`, none, without noise). */
+  otherThreads: readonly number[];
   /** The delay before one BullMQ job starts, in ms (0 without noise). */
   handOverMs(): number;
   /** How late one watcher timer fires, in ms (0 without noise). */
   timerLatenessMs(): number;
 }
 
-/** No timing noise: every hash at its cost, jobs start at once, timers on time. */
+/** No timing noise: the cores for the LMS alone, jobs start at once, timers on time. */
 export const NO_NOISE: TimingNoise = {
-  hashRatio: () => 1,
+  otherThreads: [1],
   handOverMs: () => 0,
   timerLatenessMs: () => 0,
 };
@@ -69,8 +76,8 @@ export const NO_NOISE: TimingNoise = {
  * draws of one kind never shifts another's (nor the rest of the world's). `null`: no noise.
  *
  * @example
- * const noise = timingNoise({ hashRatios: [0.9, 1.1], handOverMs: [0.4], timerLatenessMs: [1] }, seededRandom(1));
- * noise.hashRatio(); // 0.9 or 1.1
+ * const noise = timingNoise({ otherThreads: [3, 1], handOverMs: [0.4, 2], timerLatenessMs: [1] }, seededRandom(1));
+ * noise.handOverMs(); // 0.4 or 2
  */
 export function timingNoise(
   samples: NoiseSamples | null,
@@ -78,31 +85,50 @@ export function timingNoise(
 ): TimingNoise {
   if (!samples) return NO_NOISE;
   return {
-    hashRatio: picker(samples.hashRatios, random.fork('noise:hash'), 1),
+    otherThreads: samples.otherThreads.some((count) => count > 0) ? samples.otherThreads : [1],
     handOverMs: picker(samples.handOverMs, random.fork('noise:hand-over'), 0),
     timerLatenessMs: picker(samples.timerLatenessMs, random.fork('noise:timer'), 0),
   };
 }
 
-/** Picks one of `values` uniformly on each call (`none` when there are none). */
+/**
+ * Picks one of `values` uniformly on each call (`none` when there are none), in the virtual
+ * clock's whole milliseconds as the draws add up (see {@link WholeMs}): a 1.43 ms draw is not
+ * cut to 1 ms each time, its fraction is paid with a later draw.
+ */
 function picker(values: readonly number[], random: Random, none: number): () => number {
   if (values.length === 0) return () => none;
-  return () => values[Math.floor(random() * values.length)] as number;
+  const whole = new WholeMs();
+  return () => whole.next(values[Math.floor(random() * values.length)] as number);
 }
 
 /** The samples of a measurement, as a run draws them. */
 export function samplesOf(noise: LabNoise): NoiseSamples {
   return {
-    hashRatios: noise.hash.ratios,
+    otherThreads: busiest(noise.runQueue),
     handOverMs: noise.handOverMs,
     timerLatenessMs: noise.timerLateness.samplesMs,
   };
 }
 
+/**
+ * The run queue the LMS's hashes met: while they ran, or (a quiet measurement, no LMS) all of it.
+ */
+function busiest(runQueue: LabNoise['runQueue']): number[] {
+  return runQueue.whileHashing.some((count) => count > 0)
+    ? runQueue.whileHashing
+    : runQueue.otherwise;
+}
+
 /** Reads a measurement file (default: the committed one), checking its shape. */
 export async function readLabNoise(file: string = LAB_NOISE_FILE): Promise<LabNoise> {
   const noise = JSON.parse(await readFile(file, 'utf8')) as LabNoise;
-  const lists = [noise.hash?.ratios, noise.handOverMs, noise.timerLateness?.samplesMs];
+  const lists = [
+    noise.runQueue?.whileHashing,
+    noise.runQueue?.otherwise,
+    noise.handOverMs,
+    noise.timerLateness?.samplesMs,
+  ];
   if (!lists.every((list) => Array.isArray(list) && list.every(Number.isFinite))) {
     throw new Error(
       `${file}: not a timing-noise measurement (pnpm sim --measure-noise writes one)`,

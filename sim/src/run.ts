@@ -186,7 +186,7 @@ async function runWorld(
     random: random.fork('network'),
     logger,
     audit: hooks.audit ?? false,
-    hashRatio: noise.hashRatio,
+    otherThreads: noise.otherThreads,
   });
   // Summed over the LMS's incarnations, as a Prometheus counter's increase survives a restart.
   const read = async (): Promise<Counters> => {
