@@ -25,16 +25,11 @@ import { faultRun } from './faults.ts';
 import { type LabCosts, measureLabCosts } from './lab.ts';
 import { measureLabNoise, writeLabNoise } from './lab-noise.ts';
 import { LAB_RUNS_FILE, readLabRuns, recordLabRuns, writeLabRuns } from './lab-record.ts';
-import {
-  LAB_NOISE_FILE,
-  type LabNoise,
-  type NoiseSamples,
-  readLabNoise,
-  samplesOf,
-} from './noise.ts';
+import { LAB_NOISE_FILE, type NoiseSamples, readLabNoise, samplesOf } from './noise.ts';
 import { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun } from './presets.ts';
 import { REGIME_MAP_SETTINGS, runRegimeMap } from './regime-map.ts';
 import { simulateScenario } from './run.ts';
+import { samplesIn } from './run-queue.ts';
 import {
   type LoadShape,
   PRODUCTION_SETTINGS,
@@ -414,13 +409,9 @@ async function runMeasureNoise(values: Values, io: CliIo): Promise<number> {
   });
   await writeLabNoise(file, noise);
   io.out.write(
-    `${noise.handOverMs.length} rounds, ${sampleCount(noise)} run-queue samples (load average ${noise.loadAverage.start.toFixed(2)} to ${noise.loadAverage.end.toFixed(2)}; beside: ${noise.beside}): ${file}\n`,
+    `${noise.handOverMs.length} rounds, ${samplesIn(noise.runQueue)} run-queue samples (load average ${noise.loadAverage.start.toFixed(2)} to ${noise.loadAverage.end.toFixed(2)}; beside: ${noise.beside}): ${file}\n`,
   );
   return 0;
-}
-
-function sampleCount({ runQueue }: LabNoise): number {
-  return [...runQueue.whileHashing, ...runQueue.otherwise].reduce((sum, n) => sum + n, 0);
 }
 
 async function runMap(values: Values, io: CliIo): Promise<number> {

@@ -76,8 +76,8 @@ export const NO_NOISE: TimingNoise = {
  * draws of one kind never shifts another's (nor the rest of the world's). `null`: no noise.
  *
  * @example
- * const noise = timingNoise({ otherThreads: [3, 1], handOverMs: [0.4, 2], timerLatenessMs: [1] }, seededRandom(1));
- * noise.handOverMs(); // 0.4 or 2
+ * const noise = timingNoise({ otherThreads: [3, 1], handOverMs: [1, 2], timerLatenessMs: [1] }, seededRandom(1));
+ * noise.handOverMs(); // 1 or 2
  */
 export function timingNoise(
   samples: NoiseSamples | null,

@@ -99,6 +99,11 @@ export interface RunQueueCounts {
   otherwise: number[];
 }
 
+/** How many samples `counts` holds (both histograms). */
+export function samplesIn(counts: Pick<RunQueueCounts, 'whileHashing' | 'otherwise'>): number {
+  return [...counts.whileHashing, ...counts.otherwise].reduce((sum, n) => sum + n, 0);
+}
+
 export interface RunQueueOptions {
   /** Whose LMS to watch: a process whose descendants include the LMS (re-read every 500 ms). */
   root?: number;
@@ -126,7 +131,7 @@ export class RunQueueSampler {
 
   /** Samples taken so far. */
   get samples(): number {
-    return [...this.counts.whileHashing, ...this.counts.otherwise].reduce((sum, n) => sum + n, 0);
+    return samplesIn(this.counts);
   }
 
   /** Starts sampling (the first sample at once). */
