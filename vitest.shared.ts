@@ -10,6 +10,8 @@ export function sharedConfig(
     hookTimeout?: number;
     include?: string[];
     exclude?: string[];
+    /** false: the package's test files share one process (imports paid once). */
+    isolate?: boolean;
   } = {},
 ) {
   return defineConfig({
@@ -18,6 +20,7 @@ export function sharedConfig(
       exclude: ['**/node_modules/**', ...(overrides.exclude ?? [])],
       testTimeout: overrides.testTimeout ?? 20_000,
       hookTimeout: overrides.hookTimeout ?? 60_000,
+      isolate: overrides.isolate ?? true,
       reporters: ['default', 'json'],
       outputFile: { json: 'test-results/vitest.json' },
     },
