@@ -61,9 +61,9 @@ Options:
   -h, --help            this help
 
 The LMS is published on 127.0.0.1 only, on a free port; each replica's metrics are read over
-the compose network. Took 287 s on 2 cores from nothing (the LMS's image compiles
-better-sqlite3); after a run with --keep-images, the next reuses the stand-ins and the build
-cache.`;
+the compose network. From nothing it takes minutes (the LMS's image compiles better-sqlite3;
+recorded runs in docs/runs-log.md); after a run with --keep-images, the next reuses the
+stand-ins and the build cache.`;
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const SERVICE_USERNAME = 'xqueue_svc';
