@@ -20,8 +20,8 @@ describe('pnpm sim --lab against the real lab', () => {
   it.each([
     ['storm', FIGURES],
     ['storm-legacy-watcher', ['logins', 'forbiddenPerLogin']],
-    ['storm-hardened-watcher', ['forbiddenPerLogin']],
-    ['exempt-username', FIGURES],
+    ['storm-hardened-watcher', ['gradedPerMinute']],
+    ['exempt-username', ['logins', 'forbiddenPerLogin']],
     ['exempt-group', ['logins', 'forbiddenPerLogin']],
   ] as const)('%s: %s within the spread of the real runs', async (name, figures) => {
     const lab = await readLabRuns();

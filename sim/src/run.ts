@@ -9,6 +9,7 @@ import {
   answerFor,
   type Counters,
   checkPersonSingleSession,
+  drain,
   figuresOf,
   percentile,
   readCounters,
@@ -287,10 +288,13 @@ async function runWorld(
     });
   });
   const during = hooks.during?.({ lms, fleet, faults, database, settings });
-  await sleep((settings.durationSeconds * 1000) / c - (Date.now() - loadStarted));
+  const loadEnd = loadStarted + (settings.durationSeconds * 1000) / c;
   await Promise.all(submissions);
+  // A fault schedule ends before the person's check (which is not about faults).
   await during;
   recordStudents = false;
+  // As `pnpm storm` drives its load: once the last submission is made, one more person logs in
+  // twice, then the rest of the load's time.
   const enforcing = scenario.lms.PREVENT_CONCURRENT_LOGINS !== 'false';
   const person = enforcing
     ? await checkPersonSingleSession(
@@ -301,22 +305,16 @@ async function runWorld(
         studentFetch,
       )
     : null;
-  // Drain: until every submission a student saw made is graded, or the drain's deadline. The
-  // LMS's counter may also count one whose answer a student never got, so once it says "all",
-  // the students ask about theirs (as `pnpm storm` does).
-  const drainEnd = Date.now() + (settings.drainSeconds * 1000) / c;
-  const graded = new Set<number>();
-  while (Date.now() < drainEnd) {
-    if (last.graded >= load.submitted.length) {
-      const pending = load.submitted.filter((submission) => !graded.has(submission.id));
-      const outcomes = await Promise.all(pending.map((submission) => load.outcome(submission)));
-      pending.forEach((submission, index) => {
-        if (outcomes[index]?.graded) graded.add(submission.id);
-      });
-      if (graded.size === load.submitted.length) break;
-    }
-    await sleep(sampleEveryMs);
-  }
+  await sleep(loadEnd - Date.now());
+  // `pnpm storm`'s drain, but the students ask only once the LMS's own count says every
+  // submission is graded (it may also count one whose answer a student never got, so they still
+  // ask about theirs).
+  await drain(load, settings.drainSeconds / c, {
+    askWhen: async () => {
+      last = since(await read(), base);
+      return last.graded >= load.submitted.length;
+    },
+  });
   stopSampling.abort();
   await sampling;
   await sample();
