@@ -18,6 +18,7 @@ import {
   gradingsOf,
   type ReplicaKill,
   repeatsOfOneKey,
+  type StoreLoss,
 } from './graded-twice.ts';
 import {
   lmsEnv,
@@ -43,7 +44,7 @@ export interface ChaosFigures {
   /**
    * Submissions graded more than once, counted from the replicas' `grading-started` and
    * `grading-finished` lines across incarnations, except a redelivery after the first grader
-   * was SIGKILLed before it finished (see {@link countGradings}).
+   * was SIGKILLed, or Redis restarted empty, before it finished (see {@link countGradings}).
    */
   gradedTwiceByWatchers: number;
   /**
@@ -147,6 +148,8 @@ export async function runChaos(
   cleanup.add(() => lms.stop('SIGKILL'));
   const lines: EventLine[] = [];
   const kills: ReplicaKill[] = [];
+  // The restarted Redis is empty: the jobs in it, and their locks, are gone.
+  const storeLosses: StoreLoss[] = [];
   const fleet = await startWatchers({
     replicas: settings.replicas,
     env: watcherEnv(settings, scenario, lms.url, redis.url, `chaos-${process.pid}`),
@@ -182,6 +185,7 @@ export async function runChaos(
       run: async () => {
         await redis.stop();
         redis = await startRedis({ port: redis.port });
+        storeLosses.push({ atMs: Date.now() });
         note('redis restarted');
       },
     },
@@ -241,7 +245,7 @@ export async function runChaos(
     load.submitted.map((submission) => retrying(() => load.outcome(submission), deadline + 10_000)),
   );
   const gradings = gradingsOf(lines);
-  const byWatchers = countGradings(gradings, kills);
+  const byWatchers = countGradings(gradings, kills, storeLosses);
   const excused = new Set(byWatchers.redelivered);
   const byLms = acceptedTwiceByLms(databasePath).filter((id) => !excused.has(id));
   const twice = [...new Set([...byWatchers.gradedTwice, ...byLms])].sort((a, b) => a - b);

@@ -22,7 +22,7 @@ const line = (
 ): EventLine => ({ event, pid, atMs, fields });
 
 describe('gradingsOf', () => {
-  it('pairs each start with the next finish of the same process and job', () => {
+  it('pairs each finish with the latest open start of the same process and job', () => {
     const job = { submissionId: 7, jobId: 'sub-7-k' };
     const gradings = gradingsOf([
       line('grading-started', 100, 10, job),
@@ -39,6 +39,23 @@ describe('gradingsOf', () => {
       [200, 11, null],
       [100, 14, 'correct'],
       [300, 16, null],
+    ]);
+  });
+});
+
+describe('gradingsOf: a job lost with Redis and started again in the same process', () => {
+  it('gives the finish to the later start, leaving the lost one unfinished', () => {
+    const job = { submissionId: 207, jobId: 'sub-207-k' };
+    const gradings = gradingsOf([
+      line('grading-started', 100, 10, job),
+      // Redis restarted empty: the job is gone; the LMS serves the pull again, the job is added
+      // again with the same id, and the same process starts it.
+      line('grading-started', 100, 30, job),
+      line('grading-finished', 100, 31, { ...job, outcome: 'correct' }),
+    ]);
+    expect(gradings.map(({ startedAtMs, outcome }) => [startedAtMs, outcome])).toEqual([
+      [10, null],
+      [30, 'correct'],
     ]);
   });
 });
@@ -77,6 +94,22 @@ describe('countGradings', () => {
     const gradings = [grading(6, 200, 3_000), grading(6, 100, 10, null)]; // in any order
     expect(countGradings(gradings, [kill(100, 10)])).toEqual({ gradedTwice: [], redelivered: [6] });
     expect(countGradings(gradings, [kill(100, 2_999)]).redelivered).toEqual([6]);
+  });
+
+  it('excuses a repeat after a grading lost unfinished when Redis restarted empty', () => {
+    const loss = (atMs: number) => ({ atMs });
+    // In the same process or another: the job and its lock were gone, the LMS served it again.
+    const same = [grading(9, 100, 10, null), grading(9, 100, 3_000)];
+    const other = [grading(9, 100, 10, null), grading(9, 200, 3_000)];
+    expect(countGradings(same, [], [loss(50)])).toEqual({ gradedTwice: [], redelivered: [9] });
+    expect(countGradings(other, [], [loss(50)]).redelivered).toEqual([9]);
+    // Without the loss, or with it only once the repeat had started, it is graded twice.
+    expect(countGradings(same, []).gradedTwice).toEqual([9]);
+    expect(countGradings(same, [], [loss(3_000)]).gradedTwice).toEqual([9]);
+    expect(countGradings(same, [], [loss(5)]).gradedTwice).toEqual([9]);
+    // A finished grading is not excused by a loss: its job was done.
+    const finished = [grading(9, 100, 10), grading(9, 100, 3_000)];
+    expect(countGradings(finished, [], [loss(50)]).gradedTwice).toEqual([9]);
   });
 
   it('excuses a retry after a grading that failed', () => {

@@ -24,9 +24,18 @@ export interface ReplicaKill {
   atMs: number;
 }
 
+/** When the run restarted the jobs' Redis empty: every job and lock in it was lost. */
+export interface StoreLoss {
+  /** When the new, empty Redis answered. */
+  atMs: number;
+}
+
 /**
- * The gradings in a run's event lines: each `grading-started` paired with the next
- * `grading-finished` of the same process and job (printed once BullMQ marked the job done).
+ * The gradings in a run's event lines: each `grading-finished` (printed once BullMQ marked the
+ * job done) paired with the latest open `grading-started` of the same process and job. One
+ * process runs a job at most once at a time, so a start while another of the same job is open
+ * means the earlier one's job was lost (its Redis restarted empty) and the job was added and
+ * started again: a later finish is the later start's.
  *
  * @example
  * const gradings = gradingsOf(lines); // [{ submissionId: 7, pid: 101, outcome: 'correct', ... }]
@@ -43,7 +52,7 @@ export function gradingsOf(lines: readonly EventLine[]): Grading[] {
       gradings.push(grading);
       open.set(key, [...(open.get(key) ?? []), grading]);
     } else if (event === 'grading-finished') {
-      const started = open.get(key)?.shift();
+      const started = open.get(key)?.pop();
       if (started) started.outcome = typeof outcome === 'string' ? outcome : 'unknown';
     }
   }
@@ -62,10 +71,12 @@ export interface GradingCount {
  * Counts gradings per submission, where grading happens. A grading after an earlier one of the
  * same submission is a repeat, excused only when every earlier grading either failed (it threw,
  * produced no accepted result, and BullMQ retried it) or has no finish line (BullMQ never marked
- * its job done) and its process was SIGKILLed after it started and before the repeat started:
- * at-least-once redelivery of a job the killed replica never finished. Anything else is graded twice: two gradings in one
- * process, a repeat while the first grader was alive (a lapsed BullMQ lock), a repeat after a
- * finished grading (a lost Redis job the LMS served again), or after a grader that was killed
+ * its job done) and, after it started and before the repeat started, its process was SIGKILLed
+ * or the jobs' Redis was restarted empty: at-least-once redelivery of a job that was lost
+ * unfinished (the LMS serves its pull again once the lock expires). Anything else is graded
+ * twice: two finished gradings, in one process or two; a repeat while the first grader was
+ * alive and its job kept (a lapsed BullMQ lock); a repeat after a finished grading (a lost Redis
+ * job the LMS served again); or after a grader that was killed, or a Redis that was emptied,
  * only once the repeat had started.
  *
  * A pid reused by a later process within one run is not told apart (the kernel hands pids out
@@ -81,6 +92,7 @@ export interface GradingCount {
 export function countGradings(
   gradings: readonly Grading[],
   kills: readonly ReplicaKill[],
+  storeLosses: readonly StoreLoss[] = [],
 ): GradingCount {
   const gradedTwice: number[] = [];
   const redelivered: number[] = [];
@@ -90,7 +102,9 @@ export function countGradings(
     const excused = inOrder
       .slice(1)
       .every((repeat, index) =>
-        inOrder.slice(0, index + 1).every((earlier) => excuses(earlier, repeat, kills)),
+        inOrder
+          .slice(0, index + 1)
+          .every((earlier) => excuses(earlier, repeat, kills, storeLosses)),
       );
     (excused ? redelivered : gradedTwice).push(submissionId);
   }
@@ -110,16 +124,22 @@ function bySubmission(gradings: readonly Grading[]): Map<number, Grading[]> {
   return map;
 }
 
-/** `earlier` failed, or never finished and its process was killed before `repeat` started. */
-function excuses(earlier: Grading, repeat: Grading, kills: readonly ReplicaKill[]): boolean {
+/**
+ * `earlier` failed, or never finished and, between its start and `repeat`'s, its process was
+ * killed (then `repeat` ran elsewhere) or its job was lost with Redis.
+ */
+function excuses(
+  earlier: Grading,
+  repeat: Grading,
+  kills: readonly ReplicaKill[],
+  storeLosses: readonly StoreLoss[],
+): boolean {
   if (earlier.outcome === 'failed') return true;
-  if (earlier.outcome !== null || earlier.pid === repeat.pid) return false;
-  return kills.some(
-    (kill) =>
-      kill.pid === earlier.pid &&
-      earlier.startedAtMs <= kill.atMs &&
-      kill.atMs < repeat.startedAtMs,
-  );
+  if (earlier.outcome !== null) return false;
+  const between = (atMs: number) => earlier.startedAtMs <= atMs && atMs < repeat.startedAtMs;
+  if (storeLosses.some((loss) => between(loss.atMs))) return true;
+  if (earlier.pid === repeat.pid) return false;
+  return kills.some((kill) => kill.pid === earlier.pid && between(kill.atMs));
 }
 
 /**
