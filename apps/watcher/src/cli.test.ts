@@ -270,7 +270,7 @@ describe('watcher CLI', () => {
     expect(cli.output()).toContain('"replica":"cli-test-1"');
     expect(cli.output()).toContain('"replica":"cli-test-2"');
     cli.child.kill('SIGTERM');
-    expect((await cli.exited).code).toBe(0);
+    expect((await cli.exited).code, cli.output()).toBe(0);
     expect(cli.output().match(/"msg":"stopped"/g)).toHaveLength(2);
   });
 });
