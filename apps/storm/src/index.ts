@@ -15,7 +15,7 @@ export { perSecond } from './samples.ts';
 export type { RunOutcome } from './scenario/collect-figures.ts';
 export { figuresOf } from './scenario/collect-figures.ts';
 export type { DrainOptions } from './scenario/drain.ts';
-export { DRAIN_POLL_MS, drain } from './scenario/drain.ts';
+export { drain } from './scenario/drain.ts';
 export { checkPersonSingleSession } from './scenario/drive-load.ts';
 export type { Scenario, ScenarioVariables } from './scenarios.ts';
 export { DEFAULT_COMPARISON, listScenarios, loadScenario, ScenarioError } from './scenarios.ts';

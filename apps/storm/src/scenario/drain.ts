@@ -1,7 +1,7 @@
 import type { Outcome, StudentLoad } from '../student-load.ts';
 
 /** How often the drain asks the LMS, in ms of the run. */
-export const DRAIN_POLL_MS = 100;
+const DRAIN_POLL_MS = 100;
 
 export interface DrainOptions {
   /**
@@ -15,8 +15,7 @@ export interface DrainOptions {
 /**
  * After the load: asks the LMS about every submission not yet graded, ten times a second, until
  * all are graded or `drainSeconds` have passed. Returns what the LMS last said of each it asked
- * about. Waits on
- * the global timers, so it runs on the simulator's virtual clock as well.
+ * about. Waits on the global timers, so it runs on the simulator's virtual clock as well.
  *
  * @example
  * const outcomes = await drain(stack.load, settings.drainSeconds);
