@@ -68,9 +68,11 @@ Usage:
                                   lab's recorded timing noise (sim/lab-noise.json)
   pnpm sim --measure-noise        measures the lab's timing noise on this machine: the run
                                   queue every 10 ms (the threads runnable besides the lab LMS's
-                                  hashing ones) and, in rounds, one BullMQ hand-over on a
-                                  private redis-server and one poll-interval timer; writes the
-                                  samples to --out (default sim/lab-noise.json); --beside-storm
+                                  hashing ones) and, in rounds, one BullMQ job on a private
+                                  redis-server (its hand-over and its completion), one HTTP
+                                  round trip to a private LMS process and one poll-interval
+                                  timer; writes the samples to --out (default
+                                  sim/lab-noise.json); --beside-storm
                                   measures while a real \`pnpm storm\` runs, until it ends
   pnpm sim --record-lab N         runs the real \`pnpm storm\` N times one after another and
                                   writes each scenario's figures and this machine's costs to
@@ -97,7 +99,9 @@ Options (production values by default, uncompressed):
   --seed N              the run's seed                           (default 1)
   --noise FILE|none     recorded timing noise: the LMS's hashing threads share the cores
                         with the recorded run queue's other threads, each BullMQ job
-                        starts a recorded hand-over late, each watcher timer fires a
+                        starts a recorded hand-over late (and, upstream's mode, its
+                        connection hears of its end a recorded completion late), each
+                        request takes a recorded round trip, each watcher timer fires a
                         recorded lateness late (default: sim/lab-noise.json with --lab,
                         none otherwise)
   --samples N           with --measure-noise: rounds (default 200; beside a storm, the
@@ -252,13 +256,16 @@ export async function labSettings(
     load: { kind: 'even', submissions: 24 },
     durationSeconds: 12,
     drainSeconds: 6,
+    drainAsks: 'every-round',
     compression: LAB_COMPRESSION,
     noise,
   };
 }
 
-/** `--noise`: a file of recorded samples, `none`, or (absent) the base's. */
-/** `--noise`: `undefined` when not given (the base's noise, read only when needed). */
+/**
+ * `--noise`: a file of recorded samples, `none`, or `undefined` when not given (the base's
+ * noise, read only when needed).
+ */
 async function noiseFlag(values: Values): Promise<NoiseSamples | null | undefined> {
   if (values.noise === undefined) return undefined;
   if (values.noise === 'none') return null;

@@ -25,7 +25,7 @@ import { type Logger, pino } from 'pino';
 import type { SimLms } from './lms-host.ts';
 import type { TimingNoise } from './noise.ts';
 import type { Random } from './random.ts';
-import { sleep as onTime } from './virtual-clock.ts';
+import { sleep as onTime, pause } from './virtual-clock.ts';
 
 export interface FleetOptions {
   lms: SimLms;
@@ -48,10 +48,10 @@ export interface FleetOptions {
   oneByOne: boolean;
   random: Random;
   /**
-   * Timing noise (see `SimSettings.noise`): a BullMQ job's hand-over and a watcher timer's
-   * lateness, drawn per job start and per timer.
+   * Timing noise (see `SimSettings.noise`): a BullMQ job's hand-over and (upstream's mode) its
+   * completion reaching the connection, and a watcher timer's lateness, drawn per job and timer.
    */
-  noise: Pick<TimingNoise, 'handOverMs' | 'timerLatenessMs'>;
+  noise: Pick<TimingNoise, 'handOverMs' | 'completionMs' | 'timerLatenessMs'>;
   /** Every log line of every replica (the watcher's event lines among them). */
   onLine(line: string): void;
 }
@@ -349,8 +349,12 @@ class Replica {
             : runConnection({
                 ...shared,
                 grade: async (jobId, data) => {
+                  // The lab's watcher grades through a BullMQ job it waits on: with timing noise,
+                  // the job's hand-over before, and its completion reaching the connection after.
+                  await pause(options.noise.handOverMs());
                   const result = await processor({ id: jobId, data, attemptsMade: 0 } as SimJob);
                   if (this.alive) this.fleet.recordGrading(data.submissionId);
+                  await pause(options.noise.completionMs());
                   return result;
                 },
               });

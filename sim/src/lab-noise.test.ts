@@ -48,7 +48,18 @@ async function cli(args: string[], cwd: string) {
 const SAMPLES: NoiseSamples = {
   otherThreads: [1, 0, 3],
   handOverMs: [1, 3, 7],
+  completionMs: [2, 5],
+  roundTripMs: [0.5, 2.25, 4],
   timerLatenessMs: [1, 2],
+};
+
+/** No noise but what a test gives. */
+const QUIET: NoiseSamples = {
+  otherThreads: [1],
+  handOverMs: [0],
+  completionMs: [0],
+  roundTripMs: [],
+  timerLatenessMs: [0],
 };
 
 /** The costs the real lab runs were recorded with (docs/lab-runs.json). */
@@ -59,32 +70,88 @@ async function recordedCosts(): Promise<LabCosts> {
 describe('timingNoise', () => {
   it("pays a draw's fraction of a millisecond with a later draw (the clock is whole ms)", () => {
     const noise = timingNoise(
-      { otherThreads: [1], handOverMs: [1.5], timerLatenessMs: [-0.25] },
+      { ...QUIET, handOverMs: [1.5], completionMs: [0.5], timerLatenessMs: [-0.25] },
       seededRandom(1),
     );
     expect(Array.from({ length: 4 }, () => noise.handOverMs())).toEqual([1, 2, 1, 2]);
+    expect(Array.from({ length: 4 }, () => noise.completionMs())).toEqual([0, 1, 0, 1]);
     expect(Array.from({ length: 4 }, () => noise.timerLatenessMs())).toEqual([-1, 0, 0, 0]);
+  });
+
+  it('draws round trips as recorded (the LMS pays their legs in whole ms); none without', () => {
+    const noise = timingNoise(SAMPLES, seededRandom(2));
+    const drawn = Array.from({ length: 50 }, () => noise.roundTripMs?.());
+    expect(new Set(drawn)).toEqual(new Set(SAMPLES.roundTripMs));
+    expect(timingNoise({ ...SAMPLES, roundTripMs: [] }, seededRandom(2)).roundTripMs).toBeNull();
+    expect(timingNoise(null, seededRandom(2)).roundTripMs).toBeNull();
   });
 
   it('picks recorded samples, each kind on its own seeded stream; none without samples', () => {
     const draw = (seed: number) => {
       const noise = timingNoise(SAMPLES, seededRandom(seed));
-      return Array.from({ length: 50 }, () => [noise.handOverMs(), noise.timerLatenessMs()]);
+      return Array.from({ length: 50 }, () => [
+        noise.handOverMs(),
+        noise.timerLatenessMs(),
+        noise.completionMs(),
+      ]);
     };
     const drawn = draw(3);
     expect(drawn).toEqual(draw(3));
     expect(drawn).not.toEqual(draw(4));
     expect(new Set(drawn.map(([ms]) => ms))).toEqual(new Set(SAMPLES.handOverMs));
     expect(new Set(drawn.map(([, ms]) => ms))).toEqual(new Set(SAMPLES.timerLatenessMs));
+    expect(new Set(drawn.map(([, , ms]) => ms))).toEqual(new Set(SAMPLES.completionMs));
     // Timer draws do not shift hand-over draws.
     const handOversOnly = timingNoise(SAMPLES, seededRandom(3));
     expect(drawn.map(([ms]) => ms)).toEqual(drawn.map(() => handOversOnly.handOverMs()));
     // The run queue is averaged over, not drawn.
     expect(timingNoise(SAMPLES, seededRandom(3)).otherThreads).toEqual(SAMPLES.otherThreads);
     const none = timingNoise(null, seededRandom(3));
-    expect([none.otherThreads, none.handOverMs(), none.timerLatenessMs()]).toEqual([[1], 0, 0]);
+    expect([
+      none.otherThreads,
+      none.handOverMs(),
+      none.completionMs(),
+      none.timerLatenessMs(),
+    ]).toEqual([[1], 0, 0, 0]);
   });
 });
+
+/** Virtual ms one empty get_submission takes against an LMS whose requests cost 1 ms. */
+async function pullMs(roundTripMs?: () => number): Promise<number> {
+  const { database, config } = await testLmsDatabase(1);
+  try {
+    return await withVirtualClock(async (clock) => {
+      const lms = new SimLms({
+        database,
+        config,
+        costs: { model: 'workers', workers: 1, iterationNs: 1, requestMs: 1, latencyMs: 10 },
+        faults: { dropResponseRate: 0, hashSlowdown: 1 },
+        random: seededRandom(1),
+        logger,
+        ...(roundTripMs && { roundTripMs }),
+      });
+      const client = serviceClient(lms, 10_000);
+      let loggedIn: boolean | null = null;
+      const login = client.login().then((ok) => {
+        loggedIn = ok;
+      });
+      while (loggedIn === null) await clock.next();
+      await login;
+      expect(loggedIn).toBe(true);
+      const started = Date.now();
+      let ended: number | null = null;
+      const pull = client.getSubmission().then((pulled) => {
+        expect(pulled.kind).toBe('empty');
+        ended = Date.now();
+      });
+      while (ended === null) await clock.next();
+      await pull;
+      return (ended as number) - started;
+    });
+  } finally {
+    database.close();
+  }
+}
 
 /** Virtual ms one login takes against an event-loop LMS hashing on 2 cores beside `others`. */
 async function loginMs(otherThreads?: number[]): Promise<number> {
@@ -136,6 +203,15 @@ describe('timing noise in the simulated world', () => {
     expect(await loginMs([0, 1])).toBe(plain);
   });
 
+  it("takes a drawn round trip per request, the request's own work inside it", async () => {
+    // Without: 10 ms each way and the request's 1 ms.
+    expect(await pullMs()).toBe(21);
+    // A drawn 7 ms round trip: 3 ms each way around the request's 1 ms.
+    expect(await pullMs(() => 7)).toBe(7);
+    // A round trip below the request's own work: no time on the wire.
+    expect(await pullMs(() => 0.5)).toBe(1);
+  });
+
   it('starts each BullMQ job a drawn recorded hand-over after it was added', async () => {
     const expected = timingNoise(SAMPLES, seededRandom(5));
     const delays: number[] = [];
@@ -175,9 +251,23 @@ describe('timing noise in the simulated world', () => {
       const scenario = await scenarioFor('exempt-username', settings);
       return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
     };
-    const late = { otherThreads: [1], handOverMs: [0], timerLatenessMs: [50] };
+    const late = { ...QUIET, timerLatenessMs: [50] };
     // A submission waits for a poll's sleep, then its grading's: both fire 50 ms late.
     expect(await latency(late)).toBeGreaterThanOrEqual((await latency(null)) + 50);
+  });
+
+  it("grades upstream's way through a job: its hand-over before, its completion after", async () => {
+    const costs = await recordedCosts();
+    const latency = async (samples: NoiseSamples | null) => {
+      const settings = await labSettings(costs, samples);
+      const scenario = await scenarioFor('exempt-username', settings);
+      return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
+    };
+    const quiet = await latency(QUIET);
+    const slow = await latency({ ...QUIET, handOverMs: [20], completionMs: [30] });
+    // 50 virtual ms between a pull and its put_result: 100 production ms at the lab's 2x (more
+    // where the longer cycles also move the connections' polls away from the submissions).
+    expect(slow - quiet).toBeGreaterThanOrEqual(100);
   });
 
   it('with --lab noise: the same seed gives the same figures, another seed others', async () => {
@@ -269,8 +359,10 @@ describe('pnpm sim --measure-noise', () => {
     // No LMS ran: every run-queue sample counts as one while nothing hashed.
     expect(noise.runQueue.whileHashing).toEqual([]);
     expect(noise.runQueue.otherwise.reduce((sum, count) => sum + count, 0)).toBeGreaterThan(0);
-    expect(noise.handOverMs).toHaveLength(4);
-    for (const ms of noise.handOverMs) expect(ms).toBeGreaterThan(0);
+    for (const samples of [noise.handOverMs, noise.completionMs, noise.roundTripMs]) {
+      expect(samples).toHaveLength(4);
+      for (const ms of samples) expect(ms).toBeGreaterThan(0);
+    }
     expect(noise.timerLateness.intervalMs).toBe(pollIntervalMs);
     expect(noise.timerLateness.samplesMs).toHaveLength(4);
     // A timer fires at most a millisecond early (libuv's clock), never before that.

@@ -2,14 +2,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { processExists, startRedis, waitFor } from '@storm-lab/harness';
+import { processExists, startLms, startRedis, waitFor } from '@storm-lab/harness';
+import { SEED_DEFAULTS } from '@storm-lab/lms';
+import { XQueueClient } from '@storm-lab/lms-client';
 import {
   addGradeJob,
   type GradeJobData,
   type GradeJobResult,
   gradeQueueName,
 } from '@storm-lab/watcher';
-import { Queue, Worker } from 'bullmq';
+import { Queue, QueueEvents, Worker } from 'bullmq';
+import { pino } from 'pino';
 import { REPO_ROOT } from './lab-record.ts';
 import type { LabNoise } from './noise.ts';
 import { RunQueueSampler } from './run-queue.ts';
@@ -36,27 +39,40 @@ export interface LabNoiseOptions {
  * Measures, on real time on this machine, the timing noise a replay of `pnpm storm` lacks: the
  * run queue every 10 ms (how many threads were runnable besides the lab LMS's hashing threads:
  * what its PBKDF2 shares the cores with; see {@link RunQueueSampler}), and, in rounds, BullMQ's
- * hand-over from the watcher's `addGradeJob` to a Worker (a private redis-server, left out of
- * the run queue with this process) and the lateness of a timer of the lab's poll interval. One
- * thing at a time, so the measurement itself takes little of the machine. Beside a real
- * `pnpm storm`, rounds go on until the storm ends, so they sample every part of its run.
+ * hand-over from the watcher's `addGradeJob` to a Worker and the job's completion reaching a
+ * `waitUntilFinished` (a private redis-server), an HTTP round trip to a real LMS process (the
+ * harness's, seeded with one empty queue), and the lateness of a timer of the lab's poll
+ * interval; the private processes are left out of the run queue with this one. One thing at a
+ * time, so the measurement itself takes little of the machine. Beside a real `pnpm storm`,
+ * rounds go on until the storm ends, so they sample every part of its run.
  */
 export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNoise> {
   const samples = options.samples ?? (options.besideStorm ? 2000 : 200);
   const say = options.onProgress ?? (() => undefined);
-  const handOver = await handOvers();
-  const storm = options.besideStorm ? await startBeside(say, options.besideCommand) : null;
+  const [jobs, requests] = await allStarted<[JobRounds, RoundTrips]>([jobRounds(), roundTrips()]);
+  // Once they are ready, so that the rounds start at the storm's first progress.
+  const storm = options.besideStorm
+    ? await startBeside(say, options.besideCommand).catch(async (error: unknown) => {
+        await Promise.all([jobs.close(), requests.close()]);
+        throw error;
+      })
+    : null;
   const runQueue = new RunQueueSampler({
     ...(storm?.child.pid !== undefined && { root: storm.child.pid }),
-    own: () => [handOver.pid],
+    own: () => [jobs.pid, requests.pid],
   });
   try {
     const start = loadavg()[0] as number;
     runQueue.start();
     const handOverMs: number[] = [];
+    const completionMs: number[] = [];
+    const roundTripMs: number[] = [];
     const lateness: number[] = [];
     while (handOverMs.length < samples && !(storm && ended(storm.child))) {
-      handOverMs.push(await handOver.next());
+      const job = await jobs.next();
+      handOverMs.push(job.handOverMs);
+      completionMs.push(job.completionMs);
+      roundTripMs.push(await requests.next());
       lateness.push(await timerLateness(options.pollIntervalMs));
       if (handOverMs.length % 50 === 0) say(`${handOverMs.length} rounds`);
     }
@@ -75,6 +91,8 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
         : 'no pnpm storm (a quiet measurement: only what else ran on the machine, see loadAverage)',
       runQueue: counts,
       handOverMs: handOverMs.map((ms) => round(ms)),
+      completionMs: completionMs.map((ms) => round(ms)),
+      roundTripMs: roundTripMs.map((ms) => round(ms)),
       timerLateness: {
         intervalMs: options.pollIntervalMs,
         samplesMs: lateness.map((ms) => round(ms)),
@@ -82,9 +100,27 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
     };
   } finally {
     runQueue.stop();
-    await handOver.close();
-    if (storm) await stopBeside(storm);
+    await Promise.all([jobs.close(), requests.close(), storm?.close()]);
   }
+}
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+/** All of what was started, or (one failed) the others closed again and its error thrown. */
+async function allStarted<T extends readonly Closable[]>(
+  starting: {
+    [K in keyof T]: Promise<T[K]>;
+  },
+): Promise<T> {
+  const settled = await Promise.allSettled(starting);
+  const failed = settled.find((one) => one.status === 'rejected');
+  if (!failed) return settled.map((one) => (one as PromiseFulfilledResult<unknown>).value) as never;
+  await Promise.all(
+    settled.map((one) => (one.status === 'fulfilled' ? one.value.close() : undefined)),
+  );
+  throw failed.reason;
 }
 
 /** Writes a measurement as the committed file's layout (2-space JSON, one value a line). */
@@ -101,29 +137,36 @@ function round(value: number, digits = 3): number {
 const JOB_GAP_MS = 20;
 
 /** A private redis-server, a BullMQ Worker waiting on it, and one timed job at a time. */
-interface HandOvers {
-  /** Adds a job through the watcher's `addGradeJob`; ms from the call until its processor starts. */
-  next(): Promise<number>;
-  close(): Promise<void>;
+interface JobRounds extends Closable {
+  /**
+   * Adds a job through the watcher's `addGradeJob` and waits on it as a connection of the lab's
+   * watcher in upstream's mode does (`waitUntilFinished` on a QueueEvents): ms from the call
+   * until its processor starts, and from the processor's end until the wait resolves.
+   */
+  next(): Promise<{ handOverMs: number; completionMs: number }>;
   /** The redis-server's pid. */
   pid: number;
 }
 
 /**
- * Readies a queue and a waiting worker, and warms them up (the worker's first fetch is not a
- * hand-over the lab's pulls see). Each `next` adds a job once the previous one finished and the
- * worker waits again.
+ * Readies a queue, a waiting worker and a QueueEvents, and warms them up (the worker's first
+ * fetch is not a hand-over the lab's pulls see). Each `next` adds a job once the previous one
+ * finished and the worker waits again.
  */
-async function handOvers(): Promise<HandOvers> {
+async function jobRounds(): Promise<JobRounds> {
   const redis = await startRedis();
   const bull = { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'noise' };
   const name = gradeQueueName('noise');
   const queue = new Queue<GradeJobData, GradeJobResult>(name, bull);
-  const started = new Map<string, (at: number) => void>();
+  const events = new QueueEvents(name, bull);
+  const times = new Map<string, { started?: number; ended?: number }>();
   const worker = new Worker<GradeJobData, GradeJobResult>(
     name,
     async (job) => {
-      started.get(job.id as string)?.(performance.now());
+      const at = times.get(job.id as string);
+      if (at) at.started = performance.now();
+      // It ends as it returns: BullMQ then marks the job done and publishes that.
+      if (at) at.ended = performance.now();
       return { outcome: 'correct', score: 1, result: { correct: true, score: 1, msg: '' } };
     },
     { ...bull, concurrency: 1 },
@@ -132,35 +175,84 @@ async function handOvers(): Promise<HandOvers> {
   const next = async () => {
     index += 1;
     const jobId = `noise-${index}`;
-    const finished = new Promise<void>((resolve) => {
-      const onCompleted = (job: { id?: string }) => {
-        if (job.id !== jobId) return;
-        worker.off('completed', onCompleted);
-        resolve();
-      };
-      worker.on('completed', onCompleted);
-    });
-    const start = new Promise<number>((resolve) => started.set(jobId, resolve));
+    const at: { started?: number; ended?: number } = {};
+    times.set(jobId, at);
     const added = performance.now();
-    await addGradeJob(queue, jobId, jobData(index));
-    const delay = (await start) - added;
-    await finished;
+    const { job } = await addGradeJob(queue, jobId, jobData(index));
+    await job.waitUntilFinished(events, 10_000);
+    const finished = performance.now();
+    times.delete(jobId);
+    if (at.started === undefined || at.ended === undefined) {
+      throw new Error(`job ${jobId} finished without its processor's times`);
+    }
     await new Promise((resolve) => setTimeout(resolve, JOB_GAP_MS));
-    return delay;
+    return { handOverMs: at.started - added, completionMs: finished - at.ended };
   };
   const close = async () => {
     await worker.close();
+    await events.close();
     await queue.close();
     await redis.stop();
   };
   try {
-    await worker.waitUntilReady();
+    await Promise.all([worker.waitUntilReady(), events.waitUntilReady()]);
     await next();
   } catch (error) {
     await close();
     throw error;
   }
   return { next, close, pid: redis.process.pid };
+}
+
+/** A real LMS process and a logged-in xqueue client of it: one timed request at a time. */
+interface RoundTrips extends Closable {
+  /** One get_submission of the empty queue: ms from the call until its answer is read. */
+  next(): Promise<number>;
+  /** The LMS server's pid. */
+  pid: number;
+}
+
+const ROUND_TRIP_QUEUE = 'noise';
+
+/**
+ * Starts the LMS as the lab does (the harness's `startLms`, its own database, a cheap hash for
+ * the one login) and logs one `XQueueClient` in as the service account, as a watcher's
+ * connection; the first request, which opens the connection, is left out.
+ */
+async function roundTrips(): Promise<RoundTrips> {
+  const lms = await startLms({
+    env: { PASSWORD_HASH_ITERATIONS: '1000' },
+    seed: ['--queues', ROUND_TRIP_QUEUE, '--students', '1'],
+  });
+  const client = new XQueueClient({
+    serverUrl: lms.url,
+    queue: ROUND_TRIP_QUEUE,
+    username: SEED_DEFAULTS.serviceUsername,
+    password: SEED_DEFAULTS.servicePassword,
+    mode: 'current',
+    instanceId: null,
+    requestsTimeoutMs: 10_000,
+    logger: pino({ level: 'silent' }),
+    now: Date.now,
+  });
+  const next = async () => {
+    const started = performance.now();
+    const pulled = await client.getSubmission();
+    const ms = performance.now() - started;
+    if (pulled.kind !== 'empty') {
+      throw new Error(`get_submission of an empty queue gave ${pulled.kind}, not empty`);
+    }
+    return ms;
+  };
+  const close = () => lms.stop();
+  try {
+    if (!(await client.login())) throw new Error('the service account could not log in');
+    await next();
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { next, close, pid: lms.process.pid };
 }
 
 function jobData(index: number): GradeJobData {
@@ -186,7 +278,7 @@ function timerLateness(intervalMs: number): Promise<number> {
 }
 
 /** A process group started beside the measurement, and the folder its report goes to. */
-interface Beside {
+interface Beside extends Closable {
   child: ChildProcess;
   outDir: string;
   /** What it is, for the file. */
@@ -228,7 +320,7 @@ async function startBeside(
   });
   child.on('error', () => undefined);
   const label = command ? command.join(' ') : 'pnpm -s storm (the default comparison)';
-  const beside = { child, outDir, label };
+  const beside: Beside = { child, outDir, label, close: () => stopBeside(beside) };
   let printed = false;
   child.stdout?.on('data', () => {
     printed = true;

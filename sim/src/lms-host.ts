@@ -9,7 +9,7 @@ import {
 } from '@storm-lab/xqueue-protocol';
 import type { Logger } from 'pino';
 import type { Random } from './random.ts';
-import { sleep, WholeMs } from './virtual-clock.ts';
+import { pause, sleep, WholeMs } from './virtual-clock.ts';
 import { responseOf, type WireAnswer, type WireRequest, wireServer } from './wire.ts';
 
 /** What the LMS's capacity is made of; only these are modelled, the rest is the LMS's own code. */
@@ -225,11 +225,6 @@ export function sharedRates(cores: number, threads: number, others: readonly num
   );
 }
 
-/** Waits `ms` of the virtual clock; 0 takes no timer (a timer of 0 could still last 1 ms). */
-function pause(ms: number): Promise<void> | undefined {
-  return ms > 0 ? sleep(ms) : undefined;
-}
-
 /** One run of the LMS's process: the app, served as its HTTP server serves it. */
 interface Incarnation {
   app: ReturnType<typeof createApp>;
@@ -264,13 +259,19 @@ export interface SimLmsOptions {
    * hashing threads, as a histogram (see {@link ThreadPool}; default none).
    */
   otherThreads?: readonly number[];
+  /**
+   * Draws one request's round trip on the wire, in ms (recorded ones: timing noise). Each of the
+   * request's two legs then takes half of it less the request's own work (`requestMs`, charged
+   * as ever), in place of `latencyMs`. Default: `latencyMs` each way.
+   */
+  roundTripMs?: (() => number) | null;
 }
 
 /**
  * The LMS as `createApp` builds it, behind W synchronous workers and a network, called in
  * process. A request waits for a free worker (the accept queue), holds it for its service time
- * (`requestMs`, plus its PBKDF2 when it checks a password), and its answer takes `latencyMs`
- * each way. A client that gives up (its timeout) does not stop the request: it still runs to its
+ * (`requestMs`, plus its PBKDF2 when it checks a password), and it and its answer each take
+ * `latencyMs` on the wire (or half a drawn round trip, see `roundTripMs`). A client that gives up (its timeout) does not stop the request: it still runs to its
  * end at the LMS, as a login a gunicorn worker has accepted does, and still evicts.
  */
 export class SimLms {
@@ -286,7 +287,7 @@ export class SimLms {
   /** The hashing threads (`event-loop` model). */
   private readonly hashing: ThreadPool;
   /** The network's latency and a request's own work, in whole milliseconds. */
-  private readonly latency: WholeMs;
+  private readonly latency = new WholeMs();
   private readonly requestCost: WholeMs;
   /** A request's own work (one function, not a closure per request). */
   private readonly work = async () => {
@@ -297,7 +298,6 @@ export class SimLms {
   constructor(private readonly options: SimLmsOptions) {
     const { costs } = options;
     this.pool = new WorkerPool(costs.workers);
-    this.latency = new WholeMs(costs.latencyMs);
     this.requestCost = new WholeMs(costs.requestMs);
     this.hashing = new ThreadPool(
       costs.workers,
@@ -409,8 +409,9 @@ export class SimLms {
   }
 
   private async serve(host: SimHost, url: string, init: RequestInit): Promise<Response | null> {
-    const { costs, faults, random } = this.options;
-    await pause(this.latency.next());
+    const { costs, faults, random, roundTripMs } = this.options;
+    const legMs = roundTripMs ? Math.max(0, roundTripMs() - costs.requestMs) / 2 : costs.latencyMs;
+    await pause(this.latency.next(legMs));
     if (this.down) throw connectionRefused();
     const app = this.app;
     const request = { url, init, remoteAddress: host.address };
@@ -422,7 +423,7 @@ export class SimLms {
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
-    await pause(this.latency.next());
+    await pause(this.latency.next(legMs));
     return responseOf(answer);
   }
 }

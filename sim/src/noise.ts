@@ -34,6 +34,16 @@ export interface LabNoise {
    * waiting Worker's processor starts the job, in ms.
    */
   handOverMs: number[];
+  /**
+   * The same jobs' completion: from the processor's end until `job.waitUntilFinished` (through a
+   * QueueEvents, as a connection of the lab's watcher in upstream's mode waits) resolves, in ms.
+   */
+  completionMs: number[];
+  /**
+   * HTTP round trips to a real LMS process on this machine (the harness's, as the lab starts
+   * it): an authenticated get_submission of an empty queue by an `XQueueClient`, in ms.
+   */
+  roundTripMs: number[];
   /** How late a `setTimeout` of the lab's poll interval (`intervalMs`) fired, in ms. */
   timerLateness: { intervalMs: number; samplesMs: number[] };
 }
@@ -47,6 +57,10 @@ export interface NoiseSamples {
   otherThreads: number[];
   /** Milliseconds from adding a BullMQ job until a worker starts it. */
   handOverMs: number[];
+  /** Milliseconds from a job's end until the connection waiting on it hears (upstream's mode). */
+  completionMs: number[];
+  /** Milliseconds of one HTTP request's round trip between a client and the LMS. */
+  roundTripMs: number[];
   /** Milliseconds a watcher's timer fires late. */
   timerLatenessMs: number[];
 }
@@ -60,6 +74,13 @@ export interface TimingNoise {
   otherThreads: readonly number[];
   /** The delay before one BullMQ job starts, in ms (0 without noise). */
   handOverMs(): number;
+  /** The delay from a job's end until the connection waiting on it hears, in ms (0 without). */
+  completionMs(): number;
+  /**
+   * One request's round trip, in ms as recorded (not whole: the LMS pays its legs as they add
+   * up); null without noise, when the LMS's fixed latency applies.
+   */
+  roundTripMs: (() => number) | null;
   /** How late one watcher timer fires, in ms (0 without noise). */
   timerLatenessMs(): number;
 }
@@ -68,6 +89,8 @@ export interface TimingNoise {
 export const NO_NOISE: TimingNoise = {
   otherThreads: [1],
   handOverMs: () => 0,
+  completionMs: () => 0,
+  roundTripMs: null,
   timerLatenessMs: () => 0,
 };
 
@@ -76,8 +99,8 @@ export const NO_NOISE: TimingNoise = {
  * draws of one kind never shifts another's (nor the rest of the world's). `null`: no noise.
  *
  * @example
- * const noise = timingNoise({ otherThreads: [3, 1], handOverMs: [1, 2], timerLatenessMs: [1] }, seededRandom(1));
- * noise.handOverMs(); // 1 or 2
+ * const samples = { otherThreads: [3, 1], handOverMs: [1, 2], completionMs: [1], roundTripMs: [2.5], timerLatenessMs: [1] };
+ * timingNoise(samples, seededRandom(1)).handOverMs(); // 1 or 2
  */
 export function timingNoise(
   samples: NoiseSamples | null,
@@ -87,8 +110,18 @@ export function timingNoise(
   return {
     otherThreads: samples.otherThreads.some((count) => count > 0) ? samples.otherThreads : [1],
     handOverMs: picker(samples.handOverMs, random.fork('noise:hand-over'), 0),
+    completionMs: picker(samples.completionMs, random.fork('noise:completion'), 0),
+    roundTripMs:
+      samples.roundTripMs.length > 0
+        ? uniform(samples.roundTripMs, random.fork('noise:round-trip'))
+        : null,
     timerLatenessMs: picker(samples.timerLatenessMs, random.fork('noise:timer'), 0),
   };
+}
+
+/** Picks one of `values` (at least one) uniformly on each call, as recorded. */
+function uniform(values: readonly number[], random: Random): () => number {
+  return () => values[Math.floor(random() * values.length)] as number;
 }
 
 /**
@@ -98,8 +131,9 @@ export function timingNoise(
  */
 function picker(values: readonly number[], random: Random, none: number): () => number {
   if (values.length === 0) return () => none;
+  const draw = uniform(values, random);
   const whole = new WholeMs();
-  return () => whole.next(values[Math.floor(random() * values.length)] as number);
+  return () => whole.next(draw());
 }
 
 /** The samples of a measurement, as a run draws them. */
@@ -107,6 +141,8 @@ export function samplesOf(noise: LabNoise): NoiseSamples {
   return {
     otherThreads: busiest(noise.runQueue),
     handOverMs: noise.handOverMs,
+    completionMs: noise.completionMs,
+    roundTripMs: noise.roundTripMs,
     timerLatenessMs: noise.timerLateness.samplesMs,
   };
 }
@@ -127,6 +163,8 @@ export async function readLabNoise(file: string = LAB_NOISE_FILE): Promise<LabNo
     noise.runQueue?.whileHashing,
     noise.runQueue?.otherwise,
     noise.handOverMs,
+    noise.completionMs,
+    noise.roundTripMs,
     noise.timerLateness?.samplesMs,
   ];
   if (!lists.every((list) => Array.isArray(list) && list.every(Number.isFinite))) {

@@ -188,6 +188,7 @@ async function runWorld(
     logger,
     audit: hooks.audit ?? false,
     otherThreads: noise.otherThreads,
+    roundTripMs: noise.roundTripMs,
   });
   // Summed over the LMS's incarnations, as a Prometheus counter's increase survives a restart.
   const read = async (): Promise<Counters> => {
@@ -306,15 +307,21 @@ async function runWorld(
       )
     : null;
   await sleep(loadEnd - Date.now());
-  // `pnpm storm`'s drain, but the students ask only once the LMS's own count says every
-  // submission is graded (it may also count one whose answer a student never got, so they still
-  // ask about theirs).
-  await drain(load, settings.drainSeconds / c, {
-    askWhen: async () => {
-      last = since(await read(), base);
-      return last.graded >= load.submitted.length;
-    },
-  });
+  // `pnpm storm`'s drain; with `once-graded`, the students ask only once the LMS's own count says
+  // every submission is graded (it may also count one whose answer a student never got, so they
+  // still ask about theirs).
+  await drain(
+    load,
+    settings.drainSeconds / c,
+    settings.drainAsks === 'once-graded'
+      ? {
+          askWhen: async () => {
+            last = since(await read(), base);
+            return last.graded >= load.submitted.length;
+          },
+        }
+      : {},
+  );
   stopSampling.abort();
   await sampling;
   await sample();

@@ -64,6 +64,13 @@ export interface SimSettings {
   /** Longest wait after the load for submissions still being graded. */
   drainSeconds: number;
   /**
+   * When the drain's students ask about their ungraded submissions: `every-round`, as
+   * `pnpm storm`'s drain does (ten times a second, `--lab`), or `once-graded`, only once the
+   * LMS's own count says every submission is graded (production: a drain stalled for minutes
+   * would ask about hundreds of submissions ten times a second).
+   */
+  drainAsks: 'every-round' | 'once-graded';
+  /**
    * Production seconds per simulated second: 1 for production; the lab's compression when the
    * simulator replays `pnpm storm` (`--lab`), whose times are already divided by it.
    */
@@ -112,6 +119,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   load: { kind: 'steady', perMinute: 20, surge: null },
   durationSeconds: 3600,
   drainSeconds: 600,
+  drainAsks: 'once-graded',
   compression: 1,
   noise: null,
   seed: 1,

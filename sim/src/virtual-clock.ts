@@ -56,6 +56,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Waits `ms` of the virtual clock; 0 takes no timer (a timer of 0 could still last 1 ms). */
+export function pause(ms: number): Promise<void> | undefined {
+  return ms > 0 ? sleep(ms) : undefined;
+}
+
 /**
  * A cost paid in the virtual clock's whole milliseconds (its timers drop a delay's fraction):
  * each `next` adds `ms` to what is owed and pays the whole milliseconds of it, keeping the rest
