@@ -25,7 +25,7 @@ import { type Logger, pino } from 'pino';
 import type { SimLms } from './lms-host.ts';
 import type { TimingNoise } from './noise.ts';
 import type { Random } from './random.ts';
-import { sleep as onTime, pause } from './virtual-clock.ts';
+import { sleep as onTime } from './virtual-clock.ts';
 
 export interface FleetOptions {
   lms: SimLms;
@@ -351,10 +351,13 @@ class Replica {
                 grade: async (jobId, data) => {
                   // The lab's watcher grades through a BullMQ job it waits on: with timing noise,
                   // the job's hand-over before, and its completion reaching the connection after.
-                  await pause(options.noise.handOverMs());
+                  // (No await at all without them, so runs without noise go as they went.)
+                  const handOver = options.noise.handOverMs();
+                  if (handOver > 0) await onTime(handOver);
                   const result = await processor({ id: jobId, data, attemptsMade: 0 } as SimJob);
                   if (this.alive) this.fleet.recordGrading(data.submissionId);
-                  await pause(options.noise.completionMs());
+                  const completion = options.noise.completionMs();
+                  if (completion > 0) await onTime(completion);
                   return result;
                 },
               });
