@@ -207,6 +207,16 @@ export async function runUntilSignal(config: LmsConfig): Promise<void> {
     (await connectSessionRedis(config, logger, 0))?.disconnect();
     return runPrimary(config, logger);
   }
+  // The handler is there before the `listening` line, so a signal just after it (a process
+  // descheduled there on a busy machine) stops the server instead of killing the process; one
+  // that comes while the server starts still ends the process at once, as with no handler.
+  let stop: ((signal: NodeJS.Signals) => void) | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop) stop(signal);
+    else process.kill(process.pid, signal); // `once`: the handler is gone, so the default acts
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
   let server: RunningServer;
   try {
     // A worker may be the replacement of one that died while Redis was down: it waits for it.
@@ -221,7 +231,7 @@ export async function runUntilSignal(config: LmsConfig): Promise<void> {
   }
   const lifecycle = logger.child({}, { level: 'info' });
   await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
+    stop = (signal: NodeJS.Signals) => {
       lifecycle.info({ signal }, 'shutting down');
       void server.close().then(() => {
         lifecycle.info('stopped');
@@ -230,8 +240,6 @@ export async function runUntilSignal(config: LmsConfig): Promise<void> {
         resolve();
       });
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
   });
 }
 

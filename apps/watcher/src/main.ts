@@ -9,6 +9,16 @@ import { startReplica } from './replica.ts';
 
 /** One replica process. The only place (with cli.ts) that reads process.env and listens. */
 async function main(): Promise<void> {
+  // The handler is there before the `metrics listening` line, so a signal just after it (a
+  // replica descheduled there on a busy machine) stops the replica instead of killing it; one
+  // that comes while it starts still ends the process at once, as with no handler.
+  let shutdown: ((signal: NodeJS.Signals) => Promise<void>) | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (shutdown) void shutdown(signal);
+    else process.kill(process.pid, signal); // `once`: the handler is gone, so the default acts
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
   const env = parseEnv(process.env);
   const replicaId = env.WATCHER_REPLICA_ID ?? env.HOSTNAME ?? hostname();
   const logger = createLogger({ replicaId, level: env.LOG_LEVEL });
@@ -34,6 +44,14 @@ async function main(): Promise<void> {
     metrics,
     logger,
   });
+  shutdown = async (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'stopping: no new pulls, finishing in-flight jobs');
+    await replica.stop();
+    await server.close();
+    await logReplicaCounters(logger, metrics);
+    logger.info('stopped');
+    process.exit(0);
+  };
   // Printed whatever LOG_LEVEL says: the harness and operators find the replica by this line.
   logger.child({}, { level: 'info' }).info({ url: server.url }, 'metrics listening');
   logger.info(
@@ -60,16 +78,6 @@ async function main(): Promise<void> {
     logEvent(logger, 'error', 'replica-exit', { code: 1 }, 'replica exits');
     process.exit(1);
   });
-  const shutdown = async (signal: NodeJS.Signals) => {
-    logger.info({ signal }, 'stopping: no new pulls, finishing in-flight jobs');
-    await replica.stop();
-    await server.close();
-    await logReplicaCounters(logger, metrics);
-    logger.info('stopped');
-    process.exit(0);
-  };
-  process.once('SIGTERM', (signal) => void shutdown(signal));
-  process.once('SIGINT', (signal) => void shutdown(signal));
 }
 
 main().catch((error: unknown) => {
