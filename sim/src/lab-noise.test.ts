@@ -5,11 +5,11 @@ import { capturedIo } from '@storm-lab/cli-kit';
 import { processExists } from '@storm-lab/harness';
 import { addGradeJob, type GradeJobData } from '@storm-lab/watcher';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labSettings, labTimes, runCli } from './cli.ts';
 import { SimJobs } from './fleet.ts';
 import type { LabCosts } from './lab.ts';
-import { measureLabNoise } from './lab-noise.ts';
+import { measureLabNoise, type NoiseProbes, startNoiseProbes } from './lab-noise.ts';
 import { readLabRuns } from './lab-record.ts';
 import { SimLms } from './lms-host.ts';
 import {
@@ -343,6 +343,13 @@ function standInStorm(options: { pidsFile?: string; code?: number; ms?: number }
 }
 
 describe('pnpm sim --measure-noise', () => {
+  // One private Redis and LMS for the measurements below (the CLI's own starts and stops its own).
+  let probes: NoiseProbes;
+  beforeAll(async () => {
+    probes = await startNoiseProbes();
+  });
+  afterAll(() => probes?.close());
+
   it('writes a well-formed file of raw samples (a private Redis, no storm beside)', async () => {
     const dir = await tempDir();
     const file = join(dir, 'noise.json');
@@ -385,6 +392,7 @@ describe('pnpm sim --measure-noise', () => {
       pollIntervalMs: 20,
       samples: 3,
       besideStorm: true,
+      probes,
       besideCommand: standInStorm({ pidsFile: pids }),
     });
     expect(noise.beside).toContain('while it ran');
@@ -403,6 +411,7 @@ describe('pnpm sim --measure-noise', () => {
     const noise = await measureLabNoise({
       ...options,
       besideStorm: true,
+      probes,
       besideCommand: standInStorm({ code: 0, ms: 1500 }),
       minimumRounds: 2,
     });
@@ -414,6 +423,7 @@ describe('pnpm sim --measure-noise', () => {
       measureLabNoise({
         ...options,
         besideStorm: true,
+        probes,
         besideCommand: standInStorm({ code: 3, ms: 300 }),
       }),
     ).rejects.toThrow(/failed \(3\)/);
@@ -421,6 +431,7 @@ describe('pnpm sim --measure-noise', () => {
       measureLabNoise({
         ...options,
         besideStorm: true,
+        probes,
         besideCommand: standInStorm({ code: 0, ms: 100 }),
       }),
     ).rejects.toThrow(/fewer than 20: too few samples/);
@@ -433,6 +444,7 @@ describe('pnpm sim --measure-noise', () => {
         pollIntervalMs: 20,
         samples: 3,
         besideStorm: true,
+        probes,
         besideCommand: noLms,
       }),
     ).rejects.toThrow(/no sample saw its LMS hash/);

@@ -31,8 +31,38 @@ export interface LabNoiseOptions {
   besideCommand?: readonly string[];
   /** Beside a storm, the fewest rounds a measurement must take (default 20). */
   minimumRounds?: number;
+  /**
+   * The private processes the rounds are taken on (see {@link startNoiseProbes}); default: started
+   * for this measurement and stopped at its end. Tests share one between measurements.
+   */
+  probes?: NoiseProbes;
   /** Progress lines. */
   onProgress?(line: string): void;
+}
+
+/** The private processes a measurement takes its rounds on, and how to stop them. */
+export interface NoiseProbes {
+  jobs: JobRounds;
+  requests: RoundTrips;
+  /** Their pids: left out of the run queue with this process. */
+  pids(): number[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts what the rounds are taken on: a private redis-server with a waiting BullMQ Worker and a
+ * QueueEvents, and a private LMS process with an xqueue client logged in.
+ */
+export async function startNoiseProbes(): Promise<NoiseProbes> {
+  const [jobs, requests] = await allStarted<[JobRounds, RoundTrips]>([jobRounds(), roundTrips()]);
+  return {
+    jobs,
+    requests,
+    pids: () => [jobs.pid, requests.pid],
+    close: async () => {
+      await Promise.all([jobs.close(), requests.close()]);
+    },
+  };
 }
 
 /**
@@ -49,17 +79,19 @@ export interface LabNoiseOptions {
 export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNoise> {
   const samples = options.samples ?? (options.besideStorm ? 2000 : 200);
   const say = options.onProgress ?? (() => undefined);
-  const [jobs, requests] = await allStarted<[JobRounds, RoundTrips]>([jobRounds(), roundTrips()]);
+  const probes = options.probes ?? (await startNoiseProbes());
+  const closeProbes = () => (options.probes ? undefined : probes.close());
+  const { jobs, requests } = probes;
   // Once they are ready, so that the rounds start at the storm's first progress.
   const storm = options.besideStorm
     ? await startBeside(say, options.besideCommand).catch(async (error: unknown) => {
-        await Promise.all([jobs.close(), requests.close()]);
+        await closeProbes();
         throw error;
       })
     : null;
   const runQueue = new RunQueueSampler({
     ...(storm?.child.pid !== undefined && { root: storm.child.pid }),
-    own: () => [jobs.pid, requests.pid],
+    own: () => probes.pids(),
   });
   try {
     const start = loadavg()[0] as number;
@@ -100,7 +132,7 @@ export async function measureLabNoise(options: LabNoiseOptions): Promise<LabNois
     };
   } finally {
     runQueue.stop();
-    await Promise.all([jobs.close(), requests.close(), storm?.close()]);
+    await Promise.all([closeProbes(), storm?.close()]);
   }
 }
 
@@ -137,7 +169,7 @@ function round(value: number, digits = 3): number {
 const JOB_GAP_MS = 20;
 
 /** A private redis-server, a BullMQ Worker waiting on it, and one timed job at a time. */
-interface JobRounds extends Closable {
+export interface JobRounds extends Closable {
   /**
    * Adds a job through the watcher's `addGradeJob` and waits on it as a connection of the lab's
    * watcher in upstream's mode does (`waitUntilFinished` on a QueueEvents): ms from the call
@@ -205,7 +237,7 @@ async function jobRounds(): Promise<JobRounds> {
 }
 
 /** A real LMS process and a logged-in xqueue client of it: one timed request at a time. */
-interface RoundTrips extends Closable {
+export interface RoundTrips extends Closable {
   /** One get_submission of the empty queue: ms from the call until its answer is read. */
   next(): Promise<number>;
   /** The LMS server's pid. */
