@@ -11,7 +11,7 @@ import { SimJobs } from './fleet.ts';
 import type { LabCosts } from './lab.ts';
 import { measureLabNoise, type NoiseProbes, startNoiseProbes } from './lab-noise.ts';
 import { readLabRuns } from './lab-record.ts';
-import { SimLms } from './lms-host.ts';
+import { type RunQueue, SimLms } from './lms-host.ts';
 import {
   LAB_NOISE_FILE,
   type NoiseSamples,
@@ -47,6 +47,7 @@ async function cli(args: string[], cwd: string) {
 // Whole milliseconds: the virtual clock's timers are (fake-timers drops a delay's fraction).
 const SAMPLES: NoiseSamples = {
   otherThreads: [1, 0, 3],
+  otherThreadsEveryMs: 10,
   handOverMs: [1, 3, 7],
   completionMs: [2, 5],
   roundTripMs: [0.5, 2.25, 4],
@@ -56,6 +57,7 @@ const SAMPLES: NoiseSamples = {
 /** No noise but what a test gives. */
 const QUIET: NoiseSamples = {
   otherThreads: [1],
+  otherThreadsEveryMs: 10,
   handOverMs: [0],
   completionMs: [0],
   roundTripMs: [],
@@ -104,11 +106,12 @@ describe('timingNoise', () => {
     // Timer draws do not shift hand-over draws.
     const handOversOnly = timingNoise(SAMPLES, seededRandom(3));
     expect(drawn.map(([ms]) => ms)).toEqual(drawn.map(() => handOversOnly.handOverMs()));
-    // The run queue is averaged over, not drawn.
-    expect(timingNoise(SAMPLES, seededRandom(3)).otherThreads).toEqual(SAMPLES.otherThreads);
+    // The run queue is drawn by the hashing pool, step by step.
+    const { runQueue } = timingNoise(SAMPLES, seededRandom(3));
+    expect([runQueue.others, runQueue.stepMs]).toEqual([SAMPLES.otherThreads, 10]);
     const none = timingNoise(null, seededRandom(3));
     expect([
-      none.otherThreads,
+      none.runQueue.others,
       none.handOverMs(),
       none.completionMs(),
       none.timerLatenessMs(),
@@ -153,8 +156,8 @@ async function pullMs(roundTripMs?: () => number): Promise<number> {
   }
 }
 
-/** Virtual ms one login takes against an event-loop LMS hashing on 2 cores beside `others`. */
-async function loginMs(otherThreads?: number[]): Promise<number> {
+/** Virtual ms one login takes against an event-loop LMS hashing on 2 cores beside `runQueue`. */
+async function loginMs(runQueue?: RunQueue): Promise<number> {
   const { database, config } = await testLmsDatabase(100_000);
   try {
     return await withVirtualClock(async (clock) => {
@@ -173,7 +176,7 @@ async function loginMs(otherThreads?: number[]): Promise<number> {
         faults: { dropResponseRate: 0, hashSlowdown: 1 },
         random: seededRandom(1),
         logger,
-        ...(otherThreads && { otherThreads }),
+        ...(runQueue && { runQueue }),
       });
       const client = serviceClient(lms, 10_000);
       const started = Date.now();
@@ -194,13 +197,15 @@ async function loginMs(otherThreads?: number[]): Promise<number> {
 describe('timing noise in the simulated world', () => {
   it("shares the hashing cores with the recorded run queue's other threads", async () => {
     const plain = await loginMs();
-    // Half the time 3 others (a lone hash gets 2/4 of a core), half the time none (a full one):
-    // on average 3/4 of a core, so the 25 ms hash takes 25 / 0.75 ms (in whole ms, as the
-    // virtual clock's timers: 34).
-    const shared = await loginMs([1, 0, 0, 1]);
-    expect(shared - plain).toBe(Math.ceil(25 / 0.75) - 25);
-    // One other thread beside a lone hash on 2 cores takes nothing from it.
-    expect(await loginMs([0, 1])).toBe(plain);
+    // Always one other thread: on the lone hash's core (random 0) it halves the 25 ms hash; on
+    // the other core (random 0.99) it takes nothing from it.
+    const onCore = (random: number): RunQueue => ({
+      others: [0, 1],
+      stepMs: 10,
+      random: () => random,
+    });
+    expect((await loginMs(onCore(0))) - plain).toBe(25);
+    expect(await loginMs(onCore(0.99))).toBe(plain);
   });
 
   it("takes a drawn round trip per request, the request's own work inside it", async () => {

@@ -18,7 +18,7 @@ describe('pnpm sim --lab against the real lab', () => {
   // The figures whose replay falls within the real runs' spread; docs/lab-runs.md gives every
   // figure of every scenario, and says where the replay falls outside and what is known of why.
   it.each([
-    ['storm', ['logins']],
+    ['storm', FIGURES],
     ['storm-legacy-watcher', FIGURES],
     ['storm-hardened-watcher', ['logins', 'gradedPerMinute']],
     ['exempt-username', FIGURES],

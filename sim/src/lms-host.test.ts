@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { SimLms, sharedRates, ThreadPool } from './lms-host.ts';
+import { type RunQueue, SimLms, ThreadPool } from './lms-host.ts';
 import { seededRandom } from './random.ts';
 import { serviceClient, testLmsDatabase } from './testing.ts';
 import { WholeMs, withVirtualClock } from './virtual-clock.ts';
@@ -34,26 +34,26 @@ describe('SimLms', () => {
   });
 });
 
-describe('ThreadPool (libuv threads on fewer cores)', () => {
-  /** When each of `works` (ms of one core), all started at 0, ends on the virtual clock. */
-  async function ends(cores: number, threads: number, works: number[]) {
-    return withVirtualClock(async (clock) => {
-      const pool = new ThreadPool(cores, threads);
-      const start = Date.now();
-      const at: number[] = works.map(() => -1);
-      const all = Promise.all(
-        works.map((ms, index) =>
-          pool.run(ms).then(() => {
-            at[index] = Date.now() - start;
-          }),
-        ),
-      );
-      while (at.includes(-1)) await clock.next();
-      await all;
-      return { at, busyMs: pool.stats.busyMs };
-    });
-  }
+/** When each of `works` (ms of one core), all started at 0, ends on the virtual clock. */
+async function ends(cores: number, threads: number, works: number[], runQueue?: RunQueue) {
+  return withVirtualClock(async (clock) => {
+    const pool = new ThreadPool(cores, threads, runQueue);
+    const start = Date.now();
+    const at: number[] = works.map(() => -1);
+    const all = Promise.all(
+      works.map((ms, index) =>
+        pool.run(ms).then(() => {
+          at[index] = Date.now() - start;
+        }),
+      ),
+    );
+    while (at.includes(-1)) await clock.next();
+    await all;
+    return { at, busyMs: pool.stats.busyMs };
+  });
+}
 
+describe('ThreadPool (libuv threads on fewer cores)', () => {
   it('shares the cores evenly among the threads that run: four hashes on two cores end together', async () => {
     expect(await ends(2, 4, [50, 50, 50, 50])).toEqual({ at: [100, 100, 100, 100], busyMs: 200 });
   });
@@ -73,31 +73,43 @@ describe('ThreadPool (libuv threads on fewer cores)', () => {
   });
 });
 
-describe('sharedRates (the hashing threads beside the run queue)', () => {
-  it("averages a thread's share of the cores over the other threads' histogram", () => {
-    // Always one other thread on 2 cores: one hash runs at full speed, two at 2/3, four at 2/5.
-    expect(sharedRates(2, 4, [0, 1])).toEqual([1, 1, 2 / 3, 2 / 4, 2 / 5]);
-    // Half the time none, half the time three: a lone hash at (1 + 2/4) / 2.
-    expect(sharedRates(2, 1, [1, 0, 0, 1])).toEqual([1, 0.75]);
-    expect(() => sharedRates(2, 4, [])).toThrow(/at least one sample/);
-    expect(() => sharedRates(2, 4, [0, -1, 2])).toThrow(/histogram/);
+describe('ThreadPool: a task on its core, beside the run queue', () => {
+  it('keeps a task on its core: of three hashes on two cores, the lone one runs at full speed', async () => {
+    // The first and third share core 0 at half speed; the second ends at 20 ms alone on core 1,
+    // which then takes the third: both finish their last 10 ms alone.
+    expect(await ends(2, 4, [20, 20, 20])).toEqual({ at: [30, 20, 30], busyMs: 60 });
   });
 
-  it('slows the pool by the others: two hashes on two cores beside one other thread', async () => {
-    const { at, busyMs } = await withVirtualClock(async (clock) => {
-      const pool = new ThreadPool(2, 4, [0, 1]);
-      const start = Date.now();
-      const ends: number[] = [];
-      const all = Promise.all(
-        [30, 30].map((ms) => pool.run(ms).then(() => ends.push(Date.now() - start))),
-      );
-      while (ends.length < 2) await clock.next();
-      await all;
-      return { at: ends, busyMs: pool.stats.busyMs };
+  it("shares a core with the other threads drawn onto it, not the others' cores", async () => {
+    // Always one other thread: drawn onto core 0 (random 0), it halves the hash there; drawn
+    // onto core 1 (random 0.99), the hash on core 0 runs alone.
+    const always = (random: number): RunQueue => ({
+      others: [0, 1],
+      stepMs: 10,
+      random: () => random,
     });
-    // Each at 2/3 of a core: 45 ms; the pool used 2 x 30 ms of the cores.
-    expect(at).toEqual([45, 45]);
-    expect(busyMs).toBeCloseTo(60, 6);
+    expect(await ends(2, 4, [30], always(0))).toEqual({ at: [60], busyMs: 30 });
+    expect(await ends(2, 4, [30], always(0.99))).toEqual({ at: [30], busyMs: 30 });
+    expect(() => new ThreadPool(2, 4, { ...always(0), others: [] })).toThrow(/at least one sample/);
+    expect(() => new ThreadPool(2, 4, { ...always(0), others: [0, -1] })).toThrow(/histogram/);
+  });
+
+  it('draws the other threads afresh every step, from the seed', async () => {
+    const seeded = (seed: number): RunQueue => ({
+      others: [0, 1],
+      stepMs: 10,
+      random: seededRandom(seed),
+    });
+    // One at a time: each run installs the virtual clock.
+    const durations: number[] = [];
+    for (let seed = 0; seed < 30; seed++) {
+      durations.push((await ends(2, 4, [30], seeded(seed))).at[0] as number);
+    }
+    // Each step the other thread is on the hash's core or not: between 30 and 60 ms, varying.
+    for (const ms of durations) expect(ms).toBeGreaterThanOrEqual(30);
+    for (const ms of durations) expect(ms).toBeLessThanOrEqual(60);
+    expect(new Set(durations).size).toBeGreaterThan(2);
+    expect(await ends(2, 4, [30], seeded(3))).toEqual(await ends(2, 4, [30], seeded(3)));
   });
 });
 

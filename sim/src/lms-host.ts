@@ -25,8 +25,8 @@ export interface LmsCosts {
   workers: number;
   /**
    * `event-loop` only: the threads hashes run on (libuv's pool, 4 unless UV_THREADPOOL_SIZE
-   * says otherwise). Up to this many hash at once, sharing the `workers` cores evenly; the rest
-   * wait for a thread. Default: as many as cores (each hash at full speed, in turn).
+   * says otherwise). Up to this many hash at once on the `workers` cores (see `ThreadPool`); the
+   * rest wait for a thread. Default: as many as cores (each hash at full speed, in turn).
    */
   threads?: number;
   /** Virtual nanoseconds one PBKDF2 iteration takes in a worker. */
@@ -121,66 +121,148 @@ class WorkerPool {
   }
 }
 
-/** One piece of work on a {@link ThreadPool}: what is left of it, and who waits for its end. */
+/** One piece of work on a {@link ThreadPool}: what is left of it, its core, who waits for it. */
 interface Task {
   leftMs: number;
+  core: number;
   done: () => void;
 }
 
 /**
- * Threads on fewer cores, as libuv's pool runs Node's async PBKDF2: up to `threads` tasks run at
- * once, each at `min(1, cores / (running + others))` of a core (the kernel shares the cores
- * evenly among the runnable threads, the machine's other ones included), and the rest wait for a
- * thread in turn. With as many threads as cores and no others it is a pool of `cores` workers.
- *
- * `others` is how many other threads were runnable beside the pool's, as a histogram (index:
- * threads, value: how often; default none): each rate is the average over it, so a measured run
- * queue slows the pool by what it took from it on average, the same in every run.
+ * The machine's other runnable threads, as measured while the lab's LMS hashed: how many there
+ * were in each sample (a histogram: index threads, value samples) and how often a sample was
+ * taken; `random` places them.
+ */
+export interface RunQueue {
+  others: readonly number[];
+  stepMs: number;
+  random: Random;
+}
+
+/** No other runnable threads: the cores are the pool's alone. */
+const NO_OTHERS: RunQueue = { others: [1], stepMs: 10, random: () => 0 };
+
+/**
+ * Threads on fewer cores, as libuv's pool runs Node's async PBKDF2 on Linux: up to `threads`
+ * tasks run at once, the rest wait for a thread in turn. A running task stays on one core (as
+ * Linux keeps a thread on its core's run queue): a new one goes to the core with the fewest (the
+ * first of those), and a core left with none takes one from the busiest (idle balancing). Each
+ * core is shared evenly among its tasks and the machine's other runnable threads on it: for
+ * every `stepMs` of virtual time, how many others there are is drawn from the measured
+ * histogram, and each is put on a core drawn at random. So two hashes that start together end
+ * apart when one shares its core and the other does not, as in the lab, where an even share of
+ * the cores had them end together.
  */
 export class ThreadPool {
   private readonly running: Task[] = [];
   private readonly waiting: Task[] = [];
   private last = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  /** A running task's share of a core, by how many run (index). */
-  private readonly rates: number[];
+  /** The step whose other threads `othersOn` holds, and how many sit on each core. */
+  private step = Number.NaN;
+  private readonly othersOn: number[];
+  private readonly totalSamples: number;
   readonly stats: WorkerStats = { busyMs: 0 };
 
   constructor(
-    cores: number,
+    private readonly cores: number,
     private readonly threads: number,
-    others: readonly number[] = [1],
+    private readonly runQueue: RunQueue = NO_OTHERS,
   ) {
-    this.rates = sharedRates(cores, threads, others);
+    this.othersOn = Array.from({ length: cores }, () => 0);
+    this.totalSamples = runQueue.others.reduce((sum, count) => sum + count, 0);
+    if (!(this.totalSamples > 0) || runQueue.others.some((count) => !(count >= 0))) {
+      throw new Error('others: a histogram of runnable threads, with at least one sample');
+    }
   }
 
   /** Runs `workMs` of one core's work; resolves once it is done. */
   run(workMs: number): Promise<void> {
     return new Promise<void>((done) => {
       this.advance();
-      const task = { leftMs: workMs, done };
-      if (this.running.length < this.threads) this.running.push(task);
+      const task = { leftMs: workMs, core: 0, done };
+      if (this.running.length < this.threads) this.start(task);
       else this.waiting.push(task);
       this.schedule();
     });
   }
 
-  private rate(): number {
-    return this.rates[this.running.length] as number;
+  private start(task: Task): void {
+    const counts = this.tasksOn();
+    task.core = counts.indexOf(Math.min(...counts));
+    this.running.push(task);
   }
 
-  /** Moves every running task on by the time since the last look, at the shared rate. */
+  private tasksOn(): number[] {
+    const counts = Array.from({ length: this.cores }, () => 0);
+    for (const task of this.running) counts[task.core] = (counts[task.core] as number) + 1;
+    return counts;
+  }
+
+  /** While a core has no task and another has two or more, one moves over. */
+  private balance(): void {
+    for (;;) {
+      const counts = this.tasksOn();
+      const idle = counts.indexOf(0);
+      const most = Math.max(...counts);
+      if (idle < 0 || most < 2) return;
+      const from = counts.indexOf(most);
+      (this.running.findLast((task) => task.core === from) as Task).core = idle;
+    }
+  }
+
+  /** Draws, once per step in time order, how many other threads run and on which cores. */
+  private enter(step: number): void {
+    if (step === this.step) return;
+    this.step = step;
+    const { others, random } = this.runQueue;
+    let pick = random() * this.totalSamples;
+    let count = others.length - 1;
+    for (let index = 0; index < others.length; index++) {
+      pick -= others[index] as number;
+      if (pick < 0) {
+        count = index;
+        break;
+      }
+    }
+    this.othersOn.fill(0);
+    for (let index = 0; index < count; index++) {
+      const core = Math.min(this.cores - 1, Math.floor(random() * this.cores));
+      this.othersOn[core] = (this.othersOn[core] as number) + 1;
+    }
+  }
+
+  /** Each running task's share of its core now (in the step `enter` drew). */
+  private rates(): number[] {
+    const counts = this.tasksOn();
+    return this.running.map(
+      (task) => 1 / ((counts[task.core] as number) + (this.othersOn[task.core] as number)),
+    );
+  }
+
+  /** Moves every running task on by the time since the last look, step by step. */
   private advance(): void {
     const now = Date.now();
-    const elapsed = now - this.last;
+    const { stepMs } = this.runQueue;
+    let at = this.last;
     this.last = now;
-    if (elapsed <= 0 || this.running.length === 0) return;
-    const rate = this.rate();
-    for (const task of this.running) task.leftMs -= elapsed * rate;
-    this.stats.busyMs += elapsed * rate * this.running.length;
+    while (at < now && this.running.length > 0) {
+      this.enter(Math.floor(at / stepMs));
+      const until = Math.min(now, (this.step + 1) * stepMs);
+      const rates = this.rates();
+      this.running.forEach((task, index) => {
+        const done = (until - at) * (rates[index] as number);
+        task.leftMs -= done;
+        this.stats.busyMs += done;
+      });
+      at = until;
+    }
   }
 
-  /** Ends the tasks that are done, starts waiting ones, and sets a timer for the next end. */
+  /**
+   * Ends the tasks that are done, starts waiting ones, balances the cores, and sets a timer for
+   * the next end or the next step, whichever comes first.
+   */
   private schedule(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -191,38 +273,27 @@ export class ThreadPool {
       task.done();
     }
     while (this.running.length < this.threads && this.waiting.length > 0) {
-      this.running.push(this.waiting.shift() as Task);
+      this.start(this.waiting.shift() as Task);
     }
+    this.balance();
     if (this.running.length === 0) return;
-    const nextMs = Math.min(...this.running.map((task) => task.leftMs)) / this.rate();
+    const now = Date.now();
+    const { stepMs } = this.runQueue;
+    this.enter(Math.floor(now / stepMs));
+    const rates = this.rates();
+    const nextEnd = Math.min(
+      ...this.running.map((task, index) => task.leftMs / (rates[index] as number)),
+    );
+    const nextStep = (this.step + 1) * stepMs - now;
     // Whole milliseconds, as the virtual clock's timers are: never before the task's end.
     this.timer = setTimeout(
       () => {
         this.advance();
         this.schedule();
       },
-      Math.ceil(nextMs - 1e-9),
+      Math.ceil(Math.min(nextEnd, nextStep) - 1e-9),
     );
   }
-}
-
-/**
- * A running thread's share of a core with `running` (the index, 0 to `threads`) threads of the
- * pool runnable, averaged over the histogram of `others` runnable beside them.
- */
-export function sharedRates(cores: number, threads: number, others: readonly number[]): number[] {
-  const total = others.reduce((sum, count) => sum + count, 0);
-  if (!(total > 0) || others.some((count) => !(count >= 0))) {
-    throw new Error('others: a histogram of runnable threads, with at least one sample');
-  }
-  return Array.from({ length: threads + 1 }, (_, running) =>
-    running === 0
-      ? 1
-      : others.reduce(
-          (sum, count, other) => sum + (count / total) * Math.min(1, cores / (running + other)),
-          0,
-        ),
-  );
 }
 
 /** One run of the LMS's process: the app, served as its HTTP server serves it. */
@@ -255,10 +326,10 @@ export interface SimLmsOptions {
   /** Count, per submission, the pulls served and the results accepted (see `door`). */
   audit?: boolean;
   /**
-   * `event-loop` model: how many of the machine's other threads were runnable beside the
-   * hashing threads, as a histogram (see {@link ThreadPool}; default none).
+   * `event-loop` model: the machine's other runnable threads beside the hashing threads, as
+   * measured (see {@link ThreadPool}; default none).
    */
-  otherThreads?: readonly number[];
+  runQueue?: RunQueue;
   /**
    * Draws one request's round trip on the wire, in ms (recorded ones: timing noise). Each of the
    * request's two legs then takes half of it less the request's own work (`requestMs`, charged
@@ -299,11 +370,7 @@ export class SimLms {
     const { costs } = options;
     this.pool = new WorkerPool(costs.workers);
     this.requestCost = new WholeMs(costs.requestMs);
-    this.hashing = new ThreadPool(
-      costs.workers,
-      costs.threads ?? costs.workers,
-      options.otherThreads,
-    );
+    this.hashing = new ThreadPool(costs.workers, costs.threads ?? costs.workers, options.runQueue);
     this.app = this.build();
   }
 

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import type { RunQueue } from './lms-host.ts';
 import type { Random } from './random.ts';
 import { WholeMs } from './virtual-clock.ts';
 
@@ -55,6 +56,8 @@ export interface NoiseSamples {
    * threads, value: samples): the thread pool's cores are shared with them.
    */
   otherThreads: number[];
+  /** How often the run queue was sampled, in ms: each draw of `otherThreads` lasts this long. */
+  otherThreadsEveryMs: number;
   /** Milliseconds from adding a BullMQ job until a worker starts it. */
   handOverMs: number[];
   /** Milliseconds from a job's end until the connection waiting on it hears (upstream's mode). */
@@ -67,11 +70,11 @@ export interface NoiseSamples {
 
 /**
  * One draw per event, each a recorded sample picked uniformly (the empirical distribution); the
- * run queue is not drawn but averaged over (`otherThreads`).
+ * run queue's, one per sampling interval of virtual time (see `ThreadPool`).
  */
 export interface TimingNoise {
-  /** The other runnable threads' histogram (`[1]`, none, without noise). */
-  otherThreads: readonly number[];
+  /** The other runnable threads, drawn by the hashing pool (none without noise). */
+  runQueue: RunQueue;
   /** The delay before one BullMQ job starts, in ms (0 without noise). */
   handOverMs(): number;
   /** The delay from a job's end until the connection waiting on it hears, in ms (0 without). */
@@ -87,7 +90,7 @@ export interface TimingNoise {
 
 /** No timing noise: the cores for the LMS alone, jobs start at once, timers on time. */
 export const NO_NOISE: TimingNoise = {
-  otherThreads: [1],
+  runQueue: { others: [1], stepMs: 10, random: () => 0 },
   handOverMs: () => 0,
   completionMs: () => 0,
   roundTripMs: null,
@@ -99,7 +102,7 @@ export const NO_NOISE: TimingNoise = {
  * draws of one kind never shifts another's (nor the rest of the world's). `null`: no noise.
  *
  * @example
- * const samples = { otherThreads: [3, 1], handOverMs: [1, 2], completionMs: [1], roundTripMs: [2.5], timerLatenessMs: [1] };
+ * const samples = { otherThreads: [3, 1], otherThreadsEveryMs: 10, handOverMs: [1, 2], completionMs: [1], roundTripMs: [2.5], timerLatenessMs: [1] };
  * timingNoise(samples, seededRandom(1)).handOverMs(); // 1 or 2
  */
 export function timingNoise(
@@ -108,7 +111,11 @@ export function timingNoise(
 ): TimingNoise {
   if (!samples) return NO_NOISE;
   return {
-    otherThreads: samples.otherThreads.some((count) => count > 0) ? samples.otherThreads : [1],
+    runQueue: {
+      others: samples.otherThreads.some((count) => count > 0) ? samples.otherThreads : [1],
+      stepMs: samples.otherThreadsEveryMs,
+      random: random.fork('noise:run-queue'),
+    },
     handOverMs: picker(samples.handOverMs, random.fork('noise:hand-over'), 0),
     completionMs: picker(samples.completionMs, random.fork('noise:completion'), 0),
     roundTripMs:
@@ -140,6 +147,7 @@ function picker(values: readonly number[], random: Random, none: number): () => 
 export function samplesOf(noise: LabNoise): NoiseSamples {
   return {
     otherThreads: busiest(noise.runQueue),
+    otherThreadsEveryMs: noise.runQueue.intervalMs,
     handOverMs: noise.handOverMs,
     completionMs: noise.completionMs,
     roundTripMs: noise.roundTripMs,
@@ -167,7 +175,11 @@ export async function readLabNoise(file: string = LAB_NOISE_FILE): Promise<LabNo
     noise.roundTripMs,
     noise.timerLateness?.samplesMs,
   ];
-  if (!lists.every((list) => Array.isArray(list) && list.every(Number.isFinite))) {
+  const every = noise.runQueue?.intervalMs;
+  if (
+    !lists.every((list) => Array.isArray(list) && list.every(Number.isFinite)) ||
+    !(typeof every === 'number' && every > 0)
+  ) {
     throw new Error(
       `${file}: not a timing-noise measurement (pnpm sim --measure-noise writes one)`,
     );

@@ -187,7 +187,7 @@ async function runWorld(
     random: random.fork('network'),
     logger,
     audit: hooks.audit ?? false,
-    otherThreads: noise.otherThreads,
+    runQueue: noise.runQueue,
     roundTripMs: noise.roundTripMs,
   });
   // Summed over the LMS's incarnations, as a Prometheus counter's increase survives a restart.
