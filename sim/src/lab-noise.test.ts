@@ -11,7 +11,7 @@ import { SimJobs } from './fleet.ts';
 import type { LabCosts } from './lab.ts';
 import { measureLabNoise, type NoiseProbes, startNoiseProbes } from './lab-noise.ts';
 import { readLabRuns } from './lab-record.ts';
-import { type RunQueue, SimLms } from './lms-host.ts';
+import type { LmsCosts, RunQueue } from './lms-host.ts';
 import {
   LAB_NOISE_FILE,
   type NoiseSamples,
@@ -22,10 +22,10 @@ import {
 import { scenarioFor } from './presets.ts';
 import { seededRandom } from './random.ts';
 import { simulateScenario } from './run.ts';
-import { serviceClient, testLmsDatabase } from './testing.ts';
+import { serviceClient, testLmsDatabase, testSimLms, timedOn } from './testing.ts';
 import { withVirtualClock } from './virtual-clock.ts';
 
-const logger = pino({ level: 'silent' });
+const _logger = pino({ level: 'silent' });
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -121,77 +121,51 @@ describe('timingNoise', () => {
 
 /** Virtual ms one empty get_submission takes against an LMS whose requests cost 1 ms. */
 async function pullMs(roundTripMs?: () => number): Promise<number> {
-  const { database, config } = await testLmsDatabase(1);
+  const db = await testLmsDatabase(1);
   try {
     return await withVirtualClock(async (clock) => {
-      const lms = new SimLms({
-        database,
-        config,
-        costs: { model: 'workers', workers: 1, iterationNs: 1, requestMs: 1, latencyMs: 10 },
-        faults: { dropResponseRate: 0, hashSlowdown: 1 },
-        random: seededRandom(1),
-        logger,
-        ...(roundTripMs && { roundTripMs }),
-      });
+      const costs = { model: 'workers', workers: 1, iterationNs: 1, requestMs: 1, latencyMs: 10 };
+      const lms = testSimLms(db, costs as LmsCosts, roundTripMs ? { roundTripMs } : {});
       const client = serviceClient(lms, 10_000);
-      let loggedIn: boolean | null = null;
-      const login = client.login().then((ok) => {
-        loggedIn = ok;
-      });
-      while (loggedIn === null) await clock.next();
-      await login;
-      expect(loggedIn).toBe(true);
-      const started = Date.now();
-      let ended: number | null = null;
-      const pull = client.getSubmission().then((pulled) => {
-        expect(pulled.kind).toBe('empty');
-        ended = Date.now();
-      });
-      while (ended === null) await clock.next();
-      await pull;
-      return (ended as number) - started;
+      expect((await timedOn(clock, () => client.login())).value).toBe(true);
+      const pull = await timedOn(clock, () => client.getSubmission());
+      expect(pull.value.kind).toBe('empty');
+      return pull.ms;
     });
   } finally {
-    database.close();
+    db.database.close();
   }
 }
 
 /** Virtual ms one login takes against an event-loop LMS hashing on 2 cores beside `runQueue`. */
 async function loginMs(runQueue?: RunQueue): Promise<number> {
-  const { database, config } = await testLmsDatabase(100_000);
+  const db = await testLmsDatabase(100_000);
   try {
     return await withVirtualClock(async (clock) => {
-      const lms = new SimLms({
-        database,
-        config,
-        // 100,000 iterations at 250 ns: a 25 ms hash on a core of its own.
-        costs: {
-          model: 'event-loop',
-          workers: 2,
-          threads: 4,
-          iterationNs: 250,
-          requestMs: 1,
-          latencyMs: 1,
-        },
-        faults: { dropResponseRate: 0, hashSlowdown: 1 },
-        random: seededRandom(1),
-        logger,
-        ...(runQueue && { runQueue }),
-      });
-      const client = serviceClient(lms, 10_000);
-      const started = Date.now();
-      let ended: number | null = null;
-      const login = client.login().then((ok) => {
-        expect(ok).toBe(true);
-        ended = Date.now();
-      });
-      while (ended === null) await clock.next();
-      await login;
-      return (ended as number) - started;
+      // 100,000 iterations at 250 ns: a 25 ms hash on a core of its own.
+      const costs: LmsCosts = {
+        model: 'event-loop',
+        workers: 2,
+        threads: 4,
+        iterationNs: 250,
+        requestMs: 1,
+        latencyMs: 1,
+      };
+      const client = serviceClient(testSimLms(db, costs, runQueue ? { runQueue } : {}), 10_000);
+      const login = await timedOn(clock, () => client.login());
+      expect(login.value).toBe(true);
+      return login.ms;
     });
   } finally {
-    database.close();
+    db.database.close();
   }
+}
+
+/** The cure's grading latency p50 (production ms) in a replay of the lab with `samples`. */
+async function cureLatencyMs(samples: NoiseSamples | null): Promise<number> {
+  const settings = await labSettings(await recordedCosts(), samples);
+  const scenario = await scenarioFor('exempt-username', settings);
+  return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
 }
 
 describe('timing noise in the simulated world', () => {
@@ -250,26 +224,14 @@ describe('timing noise in the simulated world', () => {
   });
 
   it("fires the watcher's timers a drawn recorded lateness late", async () => {
-    const costs = await recordedCosts();
-    const latency = async (samples: NoiseSamples | null) => {
-      const settings = await labSettings(costs, samples);
-      const scenario = await scenarioFor('exempt-username', settings);
-      return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
-    };
     const late = { ...QUIET, timerLatenessMs: [50] };
     // A submission waits for a poll's sleep, then its grading's: both fire 50 ms late.
-    expect(await latency(late)).toBeGreaterThanOrEqual((await latency(null)) + 50);
+    expect(await cureLatencyMs(late)).toBeGreaterThanOrEqual((await cureLatencyMs(null)) + 50);
   });
 
   it("grades upstream's way through a job: its hand-over before, its completion after", async () => {
-    const costs = await recordedCosts();
-    const latency = async (samples: NoiseSamples | null) => {
-      const settings = await labSettings(costs, samples);
-      const scenario = await scenarioFor('exempt-username', settings);
-      return (await simulateScenario(scenario, settings)).latencyP50Ms as number;
-    };
-    const quiet = await latency(QUIET);
-    const slow = await latency({ ...QUIET, handOverMs: [20], completionMs: [30] });
+    const quiet = await cureLatencyMs(QUIET);
+    const slow = await cureLatencyMs({ ...QUIET, handOverMs: [20], completionMs: [30] });
     // 50 virtual ms between a pull and its put_result: 100 production ms at the lab's 2x (more
     // where the longer cycles also move the connections' polls away from the submissions).
     expect(slow - quiet).toBeGreaterThanOrEqual(100);

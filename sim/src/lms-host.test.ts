@@ -1,23 +1,23 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { type RunQueue, SimLms, ThreadPool } from './lms-host.ts';
+import { type RunQueue, ThreadPool } from './lms-host.ts';
 import { seededRandom } from './random.ts';
-import { serviceClient, testLmsDatabase } from './testing.ts';
+import { serviceClient, testLmsDatabase, testSimLms } from './testing.ts';
 import { WholeMs, withVirtualClock } from './virtual-clock.ts';
 
-const logger = pino({ level: 'silent' });
+const _logger = pino({ level: 'silent' });
 
 describe('SimLms', () => {
   it('leaves no timer behind once a client has read its answers', async () => {
-    const { database, config } = await testLmsDatabase(1000);
+    const db = await testLmsDatabase(1000);
+    const { database } = db;
     await withVirtualClock(async (clock) => {
-      const lms = new SimLms({
-        database,
-        config,
-        costs: { model: 'workers', workers: 1, iterationNs: 250, requestMs: 10, latencyMs: 1 },
-        faults: { dropResponseRate: 0, hashSlowdown: 1 },
-        random: seededRandom(1),
-        logger,
+      const lms = testSimLms(db, {
+        model: 'workers',
+        workers: 1,
+        iterationNs: 250,
+        requestMs: 10,
+        latencyMs: 1,
       });
       const client = serviceClient(lms, 1000);
       let pulled: unknown = null;

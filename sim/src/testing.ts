@@ -1,7 +1,9 @@
 import { openDatabase, parseEnv, SEED_DEFAULTS, seed } from '@storm-lab/lms';
 import { XQueueClient } from '@storm-lab/lms-client';
 import { pino } from 'pino';
-import { freeHash, type SimLms } from './lms-host.ts';
+import { freeHash, type LmsCosts, SimLms, type SimLmsOptions } from './lms-host.ts';
+import { seededRandom } from './random.ts';
+import type { VirtualClock } from './virtual-clock.ts';
 
 /** The service account's password in {@link testLmsDatabase}. */
 const SERVICE_PASSWORD = 'xqueue-pass';
@@ -38,4 +40,36 @@ export function serviceClient(lms: SimLms, requestsTimeoutMs: number): XQueueCli
     now: Date.now,
     fetch: lms.fetchFor({ address: '10.0.0.1' }),
   });
+}
+
+/** A quiet `SimLms` over a test database: no faults, seed 1, `options` on top. */
+export function testSimLms(
+  { database, config }: Awaited<ReturnType<typeof testLmsDatabase>>,
+  costs: LmsCosts,
+  options: Partial<SimLmsOptions> = {},
+): SimLms {
+  return new SimLms({
+    database,
+    config,
+    costs,
+    faults: { dropResponseRate: 0, hashSlowdown: 1 },
+    random: seededRandom(1),
+    logger: pino({ level: 'silent' }),
+    ...options,
+  });
+}
+
+/** Moves the virtual clock until `work` settles; its value and the virtual ms it took. */
+export async function timedOn<T>(
+  clock: VirtualClock,
+  work: () => Promise<T>,
+): Promise<{ value: T; ms: number }> {
+  const started = Date.now();
+  let settled = false;
+  const running = work().finally(() => {
+    settled = true;
+  });
+  running.catch(() => undefined);
+  while (!settled) await clock.next();
+  return { value: await running, ms: Date.now() - started };
 }
