@@ -54,6 +54,26 @@ describe('a database write-locked by another connection', { timeout: 60_000 }, (
     });
   });
 
+  it("waits out another process's write lock for a staff policy change instead of answering 503", async () => {
+    const lms = await startLms({ env: { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' } });
+    cleanups.push(() => lms.stop());
+    const staff = new TestClient(urlFetcher(lms.url));
+    expect((await staff.webLogin('staff', 'staff-pass')).status).toBe(200);
+    const other = holdWriteLock(lms.databasePath);
+    const saving = staff.request('/api/admin/policy', {
+      method: 'PUT',
+      body: JSON.stringify({ settings: { exemptUsernames: ['xqueue_svc'] }, reason: 'storm' }),
+      headers: { 'content-type': 'application/json' },
+    });
+    const saved = track(saving);
+    for (let answered = 0; answered < 5; answered++) {
+      expect((await fetch(new URL('/healthz', lms.url))).status).toBe(200);
+      expect(saved.settled).toBe(false);
+    }
+    other.exec('COMMIT');
+    expect((await saving).status).toBe(200);
+  });
+
   it('answers 503 with Retry-After once the lock outlasts the deadline: the envelope on /xqueue/, detail elsewhere; put_result keeps its 409', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lms-busy-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,6 +3,7 @@ import type { PolicySettings } from '@storm-lab/session-policy';
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { dashboardStats } from '../dashboard/stats.ts';
+import { whenNotBusy } from '../db/busy-retry.ts';
 import type { LmsEnv, Services } from '../http/context.ts';
 import { requireStaff } from '../http/staff.ts';
 import type { PolicyChangeResult } from '../policy/policy-store.ts';
@@ -171,7 +172,12 @@ export function adminRoutes(services: Services) {
     if (!parsed.success) return c.json({ detail: describe(parsed.error) }, 400);
     const actor = c.get('auth')!.user.username;
     const { settings, reason: why } = parsed.data;
-    return answer(c, services.policy.update(settings, { actor, reason: why }), why, 'update');
+    // Another process may hold the write lock (a worker admitting a login): wait it out, as the
+    // logins' own writes do, instead of answering 503 at the first collision.
+    const result = await whenNotBusy(() =>
+      services.policy.update(settings, { actor, reason: why }),
+    );
+    return answer(c, result, why, 'update');
   });
 
   app.delete('/policy', async (c) => {
@@ -183,7 +189,8 @@ export function adminRoutes(services: Services) {
     if (!parsed.success) return c.json({ detail: describe(parsed.error) }, 400);
     const actor = c.get('auth')!.user.username;
     const why = parsed.data.reason;
-    return answer(c, services.policy.reset({ actor, reason: why }), why, 'reset');
+    const result = await whenNotBusy(() => services.policy.reset({ actor, reason: why }));
+    return answer(c, result, why, 'reset');
   });
 
   app.get('/stats', async (c) => {
