@@ -28,6 +28,14 @@ function holdWriteLock(path: string): Database.Database {
   return other;
 }
 
+/** The server answers /healthz five times in a row while `waiting` (a request) has no answer. */
+async function answersWhileWaiting(url: string, waiting: { settled: boolean }): Promise<void> {
+  for (let answered = 0; answered < 5; answered++) {
+    expect((await fetch(new URL('/healthz', url))).status).toBe(200);
+    expect(waiting.settled).toBe(false);
+  }
+}
+
 describe('a database write-locked by another connection', { timeout: 60_000 }, () => {
   it('keeps the server process answering while a pull waits for the lock, then serves the pull', async () => {
     const lms = await startLms({ env: { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' } });
@@ -40,10 +48,7 @@ describe('a database write-locked by another connection', { timeout: 60_000 }, (
     const pulled = track(pull);
     // The same process answers /healthz, one request after another, while the pull waits (a
     // server that waited for the lock on its event loop would answer them only after the pull).
-    for (let answered = 0; answered < 5; answered++) {
-      expect((await fetch(new URL('/healthz', lms.url))).status).toBe(200);
-      expect(pulled.settled).toBe(false);
-    }
+    await answersWhileWaiting(lms.url, pulled);
     other.exec('COMMIT');
 
     const response = await pull;
@@ -66,10 +71,7 @@ describe('a database write-locked by another connection', { timeout: 60_000 }, (
       headers: { 'content-type': 'application/json' },
     });
     const saved = track(saving);
-    for (let answered = 0; answered < 5; answered++) {
-      expect((await fetch(new URL('/healthz', lms.url))).status).toBe(200);
-      expect(saved.settled).toBe(false);
-    }
+    await answersWhileWaiting(lms.url, saved);
     other.exec('COMMIT');
     expect((await saving).status).toBe(200);
   });
