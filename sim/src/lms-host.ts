@@ -140,7 +140,7 @@ export interface RunQueue {
 }
 
 /** No other runnable threads: the cores are the pool's alone. */
-const NO_OTHERS: RunQueue = { others: [1], stepMs: 10, random: () => 0 };
+export const NO_OTHERS: RunQueue = { others: [1], stepMs: 10, random: () => 0 };
 
 /**
  * Threads on fewer cores, as libuv's pool runs Node's async PBKDF2 on Linux: up to `threads`

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { RunQueue } from './lms-host.ts';
+import { NO_OTHERS, type RunQueue } from './lms-host.ts';
 import type { Random } from './random.ts';
 import { WholeMs } from './virtual-clock.ts';
 
@@ -90,7 +90,7 @@ export interface TimingNoise {
 
 /** No timing noise: the cores for the LMS alone, jobs start at once, timers on time. */
 export const NO_NOISE: TimingNoise = {
-  runQueue: { others: [1], stepMs: 10, random: () => 0 },
+  runQueue: NO_OTHERS,
   handOverMs: () => 0,
   completionMs: () => 0,
   roundTripMs: null,

@@ -26,7 +26,7 @@ import { freeHash, type LmsFaults, SimLms } from './lms-host.ts';
 import { timingNoise } from './noise.ts';
 import { seededRandom } from './random.ts';
 import { type SimSettings, submissionTimes } from './settings.ts';
-import { sleep, type VirtualClock, withVirtualClock } from './virtual-clock.ts';
+import { drive, sleep, withVirtualClock } from './virtual-clock.ts';
 
 export const SERVICE_USERNAME = 'xqueue_svc';
 const SERVICE_PASSWORD = 'xqueue-pass';
@@ -104,17 +104,6 @@ async function watcherConfig(settings: SimSettings, scenario: Scenario, lmsUrl: 
     ...scenario.watcher,
   });
   return { env, config: await loadConfig(env) };
-}
-
-/** Runs `work` to its end, moving the virtual clock from one due timer to the next. */
-async function drive<T>(clock: VirtualClock, work: Promise<T>): Promise<T> {
-  let settled = false;
-  const watched = work.finally(() => {
-    settled = true;
-  });
-  watched.catch(() => undefined);
-  while (!settled) await clock.next();
-  return watched;
 }
 
 /**

@@ -3,7 +3,7 @@ import { XQueueClient } from '@storm-lab/lms-client';
 import { pino } from 'pino';
 import { freeHash, type LmsCosts, SimLms, type SimLmsOptions } from './lms-host.ts';
 import { seededRandom } from './random.ts';
-import type { VirtualClock } from './virtual-clock.ts';
+import { drive, type VirtualClock } from './virtual-clock.ts';
 
 /** The service account's password in {@link testLmsDatabase}. */
 const SERVICE_PASSWORD = 'xqueue-pass';
@@ -65,11 +65,6 @@ export async function timedOn<T>(
   work: () => Promise<T>,
 ): Promise<{ value: T; ms: number }> {
   const started = Date.now();
-  let settled = false;
-  const running = work().finally(() => {
-    settled = true;
-  });
-  running.catch(() => undefined);
-  while (!settled) await clock.next();
-  return { value: await running, ms: Date.now() - started };
+  const value = await drive(clock, work());
+  return { value, ms: Date.now() - started };
 }

@@ -56,6 +56,17 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Runs `work` to its end, moving the virtual clock from one due timer to the next. */
+export async function drive<T>(clock: VirtualClock, work: Promise<T>): Promise<T> {
+  let settled = false;
+  const watched = work.finally(() => {
+    settled = true;
+  });
+  watched.catch(() => undefined);
+  while (!settled) await clock.next();
+  return watched;
+}
+
 /** Waits `ms` of the virtual clock; 0 takes no timer (a timer of 0 could still last 1 ms). */
 export function pause(ms: number): Promise<void> | undefined {
   return ms > 0 ? sleep(ms) : undefined;

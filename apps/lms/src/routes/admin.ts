@@ -172,7 +172,7 @@ export function adminRoutes(services: Services) {
     if (!parsed.success) return c.json({ detail: describe(parsed.error) }, 400);
     const actor = c.get('auth')!.user.username;
     const { settings, reason: why } = parsed.data;
-    // Another process may hold the write lock (a worker admitting a login): wait it out, as the
+    // Another process may hold the write lock (another worker's write): wait it out, as the
     // logins' own writes do, instead of answering 503 at the first collision.
     const result = await whenNotBusy(() =>
       services.policy.update(settings, { actor, reason: why }),
