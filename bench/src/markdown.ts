@@ -229,7 +229,7 @@ function topologySection(figures: TopologyFigures): string[] {
 
 function simSection(figures: SimSpeedFigures[], quick: boolean): string[] {
   return [
-    `**6. Simulator speed** (\`pnpm sim --preset mit\`: ${quick ? 'its first 10 minutes, the surge moved into them (--quick)' : 'an hour of load, then the drain until all is graded or 30 minutes'}; one process on a virtual clock, no report written)`,
+    `**6. Simulator speed** (\`pnpm sim --preset mit\`, and its storm again at xqueue-watcher's code defaults, 1 s polls and timeout: ${quick ? 'its first 10 minutes, the surge moved into them (--quick)' : 'an hour of load, then the drain until all is graded or 30 minutes'}; one process on a virtual clock, no report written)`,
     '',
     row([
       'scenario',
@@ -278,6 +278,10 @@ const TARGETS: Record<string, [string, (actual: number, target: number) => boole
   ],
   simStormSpeedup: [
     "simulated s per wall s, MIT's storm (pnpm sim --preset mit)",
+    (a, t) => a >= t,
+  ],
+  simStormAtDefaultsSpeedup: [
+    "simulated s per wall s, MIT's storm at 1 s polls and timeout (--requests-timeout 1 --poll-interval 1)",
     (a, t) => a >= t,
   ],
 };

@@ -34,6 +34,7 @@ import {
   type LoadShape,
   PRODUCTION_SETTINGS,
   type SimSettings,
+  settingsNote,
   submissionsOf,
 } from './settings.ts';
 import { SIM_EPOCH_MS } from './virtual-clock.ts';
@@ -52,7 +53,9 @@ Usage:
   pnpm sim --scenario NAME        one scenario (a built-in name or a path to a .json file)
   pnpm sim --compare A,B,...      the named scenarios side by side
   pnpm sim --preset mit           MIT's incident: storm (2x2x5), their stop-gap (1x1x1) and the
-                                  cure, an hour with a deadline surge (see docs/simulation.md)
+                                  cure, an hour with a deadline surge, at MIT's deployed
+                                  REQUESTS_TIMEOUT 10, POLL_INTERVAL 10 and POLL_TIME 10, the
+                                  second queue idle (see docs/simulation.md)
   pnpm sim --faults N             N seeds (from --seed) of a 10-minute storm and cure under
                                   faults (replicas killed, an LMS restart, dropped responses,
                                   slow hashes); checks that once the faults stop every
@@ -79,23 +82,29 @@ Usage:
                                   --out (default docs/lab-runs.json): the spread --lab is
                                   checked against (see docs/lab-runs.md)
 
-Options (production values by default, uncompressed):
+Options (production values by default, uncompressed; --preset mit starts from MIT's):
   --replicas N          watcher replicas                        (default 2)
   --queues N            conf.d queue entries per replica        (default 2)
-  --connections N       CONNECTIONS per entry                   (default 2)
+  --connections N       CONNECTIONS per entry                   (default 2; MIT's 5)
   --lms-workers N       the LMS's synchronous workers           (default 4)
   --login-ms MS         one login's PBKDF2 in a worker          (default 250: 1,000,000
                         iterations at 250 ns)
   --request-ms MS       a worker's time for any request besides hashing (default 10)
-  --requests-timeout S  XQWATCHER_REQUESTS_TIMEOUT              (default 1)
+  --requests-timeout S  XQWATCHER_REQUESTS_TIMEOUT              (default 1; MIT's 10)
+  --poll-interval S     XQWATCHER_POLL_INTERVAL: a connection's sleep after an empty
+                        queue                                   (default 1; MIT's 10)
+  --poll-time S         XQWATCHER_POLL_TIME: Manager.wait's sleep between looks at its
+                        connections                             (default 10)
   --grading-seconds S   one grading                              (default 1)
   --duration S          seconds of student load                 (default 3600)
-  --drain S             longest wait for grading after the load (default 600)
-  --students N          students submitting                     (default 40)
-  --per-minute N        steady submissions per minute           (default 20)
-  --surge N             a deadline surge of N submissions       (default none)
+  --drain S             longest wait for grading after the load (default 600; MIT's
+                        1800)
+  --students N          students submitting                     (default 40; MIT's 300)
+  --per-minute N        steady submissions per minute           (default 20; MIT's 2)
+  --surge N             a deadline surge of N submissions; 0: none (default none;
+                        MIT's 1200)
   --surge-at S          seconds after the start the surge begins (default 900)
-  --surge-seconds S     how long the surge lasts                (default 600)
+  --surge-seconds S     how long the surge lasts, within --duration (default 600)
   --seed N              the run's seed                           (default 1)
   --noise FILE|none     recorded timing noise: the LMS's hashing threads share the cores
                         with the recorded run queue's other threads, each BullMQ job
@@ -138,6 +147,8 @@ const OPTIONS = {
   'login-ms': { type: 'string' },
   'request-ms': { type: 'string' },
   'requests-timeout': { type: 'string' },
+  'poll-interval': { type: 'string' },
+  'poll-time': { type: 'string' },
   'grading-seconds': { type: 'string' },
   duration: { type: 'string' },
   drain: { type: 'string' },
@@ -161,15 +172,29 @@ export function settingsOf(values: Values, base: SimSettings): SimSettings {
   const num = (name: keyof Values, fallback: number, min: number, max: number) =>
     numberFlag(name, values[name] as string | undefined, fallback, { min, max });
   const durationSeconds = num('duration', base.durationSeconds, 1, 7 * 24 * 3600);
-  const surge = values.surge
-    ? {
-        submissions: int('surge', 0, 1, 1_000_000),
-        startSeconds: num('surge-at', 900, 0, durationSeconds),
-        seconds: num('surge-seconds', 600, 1, durationSeconds),
-      }
-    : base.load.kind === 'steady'
-      ? base.load.surge
-      : null;
+  const baseSurge = base.load.kind === 'steady' ? base.load.surge : null;
+  // --surge 0: none, even where the base has one (--preset mit's).
+  const submissions = numberFlag('surge', values.surge, baseSurge?.submissions ?? 0, {
+    min: 0,
+    max: 1_000_000,
+    integer: true,
+  });
+  if (submissions === 0 && (values['surge-at'] ?? values['surge-seconds']) !== undefined) {
+    throw new UsageError('--surge-at and --surge-seconds go with a surge (--surge N)');
+  }
+  const surge =
+    submissions === 0
+      ? null
+      : {
+          submissions,
+          startSeconds: num('surge-at', baseSurge?.startSeconds ?? 900, 0, durationSeconds),
+          seconds: num('surge-seconds', baseSurge?.seconds ?? 600, 1, durationSeconds),
+        };
+  if (surge && surge.startSeconds + surge.seconds > durationSeconds) {
+    throw new UsageError(
+      `the surge (from ${surge.startSeconds} s for ${surge.seconds} s) ends after the load's ${durationSeconds} s: give --surge-at and --surge-seconds to fit, --surge 0, or a longer --duration`,
+    );
+  }
   const load: LoadShape =
     values['per-minute'] !== undefined || values.surge !== undefined || base.load.kind === 'steady'
       ? {
@@ -194,6 +219,8 @@ export function settingsOf(values: Values, base: SimSettings): SimSettings {
     iterationNs: (loginMs * 1e6) / iterations,
     requestMs: num('request-ms', base.requestMs, 0, 60_000),
     requestsTimeoutSeconds: num('requests-timeout', base.requestsTimeoutSeconds, 0.001, 3600),
+    pollIntervalSeconds: num('poll-interval', base.pollIntervalSeconds, 0.001, 3600),
+    pollTimeSeconds: num('poll-time', base.pollTimeSeconds, 0.001, 3600),
     gradingSeconds: num('grading-seconds', base.gradingSeconds, 0, 3600),
     durationSeconds,
     drainSeconds: num('drain', base.drainSeconds, 0, 7 * 24 * 3600),
@@ -266,17 +293,17 @@ export async function labSettings(
  * `--noise`: a file of recorded samples, `none`, or `undefined` when not given (the base's
  * noise, read only when needed).
  */
-async function noiseFlag(values: Values): Promise<NoiseSamples | null | undefined> {
+async function noiseFlag(values: Values, cwd: string): Promise<NoiseSamples | null | undefined> {
   if (values.noise === undefined) return undefined;
   if (values.noise === 'none') return null;
   try {
-    return samplesOf(await readLabNoise(values.noise));
+    return samplesOf(await readLabNoise(resolve(cwd, values.noise)));
   } catch (error) {
     throw new UsageError(`--noise ${values.noise}: ${(error as Error).message}`);
   }
 }
 
-async function plan(values: Values): Promise<PlannedRun[]> {
+async function plan(values: Values, cwd: string): Promise<PlannedRun[]> {
   if (values.scenario && values.compare)
     throw new UsageError('give --scenario or --compare, not both');
   if (values.preset !== undefined && values.preset !== 'mit') {
@@ -291,14 +318,14 @@ async function plan(values: Values): Promise<PlannedRun[]> {
     }
     return mitPlan({
       ...settingsOf(values, MIT_SETTINGS),
-      noise: (await noiseFlag(values)) ?? MIT_SETTINGS.noise,
+      noise: (await noiseFlag(values, cwd)) ?? MIT_SETTINGS.noise,
     });
   }
   if (values['recorded-costs'] && !values.lab) {
     throw new UsageError('--recorded-costs goes with --lab');
   }
   const costs = values['recorded-costs'] ? (await readLabRuns()).costs : undefined;
-  const noise = await noiseFlag(values);
+  const noise = await noiseFlag(values, cwd);
   const base = values.lab ? await labSettings(costs, noise) : PRODUCTION_SETTINGS;
   const settings = { ...settingsOf(values, base), noise: noise ?? base.noise };
   return comparisonOf(scenarioNamesOf(values, DEFAULT_COMPARISON), settings);
@@ -342,7 +369,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   if (values.noise !== undefined && (values.faults !== undefined || values.map)) {
     throw new UsageError('--noise is not offered with --faults or --map (they run without noise)');
   }
-  const runs = await plan(values);
+  const runs = await plan(values, io.cwd);
   if (values.faults !== undefined) return runFaults(values, io);
   if (values.map) return runMap(values, io);
   const figures: ScenarioFigures[] = [];
@@ -360,7 +387,16 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   const settings = first.settings;
   const report = buildReport(figures, {
     compression: settings.compression,
-    compressionNote: `${compressionNote(settings.compression, settings.durationSeconds / settings.compression, settings.gradingSeconds, hashShareOf(settings))} Simulated on a virtual clock, seed ${settings.seed}.`,
+    compressionNote: `${
+      settings.compression === 1
+        ? settingsNote(settings)
+        : compressionNote(
+            settings.compression,
+            settings.durationSeconds / settings.compression,
+            settings.gradingSeconds,
+            hashShareOf(settings),
+          )
+    } Simulated on a virtual clock, seed ${settings.seed}.`,
     cpus: cpus().length,
     run: {
       replicas: settings.replicas,

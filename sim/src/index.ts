@@ -1,3 +1,10 @@
-export { comparisonOf, MIT_SETTINGS, mitPlan, type PlannedRun, scenarioFor } from './presets.ts';
+export {
+  comparisonOf,
+  MIT_AT_CODE_DEFAULTS,
+  MIT_SETTINGS,
+  mitPlan,
+  type PlannedRun,
+  scenarioFor,
+} from './presets.ts';
 export { simulateScenario } from './run.ts';
 export { PRODUCTION_SETTINGS, type SimSettings } from './settings.ts';

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { capturedIo } from '@storm-lab/cli-kit';
@@ -252,7 +252,7 @@ describe('timing noise in the simulated world', () => {
     expect(await run(2, null)).toBe(await run(1, null));
   });
 
-  it('--noise FILE: byte-identical report.json for one seed, another for another seed', async () => {
+  it("--noise FILE (from the caller's directory): byte-identical report.json for one seed, another for another seed", async () => {
     const args = [
       '--scenario',
       'storm-hardened-watcher',
@@ -261,10 +261,11 @@ describe('timing noise in the simulated world', () => {
       '--drain',
       '10',
       '--noise',
-      LAB_NOISE_FILE,
+      'noise.json',
     ];
     const report = async (seed: number) => {
       const dir = await tempDir();
+      await copyFile(LAB_NOISE_FILE, join(dir, 'noise.json'));
       const result = await cli([...args, '--seed', String(seed), '--out', dir], dir);
       expect(result.code, result.stderr).toBe(0);
       return readFile(join(dir, 'report.json'), 'utf8');

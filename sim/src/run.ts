@@ -56,12 +56,22 @@ export interface World {
   settings: SimSettings;
 }
 
-/** The queue names a run's students submit to, and the names each conf.d entry watches. */
-export function queueNamesOf(settings: Pick<SimSettings, 'queues' | 'sameQueue'>) {
+/**
+ * The names each conf.d entry watches, the queues the LMS has (one per name), and those the
+ * students submit to.
+ */
+export function queueNamesOf(
+  settings: Pick<SimSettings, 'queues' | 'sameQueue' | 'studentQueues'>,
+) {
   const entries = Array.from({ length: settings.queues }, (_, index) =>
     settings.sameQueue ? 'queue-1' : `queue-${index + 1}`,
   );
-  return { entries, queues: [...new Set(entries)] };
+  const queues = [...new Set(entries)];
+  return {
+    entries,
+    queues,
+    submittedTo: settings.studentQueues === 'first' ? [queues[0]!] : queues,
+  };
 }
 
 function lmsConfig(settings: SimSettings, scenario: Scenario): LmsConfig {
@@ -143,7 +153,7 @@ async function runWorld(
     acceptedResults.set(id, keys);
   };
   const logger = pino({ level: 'silent' });
-  const { queues } = queueNamesOf(settings);
+  const { queues, submittedTo } = queueNamesOf(settings);
   const database = openDatabase({ path: ':memory:', synchronous: 'normal' });
   const config = lmsConfig(settings, scenario);
   await seed(
@@ -202,7 +212,7 @@ async function runWorld(
   const studentFetch = lms.fetchFor({ address: '127.0.0.1' });
   const load = new StudentLoad({
     lmsUrl: lms.baseUrl,
-    queues,
+    queues: submittedTo,
     students: settings.students,
     studentPassword: STUDENT_PASSWORD,
     answerFor,

@@ -23,6 +23,12 @@ export interface SimSettings {
    */
   sameQueue: boolean;
   /**
+   * Which queues students submit to: `all` of the entries' queues in turn, or only the
+   * `first` (MIT's second queue, mitx-686xgrader, had no course using it: its connections
+   * polled an empty queue, and logged in as often as the others).
+   */
+  studentQueues: 'all' | 'first';
+  /**
    * The LMS's login throttle (this project's, `LOGIN_THROTTLE_FAILURES` 10): off in production
    * mode, as edx-submissions' xqueue login has none; on with `--lab`, as `pnpm storm` runs it.
    */
@@ -97,6 +103,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   queues: 2,
   connections: 2,
   sameQueue: false,
+  studentQueues: 'all',
   loginThrottle: false,
   lmsModel: 'workers',
   lmsWorkers: 4,
@@ -161,4 +168,43 @@ export function submissionTimes(
 export function submissionsOf(load: LoadShape, durationSeconds: number): number {
   if (load.kind === 'even') return load.submissions;
   return Math.floor((load.perMinute * durationSeconds) / 60) + (load.surge?.submissions ?? 0);
+}
+
+/** Seconds for people: 250 ms, 1 s, 5 min. */
+function seconds(value: number): string {
+  if (value >= 120 && value % 60 === 0) return `${value / 60} min`;
+  if (value >= 1) return `${+value.toFixed(2)} s`;
+  return `${+(value * 1000).toFixed(1)} ms`;
+}
+
+/**
+ * The times and costs an uncompressed run used, for its report: what the storm runner's
+ * compression note says of a lab run, said of the simulator's own settings.
+ *
+ * @example
+ * settingsNote(PRODUCTION_SETTINGS);
+ * // "none (1x), production's times as simulated: PBKDF2 1,000,000 iterations at 250 ns (a 250 ms login), ..."
+ */
+export function settingsNote(settings: SimSettings): string {
+  const loginMs = (settings.iterations * settings.iterationNs) / 1e6;
+  const grading = settings.gradingSeconds === 0 ? 'instant' : seconds(settings.gradingSeconds);
+  return (
+    "none (1x), production's times as simulated: " +
+    `PBKDF2 ${settings.iterations.toLocaleString('en-US')} iterations at ${settings.iterationNs} ns ` +
+    `(a ${+loginMs.toFixed(1)} ms login), ${settings.lmsWorkers} LMS workers, ` +
+    `${settings.requestMs} ms per request, ${settings.latencyMs} ms latency each way; ` +
+    `REQUESTS_TIMEOUT ${seconds(settings.requestsTimeoutSeconds)}, ` +
+    `POLL_INTERVAL ${seconds(settings.pollIntervalSeconds)}, ` +
+    `LOGIN_POLL_INTERVAL ${seconds(settings.loginPollIntervalSeconds)}, ` +
+    `POLL_TIME ${seconds(settings.pollTimeSeconds)}, XQUEUE_LOCK_SECONDS ${settings.lockSeconds}, ` +
+    `replica restart backoff ${seconds(settings.restartBackoffBaseSeconds)} doubling to ` +
+    `${seconds(settings.restartBackoffMaxSeconds)}, one grading ${grading}; ` +
+    `${settings.durationSeconds} s of load. Students log in before the fleet starts; the ` +
+    (settings.oneByOne
+      ? "replicas start one after another (each once the previous one's connections logged in)"
+      : "replicas start together, as a Deployment's pods do") +
+    (settings.studentQueues === 'first' && settings.queues > 1 && !settings.sameQueue
+      ? '; students submit to the first queue only, the others idle.'
+      : '.')
+  );
 }

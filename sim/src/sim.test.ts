@@ -52,6 +52,39 @@ describe('pnpm sim', () => {
     expect(preset.stderr).toContain('--preset must be "mit"');
   });
 
+  it("runs MIT's preset at MIT's deployed settings, and says in the report which times it ran with", async () => {
+    const mit = await cli(['--preset', 'mit', '--duration', '60', '--surge', '0', '--drain', '0']);
+    expect(mit.code).toBe(0);
+    const note = async (dir: string) =>
+      (JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as { compressionNote: string })
+        .compressionNote;
+    expect(await note(mit.dir)).toContain(
+      'REQUESTS_TIMEOUT 10 s, POLL_INTERVAL 10 s, LOGIN_POLL_INTERVAL 5 s, POLL_TIME 10 s',
+    );
+    expect(await note(mit.dir)).toContain('students submit to the first queue only');
+    const own = await cli([
+      '--scenario',
+      'exempt-username',
+      '--duration',
+      '30',
+      '--drain',
+      '0',
+      '--requests-timeout',
+      '7',
+      '--poll-interval',
+      '3',
+      '--lms-workers',
+      '6',
+    ]);
+    expect(await note(own.dir)).toMatch(/6 LMS workers.*REQUESTS_TIMEOUT 7 s, POLL_INTERVAL 3 s/);
+  });
+
+  it('refuses a surge that does not fit in the load', async () => {
+    const result = await cli(['--preset', 'mit', '--duration', '600']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("the surge (from 900 s for 600 s) ends after the load's 600 s");
+  });
+
   it('prints its help', async () => {
     const result = await cli(['--help']);
     expect(result.code).toBe(0);
@@ -77,6 +110,26 @@ describe('the simulated world', () => {
     expect(cure.wrongScores).toBe(0);
     expect(cure.personSingleSession).toBe(true);
     expect(cure.verdict).toBe('HEALTHY');
+  });
+
+  // MIT's deployment: its second queue (mitx-686xgrader) had no course using it, and its
+  // connections polled it, logging in as the others did.
+  it('grades with students on the first queue only, the idle queue watched and its connections logged in', async () => {
+    const settings: SimSettings = { ...SHORT, studentQueues: 'first' };
+    let perQueue: unknown[] = [];
+    const cure = await simulateScenario(await scenarioFor('exempt-username', settings), settings, {
+      atEnd: ({ database }) => {
+        perQueue = database.sqlite
+          .prepare('select queue_name as queue, count(*) as n from submissions group by 1')
+          .all();
+      },
+    });
+    expect(cure.submitted).toBeGreaterThan(0);
+    expect(perQueue).toEqual([{ queue: 'queue-1', n: cure.submitted }]);
+    // One login per connection: queue-2's connections too.
+    expect(cure.totalConnections).toBe(8);
+    expect(cure.logins).toBe(cure.totalConnections);
+    expect(cure.graded).toBe(cure.submitted);
   });
 
   // The watcher's addGradeJob: a hardened job that failed for good (its result refused twice,
