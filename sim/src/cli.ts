@@ -95,6 +95,9 @@ Options (production values by default, uncompressed; --preset mit starts from MI
                         queue                                   (default 1; MIT's 10)
   --poll-time S         XQWATCHER_POLL_TIME: Manager.wait's sleep between looks at its
                         connections                             (default 10)
+  --latency-jitter F    each network leg's latency drawn uniformly from 1 ms x (1 +/- F)
+                        (default 0.5; 0: every leg exactly 1 ms, the connections in
+                        lockstep; --lab draws recorded round trips instead)
   --grading-seconds S   one grading                              (default 1)
   --duration S          seconds of student load                 (default 3600)
   --drain S             longest wait for grading after the load (default 600; MIT's
@@ -149,6 +152,7 @@ const OPTIONS = {
   'requests-timeout': { type: 'string' },
   'poll-interval': { type: 'string' },
   'poll-time': { type: 'string' },
+  'latency-jitter': { type: 'string' },
   'grading-seconds': { type: 'string' },
   duration: { type: 'string' },
   drain: { type: 'string' },
@@ -221,6 +225,7 @@ export function settingsOf(values: Values, base: SimSettings): SimSettings {
     requestsTimeoutSeconds: num('requests-timeout', base.requestsTimeoutSeconds, 0.001, 3600),
     pollIntervalSeconds: num('poll-interval', base.pollIntervalSeconds, 0.001, 3600),
     pollTimeSeconds: num('poll-time', base.pollTimeSeconds, 0.001, 3600),
+    latencyJitter: num('latency-jitter', base.latencyJitter, 0, 1),
     gradingSeconds: num('grading-seconds', base.gradingSeconds, 0, 3600),
     durationSeconds,
     drainSeconds: num('drain', base.drainSeconds, 0, 7 * 24 * 3600),
@@ -277,6 +282,7 @@ export async function labSettings(
     iterationNs: costs.iterationNs,
     requestMs: costs.requestMs,
     latencyMs: 0.05,
+    latencyJitter: 0,
     replicaStartupSeconds: 1,
     oneByOne: true,
     students: 4,

@@ -2,12 +2,40 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { type RunQueue, ThreadPool } from './lms-host.ts';
 import { seededRandom } from './random.ts';
-import { serviceClient, testLmsDatabase, testSimLms } from './testing.ts';
+import { serviceClient, testLmsDatabase, testSimLms, timedOn } from './testing.ts';
 import { WholeMs, withVirtualClock } from './virtual-clock.ts';
 
 const _logger = pino({ level: 'silent' });
 
 describe('SimLms', () => {
+  it('draws each leg of a request from latencyMs +/- latencyJitter, or takes exactly latencyMs', async () => {
+    const db = await testLmsDatabase(1000);
+    const roundTrips = (latencyJitter: number) =>
+      withVirtualClock(async (clock) => {
+        const costs = { model: 'workers' as const, workers: 4, iterationNs: 1, requestMs: 0 };
+        const lms = testSimLms(db, { ...costs, latencyMs: 10, latencyJitter });
+        const fetch = lms.fetchFor({ address: '10.0.0.1' });
+        const took: number[] = [];
+        for (let index = 0; index < 200; index++) {
+          const { value, ms } = await timedOn(clock, () => fetch(`${lms.baseUrl}/healthz`, {}));
+          expect(value.status).toBe(200);
+          took.push(ms);
+        }
+        return took;
+      });
+    const exact = await roundTrips(0);
+    expect(new Set(exact)).toEqual(new Set([20]));
+    const jittered = await roundTrips(0.5);
+    // Two legs of 5 to 15 ms each, whole milliseconds as they add up.
+    expect(Math.min(...jittered)).toBeGreaterThanOrEqual(10);
+    expect(Math.max(...jittered)).toBeLessThanOrEqual(30);
+    expect(new Set(jittered).size).toBeGreaterThan(10);
+    const mean = jittered.reduce((sum, ms) => sum + ms, 0) / jittered.length;
+    expect(mean).toBeGreaterThan(19);
+    expect(mean).toBeLessThan(21);
+    db.database.close();
+  });
+
   it('leaves no timer behind once a client has read its answers', async () => {
     const db = await testLmsDatabase(1000);
     const { database } = db;

@@ -33,8 +33,14 @@ export interface LmsCosts {
   iterationNs: number;
   /** Service time of any request besides its password hashing, in milliseconds. */
   requestMs: number;
-  /** One-way network latency between any client and the LMS, in milliseconds. */
+  /** One-way network latency between any client and the LMS, in milliseconds (the mean). */
   latencyMs: number;
+  /**
+   * How far each leg's latency strays from `latencyMs`, as a fraction: each leg draws it
+   * uniformly from `latencyMs x (1 +/- latencyJitter)`. 0: every leg takes exactly `latencyMs`,
+   * so equal costs keep clients in lockstep (see docs/simulation.md). Default 0.
+   */
+  latencyJitter?: number;
 }
 
 /** Faults the fault runs switch on and off while the world runs. */
@@ -342,7 +348,8 @@ export interface SimLmsOptions {
  * The LMS as `createApp` builds it, behind W synchronous workers and a network, called in
  * process. A request waits for a free worker (the accept queue), holds it for its service time
  * (`requestMs`, plus its PBKDF2 when it checks a password), and it and its answer each take
- * `latencyMs` on the wire (or half a drawn round trip, see `roundTripMs`). A client that gives up (its timeout) does not stop the request: it still runs to its
+ * about `latencyMs` on the wire (`latencyJitter`; or half a drawn round trip, see
+ * `roundTripMs`). A client that gives up (its timeout) does not stop the request: it still runs to its
  * end at the LMS, as a login a gunicorn worker has accepted does, and still evicts.
  */
 export class SimLms {
@@ -477,8 +484,14 @@ export class SimLms {
 
   private async serve(host: SimHost, url: string, init: RequestInit): Promise<Response | null> {
     const { costs, faults, random, roundTripMs } = this.options;
-    const legMs = roundTripMs ? Math.max(0, roundTripMs() - costs.requestMs) / 2 : costs.latencyMs;
-    await pause(this.latency.next(legMs));
+    const jitter = costs.latencyJitter ?? 0;
+    const legMs = roundTripMs
+      ? () => Math.max(0, roundTripMs() - costs.requestMs) / 2
+      : () => costs.latencyMs * (jitter > 0 ? 1 + jitter * (2 * random() - 1) : 1);
+    // A recorded round trip is drawn once and split; a jittered latency is drawn per leg.
+    const there = legMs();
+    const back = roundTripMs ? there : null;
+    await pause(this.latency.next(there));
     if (this.down) throw connectionRefused();
     const app = this.app;
     const request = { url, init, remoteAddress: host.address };
@@ -490,7 +503,7 @@ export class SimLms {
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
-    await pause(this.latency.next(legMs));
+    await pause(this.latency.next(back ?? legMs()));
     return responseOf(answer);
   }
 }

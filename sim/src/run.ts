@@ -181,6 +181,7 @@ async function runWorld(
       iterationNs: settings.iterationNs,
       requestMs: settings.requestMs,
       latencyMs: settings.latencyMs,
+      latencyJitter: settings.latencyJitter,
     },
     faults,
     random: random.fork('network'),

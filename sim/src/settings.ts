@@ -48,8 +48,15 @@ export interface SimSettings {
   iterationNs: number;
   /** An LMS worker's time for any request besides hashing, in ms. */
   requestMs: number;
-  /** One-way network latency, in ms. */
+  /** One-way network latency, in ms: the mean of each leg's. */
   latencyMs: number;
+  /**
+   * Each leg's latency is drawn uniformly from `latencyMs x (1 +/- latencyJitter)`. Production:
+   * 0.5, as no network answers in the same time twice; without it, equal costs keep the
+   * connections in lockstep and one can lose every race for the session (docs/simulation.md).
+   * `--lab` replays draw recorded round trips instead, and `--lab --noise none` none: 0.
+   */
+  latencyJitter: number;
   requestsTimeoutSeconds: number;
   pollIntervalSeconds: number;
   loginPollIntervalSeconds: number;
@@ -112,6 +119,7 @@ export const PRODUCTION_SETTINGS: SimSettings = {
   iterationNs: DEFAULT_ITERATION_NS,
   requestMs: 10,
   latencyMs: 1,
+  latencyJitter: 0.5,
   requestsTimeoutSeconds: 1,
   pollIntervalSeconds: 1,
   loginPollIntervalSeconds: 5,
@@ -192,7 +200,8 @@ export function settingsNote(settings: SimSettings): string {
     "none (1x), production's times as simulated: " +
     `PBKDF2 ${settings.iterations.toLocaleString('en-US')} iterations at ${settings.iterationNs} ns ` +
     `(a ${+loginMs.toFixed(1)} ms login), ${settings.lmsWorkers} LMS workers, ` +
-    `${settings.requestMs} ms per request, ${settings.latencyMs} ms latency each way; ` +
+    `${settings.requestMs} ms per request, ${settings.latencyMs} ms latency each way` +
+    (settings.latencyJitter > 0 ? ` (+/- ${settings.latencyJitter * 100}%, uniformly); ` : '; ') +
     `REQUESTS_TIMEOUT ${seconds(settings.requestsTimeoutSeconds)}, ` +
     `POLL_INTERVAL ${seconds(settings.pollIntervalSeconds)}, ` +
     `LOGIN_POLL_INTERVAL ${seconds(settings.loginPollIntervalSeconds)}, ` +
