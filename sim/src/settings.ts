@@ -19,7 +19,8 @@ export interface SimSettings {
   connections: number;
   /**
    * Every entry names the same xqueue queue (`queue-1`), as a config that repeats one queue in a
-   * second conf.d file to add connections (MIT's); otherwise entry i watches `queue-i`.
+   * second conf.d file to add connections (the regime map's fleets); otherwise entry i watches
+   * `queue-i`.
    */
   sameQueue: boolean;
   /**
