@@ -484,14 +484,9 @@ export class SimLms {
 
   private async serve(host: SimHost, url: string, init: RequestInit): Promise<Response | null> {
     const { costs, faults, random, roundTripMs } = this.options;
-    const jitter = costs.latencyJitter ?? 0;
-    const legMs = roundTripMs
-      ? () => Math.max(0, roundTripMs() - costs.requestMs) / 2
-      : () => costs.latencyMs * (jitter > 0 ? 1 + jitter * (2 * random() - 1) : 1);
-    // A recorded round trip is drawn once and split; a jittered latency is drawn per leg.
-    const there = legMs();
-    const back = roundTripMs ? there : null;
-    await pause(this.latency.next(there));
+    // A recorded round trip is drawn once and split; otherwise each leg draws its own latency.
+    const half = roundTripMs ? Math.max(0, roundTripMs() - costs.requestMs) / 2 : null;
+    await pause(this.latency.next(half ?? this.oneWayMs()));
     if (this.down) throw connectionRefused();
     const app = this.app;
     const request = { url, init, remoteAddress: host.address };
@@ -503,7 +498,14 @@ export class SimLms {
     // Restarted meanwhile: the process that held the connection is gone, and its answer too.
     if (app !== this.app || this.down) throw connectionRefused();
     if (faults.dropResponseRate > 0 && random() < faults.dropResponseRate) return null;
-    await pause(this.latency.next(back ?? legMs()));
+    await pause(this.latency.next(half ?? this.oneWayMs()));
     return responseOf(answer);
+  }
+
+  /** One leg's latency: `latencyMs`, or drawn within `latencyJitter` of it. */
+  private oneWayMs(): number {
+    const { latencyMs, latencyJitter = 0 } = this.options.costs;
+    if (latencyJitter === 0) return latencyMs;
+    return latencyMs * (1 + latencyJitter * (2 * this.options.random() - 1));
   }
 }
