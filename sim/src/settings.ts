@@ -1,3 +1,4 @@
+import { duration } from '@storm-lab/storm';
 import type { NoiseSamples } from './noise.ts';
 import type { Random } from './random.ts';
 
@@ -179,13 +180,6 @@ export function submissionsOf(load: LoadShape, durationSeconds: number): number 
   return Math.floor((load.perMinute * durationSeconds) / 60) + (load.surge?.submissions ?? 0);
 }
 
-/** Seconds for people: 250 ms, 1 s, 5 min. */
-function seconds(value: number): string {
-  if (value >= 120 && value % 60 === 0) return `${value / 60} min`;
-  if (value >= 1) return `${+value.toFixed(2)} s`;
-  return `${+(value * 1000).toFixed(1)} ms`;
-}
-
 /**
  * The times and costs an uncompressed run used, for its report: what the storm runner's
  * compression note says of a lab run, said of the simulator's own settings.
@@ -196,19 +190,19 @@ function seconds(value: number): string {
  */
 export function settingsNote(settings: SimSettings): string {
   const loginMs = (settings.iterations * settings.iterationNs) / 1e6;
-  const grading = settings.gradingSeconds === 0 ? 'instant' : seconds(settings.gradingSeconds);
+  const grading = settings.gradingSeconds === 0 ? 'instant' : duration(settings.gradingSeconds);
   return (
     "none (1x), production's times as simulated: " +
     `PBKDF2 ${settings.iterations.toLocaleString('en-US')} iterations at ${settings.iterationNs} ns ` +
     `(a ${+loginMs.toFixed(1)} ms login), ${settings.lmsWorkers} LMS workers, ` +
     `${settings.requestMs} ms per request, ${settings.latencyMs} ms latency each way` +
     (settings.latencyJitter > 0 ? ` (+/- ${settings.latencyJitter * 100}%, uniformly); ` : '; ') +
-    `REQUESTS_TIMEOUT ${seconds(settings.requestsTimeoutSeconds)}, ` +
-    `POLL_INTERVAL ${seconds(settings.pollIntervalSeconds)}, ` +
-    `LOGIN_POLL_INTERVAL ${seconds(settings.loginPollIntervalSeconds)}, ` +
-    `POLL_TIME ${seconds(settings.pollTimeSeconds)}, XQUEUE_LOCK_SECONDS ${settings.lockSeconds}, ` +
-    `replica restart backoff ${seconds(settings.restartBackoffBaseSeconds)} doubling to ` +
-    `${seconds(settings.restartBackoffMaxSeconds)}, one grading ${grading}; ` +
+    `REQUESTS_TIMEOUT ${duration(settings.requestsTimeoutSeconds)}, ` +
+    `POLL_INTERVAL ${duration(settings.pollIntervalSeconds)}, ` +
+    `LOGIN_POLL_INTERVAL ${duration(settings.loginPollIntervalSeconds)}, ` +
+    `POLL_TIME ${duration(settings.pollTimeSeconds)}, XQUEUE_LOCK_SECONDS ${settings.lockSeconds}, ` +
+    `replica restart backoff ${duration(settings.restartBackoffBaseSeconds)} doubling to ` +
+    `${duration(settings.restartBackoffMaxSeconds)}, one grading ${grading}; ` +
     `${settings.durationSeconds} s of load. Students log in before the fleet starts; the ` +
     (settings.oneByOne
       ? "replicas start one after another (each once the previous one's connections logged in)"

@@ -83,7 +83,7 @@ export function compress(
 }
 
 /** A duration for people: 200 ms, 2 s, 5 min. */
-function duration(seconds: number): string {
+export function duration(seconds: number): string {
   if (seconds >= 120) return `${+(seconds / 60).toFixed(1)} min`;
   if (seconds >= 1) return `${+seconds.toFixed(2)} s`;
   return `${+(seconds * 1000).toFixed(1)} ms`;

@@ -3,7 +3,7 @@
 
 export { scenarioNamesOf } from './cli/run-flags.ts';
 export type { CompressedTimes } from './compression.ts';
-export { burstShare, compress, compressionNote, PRODUCTION } from './compression.ts';
+export { burstShare, compress, compressionNote, duration, PRODUCTION } from './compression.ts';
 export type { ScenarioFigures, Verdict } from './figures.ts';
 export { percentile, perHour, perMinute, VERDICT_RULE, verdictOf } from './figures.ts';
 export type { RunShape, StormReport } from './report.ts';
