@@ -36,13 +36,22 @@ async function answersWhileWaiting(url: string, waiting: { settled: boolean }): 
   }
 }
 
+/** A fresh LMS, a client logged in by `logIn`, and another connection holding the write lock. */
+async function lockedAfterLogin(logIn: (client: TestClient) => Promise<Response>) {
+  const lms = await startLms({ env: { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' } });
+  cleanups.push(() => lms.stop());
+  const client = new TestClient(urlFetcher(lms.url));
+  expect((await logIn(client)).status).toBe(200);
+  return { lms, client, other: holdWriteLock(lms.databasePath) };
+}
+
 describe('a database write-locked by another connection', { timeout: 60_000 }, () => {
   it('keeps the server process answering while a pull waits for the lock, then serves the pull', async () => {
-    const lms = await startLms({ env: { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' } });
-    cleanups.push(() => lms.stop());
-    const grader = new TestClient(urlFetcher(lms.url));
-    expect((await grader.xqueueLogin('xqueue_svc', 'xqueue-pass')).status).toBe(200);
-    const other = holdWriteLock(lms.databasePath);
+    const {
+      lms,
+      client: grader,
+      other,
+    } = await lockedAfterLogin((client) => client.xqueueLogin('xqueue_svc', 'xqueue-pass'));
 
     const pull = grader.get(PULL);
     const pulled = track(pull);
@@ -60,11 +69,11 @@ describe('a database write-locked by another connection', { timeout: 60_000 }, (
   });
 
   it("waits out another process's write lock for a staff policy change instead of answering 503", async () => {
-    const lms = await startLms({ env: { PASSWORD_HASH_ITERATIONS: '1000', LOG_LEVEL: 'warn' } });
-    cleanups.push(() => lms.stop());
-    const staff = new TestClient(urlFetcher(lms.url));
-    expect((await staff.webLogin('staff', 'staff-pass')).status).toBe(200);
-    const other = holdWriteLock(lms.databasePath);
+    const {
+      lms,
+      client: staff,
+      other,
+    } = await lockedAfterLogin((client) => client.webLogin('staff', 'staff-pass'));
     const saving = staff.request('/api/admin/policy', {
       method: 'PUT',
       body: JSON.stringify({ settings: { exemptUsernames: ['xqueue_svc'] }, reason: 'storm' }),
